@@ -1,0 +1,701 @@
+/*
+ * rpc_server.c - the server half of the RPC layer.
+ *
+ * Threads: one completion queue per thread; every registered method keeps
+ * REQUESTS_PER_QUEUE calls requested on every queue, so an incoming call is
+ * picked up by whichever thread owns the queue it lands on.
+ *
+ * A call's life: a request tag completes -> the call is checked (token),
+ * decoded and handed to its handler, which owns it until it answers. Every
+ * pending gRPC batch holds a reference on the call, and so does the handler
+ * until it answers; the last reference frees it. RECV_CLOSE_ON_SERVER stays
+ * pending for the whole call so a client's cancel or deadline is seen.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rpc_internal.h"
+
+#define REQUESTS_PER_QUEUE 8
+#define DEFAULT_THREADS 2
+
+typedef struct method_entry {
+    const ProtobufCServiceDescriptor *service;
+    const ProtobufCMethodDescriptor *desc;
+    lm_rpc_kind kind;
+    lm_rpc_handler_fn handler; /* NULL: answers UNIMPLEMENTED */
+    void *ctx;
+    char *path;
+    void *registered; /* gRPC's handle */
+} method_entry;
+
+typedef struct server_thread {
+    lm_rpc_server *srv;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+} server_thread;
+
+struct lm_rpc_server {
+    char *addr;
+    char *auth_value; /* "Bearer <token>", or NULL when there is no token */
+    size_t max_message_bytes;
+    lm_rpc_tls tls;
+    char *tls_strings[3];
+    grpc_server *server;
+    server_thread *threads;
+    int nthreads;
+    method_entry *methods;
+    size_t nmethods;
+    int port;
+    bool started;
+    bool stopped;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stopping; /* no new requests are posted */
+    bool shutdown_done;
+    long live_handlers; /* calls handed to handlers and not yet answered */
+    lm_rpc_tag shutdown_tag;
+};
+
+struct lm_rpc_call {
+    lm_rpc_tag request_tag;
+    lm_rpc_tag close_tag;
+    lm_rpc_tag send_tag;
+    lm_rpc_tag recv_tag;
+    lm_rpc_server *srv;
+    method_entry *method; /* NULL for calls to unknown methods */
+    server_thread *thread;
+
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array metadata;
+    grpc_byte_buffer *payload;  /* request payload, then each client-stream message */
+    grpc_call_details details;  /* unknown methods only */
+    grpc_byte_buffer *send_buf; /* in flight in the send batch */
+    grpc_slice status_details;
+    int cancelled;
+    char *peer;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cancel_done;
+    pthread_t cancel_thread; /* runs on_cancel while cancel_running */
+    bool cancel_running;
+    int refs;
+    bool answered;      /* the handler has given the call back */
+    bool sent_metadata; /* initial metadata went out */
+    bool closed;        /* RECV_CLOSE_ON_SERVER completed */
+
+    ProtobufCMessage *request;
+    void *data;
+    void (*data_free)(void *);
+    void (*on_cancel)(lm_rpc_call *, void *);
+    void *on_cancel_arg;
+
+    lm_rpc_pull_fn pull;
+    void *stream_state;
+    void (*stream_state_free)(void *);
+    grpc_byte_buffer *stream_msg; /* written by the current pull */
+    lumen_status stream_status;   /* how the stream ends */
+    bool stream_ended;
+};
+
+static void post_request(lm_rpc_server *srv, server_thread *t, method_entry *m);
+
+/* ---------------------------------------------------------- call lifetime */
+
+static void call_ref(lm_rpc_call *c) {
+    pthread_mutex_lock(&c->mu);
+    c->refs++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void call_free(lm_rpc_call *c) {
+    if (c->call != NULL) grpc_call_unref(c->call);
+    grpc_metadata_array_destroy(&c->metadata);
+    if (c->payload != NULL) grpc_byte_buffer_destroy(c->payload);
+    if (c->send_buf != NULL) grpc_byte_buffer_destroy(c->send_buf);
+    if (c->method == NULL) grpc_call_details_destroy(&c->details);
+    grpc_slice_unref(c->status_details);
+    lm_rpc_message_free(c->request);
+    if (c->data_free != NULL) c->data_free(c->data);
+    if (c->peer != NULL) gpr_free(c->peer);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cancel_done);
+    free(c);
+}
+
+static void call_unref(lm_rpc_call *c) {
+    pthread_mutex_lock(&c->mu);
+    int left = --c->refs;
+    pthread_mutex_unlock(&c->mu);
+    if (left == 0) call_free(c);
+}
+
+/* Starts a batch that holds a reference until its tag completes. */
+static bool start_batch(lm_rpc_call *c, const grpc_op *ops, size_t n, lm_rpc_tag *tag) {
+    call_ref(c);
+    grpc_call_error err = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+    if (err != GRPC_CALL_OK) {
+        lm_error("rpc: start_batch on %s failed: %d", c->method ? c->method->path : "?", (int)err);
+        call_unref(c);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The handler's part ends: true the first time only. An answer from another
+ * thread waits for a running on_cancel to return, so on_cancel never sees
+ * the handler's state freed under it.
+ */
+static bool take_answer(lm_rpc_call *c, bool quiet) {
+    pthread_mutex_lock(&c->mu);
+    while (c->cancel_running && !pthread_equal(c->cancel_thread, pthread_self()))
+        pthread_cond_wait(&c->cancel_done, &c->mu);
+    bool first = !c->answered;
+    c->answered = true;
+    pthread_mutex_unlock(&c->mu);
+    if (!first && !quiet) lm_error("rpc: call %s answered twice", c->method ? c->method->path : "?");
+    return first;
+}
+
+/*
+ * The handler gave the call back and its last batch is started. Shutdown
+ * waits for every handler to get here before it closes the queues, so a
+ * deferred answer never lands on a queue that is gone.
+ */
+static void handler_done(lm_rpc_call *c) {
+    lm_rpc_server *srv = c->srv;
+    call_unref(c);
+    pthread_mutex_lock(&srv->mu);
+    if (--srv->live_handlers == 0) pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* ------------------------------------------------------------- answering */
+
+static size_t add_initial_metadata(lm_rpc_call *c, grpc_op *op) {
+    if (c->sent_metadata) return 0;
+    c->sent_metadata = true;
+    memset(op, 0, sizeof *op);
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    return 1;
+}
+
+static void on_sent(lm_rpc_tag *tag, bool ok);
+
+/* One send batch: [initial metadata] [message] [status]; takes msg. */
+static void send(lm_rpc_call *c, grpc_byte_buffer *msg, lumen_code code, const char *details,
+                 bool with_status) {
+    grpc_op ops[3];
+    size_t n = add_initial_metadata(c, &ops[0]);
+    if (msg != NULL) {
+        c->send_buf = msg;
+        memset(&ops[n], 0, sizeof ops[n]);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->send_buf;
+        n++;
+    }
+    if (with_status) {
+        grpc_slice_unref(c->status_details);
+        c->status_details = grpc_slice_from_copied_string(details ? details : "");
+        memset(&ops[n], 0, sizeof ops[n]);
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+        ops[n].data.send_status_from_server.status_details = details ? &c->status_details : NULL;
+        n++;
+    }
+    if (!start_batch(c, ops, n, &c->send_tag)) on_sent(&c->send_tag, false);
+}
+
+/* The stream's state goes back to its owner and the handler's part ends. */
+static void stream_cleanup(lm_rpc_call *c) {
+    if (c->stream_state_free != NULL) c->stream_state_free(c->stream_state);
+    c->stream_state = NULL;
+    if (take_answer(c, false)) handler_done(c);
+}
+
+/*
+ * Asks the handler for the next message of a stream. What pull produced is
+ * sent only after pull returned, so pulls never overlap and pull may keep
+ * using its state after lm_rpc_write.
+ */
+static void stream_pump(lm_rpc_call *c) {
+    c->stream_msg = NULL;
+    c->pull(c, c->stream_state);
+    grpc_byte_buffer *msg = c->stream_msg;
+    c->stream_msg = NULL;
+    if (c->stream_ended) {
+        /* The last message (if any) and the status go in one batch. */
+        lumen_status st = c->stream_status;
+        send(c, msg, st.code, st.code ? st.msg : NULL, true);
+        stream_cleanup(c);
+    } else if (msg != NULL) {
+        send(c, msg, LUMEN_OK, NULL, false);
+    } else {
+        c->stream_ended = true;
+        lm_error("rpc: %s: stream pull produced nothing", c->method->path);
+        send(c, NULL, LUMEN_INTERNAL, "stream producer stalled", true);
+        stream_cleanup(c);
+    }
+}
+
+static void on_sent(lm_rpc_tag *tag, bool ok) {
+    lm_rpc_call *c = LM_CONTAINER_OF(tag, lm_rpc_call, send_tag);
+    if (c->send_buf != NULL) {
+        grpc_byte_buffer_destroy(c->send_buf);
+        c->send_buf = NULL;
+    }
+    if (c->pull != NULL && !c->stream_ended) {
+        /* A stream write completed: ask for the next, or give up on a dead call. */
+        if (ok) {
+            stream_pump(c);
+        } else {
+            c->stream_ended = true;
+            stream_cleanup(c);
+        }
+    }
+    call_unref(c);
+}
+
+void lm_rpc_reply(lm_rpc_call *c, const ProtobufCMessage *reply) {
+    if (!take_answer(c, false)) return;
+    send(c, lm_rpc_pack(reply), LUMEN_OK, NULL, true);
+    handler_done(c);
+}
+
+void lm_rpc_fail_status(lm_rpc_call *c, lumen_status st) {
+    if (st.code == LUMEN_OK) st = lm_status(LUMEN_INTERNAL, "handler failed without a code");
+    if (c->pull != NULL) { /* inside a stream's pull: the stream ends with st */
+        c->stream_ended = true;
+        c->stream_status = st;
+        return;
+    }
+    if (!take_answer(c, false)) return;
+    send(c, NULL, st.code, st.msg, true);
+    handler_done(c);
+}
+
+/* Fails the call unless its handler already answered (internal errors). */
+static void fail_unanswered(lm_rpc_call *c, lumen_code code, const char *msg) {
+    if (!take_answer(c, true)) return;
+    send(c, NULL, code, msg, true);
+    handler_done(c);
+}
+
+void lm_rpc_fail(lm_rpc_call *c, lumen_code code, const char *fmt, ...) {
+    lumen_status st;
+    st.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st.msg, sizeof st.msg, fmt, ap);
+    va_end(ap);
+    lm_rpc_fail_status(c, st);
+}
+
+void lm_rpc_stream(lm_rpc_call *c, lm_rpc_pull_fn pull, void *state, void (*state_free)(void *)) {
+    c->stream_state = state;
+    c->stream_state_free = state_free;
+    c->stream_status = lm_ok();
+    c->pull = pull;
+    stream_pump(c);
+}
+
+void lm_rpc_write(lm_rpc_call *c, const ProtobufCMessage *msg) {
+    if (c->stream_msg != NULL) {
+        lm_error("rpc: %s: more than one write in one pull", c->method->path);
+        return;
+    }
+    c->stream_msg = lm_rpc_pack(msg);
+}
+
+void lm_rpc_finish(lm_rpc_call *c) {
+    c->stream_ended = true;
+}
+
+void lm_rpc_call_on_cancel(lm_rpc_call *c, void (*fn)(lm_rpc_call *, void *), void *arg) {
+    pthread_mutex_lock(&c->mu);
+    c->on_cancel = fn;
+    c->on_cancel_arg = arg;
+    bool already = c->closed && c->cancelled;
+    pthread_mutex_unlock(&c->mu);
+    if (already) fn(c, arg);
+}
+
+void lm_rpc_call_set_data(lm_rpc_call *c, void *data, void (*data_free)(void *)) {
+    c->data = data;
+    c->data_free = data_free;
+}
+
+void *lm_rpc_call_data(const lm_rpc_call *c) { return c->data; }
+
+int64_t lm_rpc_call_remaining_ms(const lm_rpc_call *c) {
+    gpr_timespec now = gpr_now(c->deadline.clock_type);
+    if (gpr_time_cmp(c->deadline, now) <= 0) return 0;
+    gpr_timespec left = gpr_time_sub(c->deadline, now);
+    if (left.tv_sec > (int64_t)1 << 40) return INT64_MAX / 2; /* no deadline */
+    return left.tv_sec * 1000 + left.tv_nsec / 1000000;
+}
+
+const char *lm_rpc_call_peer(lm_rpc_call *c) {
+    pthread_mutex_lock(&c->mu);
+    if (c->peer == NULL) c->peer = grpc_call_get_peer(c->call);
+    pthread_mutex_unlock(&c->mu);
+    return c->peer;
+}
+
+/* --------------------------------------------------------------- arrival */
+
+static void on_close(lm_rpc_tag *tag, bool ok) {
+    (void)ok; /* always succeeds; `cancelled` says how the call ended */
+    lm_rpc_call *c = LM_CONTAINER_OF(tag, lm_rpc_call, close_tag);
+    pthread_mutex_lock(&c->mu);
+    c->closed = true;
+    void (*fn)(lm_rpc_call *, void *) = (c->cancelled && !c->answered) ? c->on_cancel : NULL;
+    void *arg = c->on_cancel_arg;
+    if (fn != NULL) {
+        c->cancel_running = true;
+        c->cancel_thread = pthread_self();
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (fn != NULL) {
+        fn(c, arg);
+        pthread_mutex_lock(&c->mu);
+        c->cancel_running = false;
+        pthread_cond_broadcast(&c->cancel_done);
+        pthread_mutex_unlock(&c->mu);
+    }
+    call_unref(c);
+}
+
+static void on_stream_message(lm_rpc_tag *tag, bool ok);
+
+static void recv_next(lm_rpc_call *c) {
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->payload;
+    if (!start_batch(c, &op, 1, &c->recv_tag)) fail_unanswered(c, LUMEN_INTERNAL, "cannot read stream");
+}
+
+static void on_stream_message(lm_rpc_tag *tag, bool ok) {
+    lm_rpc_call *c = LM_CONTAINER_OF(tag, lm_rpc_call, recv_tag);
+    method_entry *m = c->method;
+    grpc_byte_buffer *bb = c->payload;
+    c->payload = NULL;
+    if (!ok) {
+        /* The call died under us (cancel, deadline, broken connection). */
+        fail_unanswered(c, LUMEN_CANCELLED, "stream broken");
+    } else if (bb == NULL) {
+        m->handler(c, NULL, m->ctx); /* end of the client's stream */
+    } else {
+        ProtobufCMessage *msg = NULL;
+        lumen_status st = lm_rpc_unpack(bb, m->desc->input, &msg);
+        if (!LM_IS_OK(st)) {
+            lm_rpc_fail_status(c, st);
+        } else {
+            m->handler(c, msg, m->ctx);
+            lm_rpc_message_free(msg);
+            pthread_mutex_lock(&c->mu);
+            bool more = !c->answered;
+            pthread_mutex_unlock(&c->mu);
+            if (more) recv_next(c);
+        }
+    }
+    if (bb != NULL) grpc_byte_buffer_destroy(bb);
+    call_unref(c);
+}
+
+/* Constant-time comparison of the authorization header with the token. */
+static bool authorized(const lm_rpc_server *srv, const grpc_metadata_array *md) {
+    if (srv->auth_value == NULL) return true;
+    size_t want_len = strlen(srv->auth_value);
+    for (size_t i = 0; i < md->count; i++) {
+        if (grpc_slice_str_cmp(md->metadata[i].key, "authorization") != 0) continue;
+        grpc_slice v = md->metadata[i].value;
+        if (GRPC_SLICE_LENGTH(v) != want_len) return false;
+        const unsigned char *got = GRPC_SLICE_START_PTR(v);
+        unsigned char diff = 0;
+        for (size_t k = 0; k < want_len; k++) diff |= got[k] ^ (unsigned char)srv->auth_value[k];
+        return diff == 0;
+    }
+    return false;
+}
+
+static void dispatch(lm_rpc_call *c) {
+    method_entry *m = c->method;
+    if (m == NULL) {
+        lm_rpc_fail(c, LUMEN_UNIMPLEMENTED, "unknown method %.*s",
+                    (int)GRPC_SLICE_LENGTH(c->details.method),
+                    (const char *)GRPC_SLICE_START_PTR(c->details.method));
+        return;
+    }
+    if (!authorized(c->srv, &c->metadata)) {
+        lm_rpc_fail(c, LUMEN_UNAUTHENTICATED, "%s: missing or wrong cluster token", m->path);
+        return;
+    }
+    if (m->handler == NULL) {
+        lm_rpc_fail(c, LUMEN_UNIMPLEMENTED, "%s is not implemented by this server", m->path);
+        return;
+    }
+    if (m->kind == LM_RPC_CLIENT_STREAM) {
+        recv_next(c);
+        return;
+    }
+    if (c->payload == NULL) {
+        lm_rpc_fail(c, LUMEN_INVALID_ARGUMENT, "%s: no request message", m->path);
+        return;
+    }
+    lumen_status st = lm_rpc_unpack(c->payload, m->desc->input, &c->request);
+    grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+    if (!LM_IS_OK(st)) {
+        lm_rpc_fail_status(c, lm_status_wrap(st, "%s", m->path));
+        return;
+    }
+    m->handler(c, c->request, m->ctx);
+}
+
+static void on_request(lm_rpc_tag *tag, bool ok) {
+    lm_rpc_call *c = LM_CONTAINER_OF(tag, lm_rpc_call, request_tag);
+    lm_rpc_server *srv = c->srv;
+    if (!ok) { /* the server is shutting down */
+        c->refs = 0;
+        call_free(c);
+        return;
+    }
+    post_request(srv, c->thread, c->method); /* keep the queue stocked */
+    pthread_mutex_lock(&srv->mu);
+    srv->live_handlers++;
+    pthread_mutex_unlock(&srv->mu);
+
+    /* The close op comes first so a cancel is always observed. */
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    if (!start_batch(c, &op, 1, &c->close_tag)) {
+        fail_unanswered(c, LUMEN_INTERNAL, "cannot start the call");
+        return;
+    }
+    dispatch(c);
+}
+
+static void post_request(lm_rpc_server *srv, server_thread *t, method_entry *m) {
+    pthread_mutex_lock(&srv->mu);
+    bool stopping = srv->stopping;
+    pthread_mutex_unlock(&srv->mu);
+    if (stopping) return;
+
+    lm_rpc_call *c = calloc(1, sizeof *c);
+    c->request_tag.fn = on_request;
+    c->close_tag.fn = on_close;
+    c->send_tag.fn = on_sent;
+    c->recv_tag.fn = on_stream_message;
+    c->srv = srv;
+    c->method = m;
+    c->thread = t;
+    c->refs = 1; /* the handler's, from arrival until the answer */
+    c->status_details = grpc_empty_slice();
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cancel_done, NULL);
+    grpc_metadata_array_init(&c->metadata);
+    grpc_call_error err;
+    if (m != NULL) {
+        err = grpc_server_request_registered_call(
+            srv->server, m->registered, &c->call, &c->deadline, &c->metadata,
+            m->kind == LM_RPC_CLIENT_STREAM ? NULL : &c->payload, t->cq, t->cq, &c->request_tag);
+    } else {
+        grpc_call_details_init(&c->details);
+        err = grpc_server_request_call(srv->server, &c->call, &c->details, &c->metadata, t->cq,
+                                       t->cq, &c->request_tag);
+    }
+    if (err != GRPC_CALL_OK) {
+        lm_error("rpc: cannot request calls (%d)", (int)err);
+        c->refs = 0;
+        call_free(c);
+    }
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static void *thread_main(void *arg) {
+    server_thread *t = arg;
+    lm_rpc_cq_run(t->cq);
+    return NULL;
+}
+
+static void on_shutdown(lm_rpc_tag *tag, bool ok) {
+    (void)ok;
+    lm_rpc_server *srv = LM_CONTAINER_OF(tag, lm_rpc_server, shutdown_tag);
+    pthread_mutex_lock(&srv->mu);
+    srv->shutdown_done = true;
+    pthread_cond_broadcast(&srv->cond);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+lumen_status lm_rpc_server_new(const lm_rpc_server_opts *opts, lm_rpc_server **out) {
+    *out = NULL;
+    if (opts == NULL || opts->addr == NULL || *opts->addr == '\0')
+        return lm_status(LUMEN_INVALID_ARGUMENT, "rpc server: no listen address");
+    lm_rpc_server *srv = calloc(1, sizeof *srv);
+    srv->addr = strdup(opts->addr);
+    if (opts->token != NULL && *opts->token != '\0' &&
+        asprintf(&srv->auth_value, "Bearer %s", opts->token) < 0)
+        srv->auth_value = NULL;
+    srv->max_message_bytes = opts->max_message_bytes ? opts->max_message_bytes : LM_RPC_DEFAULT_MAX_MESSAGE;
+    srv->tls_strings[0] = lm_rpc_strdup_nonempty(opts->tls.cert_file);
+    srv->tls_strings[1] = lm_rpc_strdup_nonempty(opts->tls.key_file);
+    srv->tls_strings[2] = lm_rpc_strdup_nonempty(opts->tls.ca_file);
+    srv->tls = (lm_rpc_tls){srv->tls_strings[0], srv->tls_strings[1], srv->tls_strings[2]};
+    srv->nthreads = opts->threads > 0 ? opts->threads : DEFAULT_THREADS;
+    srv->shutdown_tag.fn = on_shutdown;
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->cond, NULL);
+    lm_rpc_init();
+
+    grpc_arg args[2];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)srv->max_message_bytes;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer = -1;
+    grpc_channel_args channel_args = {2, args};
+    srv->server = grpc_server_create(&channel_args, NULL);
+    srv->threads = calloc((size_t)srv->nthreads, sizeof *srv->threads);
+    for (int i = 0; i < srv->nthreads; i++) {
+        srv->threads[i].srv = srv;
+        srv->threads[i].cq = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(srv->server, srv->threads[i].cq, NULL);
+    }
+    *out = srv;
+    return lm_ok();
+}
+
+lumen_status lm_rpc_server_add_service(lm_rpc_server *srv, const ProtobufCServiceDescriptor *svc,
+                                       const lm_rpc_method_impl *impls, void *ctx) {
+    if (srv->started) return lm_status(LUMEN_FAILED_PRECONDITION, "rpc server already started");
+    for (const lm_rpc_method_impl *impl = impls; impl != NULL && impl->name != NULL; impl++)
+        if (protobuf_c_service_descriptor_get_method_by_name(svc, impl->name) == NULL)
+            return lm_status(LUMEN_INVALID_ARGUMENT, "service %s has no method %s", svc->name, impl->name);
+
+    srv->methods = realloc(srv->methods, (srv->nmethods + svc->n_methods) * sizeof *srv->methods);
+    for (unsigned i = 0; i < svc->n_methods; i++) {
+        method_entry *m = &srv->methods[srv->nmethods++];
+        memset(m, 0, sizeof *m);
+        m->service = svc;
+        m->desc = &svc->methods[i];
+        m->ctx = ctx;
+        m->path = lm_rpc_method_path(svc, i);
+        for (const lm_rpc_method_impl *impl = impls; impl != NULL && impl->name != NULL; impl++) {
+            if (strcmp(impl->name, m->desc->name) == 0) {
+                m->kind = impl->kind;
+                m->handler = impl->handler;
+            }
+        }
+        /* Client streams read their messages one by one; the others get the
+         * request with the call, which saves a round of the queue. */
+        m->registered = grpc_server_register_method(
+            srv->server, m->path, NULL,
+            m->kind == LM_RPC_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
+                                            : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            0);
+        if (m->registered == NULL)
+            return lm_status(LUMEN_INTERNAL, "cannot register %s", m->path);
+    }
+    return lm_ok();
+}
+
+lumen_status lm_rpc_server_start(lm_rpc_server *srv) {
+    if (srv->started) return lm_status(LUMEN_FAILED_PRECONDITION, "rpc server already started");
+    grpc_server_credentials *creds = NULL;
+    lumen_status st = lm_rpc_server_credentials(&srv->tls, &creds);
+    if (!LM_IS_OK(st)) return st;
+    if (creds == NULL) creds = grpc_insecure_server_credentials_create();
+    srv->port = grpc_server_add_http2_port(srv->server, srv->addr, creds);
+    grpc_server_credentials_release(creds);
+    if (srv->port == 0) return lm_status(LUMEN_UNAVAILABLE, "cannot listen on %s", srv->addr);
+
+    grpc_server_start(srv->server);
+    srv->started = true;
+    for (int i = 0; i < srv->nthreads; i++) {
+        server_thread *t = &srv->threads[i];
+        for (size_t k = 0; k < srv->nmethods; k++)
+            for (int r = 0; r < REQUESTS_PER_QUEUE; r++) post_request(srv, t, &srv->methods[k]);
+        post_request(srv, t, NULL); /* unknown methods */
+        pthread_create(&t->thread, NULL, thread_main, t);
+    }
+    return lm_ok();
+}
+
+int lm_rpc_server_port(const lm_rpc_server *srv) { return srv->port; }
+
+static bool wait_shutdown(lm_rpc_server *srv, int64_t timeout_ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&srv->mu);
+    while (!srv->shutdown_done)
+        if (pthread_cond_timedwait(&srv->cond, &srv->mu, &until) != 0) break;
+    bool done = srv->shutdown_done;
+    pthread_mutex_unlock(&srv->mu);
+    return done;
+}
+
+void lm_rpc_server_shutdown(lm_rpc_server *srv, int64_t grace_ms) {
+    if (srv == NULL || srv->stopped) return;
+    srv->stopped = true;
+    pthread_mutex_lock(&srv->mu);
+    srv->stopping = true;
+    pthread_mutex_unlock(&srv->mu);
+    if (srv->started) {
+        grpc_server_shutdown_and_notify(srv->server, srv->threads[0].cq, &srv->shutdown_tag);
+        if (!wait_shutdown(srv, grace_ms)) {
+            grpc_server_cancel_all_calls(srv->server);
+            wait_shutdown(srv, INT32_MAX);
+        }
+    }
+    /* Cancelled calls reached their handlers' on_cancel; wait for the answers. */
+    pthread_mutex_lock(&srv->mu);
+    while (srv->live_handlers > 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        if (pthread_cond_timedwait(&srv->cond, &srv->mu, &until) != 0)
+            lm_warn("rpc: shutdown waits for %ld unanswered call(s)", srv->live_handlers);
+    }
+    pthread_mutex_unlock(&srv->mu);
+    for (int i = 0; i < srv->nthreads; i++) grpc_completion_queue_shutdown(srv->threads[i].cq);
+    for (int i = 0; i < srv->nthreads; i++) {
+        if (srv->started) pthread_join(srv->threads[i].thread, NULL);
+        else lm_rpc_cq_run(srv->threads[i].cq); /* drain */
+    }
+}
+
+void lm_rpc_server_free(lm_rpc_server *srv) {
+    if (srv == NULL) return;
+    lm_rpc_server_shutdown(srv, 0);
+    grpc_server_destroy(srv->server);
+    for (int i = 0; i < srv->nthreads; i++) grpc_completion_queue_destroy(srv->threads[i].cq);
+    for (size_t k = 0; k < srv->nmethods; k++) free(srv->methods[k].path);
+    free(srv->methods);
+    free(srv->threads);
+    for (int i = 0; i < 3; i++) free(srv->tls_strings[i]);
+    free(srv->auth_value);
+    free(srv->addr);
+    pthread_mutex_destroy(&srv->mu);
+    pthread_cond_destroy(&srv->cond);
+    free(srv);
+    lm_rpc_shutdown();
+}

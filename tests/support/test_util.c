@@ -1,0 +1,117 @@
+/* test_util.c - shared test plumbing; see test_util.h. */
+#include "test_util.h"
+
+#include <CUnit/Basic.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int lm_test_main(const char *suite, CU_TestInfo *tests, int (*init)(void), int (*cleanup)(void)) {
+    /* A peer that vanishes must show up as an error, not kill the test. */
+    signal(SIGPIPE, SIG_IGN);
+    if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+    CU_SuiteInfo suites[] = {{suite, init, cleanup, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
+    if (CU_register_suites(suites) != CUE_SUCCESS) {
+        fprintf(stderr, "cannot register suite %s: %s\n", suite, CU_get_error_msg());
+        CU_cleanup_registry();
+        return 2;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return failed ? 1 : 0;
+}
+
+uint16_t lm_test_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    uint16_t port = 0;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+char *lm_test_tmpdir(const char *tag) {
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || *base == '\0') base = "/tmp";
+    char *path = NULL;
+    if (asprintf(&path, "%s/lumen-%s-XXXXXX", base, tag) < 0) return NULL;
+    if (mkdtemp(path) == NULL) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void lm_test_rmtree(const char *path) {
+    if (path != NULL) nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+uint64_t lm_test_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void lm_test_sleep_ms(unsigned ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+pid_t lm_test_spawn(char *const argv[], const char *log_path) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    /* Child: only async-signal-safe calls until exec. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    if (log_path != NULL) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+    }
+    execvp(argv[0], argv);
+    _exit(127);
+}
+
+int lm_test_stop(pid_t pid, int sig, unsigned timeout_ms) {
+    if (pid <= 0) return -1;
+    kill(pid, sig);
+    int status = 0;
+    for (unsigned waited = 0;; waited += 10) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return status;
+        if (r < 0) return -1;
+        if (waited >= timeout_ms) {
+            kill(pid, SIGKILL);
+            return waitpid(pid, &status, 0) == pid ? status : -1;
+        }
+        lm_test_sleep_ms(10);
+    }
+}

@@ -1,0 +1,62 @@
+/*
+ * test_util.h - what every Lumen test shares: a CUnit runner, assertions that
+ * print a lumen_status's message, free loopback ports, temp dirs, and child
+ * processes that are always reaped.
+ */
+#ifndef LM_TEST_UTIL_H
+#define LM_TEST_UTIL_H
+
+#include <CUnit/CUnit.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "status.h"
+
+/* Runs one suite with the basic runner; returns the process exit code
+ * (0 when every assertion held). init/cleanup may be NULL. */
+int lm_test_main(const char *suite, CU_TestInfo *tests, int (*init)(void), int (*cleanup)(void));
+
+/* Asserts a lumen_status is OK; on failure prints its code and message. */
+#define LM_ASSERT_OK(expr)                                                              \
+    do {                                                                                \
+        lumen_status lm_st_ = (expr);                                                   \
+        if (lm_st_.code != LUMEN_OK)                                                    \
+            fprintf(stderr, "\n%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #expr,       \
+                    lumen_code_name(lm_st_.code), lm_st_.msg);                          \
+        CU_ASSERT_EQUAL_FATAL(lm_st_.code, LUMEN_OK);                                   \
+    } while (0)
+
+/* Asserts a lumen_status has the given code; prints it when it has not. */
+#define LM_ASSERT_CODE(expr, want)                                                      \
+    do {                                                                                \
+        lumen_status lm_st_ = (expr);                                                   \
+        if (lm_st_.code != (want))                                                      \
+            fprintf(stderr, "\n%s:%d: %s -> %s (%s), wanted %s\n", __FILE__, __LINE__,  \
+                    #expr, lumen_code_name(lm_st_.code), lm_st_.msg,                    \
+                    lumen_code_name(want));                                             \
+        CU_ASSERT_EQUAL(lm_st_.code, (want));                                           \
+    } while (0)
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+uint16_t lm_test_free_port(void);
+
+/* A fresh directory under $TMPDIR (or /tmp); free() the result.
+ * lm_test_rmtree removes it and everything below it. */
+char *lm_test_tmpdir(const char *tag);
+void lm_test_rmtree(const char *path);
+
+/* Monotonic clock. */
+uint64_t lm_test_now_us(void);
+void lm_test_sleep_ms(unsigned ms);
+
+/* Starts argv[0] (searched in PATH) with stdout+stderr appended to log_path
+ * (NULL: inherited). Returns the pid, or -1. The child dies with the test
+ * process (PR_SET_PDEATHSIG), so a crashed test leaves nothing running. */
+pid_t lm_test_spawn(char *const argv[], const char *log_path);
+
+/* Sends sig and reaps the child, waiting at most timeout_ms before SIGKILL.
+ * Returns the wait status, or -1 if pid was not a child. */
+int lm_test_stop(pid_t pid, int sig, unsigned timeout_ms);
+
+#endif
