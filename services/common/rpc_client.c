@@ -43,6 +43,8 @@ struct lm_rpc_client {
     size_t nchannels;
     async_call *active; /* async calls in flight, to cancel on free */
     bool closing;
+    grpc_completion_queue **idle_cqs; /* pluck queues kept for synchronous calls */
+    size_t nidle, idle_cap;
 
     grpc_completion_queue *cq;
     pthread_t thread;
@@ -61,14 +63,8 @@ bool lm_rpc_method_find(const ProtobufCServiceDescriptor *svc, const char *name,
 static channel_entry *channel_for(lm_rpc_client *cli, const char *addr) {
     for (size_t i = 0; i < cli->nchannels; i++)
         if (strcmp(cli->channels[i].addr, addr) == 0) return &cli->channels[i];
-    grpc_arg args[2];
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = cli->max_message_bytes;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = -1;
-    grpc_channel_args channel_args = {2, args};
+    grpc_arg storage[LM_RPC_NUM_ARGS];
+    grpc_channel_args channel_args = lm_rpc_channel_args((size_t)cli->max_message_bytes, storage);
     grpc_channel *ch = grpc_channel_create(addr, cli->creds, &channel_args);
     if (ch == NULL) return NULL;
     cli->channels = realloc(cli->channels, (cli->nchannels + 1) * sizeof *cli->channels);
@@ -121,6 +117,25 @@ static void init_send_metadata(lm_rpc_client *cli, grpc_op *op) {
     op->flags = cli->call_flags;
     op->data.send_initial_metadata.count = cli->has_auth ? 1 : 0;
     op->data.send_initial_metadata.metadata = cli->has_auth ? &cli->auth : NULL;
+}
+
+/* Synchronous calls each need a pluck queue; creating one per call costs
+ * more than the call on loopback, so finished calls leave theirs here. */
+static grpc_completion_queue *cq_get(lm_rpc_client *cli) {
+    pthread_mutex_lock(&cli->mu);
+    grpc_completion_queue *cq = cli->nidle > 0 ? cli->idle_cqs[--cli->nidle] : NULL;
+    pthread_mutex_unlock(&cli->mu);
+    return cq != NULL ? cq : grpc_completion_queue_create_for_pluck(NULL);
+}
+
+static void cq_put(lm_rpc_client *cli, grpc_completion_queue *cq) {
+    pthread_mutex_lock(&cli->mu);
+    if (cli->nidle == cli->idle_cap) {
+        cli->idle_cap = cli->idle_cap ? 2 * cli->idle_cap : 8;
+        cli->idle_cqs = realloc(cli->idle_cqs, cli->idle_cap * sizeof *cli->idle_cqs);
+    }
+    cli->idle_cqs[cli->nidle++] = cq;
+    pthread_mutex_unlock(&cli->mu);
 }
 
 /* ---------------------------------------------------------- unary calls */
@@ -196,7 +211,7 @@ lumen_status lm_rpc_unary(lm_rpc_client *cli, const char *addr, lm_rpc_method m,
     *reply = NULL;
     lumen_status st = check_call_args(m, timeout_ms);
     if (!LM_IS_OK(st)) return st;
-    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_completion_queue *cq = cq_get(cli);
     unary u;
     st = unary_start(cli, &u, addr, m, req, timeout_ms, cq, &u);
     if (LM_IS_OK(st)) {
@@ -206,7 +221,7 @@ lumen_status lm_rpc_unary(lm_rpc_client *cli, const char *addr, lm_rpc_method m,
         ProtobufCMessage *ignored;
         unary_finish(&u, output_of(m), &ignored);
     }
-    lm_rpc_pluck_cq_destroy(cq);
+    cq_put(cli, cq); /* every tag on it was plucked: it is empty */
     return st;
 }
 
@@ -269,6 +284,7 @@ lumen_status lm_rpc_unary_async(lm_rpc_client *cli, const char *addr, lm_rpc_met
 
 /* A streaming call: its own pluck queue and the status batch's buffers. */
 typedef struct stream_call {
+    lm_rpc_client *cli;
     grpc_completion_queue *cq;
     grpc_call *call;
     const char *path;
@@ -278,6 +294,7 @@ typedef struct stream_call {
     grpc_status_code status;
     grpc_slice details;
     grpc_byte_buffer *reply; /* client streams: the single reply */
+    bool status_pending;     /* the status batch was started */
     int tag_status;          /* addresses used as tags */
     int tag_send;
     int tag_recv;
@@ -286,10 +303,11 @@ typedef struct stream_call {
 static lumen_status stream_open(lm_rpc_client *cli, stream_call *s, const char *addr,
                                 lm_rpc_method m, int64_t timeout_ms, bool want_reply) {
     memset(s, 0, sizeof *s);
+    s->cli = cli;
     s->details = grpc_empty_slice();
     grpc_metadata_array_init(&s->initial_md);
     grpc_metadata_array_init(&s->trailing_md);
-    s->cq = grpc_completion_queue_create_for_pluck(NULL);
+    s->cq = cq_get(cli);
     s->call = create_call(cli, addr, m, s->cq, timeout_ms, &s->path);
     if (s->call == NULL) return lm_status(LUMEN_UNAVAILABLE, "%s: cannot create a call", addr);
     snprintf(s->where, sizeof s->where, "%s %s", addr, s->path);
@@ -313,6 +331,7 @@ static lumen_status stream_open(lm_rpc_client *cli, stream_call *s, const char *
     }
     if (grpc_call_start_batch(s->call, ops, n, &s->tag_status, NULL) != GRPC_CALL_OK)
         return lm_status(LUMEN_INTERNAL, "%s: cannot start the call", s->where);
+    s->status_pending = true;
     return lm_ok();
 }
 
@@ -327,11 +346,12 @@ static lumen_status stream_close(stream_call *s, lumen_status local) {
     lumen_status st = local;
     if (s->call != NULL) {
         if (!LM_IS_OK(local)) grpc_call_cancel(s->call, NULL);
-        grpc_completion_queue_pluck(s->cq, &s->tag_status, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (s->status_pending)
+            grpc_completion_queue_pluck(s->cq, &s->tag_status, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (LM_IS_OK(local)) st = lm_rpc_status_from_grpc(s->status, s->details, s->where);
         grpc_call_unref(s->call);
     }
-    lm_rpc_pluck_cq_destroy(s->cq);
+    cq_put(s->cli, s->cq);
     grpc_metadata_array_destroy(&s->initial_md);
     grpc_metadata_array_destroy(&s->trailing_md);
     grpc_slice_unref(s->details);
@@ -486,6 +506,8 @@ void lm_rpc_client_free(lm_rpc_client *cli) {
         free(e->addr);
     }
     free(cli->channels);
+    for (size_t i = 0; i < cli->nidle; i++) lm_rpc_pluck_cq_destroy(cli->idle_cqs[i]);
+    free(cli->idle_cqs);
     grpc_channel_credentials_release(cli->creds);
     if (cli->has_auth) grpc_slice_unref(cli->auth.value);
     pthread_mutex_destroy(&cli->mu);

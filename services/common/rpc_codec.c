@@ -71,6 +71,28 @@ lumen_status lm_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescripto
     return lm_ok();
 }
 
+grpc_channel_args lm_rpc_channel_args(size_t max_message_bytes, grpc_arg storage[LM_RPC_NUM_ARGS]) {
+    storage[0].type = GRPC_ARG_INTEGER;
+    storage[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    storage[0].value.integer = (int)max_message_bytes;
+    storage[1].type = GRPC_ARG_INTEGER;
+    storage[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    storage[1].value.integer = -1; /* the receiver enforces its limit */
+    /* A receive window big enough for a few chunks keeps streams flowing
+     * without waiting for the window to grow. */
+    storage[2].type = GRPC_ARG_INTEGER;
+    storage[2].key = GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES;
+    storage[2].value.integer = 8 << 20;
+    storage[3].type = GRPC_ARG_INTEGER;
+    storage[3].key = GRPC_ARG_HTTP2_MAX_FRAME_SIZE;
+    storage[3].value.integer = (1 << 24) - 1;
+    storage[4].type = GRPC_ARG_INTEGER;
+    storage[4].key = GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE;
+    storage[4].value.integer = 8 << 20;
+    grpc_channel_args args = {LM_RPC_NUM_ARGS, storage};
+    return args;
+}
+
 gpr_timespec lm_rpc_deadline(int64_t timeout_ms) {
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 }

@@ -40,6 +40,10 @@ grpc_byte_buffer *lm_rpc_pack(const ProtobufCMessage *msg);
 lumen_status lm_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *desc,
                            ProtobufCMessage **out);
 
+/* Channel arguments both ends use; `storage` backs the returned struct. */
+#define LM_RPC_NUM_ARGS 5
+grpc_channel_args lm_rpc_channel_args(size_t max_message_bytes, grpc_arg storage[LM_RPC_NUM_ARGS]);
+
 /* An absolute deadline timeout_ms from now. */
 gpr_timespec lm_rpc_deadline(int64_t timeout_ms);
 

@@ -559,14 +559,8 @@ lumen_status lm_rpc_server_new(const lm_rpc_server_opts *opts, lm_rpc_server **o
     pthread_cond_init(&srv->cond, NULL);
     lm_rpc_init();
 
-    grpc_arg args[2];
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)srv->max_message_bytes;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = -1;
-    grpc_channel_args channel_args = {2, args};
+    grpc_arg storage[LM_RPC_NUM_ARGS];
+    grpc_channel_args channel_args = lm_rpc_channel_args(srv->max_message_bytes, storage);
     srv->server = grpc_server_create(&channel_args, NULL);
     srv->threads = calloc((size_t)srv->nthreads, sizeof *srv->threads);
     for (int i = 0; i < srv->nthreads; i++) {

@@ -107,6 +107,7 @@ static void say(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
 typedef struct download {
     uint64_t sent, total;
     uint32_t chunk;
+    bool fast_fill;
     uint8_t *buf;
 } download;
 
@@ -123,7 +124,8 @@ static void download_pull(lm_rpc_call *call, void *arg) {
         return;
     }
     size_t n = d->total - d->sent < d->chunk ? (size_t)(d->total - d->sent) : d->chunk;
-    for (size_t i = 0; i < n; i++) d->buf[i] = echo_byte_at(d->sent + i);
+    if (!d->fast_fill)
+        for (size_t i = 0; i < n; i++) d->buf[i] = echo_byte_at(d->sent + i);
     Lumentest__EchoReply reply = LUMENTEST__ECHO_REPLY__INIT;
     reply.payload.data = d->buf;
     reply.payload.len = n;
@@ -142,7 +144,8 @@ static void download_start(lm_rpc_call *call, const ProtobufCMessage *msg, void 
     download *d = calloc(1, sizeof *d);
     d->total = req->total_bytes;
     d->chunk = req->chunk_bytes;
-    d->buf = malloc(d->chunk);
+    d->fast_fill = req->fast_fill;
+    d->buf = calloc(1, d->chunk);
     lm_rpc_stream(call, download_pull, d, download_free);
 }
 

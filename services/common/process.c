@@ -1,0 +1,24 @@
+/* process.c - see process.h. */
+#include "process.h"
+
+#include <malloc.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+void lm_process_tune_malloc(void) {
+    const char *env = getenv("LUMEN_MALLOC_TUNE");
+    if (env != NULL && strcmp(env, "0") == 0) return;
+    mallopt(M_ARENA_MAX, 2);                 /* few arenas: freed chunks are found again */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);     /* chunks come from the heap, not fresh mmaps */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);    /* keep freed heap instead of trimming it */
+    mallopt(M_TOP_PAD, 64 << 20);            /* grow the heap in big steps */
+}
+
+void lm_process_init(const char *name) {
+    lm_log_set_name(name);
+    signal(SIGPIPE, SIG_IGN);
+    lm_process_tune_malloc();
+}
