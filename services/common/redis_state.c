@@ -1,0 +1,966 @@
+/* redis_state.c - the Redis key layout over hiredis; see redis_state.h. */
+#include "redis_state.h"
+
+#include <hiredis/hiredis.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define DEFAULT_ADDR "127.0.0.1:6379"
+#define DEFAULT_PREFIX "lumen:"
+#define DEFAULT_CHANNEL "events"
+#define DEFAULT_TIMEOUT_MS 2000u
+#define BACKOFF_MIN_MS 50u
+#define BACKOFF_MAX_MS 2000u
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+static uint64_t clock_ms(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+static uint64_t wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
+static uint64_t mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+
+static unsigned next_backoff(unsigned ms) {
+    return ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+}
+
+/* ---- state words ---- */
+
+static const char *word(const char *const *words, size_t n, int v) {
+    return v >= 0 && (size_t)v < n && words[v] ? words[v] : "?";
+}
+
+static int word_parse(const char *const *words, size_t n, const char *s, size_t len) {
+    for (size_t i = 0; i < n; i++)
+        if (strlen(words[i]) == len && memcmp(words[i], s, len) == 0) return (int)i;
+    return -1;
+}
+
+#define WORDS(type, ...)                                                  \
+    static const char *const type##_words[] = {__VA_ARGS__};              \
+    const char *type##_name(type v) {                                     \
+        return word(type##_words, ARRAY_LEN(type##_words), (int)v);       \
+    }
+WORDS(lm_node_kind, [LM_NODE_WORKER] = "worker", [LM_NODE_OBJSTORE] = "objstore")
+WORDS(lm_node_state, [LM_NODE_ALIVE] = "ALIVE", [LM_NODE_DEAD] = "DEAD")
+WORDS(lm_task_state, [LM_TASK_PENDING] = "PENDING", [LM_TASK_READY] = "READY",
+      [LM_TASK_RUNNING] = "RUNNING", [LM_TASK_FINISHED] = "FINISHED",
+      [LM_TASK_FAILED] = "FAILED")
+WORDS(lm_obj_state, [LM_OBJ_PENDING] = "PENDING", [LM_OBJ_READY] = "READY",
+      [LM_OBJ_LOST] = "LOST", [LM_OBJ_FAILED] = "FAILED")
+WORDS(lm_actor_state, [LM_ACTOR_PENDING] = "PENDING", [LM_ACTOR_ALIVE] = "ALIVE",
+      [LM_ACTOR_RESTARTING] = "RESTARTING", [LM_ACTOR_DEAD] = "DEAD")
+WORDS(lm_job_state, [LM_JOB_RUNNING] = "RUNNING", [LM_JOB_FINISHED] = "FINISHED")
+
+/* ---- connection settings, shared by lm_redis and the subscriber ---- */
+
+typedef struct conn_cfg {
+    char addr[256]; /* as configured, for messages */
+    char host[256];
+    int port;
+    char *password; /* NULL: no AUTH */
+    char *prefix;
+    unsigned timeout_ms;
+} conn_cfg;
+
+static void cfg_fini(conn_cfg *c) {
+    free(c->password);
+    free(c->prefix);
+}
+
+static lumen_status cfg_init(conn_cfg *c, const lm_redis_opts *opts) {
+    memset(c, 0, sizeof *c);
+    const char *addr = opts && opts->addr && *opts->addr ? opts->addr : DEFAULT_ADDR;
+    const char *colon = strrchr(addr, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    size_t hlen = colon ? (size_t)(colon - addr) : 0;
+    if (colon == NULL || end == colon + 1 || *end != '\0' || port < 1 || port > 65535 ||
+        hlen == 0 || strlen(addr) >= sizeof c->addr)
+        return lm_status(LUMEN_INVALID_ARGUMENT, "redis address \"%s\": want host:port", addr);
+    if (addr[0] == '[' && hlen > 2 && colon[-1] == ']') /* [::1]:6379 */
+        memcpy(c->host, addr + 1, hlen - 2);
+    else
+        memcpy(c->host, addr, hlen);
+    snprintf(c->addr, sizeof c->addr, "%s", addr);
+    c->port = (int)port;
+    c->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->prefix = strdup(opts && opts->prefix ? opts->prefix : DEFAULT_PREFIX);
+    bool auth = opts && opts->password && *opts->password;
+    if (auth) c->password = strdup(opts->password);
+    if (c->prefix == NULL || (auth && c->password == NULL)) {
+        cfg_fini(c);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: out of memory", addr);
+    }
+    return lm_ok();
+}
+
+/* ---- hiredis errors -> lumen_status, where they enter ---- */
+
+static bool is_timeout(const redisContext *ctx, int err) {
+    return ctx->err == REDIS_ERR_IO && (err == EAGAIN || err == EWOULDBLOCK || err == ETIMEDOUT);
+}
+
+/* A broken connection; err is errno right after the failing call. */
+static lumen_status ctx_status(const conn_cfg *c, const redisContext *ctx, int err) {
+    if (ctx == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: out of memory", c->addr);
+    if (is_timeout(ctx, err))
+        return lm_status(LUMEN_UNAVAILABLE, "redis %s: no answer within %u ms", c->addr,
+                         c->timeout_ms);
+    char text[sizeof ctx->errstr];
+    snprintf(text, sizeof text, "%s", ctx->errstr[0] ? ctx->errstr : "connection error");
+    text[0] = (char)tolower((unsigned char)text[0]); /* "Connection refused" mid-sentence */
+    return lm_status(LUMEN_UNAVAILABLE, "redis %s: %s", c->addr, text);
+}
+
+/* An error reply ("-LOADING ..."): the connection itself is fine. */
+static lumen_status reply_status(const conn_cfg *c, const char *what, const redisReply *rep) {
+    if (rep->type != REDIS_REPLY_ERROR)
+        return lm_status(LUMEN_INTERNAL, "redis %s: %s: unexpected reply type %d", c->addr, what,
+                         rep->type);
+    static const struct {
+        const char *prefix;
+        lumen_code code;
+    } map[] = {
+        {"NOAUTH", LUMEN_UNAUTHENTICATED},  {"WRONGPASS", LUMEN_UNAUTHENTICATED},
+        {"NOPERM", LUMEN_PERMISSION_DENIED}, {"LOADING", LUMEN_UNAVAILABLE},
+        {"BUSY", LUMEN_UNAVAILABLE},         {"MASTERDOWN", LUMEN_UNAVAILABLE},
+        {"TRYAGAIN", LUMEN_UNAVAILABLE},     {"READONLY", LUMEN_UNAVAILABLE},
+        {"OOM", LUMEN_RESOURCE_EXHAUSTED},
+    };
+    lumen_code code = LUMEN_INTERNAL;
+    for (size_t i = 0; i < ARRAY_LEN(map); i++)
+        if (strncmp(rep->str, map[i].prefix, strlen(map[i].prefix)) == 0) code = map[i].code;
+    return lm_status(code, "redis %s: %s: %s", c->addr, what, rep->str);
+}
+
+/* Connects, authenticates and checks the server answers: AUTH and PING in
+ * one round trip. */
+static lumen_status open_conn(const conn_cfg *c, redisContext **out) {
+    *out = NULL;
+    struct timeval tv = {(time_t)(c->timeout_ms / 1000), (suseconds_t)(c->timeout_ms % 1000) * 1000};
+    redisContext *ctx = redisConnectWithTimeout(c->host, c->port, tv);
+    if (ctx == NULL || ctx->err) {
+        lumen_status st = ctx_status(c, ctx, 0);
+        redisFree(ctx);
+        return st;
+    }
+    redisSetTimeout(ctx, tv);
+    redisEnableKeepAlive(ctx); /* notice a vanished host on idle connections */
+    int n = 0;
+    if (c->password) n += redisAppendCommand(ctx, "AUTH %s", c->password) == REDIS_OK;
+    n += redisAppendCommand(ctx, "PING") == REDIS_OK;
+    lumen_status st = lm_ok();
+    for (int i = 0; i < n; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(ctx, (void **)&rep) != REDIS_OK) {
+            st = ctx_status(c, ctx, errno);
+            break;
+        }
+        bool auth = c->password && i == 0;
+        if (LM_IS_OK(st) && rep->type == REDIS_REPLY_ERROR) {
+            st = reply_status(c, auth ? "AUTH" : "PING", rep);
+            if (auth) st.code = LUMEN_UNAUTHENTICATED; /* also "no password is set" */
+        }
+        freeReplyObject(rep);
+    }
+    if (LM_IS_OK(st) && n != (c->password ? 2 : 1))
+        st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: out of memory", c->addr);
+    if (!LM_IS_OK(st)) {
+        redisFree(ctx);
+        return st;
+    }
+    *out = ctx;
+    return st;
+}
+
+/* ---- building commands: one argv per command, no allocation ---- */
+
+#define CMD_ARGS 24
+#define CMD_SCRATCH 1024
+
+typedef struct cmd {
+    int argc;
+    const char *argv[CMD_ARGS];
+    size_t len[CMD_ARGS];
+    char scratch[CMD_SCRATCH]; /* keys, numbers and hex ids the argv points into */
+    size_t used;
+    bool overflow;
+} cmd;
+
+static void arg(cmd *c, const void *p, size_t n) {
+    if (c->argc == CMD_ARGS) {
+        c->overflow = true;
+        return;
+    }
+    c->argv[c->argc] = p;
+    c->len[c->argc++] = n;
+}
+
+static void arg_str(cmd *c, const char *s) {
+    s = s ? s : "";
+    arg(c, s, strlen(s));
+}
+
+static void argf(cmd *c, const char *fmt, ...) LM_PRINTF(2, 3);
+static void argf(cmd *c, const char *fmt, ...) {
+    size_t room = CMD_SCRATCH - c->used;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(c->scratch + c->used, room, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= room) {
+        c->overflow = true;
+        return;
+    }
+    arg(c, c->scratch + c->used, (size_t)n);
+    c->used += (size_t)n + 1;
+}
+
+static void arg_id(cmd *c, lm_id id) {
+    char hex[LM_ID_HEX_LEN + 1];
+    if (lm_id_is_zero(id)) arg(c, "", 0);
+    else argf(c, "%s", lm_id_to_hex(id, hex));
+}
+
+/* "<p><kind>:<id><suffix>" */
+static void arg_key(cmd *c, const conn_cfg *cfg, const char *kind, lm_id id, const char *suffix) {
+    char hex[LM_ID_HEX_LEN + 1];
+    argf(c, "%s%s:%s%s", cfg->prefix, kind, lm_id_to_hex(id, hex), suffix);
+}
+
+static void cmd_start(cmd *c, const char *verb) {
+    c->argc = 0;
+    c->used = 0;
+    c->overflow = false;
+    arg_str(c, verb);
+}
+
+/* The shape most writers share: HSET <p><kind>:<id> followed by f_* fields. */
+static void hset_start(cmd *c, const conn_cfg *cfg, const char *kind, lm_id id) {
+    cmd_start(c, "HSET");
+    arg_key(c, cfg, kind, id, "");
+}
+static void f_str(cmd *c, const char *name, const char *v) {
+    arg_str(c, name);
+    arg_str(c, v);
+}
+static void f_u64(cmd *c, const char *name, uint64_t v) {
+    arg_str(c, name);
+    argf(c, "%" PRIu64, v);
+}
+static void f_id(cmd *c, const char *name, lm_id v) {
+    arg_str(c, name);
+    arg_id(c, v);
+}
+static void f_bytes(cmd *c, const char *name, const void *v, size_t len) {
+    arg_str(c, name);
+    arg(c, v, len); /* binary-safe: argv carries lengths */
+}
+
+/* HSET on an existing hash only, atomically; the reply is -1 when the hash
+ * is missing, so a record Redis lost is not half-recreated. */
+static const char hset_existing_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end "
+    "return redis.call('HSET', KEYS[1], unpack(ARGV))";
+static void hset_existing_start(cmd *c, const conn_cfg *cfg, const char *kind, lm_id id) {
+    cmd_start(c, "EVAL");
+    arg_str(c, hset_existing_lua);
+    arg_str(c, "1");
+    arg_key(c, cfg, kind, id, "");
+}
+
+/* Set member changes: SADD/SREM <p><kind>:<id><suffix> <member>. */
+static void set_member(cmd *c, const conn_cfg *cfg, const char *verb, const char *kind, lm_id id,
+                       const char *suffix, lm_id member) {
+    cmd_start(c, verb);
+    arg_key(c, cfg, kind, id, suffix);
+    arg_id(c, member);
+}
+
+/* ---- batches: commands formatted up front, sent in one round trip ---- */
+
+typedef struct batch {
+    char *buf;
+    size_t len, cap;
+    size_t n; /* commands */
+    lumen_status err; /* first build error */
+} batch;
+
+static void batch_add(batch *b, const cmd *c) {
+    if (!LM_IS_OK(b->err)) return;
+    if (c->overflow) {
+        b->err = lm_status(LUMEN_INVALID_ARGUMENT, "redis %.*s command too large",
+                           (int)c->len[0], c->argv[0]);
+        return;
+    }
+    char *s = NULL;
+    /* hiredis 0.14 lacks the const; it only reads argv */
+    int n = redisFormatCommandArgv(&s, c->argc, (const char **)c->argv, c->len);
+    if (n > 0 && b->len + (size_t)n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + (size_t)n) cap *= 2;
+        char *p = realloc(b->buf, cap);
+        if (p == NULL) {
+            n = -1;
+        } else {
+            b->buf = p;
+            b->cap = cap;
+        }
+    }
+    if (n <= 0) {
+        b->err = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis: out of memory formatting a command");
+    } else {
+        memcpy(b->buf + b->len, s, (size_t)n);
+        b->len += (size_t)n;
+        b->n++;
+    }
+    redisFreeCommand(s);
+}
+
+static void batch_fini(batch *b) { free(b->buf); }
+
+static void replies_free(redisReply **reps, size_t n) {
+    if (reps == NULL) return;
+    for (size_t i = 0; i < n; i++) freeReplyObject(reps[i]);
+    free(reps);
+}
+
+/* ---- the shared connection ---- */
+
+struct lm_redis {
+    conn_cfg cfg;
+    pthread_mutex_t mu;   /* guards everything below */
+    redisContext *ctx;    /* NULL while disconnected */
+    bool proven;          /* ctx has answered: a failure now means it went stale */
+    uint64_t retry_at_ms; /* monotonic; no connect attempt before it */
+    unsigned backoff_ms;
+    lumen_status last_err; /* why ctx is NULL */
+};
+
+static void drop_conn(lm_redis *r, lumen_status why) {
+    redisFree(r->ctx);
+    r->ctx = NULL;
+    r->last_err = why;
+    r->retry_at_ms = 0; /* a lost connection may be replaced at once; a failed connect may not */
+}
+
+static lumen_status ensure_conn(lm_redis *r) {
+    if (r->ctx) return lm_ok();
+    uint64_t now = mono_ms();
+    if (now < r->retry_at_ms)
+        return lm_status(r->last_err.code, "%s (next try in %" PRIu64 " ms)", r->last_err.msg,
+                         r->retry_at_ms - now);
+    lumen_status st = open_conn(&r->cfg, &r->ctx);
+    if (LM_IS_OK(st)) {
+        r->proven = false;
+        r->backoff_ms = BACKOFF_MIN_MS;
+        r->retry_at_ms = 0;
+        return st;
+    }
+    r->last_err = st;
+    r->retry_at_ms = mono_ms() + r->backoff_ms;
+    r->backoff_ms = next_backoff(r->backoff_ms);
+    return st;
+}
+
+/* Sends the batch and reads its n replies. A broken connection is dropped
+ * and *stale says whether it broke fast (closed, reset) rather than by
+ * timing out. The first error reply wins; the rest are still read. */
+static lumen_status roundtrip(lm_redis *r, const batch *b, const char *what, redisReply ***out,
+                              bool *stale) {
+    *stale = false;
+    if (redisAppendFormattedCommand(r->ctx, b->buf, b->len) != REDIS_OK) {
+        lumen_status st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: out of memory", r->cfg.addr);
+        drop_conn(r, st);
+        return st;
+    }
+    redisReply **reps = out ? calloc(b->n, sizeof *reps) : NULL;
+    lumen_status st = lm_ok();
+    if (out && reps == NULL)
+        st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: out of memory", r->cfg.addr);
+    for (size_t i = 0; i < b->n; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(r->ctx, (void **)&rep) != REDIS_OK) {
+            int err = errno;
+            lumen_status cst = ctx_status(&r->cfg, r->ctx, err);
+            *stale = !is_timeout(r->ctx, err);
+            drop_conn(r, cst);
+            replies_free(reps, i);
+            return cst;
+        }
+        if (LM_IS_OK(st) && rep->type == REDIS_REPLY_ERROR) st = reply_status(&r->cfg, what, rep);
+        if (reps) reps[i] = rep;
+        else freeReplyObject(rep);
+    }
+    r->proven = true;
+    if (out && LM_IS_OK(st)) *out = reps;
+    else replies_free(reps, b->n);
+    return st;
+}
+
+/* Runs a batch; with out, the caller owns the n replies (free with
+ * replies_free). Commands are idempotent, so a batch that met a stale
+ * connection is sent once more on a fresh one. */
+static lumen_status exec(lm_redis *r, batch *b, const char *what, redisReply ***out) {
+    if (!LM_IS_OK(b->err)) return lm_status_wrap(b->err, "%s", what);
+    if (b->n == 0) return lm_ok();
+    pthread_mutex_lock(&r->mu);
+    lumen_status st;
+    for (int attempt = 0;; attempt++) {
+        st = ensure_conn(r);
+        if (!LM_IS_OK(st)) break;
+        bool proven = r->proven, stale;
+        st = roundtrip(r, b, what, out, &stale);
+        if (LM_IS_OK(st) || r->ctx != NULL || !proven || !stale || attempt > 0) break;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return st;
+}
+
+/* A batch of one command. */
+static lumen_status run(lm_redis *r, const char *what, const cmd *c, redisReply **out) {
+    batch b = {0};
+    batch_add(&b, c);
+    redisReply **reps = NULL;
+    lumen_status st = exec(r, &b, what, out ? &reps : NULL);
+    batch_fini(&b);
+    if (out && LM_IS_OK(st)) {
+        *out = reps[0];
+        free(reps);
+    }
+    return st;
+}
+
+lumen_status lm_redis_connect(const lm_redis_opts *opts, lm_redis **out) {
+    *out = NULL;
+    lm_redis *r = calloc(1, sizeof *r);
+    if (r == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis: out of memory");
+    lumen_status st = cfg_init(&r->cfg, opts);
+    if (!LM_IS_OK(st)) {
+        free(r);
+        return st;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    r->backoff_ms = BACKOFF_MIN_MS;
+    st = ensure_conn(r);
+    if (!LM_IS_OK(st)) {
+        lm_redis_free(r);
+        return st;
+    }
+    *out = r;
+    return st;
+}
+
+void lm_redis_free(lm_redis *r) {
+    if (r == NULL) return;
+    redisFree(r->ctx);
+    pthread_mutex_destroy(&r->mu);
+    cfg_fini(&r->cfg);
+    free(r);
+}
+
+lumen_status lm_redis_ping(lm_redis *r) {
+    cmd c;
+    cmd_start(&c, "PING");
+    return run(r, "PING", &c, NULL);
+}
+
+/* ---- nodes ---- */
+
+lumen_status lm_redis_node_register(lm_redis *r, const lm_node_record *rec) {
+    uint64_t now = wall_ms();
+    batch b = {0};
+    cmd c;
+    hset_start(&c, &r->cfg, "node", rec->id);
+    f_str(&c, "kind", lm_node_kind_name(rec->kind));
+    f_str(&c, "addr", rec->addr);
+    f_u64(&c, "slots", rec->slots);
+    f_u64(&c, "slots_free", rec->slots_free);
+    f_str(&c, "state", lm_node_state_name(LM_NODE_ALIVE));
+    f_u64(&c, "heartbeat_ms", now);
+    f_u64(&c, "started_ms", now);
+    f_u64(&c, "bytes_used", rec->bytes_used);
+    f_u64(&c, "memory_limit", rec->memory_limit);
+    batch_add(&b, &c);
+    cmd_start(&c, "SADD");
+    argf(&c, "%snodes", r->cfg.prefix);
+    arg_id(&c, rec->id);
+    batch_add(&b, &c);
+    lumen_status st = exec(r, &b, "node register", NULL);
+    batch_fini(&b);
+    return st;
+}
+
+/* Runs a hset_existing command on a node's hash. */
+static lumen_status node_update(lm_redis *r, const char *what, lm_id node, const cmd *c) {
+    redisReply *rep = NULL;
+    lumen_status st = run(r, what, c, &rep);
+    if (!LM_IS_OK(st)) return st;
+    bool missing = rep->type == REDIS_REPLY_INTEGER && rep->integer < 0;
+    freeReplyObject(rep);
+    char hex[LM_ID_HEX_LEN + 1];
+    if (missing)
+        return lm_status(LUMEN_NOT_FOUND, "redis %s: %s: node %s is not registered", r->cfg.addr,
+                         what, lm_id_to_hex(node, hex));
+    return st;
+}
+
+lumen_status lm_redis_node_heartbeat(lm_redis *r, lm_id node, uint32_t slots_free,
+                                     uint64_t bytes_used) {
+    cmd c;
+    hset_existing_start(&c, &r->cfg, "node", node);
+    f_u64(&c, "slots_free", slots_free);
+    f_u64(&c, "bytes_used", bytes_used);
+    f_u64(&c, "heartbeat_ms", wall_ms());
+    return node_update(r, "node heartbeat", node, &c);
+}
+
+lumen_status lm_redis_node_mark_dead(lm_redis *r, lm_id node) {
+    cmd c;
+    hset_existing_start(&c, &r->cfg, "node", node);
+    f_str(&c, "state", lm_node_state_name(LM_NODE_DEAD));
+    return node_update(r, "node mark dead", node, &c);
+}
+
+void lm_node_list_free(lm_node_list *list) {
+    if (list == NULL) return;
+    for (size_t i = 0; i < list->count; i++) free((char *)list->nodes[i].addr);
+    free(list->nodes);
+    free(list);
+}
+
+/* SMEMBERS of a set of ids; members that are not ids are skipped. */
+static lumen_status members(lm_redis *r, const char *what, const cmd *c, lm_id **ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    redisReply *rep = NULL;
+    lumen_status st = run(r, what, c, &rep);
+    if (!LM_IS_OK(st)) return st;
+    lm_id *out = calloc(rep->elements ? rep->elements : 1, sizeof *out);
+    if (out == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: %s: out of memory",
+                                    r->cfg.addr, what);
+    for (size_t i = 0; out && i < rep->elements; i++) {
+        const redisReply *e = rep->element[i];
+        if (e->type == REDIS_REPLY_STRING && e->len == LM_ID_HEX_LEN &&
+            lm_id_from_hex(e->str, &out[*n]))
+            (*n)++;
+    }
+    freeReplyObject(rep);
+    *ids = out;
+    return st;
+}
+
+static uint64_t reply_u64(const redisReply *e) {
+    return e->type == REDIS_REPLY_STRING ? strtoull(e->str, NULL, 10) : 0;
+}
+
+lumen_status lm_redis_nodes_list(lm_redis *r, lm_node_list **out) {
+    static const char *const fields[] = {"kind",         "addr",       "slots",
+                                         "slots_free",   "state",      "heartbeat_ms",
+                                         "started_ms",   "bytes_used", "memory_limit"};
+    *out = NULL;
+    lm_id *ids = NULL;
+    size_t n = 0;
+    cmd c;
+    cmd_start(&c, "SMEMBERS");
+    argf(&c, "%snodes", r->cfg.prefix);
+    lumen_status st = members(r, "nodes list", &c, &ids, &n);
+    lm_node_list *list = calloc(1, sizeof *list);
+    if (list) list->nodes = calloc(n ? n : 1, sizeof *list->nodes);
+    if (LM_IS_OK(st) && (list == NULL || list->nodes == NULL))
+        st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: nodes list: out of memory", r->cfg.addr);
+    batch b = {0};
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++) {
+        cmd_start(&c, "HMGET");
+        arg_key(&c, &r->cfg, "node", ids[i], "");
+        for (size_t f = 0; f < ARRAY_LEN(fields); f++) arg_str(&c, fields[f]);
+        batch_add(&b, &c);
+    }
+    redisReply **reps = NULL;
+    if (LM_IS_OK(st)) st = exec(r, &b, "nodes list", &reps);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++) {
+        redisReply **v = reps[i]->element;
+        if (reps[i]->type != REDIS_REPLY_ARRAY || reps[i]->elements != ARRAY_LEN(fields) ||
+            v[0]->type != REDIS_REPLY_STRING || v[1]->type != REDIS_REPLY_STRING)
+            continue; /* the record is gone: not a node */
+        int kind = word_parse(lm_node_kind_words, ARRAY_LEN(lm_node_kind_words), v[0]->str,
+                              v[0]->len);
+        int state = v[4]->type == REDIS_REPLY_STRING
+                        ? word_parse(lm_node_state_words, ARRAY_LEN(lm_node_state_words),
+                                     v[4]->str, v[4]->len)
+                        : -1;
+        if (kind < 0) continue;
+        char *addr = strdup(v[1]->str);
+        if (addr == NULL) {
+            st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: nodes list: out of memory",
+                           r->cfg.addr);
+            break;
+        }
+        list->nodes[list->count++] = (lm_node_record){
+            .id = ids[i],
+            .kind = (lm_node_kind)kind,
+            .addr = addr,
+            .slots = (uint32_t)reply_u64(v[2]),
+            .slots_free = (uint32_t)reply_u64(v[3]),
+            .state = state == LM_NODE_ALIVE ? LM_NODE_ALIVE : LM_NODE_DEAD,
+            .heartbeat_ms = reply_u64(v[5]),
+            .started_ms = reply_u64(v[6]),
+            .bytes_used = reply_u64(v[7]),
+            .memory_limit = reply_u64(v[8]),
+        };
+    }
+    if (reps) replies_free(reps, n);
+    batch_fini(&b);
+    free(ids);
+    if (!LM_IS_OK(st)) {
+        lm_node_list_free(list);
+        return st;
+    }
+    *out = list;
+    return st;
+}
+
+/* ---- tasks ---- */
+
+lumen_status lm_redis_tasks_put(lm_redis *r, const lm_task_record *recs, size_t n) {
+    uint64_t now = wall_ms();
+    batch b = {0};
+    cmd c;
+    for (size_t i = 0; i < n; i++) {
+        const lm_task_record *t = &recs[i];
+        hset_start(&c, &r->cfg, "task", t->id);
+        f_str(&c, "fn", t->fn);
+        f_id(&c, "job", t->job);
+        f_str(&c, "state", lm_task_state_name(t->state));
+        f_id(&c, "worker", t->worker);
+        f_u64(&c, "attempts", t->attempts);
+        f_str(&c, "error", t->error);
+        f_u64(&c, "submitted_ms", t->submitted_ms ? t->submitted_ms : now);
+        f_u64(&c, "finished_ms", t->finished_ms);
+        if (t->spec) f_bytes(&c, "spec", t->spec, t->spec_len);
+        batch_add(&b, &c);
+    }
+    lumen_status st = exec(r, &b, "tasks put", NULL);
+    batch_fini(&b);
+    return st;
+}
+
+lumen_status lm_redis_task_set_state(lm_redis *r, lm_id task, lm_task_state state,
+                                     lm_id worker, uint32_t attempts, const char *error) {
+    bool done = state == LM_TASK_FINISHED || state == LM_TASK_FAILED;
+    cmd c;
+    hset_start(&c, &r->cfg, "task", task);
+    f_str(&c, "state", lm_task_state_name(state));
+    f_id(&c, "worker", worker);
+    f_u64(&c, "attempts", attempts);
+    f_str(&c, "error", error);
+    f_u64(&c, "finished_ms", done ? wall_ms() : 0);
+    return run(r, "task set state", &c, NULL);
+}
+
+/* ---- objects ---- */
+
+lumen_status lm_redis_objs_put(lm_redis *r, const lm_obj_record *recs, size_t n) {
+    batch b = {0};
+    cmd c;
+    for (size_t i = 0; i < n; i++) {
+        const lm_obj_record *o = &recs[i];
+        hset_start(&c, &r->cfg, "obj", o->id);
+        f_u64(&c, "size", o->size);
+        f_str(&c, "state", lm_obj_state_name(o->state));
+        f_id(&c, "task", o->task);
+        f_id(&c, "job", o->job);
+        f_str(&c, "error", o->error);
+        batch_add(&b, &c);
+        if (lm_id_is_zero(o->job)) continue;
+        set_member(&c, &r->cfg, "SADD", "job", o->job, ":objs", o->id);
+        batch_add(&b, &c);
+    }
+    lumen_status st = exec(r, &b, "objs put", NULL);
+    batch_fini(&b);
+    return st;
+}
+
+lumen_status lm_redis_obj_set_state(lm_redis *r, lm_id obj, lm_obj_state state,
+                                    const char *error) {
+    cmd c;
+    hset_start(&c, &r->cfg, "obj", obj);
+    f_str(&c, "state", lm_obj_state_name(state));
+    f_str(&c, "error", error);
+    return run(r, "obj set state", &c, NULL);
+}
+
+static void publish_cmd(cmd *c, const conn_cfg *cfg, const char *type, lm_id id,
+                        const char *detail) {
+    char hex[LM_ID_HEX_LEN + 1];
+    cmd_start(c, "PUBLISH");
+    argf(c, "%s%s", cfg->prefix, DEFAULT_CHANNEL);
+    argf(c, "%s %s%s%s", type, lm_id_to_hex(id, hex), detail && *detail ? " " : "",
+         detail ? detail : "");
+}
+
+lumen_status lm_redis_obj_ready(lm_redis *r, lm_id obj, uint64_t size, lm_id store) {
+    char hex[LM_ID_HEX_LEN + 1];
+    batch b = {0};
+    cmd c;
+    hset_start(&c, &r->cfg, "obj", obj);
+    f_u64(&c, "size", size);
+    f_str(&c, "state", lm_obj_state_name(LM_OBJ_READY));
+    f_str(&c, "error", "");
+    batch_add(&b, &c);
+    set_member(&c, &r->cfg, "SADD", "obj", obj, ":locs", store);
+    batch_add(&b, &c);
+    publish_cmd(&c, &r->cfg, LM_EVENT_OBJ_READY, obj, lm_id_to_hex(store, hex));
+    batch_add(&b, &c);
+    lumen_status st = exec(r, &b, "obj ready", NULL);
+    batch_fini(&b);
+    return st;
+}
+
+lumen_status lm_redis_obj_loc_add(lm_redis *r, lm_id obj, lm_id store) {
+    cmd c;
+    set_member(&c, &r->cfg, "SADD", "obj", obj, ":locs", store);
+    return run(r, "obj loc add", &c, NULL);
+}
+
+lumen_status lm_redis_obj_loc_remove(lm_redis *r, lm_id obj, lm_id store) {
+    cmd c;
+    set_member(&c, &r->cfg, "SREM", "obj", obj, ":locs", store);
+    return run(r, "obj loc remove", &c, NULL);
+}
+
+lumen_status lm_redis_obj_locs(lm_redis *r, lm_id obj, lm_id **stores, size_t *n) {
+    cmd c;
+    cmd_start(&c, "SMEMBERS");
+    arg_key(&c, &r->cfg, "obj", obj, ":locs");
+    return members(r, "obj locs", &c, stores, n);
+}
+
+/* ---- actors ---- */
+
+lumen_status lm_redis_actor_put(lm_redis *r, const lm_actor_record *rec) {
+    cmd c;
+    hset_start(&c, &r->cfg, "actor", rec->id);
+    f_str(&c, "class", rec->class_name);
+    f_id(&c, "worker", rec->worker);
+    f_str(&c, "state", lm_actor_state_name(rec->state));
+    f_u64(&c, "restarts", rec->restarts);
+    f_str(&c, "name", rec->name);
+    f_id(&c, "job", rec->job);
+    return run(r, "actor put", &c, NULL);
+}
+
+lumen_status lm_redis_actor_set_state(lm_redis *r, lm_id actor, lm_actor_state state,
+                                      lm_id worker, uint32_t restarts) {
+    cmd c;
+    hset_start(&c, &r->cfg, "actor", actor);
+    f_str(&c, "state", lm_actor_state_name(state));
+    f_id(&c, "worker", worker);
+    f_u64(&c, "restarts", restarts);
+    return run(r, "actor set state", &c, NULL);
+}
+
+/* ---- jobs ---- */
+
+lumen_status lm_redis_job_start(lm_redis *r, lm_id job) {
+    cmd c;
+    hset_start(&c, &r->cfg, "job", job);
+    f_str(&c, "state", lm_job_state_name(LM_JOB_RUNNING));
+    f_u64(&c, "started_ms", wall_ms());
+    f_u64(&c, "finished_ms", 0);
+    f_u64(&c, "tasks", 0);
+    return run(r, "job start", &c, NULL);
+}
+
+lumen_status lm_redis_job_finish(lm_redis *r, lm_id job, uint64_t tasks) {
+    cmd c;
+    hset_start(&c, &r->cfg, "job", job);
+    f_str(&c, "state", lm_job_state_name(LM_JOB_FINISHED));
+    f_u64(&c, "finished_ms", wall_ms());
+    f_u64(&c, "tasks", tasks);
+    return run(r, "job finish", &c, NULL);
+}
+
+lumen_status lm_redis_job_objs(lm_redis *r, lm_id job, lm_id **objs, size_t *n) {
+    cmd c;
+    cmd_start(&c, "SMEMBERS");
+    arg_key(&c, &r->cfg, "job", job, ":objs");
+    return members(r, "job objs", &c, objs, n);
+}
+
+/* ---- events ---- */
+
+lumen_status lm_redis_publish(lm_redis *r, const char *type, lm_id id, const char *detail) {
+    if (type == NULL || *type == '\0' || strlen(type) > LM_EVENT_TYPE_MAX || strchr(type, ' '))
+        return lm_status(LUMEN_INVALID_ARGUMENT, "event type \"%s\": want 1..%d chars, no spaces",
+                         type ? type : "", LM_EVENT_TYPE_MAX);
+    cmd c;
+    publish_cmd(&c, &r->cfg, type, id, detail);
+    return run(r, "publish", &c, NULL);
+}
+
+bool lm_redis_event_parse(const char *msg, size_t len, lm_redis_event *ev) {
+    const char *sp = msg ? memchr(msg, ' ', len) : NULL;
+    if (sp == NULL || sp == msg || (size_t)(sp - msg) > LM_EVENT_TYPE_MAX) return false;
+    size_t tlen = (size_t)(sp - msg), rest = len - tlen - 1;
+    char hex[LM_ID_HEX_LEN + 1];
+    if (rest < LM_ID_HEX_LEN || (rest > LM_ID_HEX_LEN && sp[1 + LM_ID_HEX_LEN] != ' '))
+        return false;
+    memcpy(hex, sp + 1, LM_ID_HEX_LEN);
+    hex[LM_ID_HEX_LEN] = '\0';
+    if (!lm_id_from_hex(hex, &ev->id)) return false;
+    memcpy(ev->type, msg, tlen);
+    ev->type[tlen] = '\0';
+    ev->detail = rest > LM_ID_HEX_LEN ? sp + 2 + LM_ID_HEX_LEN : sp + 1 + LM_ID_HEX_LEN;
+    ev->detail_len = rest > LM_ID_HEX_LEN ? rest - LM_ID_HEX_LEN - 1 : 0;
+    return true;
+}
+
+/* ---- the subscriber ---- */
+
+struct lm_redis_subscriber {
+    conn_cfg cfg;
+    char *channel; /* with the prefix */
+    lm_redis_message_fn fn;
+    void *arg;
+    redisContext *ctx; /* owned by the thread once it runs */
+    int wake_fd;       /* eventfd: readable once free() wants the thread gone */
+    pthread_t thread;
+};
+
+static lumen_status subscribe(lm_redis_subscriber *s) {
+    lumen_status st = open_conn(&s->cfg, &s->ctx);
+    if (!LM_IS_OK(st)) return st;
+    redisReply *rep = redisCommand(s->ctx, "SUBSCRIBE %s", s->channel);
+    if (rep == NULL) st = ctx_status(&s->cfg, s->ctx, errno);
+    else if (rep->type != REDIS_REPLY_ARRAY) st = reply_status(&s->cfg, "SUBSCRIBE", rep);
+    freeReplyObject(rep);
+    if (!LM_IS_OK(st)) {
+        redisFree(s->ctx);
+        s->ctx = NULL;
+    }
+    return st;
+}
+
+/* Hands every complete message the reader holds to the callback; false
+ * when the stream is broken. */
+static bool deliver(lm_redis_subscriber *s) {
+    for (;;) {
+        redisReply *rep = NULL;
+        if (redisGetReplyFromReader(s->ctx, (void **)&rep) != REDIS_OK) return false;
+        if (rep == NULL) return true;
+        redisReply **e = rep->element;
+        if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+            e[0]->type == REDIS_REPLY_STRING && strcmp(e[0]->str, "message") == 0 &&
+            e[2]->type == REDIS_REPLY_STRING)
+            s->fn(s->arg, e[2]->str, e[2]->len);
+        freeReplyObject(rep);
+    }
+}
+
+/* Blocks until the connection is readable (true) or free() wakes us or
+ * timeout_ms passes (false); timeout -1: no timeout. */
+static bool wait_readable(lm_redis_subscriber *s, int timeout_ms, bool *woken) {
+    struct pollfd pf[2] = {{.fd = s->wake_fd, .events = POLLIN},
+                           {.fd = s->ctx ? s->ctx->fd : -1, .events = POLLIN}};
+    int n;
+    do n = poll(pf, 2, timeout_ms);
+    while (n < 0 && errno == EINTR);
+    *woken = pf[0].revents != 0;
+    return !*woken && pf[1].revents != 0;
+}
+
+static void *subscriber_main(void *p) {
+    lm_redis_subscriber *s = p;
+    unsigned backoff = BACKOFF_MIN_MS;
+    bool woken = false;
+    while (!woken) {
+        if (s->ctx == NULL) {
+            lumen_status st = subscribe(s);
+            if (LM_IS_OK(st)) {
+                lm_info("redis %s: subscriber back on %s", s->cfg.addr, s->channel);
+                backoff = BACKOFF_MIN_MS;
+                s->fn(s->arg, NULL, 0); /* there was a gap */
+                continue;
+            }
+            lm_debug("subscriber: %s", st.msg);
+            wait_readable(s, (int)backoff, &woken);
+            backoff = next_backoff(backoff);
+            continue;
+        }
+        bool ok = deliver(s);
+        if (ok && wait_readable(s, -1, &woken)) ok = redisBufferRead(s->ctx) == REDIS_OK;
+        if (!ok) {
+            lm_warn("redis %s: subscriber lost its connection (%s); reconnecting", s->cfg.addr,
+                    s->ctx->errstr);
+            redisFree(s->ctx);
+            s->ctx = NULL;
+        }
+    }
+    return NULL;
+}
+
+static void subscriber_destroy(lm_redis_subscriber *s) {
+    redisFree(s->ctx);
+    if (s->wake_fd >= 0) close(s->wake_fd);
+    free(s->channel);
+    cfg_fini(&s->cfg);
+    free(s);
+}
+
+lumen_status lm_redis_subscriber_new(const lm_redis_opts *opts, const char *channel,
+                                     lm_redis_message_fn fn, void *arg,
+                                     lm_redis_subscriber **out) {
+    *out = NULL;
+    if (fn == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "subscriber: no callback");
+    lm_redis_subscriber *s = calloc(1, sizeof *s);
+    if (s == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis: out of memory");
+    s->wake_fd = -1;
+    lumen_status st = cfg_init(&s->cfg, opts);
+    if (!LM_IS_OK(st)) {
+        free(s);
+        return st;
+    }
+    s->fn = fn;
+    s->arg = arg;
+    if (asprintf(&s->channel, "%s%s", s->cfg.prefix, channel ? channel : DEFAULT_CHANNEL) < 0) {
+        s->channel = NULL;
+        st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis: out of memory");
+    }
+    if (LM_IS_OK(st) && (s->wake_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+        st = lm_status_errno(LUMEN_INTERNAL, errno, "subscriber: eventfd");
+    if (LM_IS_OK(st)) st = subscribe(s); /* before returning: nothing published later is missed */
+    int err = LM_IS_OK(st) ? pthread_create(&s->thread, NULL, subscriber_main, s) : 0;
+    if (err) st = lm_status_errno(LUMEN_INTERNAL, err, "subscriber: pthread_create");
+    if (!LM_IS_OK(st)) {
+        subscriber_destroy(s);
+        return st;
+    }
+    *out = s;
+    return st;
+}
+
+void lm_redis_subscriber_free(lm_redis_subscriber *s) {
+    if (s == NULL) return;
+    uint64_t one = 1;
+    ssize_t ignored = write(s->wake_fd, &one, sizeof one);
+    (void)ignored;
+    pthread_join(s->thread, NULL);
+    subscriber_destroy(s);
+}

@@ -1,0 +1,230 @@
+/*
+ * redis_state.h - the cluster's state in Redis: the key layout, named writers
+ * and readers for it, and events over pub/sub.
+ *
+ * The only module that talks to Redis (and the only one that includes
+ * hiredis). The key layout is a public interface that users read with
+ * redis-cli; <p> is the configured prefix ("lumen:" by default):
+ *
+ *   <p>nodes          set of node ids (workers and object stores)
+ *   <p>node:<id>      hash: kind addr slots slots_free state heartbeat_ms
+ *                           started_ms bytes_used memory_limit
+ *   <p>task:<id>      hash: fn job state worker attempts error submitted_ms
+ *                           finished_ms [spec: the encoded spec, binary]
+ *   <p>obj:<id>       hash: size state task job error
+ *   <p>obj:<id>:locs  set of object-store node ids holding a copy
+ *   <p>actor:<id>     hash: class worker state restarts name job
+ *   <p>job:<id>       hash: state started_ms finished_ms tasks
+ *   <p>job:<id>:objs  set of object ids the job owns
+ *   <p>events         pub/sub channel: "<type> <id>[ <detail>]" per event
+ *
+ * Ids are 32 lowercase hex digits (a zero id is written as ""), times are ms
+ * since the epoch, states are the words below (node kinds are lowercase).
+ *
+ * Every write sets explicit values (HSET, SADD, SREM), so a failed call may
+ * simply be retried; only an event may then be delivered twice.
+ *
+ * Connections: one lm_redis is one connection that any number of threads
+ * may share (calls are serialized). When Redis goes away, calls fail fast
+ * with LUMEN_UNAVAILABLE and the reason ("redis 127.0.0.1:6379: connection
+ * refused"); later calls reconnect by themselves, no more often than a
+ * backoff of 50 ms doubling to 2 s allows, and never sleep. A connection
+ * that went stale while idle (Redis restarted) is replaced transparently.
+ * The process must ignore SIGPIPE, as every Lumen service does.
+ */
+#ifndef LM_REDIS_STATE_H
+#define LM_REDIS_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "id.h"
+#include "status.h"
+
+typedef struct lm_redis lm_redis;
+typedef struct lm_redis_subscriber lm_redis_subscriber;
+
+typedef struct lm_redis_opts {
+    const char *addr;     /* "host:port"; NULL: "127.0.0.1:6379" */
+    const char *password; /* sent with AUTH when non-empty, also on reconnect */
+    const char *prefix;   /* of every key and channel; NULL: "lumen:" */
+    unsigned timeout_ms;  /* connect, and each round trip; 0: 2000 */
+} lm_redis_opts;
+
+/* Connects (AUTH + PING); a Redis that is down is LUMEN_UNAVAILABLE, a
+ * refused password LUMEN_UNAUTHENTICATED. */
+lumen_status lm_redis_connect(const lm_redis_opts *opts, lm_redis **out);
+void lm_redis_free(lm_redis *r);
+
+/* One round trip; for health checks. */
+lumen_status lm_redis_ping(lm_redis *r);
+
+/* ---- the words stored in state fields ---- */
+typedef enum lm_node_kind { LM_NODE_WORKER, LM_NODE_OBJSTORE } lm_node_kind;
+typedef enum lm_node_state { LM_NODE_ALIVE, LM_NODE_DEAD } lm_node_state;
+typedef enum lm_task_state {
+    LM_TASK_PENDING, LM_TASK_READY, LM_TASK_RUNNING, LM_TASK_FINISHED, LM_TASK_FAILED
+} lm_task_state;
+typedef enum lm_obj_state { LM_OBJ_PENDING, LM_OBJ_READY, LM_OBJ_LOST, LM_OBJ_FAILED } lm_obj_state;
+typedef enum lm_actor_state {
+    LM_ACTOR_PENDING, LM_ACTOR_ALIVE, LM_ACTOR_RESTARTING, LM_ACTOR_DEAD
+} lm_actor_state;
+typedef enum lm_job_state { LM_JOB_RUNNING, LM_JOB_FINISHED } lm_job_state;
+
+/* "worker", "ALIVE", "RUNNING", ...; "?" for a value out of range. */
+const char *lm_node_kind_name(lm_node_kind kind);
+const char *lm_node_state_name(lm_node_state state);
+const char *lm_task_state_name(lm_task_state state);
+const char *lm_obj_state_name(lm_obj_state state);
+const char *lm_actor_state_name(lm_actor_state state);
+const char *lm_job_state_name(lm_job_state state);
+
+/* ---- nodes ---- */
+typedef struct lm_node_record {
+    lm_id id;
+    lm_node_kind kind;
+    const char *addr; /* host:port where others reach the node */
+    uint32_t slots;   /* executor slots; 0 for an object store */
+    uint32_t slots_free;
+    lm_node_state state;
+    uint64_t heartbeat_ms;
+    uint64_t started_ms;
+    uint64_t bytes_used; /* object store: bytes held */
+    uint64_t memory_limit;
+} lm_node_record;
+
+typedef struct lm_node_list {
+    lm_node_record *nodes; /* the list owns the records and their addr strings */
+    size_t count;
+} lm_node_list;
+
+/* Adds the node to <p>nodes and writes its hash from rec, except that state
+ * is ALIVE and started_ms and heartbeat_ms are now. */
+lumen_status lm_redis_node_register(lm_redis *r, const lm_node_record *rec);
+
+/* Writes slots_free, bytes_used and heartbeat_ms = now. LUMEN_NOT_FOUND (and
+ * nothing written) when the node has no record, e.g. Redis lost its data:
+ * register again. */
+lumen_status lm_redis_node_heartbeat(lm_redis *r, lm_id node, uint32_t slots_free,
+                                     uint64_t bytes_used);
+
+/* state DEAD; the node stays in <p>nodes. LUMEN_NOT_FOUND as above. */
+lumen_status lm_redis_node_mark_dead(lm_redis *r, lm_id node);
+
+/* Every member of <p>nodes with a readable hash, dead ones included
+ * (two round trips). Free with lm_node_list_free. */
+lumen_status lm_redis_nodes_list(lm_redis *r, lm_node_list **out);
+void lm_node_list_free(lm_node_list *list);
+
+/* ---- tasks ---- */
+typedef struct lm_task_record {
+    lm_id id;
+    const char *fn; /* function name */
+    lm_id job;
+    lm_task_state state;
+    lm_id worker; /* zero: not placed */
+    uint32_t attempts;
+    const char *error;     /* NULL: "" */
+    uint64_t submitted_ms; /* 0: now */
+    uint64_t finished_ms;  /* 0: not finished */
+    const void *spec;      /* optional encoded spec (binary); NULL: field untouched */
+    size_t spec_len;
+} lm_task_record;
+
+/* Writes n task hashes in one round trip (pipelined). */
+lumen_status lm_redis_tasks_put(lm_redis *r, const lm_task_record *recs, size_t n);
+
+/* Writes state, worker, attempts, error (NULL: "") and finished_ms (now for
+ * FINISHED and FAILED, else 0). */
+lumen_status lm_redis_task_set_state(lm_redis *r, lm_id task, lm_task_state state,
+                                     lm_id worker, uint32_t attempts, const char *error);
+
+/* ---- objects ---- */
+typedef struct lm_obj_record {
+    lm_id id;
+    uint64_t size;
+    lm_obj_state state;
+    lm_id task; /* that makes it; zero for a put */
+    lm_id job;  /* non-zero: also added to <p>job:<job>:objs */
+    const char *error; /* NULL: "" */
+} lm_obj_record;
+
+/* Writes n object hashes (and job memberships) in one round trip. */
+lumen_status lm_redis_objs_put(lm_redis *r, const lm_obj_record *recs, size_t n);
+
+/* Writes state and error (NULL: ""). */
+lumen_status lm_redis_obj_set_state(lm_redis *r, lm_id obj, lm_obj_state state,
+                                    const char *error);
+
+/* The object is stored at store: state READY, size, error "", store added to
+ * its locations, then "obj_ready <obj> <store>" published (one round trip,
+ * so a subscriber that sees the event can read the record). */
+lumen_status lm_redis_obj_ready(lm_redis *r, lm_id obj, uint64_t size, lm_id store);
+
+lumen_status lm_redis_obj_loc_add(lm_redis *r, lm_id obj, lm_id store);
+lumen_status lm_redis_obj_loc_remove(lm_redis *r, lm_id obj, lm_id store);
+
+/* The stores holding obj (possibly none); free(*stores) when done. */
+lumen_status lm_redis_obj_locs(lm_redis *r, lm_id obj, lm_id **stores, size_t *n);
+
+/* ---- actors ---- */
+typedef struct lm_actor_record {
+    lm_id id;
+    const char *class_name; /* field "class" */
+    lm_id worker;
+    lm_actor_state state;
+    uint32_t restarts;
+    const char *name; /* NULL: "" (unnamed) */
+    lm_id job;
+} lm_actor_record;
+
+lumen_status lm_redis_actor_put(lm_redis *r, const lm_actor_record *rec);
+lumen_status lm_redis_actor_set_state(lm_redis *r, lm_id actor, lm_actor_state state,
+                                      lm_id worker, uint32_t restarts);
+
+/* ---- jobs ---- */
+/* state RUNNING, started_ms now, finished_ms 0, tasks 0. */
+lumen_status lm_redis_job_start(lm_redis *r, lm_id job);
+/* state FINISHED, finished_ms now, tasks: how many the job submitted. */
+lumen_status lm_redis_job_finish(lm_redis *r, lm_id job, uint64_t tasks);
+/* The objects the job owns; free(*objs) when done. */
+lumen_status lm_redis_job_objs(lm_redis *r, lm_id job, lm_id **objs, size_t *n);
+
+/* ---- events ---- */
+#define LM_EVENT_OBJ_READY "obj_ready"     /* <obj> <store> */
+#define LM_EVENT_NODE_JOINED "node_joined" /* <node> <addr> */
+#define LM_EVENT_NODE_DIED "node_died"     /* <node> */
+#define LM_EVENT_TASK_FAILED "task_failed" /* <task> [error] */
+#define LM_EVENT_TYPE_MAX 31
+
+/* Publishes "<type> <id>[ <detail>]" on <p>events. */
+lumen_status lm_redis_publish(lm_redis *r, const char *type, lm_id id, const char *detail);
+
+typedef struct lm_redis_event {
+    char type[LM_EVENT_TYPE_MAX + 1];
+    lm_id id;
+    const char *detail; /* points into the message; not NUL-terminated */
+    size_t detail_len;
+} lm_redis_event;
+
+/* Splits an event line; false when it is not "<type> <32 hex>[ <detail>]". */
+bool lm_redis_event_parse(const char *msg, size_t len, lm_redis_event *ev);
+
+/* Called on the subscriber's thread for each message, in order. msg is NULL
+ * (len 0) after a reconnect: messages published while the connection was
+ * down are lost, so resynchronize from the records. */
+typedef void (*lm_redis_message_fn)(void *arg, const char *msg, size_t len);
+
+/* Subscribes a connection of its own to <p><channel> (NULL: "events") before
+ * returning, then delivers messages from a thread that blocks in poll() and
+ * reconnects and resubscribes with backoff when Redis restarts. */
+lumen_status lm_redis_subscriber_new(const lm_redis_opts *opts, const char *channel,
+                                     lm_redis_message_fn fn, void *arg,
+                                     lm_redis_subscriber **out);
+
+/* Stops and joins the thread (promptly, unless a connect attempt is in
+ * flight: then within timeout_ms). Never call it from the callback. */
+void lm_redis_subscriber_free(lm_redis_subscriber *s);
+
+#endif

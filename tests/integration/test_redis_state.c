@@ -1,0 +1,853 @@
+/*
+ * test_redis_state.c - the Redis state module against a real redis-server:
+ * the key layout as redis-cli shows it, pipelining, pub/sub, AUTH, and a
+ * Redis that is killed and restarted under a running client.
+ */
+#include <hiredis/hiredis.h>
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "redis_server.h"
+#include "redis_state.h"
+#include "test_util.h"
+
+/* ---- helpers ---- */
+
+typedef struct hexbuf {
+    char s[LM_ID_HEX_LEN + 1];
+} hexbuf;
+static hexbuf hex(lm_id id) {
+    hexbuf h;
+    lm_id_to_hex(id, h.s);
+    return h;
+}
+
+static uint64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static lm_test_redis *start_redis(const lm_test_redis_opts *opts) {
+    lm_test_redis *s = NULL;
+    lumen_status st = lm_test_redis_start(opts, &s);
+    if (!LM_IS_OK(st)) fprintf(stderr, "\nredis: %s\n", st.msg);
+    CU_ASSERT_FATAL(s != NULL);
+    return s;
+}
+
+static lm_redis *connect_redis(const lm_test_redis *s, const char *prefix, const char *password) {
+    lm_redis_opts opts = {.addr = lm_test_redis_addr(s), .prefix = prefix, .password = password,
+                          .timeout_ms = 1000};
+    lm_redis *r = NULL;
+    LM_ASSERT_OK(lm_redis_connect(&opts, &r));
+    return r;
+}
+
+/* A plain hiredis connection: what a user with redis-cli sees. */
+static redisContext *raw_connect(const lm_test_redis *s, const char *password) {
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", lm_test_redis_port(s), tv);
+    CU_ASSERT_FATAL(c != NULL && c->err == 0);
+    if (password) freeReplyObject(redisCommand(c, "AUTH %s", password));
+    return c;
+}
+
+static redisReply *raw(redisContext *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    CU_ASSERT_FATAL(rep != NULL);
+    return rep;
+}
+
+static long long raw_int(redisContext *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    CU_ASSERT_FATAL(rep != NULL);
+    CU_ASSERT_EQUAL(rep->type, REDIS_REPLY_INTEGER);
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* HGET key field, as a malloc'd string; NULL when absent. */
+static char *hget(redisContext *c, const char *key, const char *field) {
+    redisReply *rep = raw(c, "HGET %s %s", key, field);
+    char *v = rep->type == REDIS_REPLY_STRING ? strdup(rep->str) : NULL;
+    freeReplyObject(rep);
+    return v;
+}
+
+#define EXPECT_FIELD(c, key, field, want) expect_field(c, key, field, want, __LINE__)
+static void expect_field(redisContext *c, const char *key, const char *field, const char *want,
+                         int line) {
+    char *got = hget(c, key, field);
+    bool ok = got != NULL && strcmp(got, want) == 0;
+    if (!ok)
+        fprintf(stderr, "\nline %d: HGET %s %s = %s%s%s, want \"%s\"\n", line, key, field,
+                got ? "\"" : "", got ? got : "(nil)", got ? "\"" : "", want);
+    CU_assertImplementation(ok, (unsigned)line, "EXPECT_FIELD", __FILE__, "", CU_FALSE);
+    free(got);
+}
+
+/* A time field written between lo and hi. */
+#define EXPECT_TIME(c, key, field, lo, hi) expect_time(c, key, field, lo, hi, __LINE__)
+static void expect_time(redisContext *c, const char *key, const char *field, uint64_t lo,
+                        uint64_t hi, int line) {
+    char *got = hget(c, key, field);
+    uint64_t v = got ? strtoull(got, NULL, 10) : 0;
+    bool ok = v >= lo && v <= hi;
+    if (!ok)
+        fprintf(stderr, "\nline %d: HGET %s %s = %s, want %" PRIu64 "..%" PRIu64 "\n", line, key,
+                field, got ? got : "(nil)", lo, hi);
+    CU_assertImplementation(ok, (unsigned)line, "EXPECT_TIME", __FILE__, "", CU_FALSE);
+    free(got);
+}
+
+static bool ids_contain(const lm_id *ids, size_t n, lm_id want) {
+    for (size_t i = 0; i < n; i++)
+        if (lm_id_equal(ids[i], want)) return true;
+    return false;
+}
+
+/* Collects a subscriber's messages; tests wait on the condvar. */
+typedef struct collector {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char **msgs;
+    size_t n, cap;
+    size_t gaps; /* reconnects seen */
+} collector;
+
+static void collector_init(collector *c) {
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static void collector_fini(collector *c) {
+    for (size_t i = 0; i < c->n; i++) free(c->msgs[i]);
+    free(c->msgs);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+}
+
+static void collect(void *arg, const char *msg, size_t len) {
+    collector *c = arg;
+    pthread_mutex_lock(&c->mu);
+    if (msg == NULL) {
+        c->gaps++;
+    } else {
+        if (c->n == c->cap) {
+            c->cap = c->cap ? 2 * c->cap : 64;
+            c->msgs = realloc(c->msgs, c->cap * sizeof *c->msgs);
+        }
+        c->msgs[c->n++] = strndup(msg, len);
+    }
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Waits until at least n messages and gaps reconnects arrived. */
+static bool collector_wait(collector *c, size_t n, size_t gaps, unsigned timeout_ms) {
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&c->mu);
+    int rc = 0;
+    while ((c->n < n || c->gaps < gaps) && rc == 0) rc = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
+    bool ok = c->n >= n && c->gaps >= gaps;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static lm_redis_subscriber *subscribe(const lm_test_redis *s, const char *prefix,
+                                      const char *password, collector *c) {
+    lm_redis_opts opts = {.addr = lm_test_redis_addr(s), .prefix = prefix, .password = password,
+                          .timeout_ms = 1000};
+    lm_redis_subscriber *sub = NULL;
+    LM_ASSERT_OK(lm_redis_subscriber_new(&opts, NULL, collect, c, &sub));
+    return sub;
+}
+
+/* Publishes n node_joined events and checks they all arrive, in order,
+ * after the first `already` messages. */
+static void publish_and_expect(lm_redis *r, collector *c, size_t already, size_t n) {
+    lm_id *ids = calloc(n, sizeof *ids);
+    for (size_t i = 0; i < n; i++) {
+        char addr[32];
+        snprintf(addr, sizeof addr, "10.0.%zu.%zu:7402", i / 256, i % 256);
+        ids[i] = lm_id_random();
+        LM_ASSERT_OK(lm_redis_publish(r, LM_EVENT_NODE_JOINED, ids[i], addr));
+    }
+    CU_ASSERT_FATAL(collector_wait(c, already + n, 0, 5000));
+    pthread_mutex_lock(&c->mu);
+    CU_ASSERT_EQUAL(c->n, already + n);
+    for (size_t i = 0; i < n && already + i < c->n; i++) {
+        const char *msg = c->msgs[already + i];
+        lm_redis_event ev;
+        char addr[32];
+        snprintf(addr, sizeof addr, "10.0.%zu.%zu:7402", i / 256, i % 256);
+        CU_ASSERT_FATAL(lm_redis_event_parse(msg, strlen(msg), &ev));
+        CU_ASSERT_STRING_EQUAL(ev.type, LM_EVENT_NODE_JOINED);
+        CU_ASSERT(lm_id_equal(ev.id, ids[i]));
+        CU_ASSERT(ev.detail_len == strlen(addr) && memcmp(ev.detail, addr, ev.detail_len) == 0);
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(ids);
+}
+
+/* ---- tests ---- */
+
+static void test_connect_errors(void) {
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", lm_test_free_port());
+    lm_redis_opts opts = {.addr = addr};
+    lm_redis *r = NULL;
+    uint64_t t0 = lm_test_now_us();
+    lumen_status st = lm_redis_connect(&opts, &r);
+    CU_ASSERT(lm_test_now_us() - t0 < 1000000);
+    LM_ASSERT_CODE(st, LUMEN_UNAVAILABLE);
+    CU_ASSERT(r == NULL);
+    char want[64];
+    snprintf(want, sizeof want, "redis %s: connection refused", addr);
+    if (strcmp(st.msg, want) != 0) fprintf(stderr, "\ngot \"%s\", want \"%s\"\n", st.msg, want);
+    CU_ASSERT_STRING_EQUAL(st.msg, want);
+
+    const char *bad[] = {"localhost", "localhost:", ":6379", "host:99999", "host:12x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        opts.addr = bad[i];
+        LM_ASSERT_CODE(lm_redis_connect(&opts, &r), LUMEN_INVALID_ARGUMENT);
+    }
+    lm_redis_free(NULL);
+    lm_redis_subscriber_free(NULL);
+    lm_node_list_free(NULL);
+}
+
+static void test_node_layout(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    redisContext *c = raw_connect(s, NULL);
+    lm_id id = lm_id_random();
+    char key[128];
+    snprintf(key, sizeof key, "lumen:node:%s", hex(id).s);
+
+    lm_node_record rec = {.id = id, .kind = LM_NODE_WORKER, .addr = "10.1.2.3:7402", .slots = 8,
+                          .slots_free = 8, .memory_limit = 1u << 30};
+    uint64_t t0 = wall_ms();
+    LM_ASSERT_OK(lm_redis_node_register(r, &rec));
+    uint64_t t1 = wall_ms();
+    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER lumen:nodes %s", hex(id).s), 1);
+    CU_ASSERT_EQUAL(raw_int(c, "SCARD lumen:nodes"), 1);
+    CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 9);
+    EXPECT_FIELD(c, key, "kind", "worker");
+    EXPECT_FIELD(c, key, "addr", "10.1.2.3:7402");
+    EXPECT_FIELD(c, key, "slots", "8");
+    EXPECT_FIELD(c, key, "slots_free", "8");
+    EXPECT_FIELD(c, key, "state", "ALIVE");
+    EXPECT_FIELD(c, key, "bytes_used", "0");
+    EXPECT_FIELD(c, key, "memory_limit", "1073741824");
+    EXPECT_TIME(c, key, "started_ms", t0, t1);
+    EXPECT_TIME(c, key, "heartbeat_ms", t0, t1);
+
+    t0 = wall_ms();
+    LM_ASSERT_OK(lm_redis_node_heartbeat(r, id, 3, 4096));
+    t1 = wall_ms();
+    EXPECT_FIELD(c, key, "slots_free", "3");
+    EXPECT_FIELD(c, key, "bytes_used", "4096");
+    EXPECT_TIME(c, key, "heartbeat_ms", t0, t1);
+    EXPECT_FIELD(c, key, "slots", "8");
+
+    /* A node Redis does not know must register again; nothing is half-written. */
+    lm_id stranger = lm_id_random();
+    LM_ASSERT_CODE(lm_redis_node_heartbeat(r, stranger, 1, 0), LUMEN_NOT_FOUND);
+    LM_ASSERT_CODE(lm_redis_node_mark_dead(r, stranger), LUMEN_NOT_FOUND);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:node:%s", hex(stranger).s), 0);
+
+    LM_ASSERT_OK(lm_redis_node_mark_dead(r, id));
+    EXPECT_FIELD(c, key, "state", "DEAD");
+    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER lumen:nodes %s", hex(id).s), 1);
+
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+static void test_nodes_list(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    redisContext *c = raw_connect(s, NULL);
+
+    lm_node_list *list = NULL;
+    LM_ASSERT_OK(lm_redis_nodes_list(r, &list));
+    CU_ASSERT_FATAL(list != NULL);
+    CU_ASSERT_EQUAL(list->count, 0);
+    lm_node_list_free(list);
+
+    lm_node_record w = {.id = lm_id_random(), .kind = LM_NODE_WORKER, .addr = "w:7402",
+                        .slots = 4, .slots_free = 4};
+    lm_node_record o = {.id = lm_id_random(), .kind = LM_NODE_OBJSTORE, .addr = "o:7401",
+                        .bytes_used = 10, .memory_limit = 1000};
+    LM_ASSERT_OK(lm_redis_node_register(r, &w));
+    LM_ASSERT_OK(lm_redis_node_register(r, &o));
+    LM_ASSERT_OK(lm_redis_node_heartbeat(r, w.id, 1, 0));
+    LM_ASSERT_OK(lm_redis_node_mark_dead(r, o.id));
+    /* Members without a record, or that are not ids, are not nodes. */
+    freeReplyObject(raw(c, "SADD lumen:nodes %s not-an-id", hex(lm_id_random()).s));
+
+    LM_ASSERT_OK(lm_redis_nodes_list(r, &list));
+    CU_ASSERT_FATAL(list != NULL);
+    CU_ASSERT_EQUAL_FATAL(list->count, 2);
+    for (size_t i = 0; i < list->count; i++) {
+        const lm_node_record *n = &list->nodes[i];
+        bool is_w = lm_id_equal(n->id, w.id);
+        CU_ASSERT(is_w || lm_id_equal(n->id, o.id));
+        CU_ASSERT_EQUAL(n->kind, is_w ? LM_NODE_WORKER : LM_NODE_OBJSTORE);
+        CU_ASSERT_STRING_EQUAL(n->addr, is_w ? "w:7402" : "o:7401");
+        CU_ASSERT_EQUAL(n->slots, is_w ? 4u : 0u);
+        CU_ASSERT_EQUAL(n->slots_free, is_w ? 1u : 0u);
+        CU_ASSERT_EQUAL(n->state, is_w ? LM_NODE_ALIVE : LM_NODE_DEAD);
+        CU_ASSERT_EQUAL(n->bytes_used, is_w ? 0u : 10u);
+        CU_ASSERT_EQUAL(n->memory_limit, is_w ? 0u : 1000u);
+        CU_ASSERT(n->heartbeat_ms > 0 && n->started_ms > 0 && n->heartbeat_ms >= n->started_ms);
+    }
+    lm_node_list_free(list);
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+static void test_task_layout(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    redisContext *c = raw_connect(s, NULL);
+    static const char spec[] = {'a', '\0', 'b', '\xff', '\r', '\n'};
+    lm_task_record t = {.id = lm_id_random(), .fn = "wordcount.most_frequent",
+                        .job = lm_id_random(), .state = LM_TASK_PENDING, .submitted_ms = 1234,
+                        .spec = spec, .spec_len = sizeof spec};
+    char key[128];
+    snprintf(key, sizeof key, "lumen:task:%s", hex(t.id).s);
+
+    LM_ASSERT_OK(lm_redis_tasks_put(r, &t, 1));
+    CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 9);
+    EXPECT_FIELD(c, key, "fn", "wordcount.most_frequent");
+    EXPECT_FIELD(c, key, "job", hex(t.job).s);
+    EXPECT_FIELD(c, key, "state", "PENDING");
+    EXPECT_FIELD(c, key, "worker", "");
+    EXPECT_FIELD(c, key, "attempts", "0");
+    EXPECT_FIELD(c, key, "error", "");
+    EXPECT_FIELD(c, key, "submitted_ms", "1234");
+    EXPECT_FIELD(c, key, "finished_ms", "0");
+    redisReply *rep = raw(c, "HGET %s spec", key);
+    CU_ASSERT(rep->type == REDIS_REPLY_STRING && rep->len == sizeof spec &&
+              memcmp(rep->str, spec, sizeof spec) == 0);
+    freeReplyObject(rep);
+
+    lm_id worker = lm_id_random();
+    LM_ASSERT_OK(lm_redis_task_set_state(r, t.id, LM_TASK_RUNNING, worker, 1, NULL));
+    EXPECT_FIELD(c, key, "state", "RUNNING");
+    EXPECT_FIELD(c, key, "worker", hex(worker).s);
+    EXPECT_FIELD(c, key, "attempts", "1");
+    EXPECT_FIELD(c, key, "finished_ms", "0");
+
+    uint64_t t0 = wall_ms();
+    LM_ASSERT_OK(lm_redis_task_set_state(r, t.id, LM_TASK_FAILED, worker, 2, "worker died"));
+    uint64_t t1 = wall_ms();
+    EXPECT_FIELD(c, key, "state", "FAILED");
+    EXPECT_FIELD(c, key, "attempts", "2");
+    EXPECT_FIELD(c, key, "error", "worker died");
+    EXPECT_TIME(c, key, "finished_ms", t0, t1);
+
+    /* A put without a spec leaves the stored spec alone; submitted_ms 0 is now. */
+    t.spec = NULL;
+    t.submitted_ms = 0;
+    t0 = wall_ms();
+    LM_ASSERT_OK(lm_redis_tasks_put(r, &t, 1));
+    EXPECT_TIME(c, key, "submitted_ms", t0, wall_ms());
+    CU_ASSERT_EQUAL(raw_int(c, "HSTRLEN %s spec", key), (long long)sizeof spec);
+    LM_ASSERT_OK(lm_redis_tasks_put(r, NULL, 0));
+
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+/* Redis's own counters of socket reads and writes. */
+static void io_events(redisContext *c, long long *reads, long long *writes) {
+    redisReply *rep = raw(c, "INFO stats");
+    const char *p = strstr(rep->str, "total_reads_processed:");
+    const char *q = strstr(rep->str, "total_writes_processed:");
+    CU_ASSERT_FATAL(p != NULL && q != NULL);
+    *reads = atoll(strchr(p, ':') + 1);
+    *writes = atoll(strchr(q, ':') + 1);
+    freeReplyObject(rep);
+}
+
+static void test_tasks_batch_1000(void) {
+    enum { N = 1000 };
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    redisContext *c = raw_connect(s, NULL);
+    lm_task_record *recs = calloc(N, sizeof *recs);
+    lm_id job = lm_id_random();
+    for (int i = 0; i < N; i++)
+        recs[i] = (lm_task_record){.id = lm_id_random(), .fn = "wordcount.count", .job = job,
+                                   .state = LM_TASK_READY, .attempts = (uint32_t)i};
+
+    long long reads0, writes0, reads1, writes1;
+    io_events(c, &reads0, &writes0);
+    uint64_t t0 = lm_test_now_us();
+    LM_ASSERT_OK(lm_redis_tasks_put(r, recs, N));
+    uint64_t us = lm_test_now_us() - t0;
+    io_events(c, &reads1, &writes1);
+    /* One round trip per record would take >= N reads and N writes on the
+     * server; a pipeline takes one per socket buffer's worth. */
+    printf("\n  %d task records in %" PRIu64 " us; server reads %lld, writes %lld\n", N, us,
+           reads1 - reads0 - 1, writes1 - writes0 - 1);
+    CU_ASSERT(reads1 - reads0 < N / 4);
+    CU_ASSERT(writes1 - writes0 < N / 4);
+
+    CU_ASSERT_EQUAL(raw_int(c, "DBSIZE"), N);
+    for (int i = 0; i < N; i++)
+        redisAppendCommand(c, "HMGET lumen:task:%s state attempts job", hex(recs[i].id).s);
+    for (int i = 0; i < N; i++) {
+        redisReply *rep = NULL;
+        CU_ASSERT_FATAL(redisGetReply(c, (void **)&rep) == REDIS_OK);
+        char attempts[16];
+        snprintf(attempts, sizeof attempts, "%d", i);
+        CU_ASSERT(rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+                  rep->element[0]->type == REDIS_REPLY_STRING &&
+                  strcmp(rep->element[0]->str, "READY") == 0 &&
+                  rep->element[1]->type == REDIS_REPLY_STRING &&
+                  strcmp(rep->element[1]->str, attempts) == 0 &&
+                  rep->element[2]->type == REDIS_REPLY_STRING &&
+                  strcmp(rep->element[2]->str, hex(job).s) == 0);
+        freeReplyObject(rep);
+    }
+    free(recs);
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+static void test_objects_and_locations(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    redisContext *c = raw_connect(s, NULL);
+    lm_id job = lm_id_random(), task = lm_id_random();
+    lm_obj_record objs[2] = {
+        {.id = lm_id_for_return(task, 0), .state = LM_OBJ_PENDING, .task = task, .job = job},
+        {.id = lm_id_random(), .size = 5, .state = LM_OBJ_READY}, /* a put, no job */
+    };
+    char key[128], locs[128];
+    snprintf(key, sizeof key, "lumen:obj:%s", hex(objs[0].id).s);
+    snprintf(locs, sizeof locs, "lumen:obj:%s:locs", hex(objs[0].id).s);
+
+    LM_ASSERT_OK(lm_redis_objs_put(r, objs, 2));
+    CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 5);
+    EXPECT_FIELD(c, key, "size", "0");
+    EXPECT_FIELD(c, key, "state", "PENDING");
+    EXPECT_FIELD(c, key, "task", hex(task).s);
+    EXPECT_FIELD(c, key, "job", hex(job).s);
+    EXPECT_FIELD(c, key, "error", "");
+    redisReply *rep = raw(c, "SMEMBERS lumen:job:%s:objs", hex(job).s);
+    CU_ASSERT(rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
+              strcmp(rep->element[0]->str, hex(objs[0].id).s) == 0);
+    freeReplyObject(rep);
+    snprintf(locs, sizeof locs, "lumen:obj:%s", hex(objs[1].id).s);
+    EXPECT_FIELD(c, locs, "job", "");
+    EXPECT_FIELD(c, locs, "task", "");
+    snprintf(locs, sizeof locs, "lumen:obj:%s:locs", hex(objs[0].id).s);
+
+    lm_id a = lm_id_random(), b = lm_id_random();
+    LM_ASSERT_OK(lm_redis_obj_ready(r, objs[0].id, 100, a));
+    EXPECT_FIELD(c, key, "state", "READY");
+    EXPECT_FIELD(c, key, "size", "100");
+    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER %s %s", locs, hex(a).s), 1);
+    LM_ASSERT_OK(lm_redis_obj_loc_add(r, objs[0].id, b));
+    LM_ASSERT_OK(lm_redis_obj_loc_add(r, objs[0].id, b)); /* idempotent */
+    CU_ASSERT_EQUAL(raw_int(c, "SCARD %s", locs), 2);
+
+    lm_id *stores = NULL;
+    size_t n = 0;
+    LM_ASSERT_OK(lm_redis_obj_locs(r, objs[0].id, &stores, &n));
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT(ids_contain(stores, n, a) && ids_contain(stores, n, b));
+    free(stores);
+
+    LM_ASSERT_OK(lm_redis_obj_loc_remove(r, objs[0].id, a));
+    LM_ASSERT_OK(lm_redis_obj_locs(r, objs[0].id, &stores, &n));
+    CU_ASSERT(n == 1 && lm_id_equal(stores[0], b));
+    free(stores);
+    LM_ASSERT_OK(lm_redis_obj_loc_remove(r, objs[0].id, b));
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS %s", locs), 0);
+    LM_ASSERT_OK(lm_redis_obj_locs(r, objs[0].id, &stores, &n));
+    CU_ASSERT_EQUAL(n, 0);
+    free(stores);
+
+    LM_ASSERT_OK(lm_redis_obj_set_state(r, objs[0].id, LM_OBJ_LOST, "store died"));
+    EXPECT_FIELD(c, key, "state", "LOST");
+    EXPECT_FIELD(c, key, "error", "store died");
+
+    lm_id *owned = NULL;
+    LM_ASSERT_OK(lm_redis_job_objs(r, job, &owned, &n));
+    CU_ASSERT(n == 1 && lm_id_equal(owned[0], objs[0].id));
+    free(owned);
+
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+static void test_actor_and_job_layout(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    redisContext *c = raw_connect(s, NULL);
+    lm_actor_record a = {.id = lm_id_random(), .class_name = "wordcount.Counter",
+                         .worker = lm_id_random(), .state = LM_ACTOR_ALIVE, .name = "counter-1",
+                         .job = lm_id_random()};
+    char key[128];
+    snprintf(key, sizeof key, "lumen:actor:%s", hex(a.id).s);
+    LM_ASSERT_OK(lm_redis_actor_put(r, &a));
+    CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 6);
+    EXPECT_FIELD(c, key, "class", "wordcount.Counter");
+    EXPECT_FIELD(c, key, "worker", hex(a.worker).s);
+    EXPECT_FIELD(c, key, "state", "ALIVE");
+    EXPECT_FIELD(c, key, "restarts", "0");
+    EXPECT_FIELD(c, key, "name", "counter-1");
+    EXPECT_FIELD(c, key, "job", hex(a.job).s);
+    lm_id w2 = lm_id_random();
+    LM_ASSERT_OK(lm_redis_actor_set_state(r, a.id, LM_ACTOR_RESTARTING, w2, 1));
+    EXPECT_FIELD(c, key, "state", "RESTARTING");
+    EXPECT_FIELD(c, key, "worker", hex(w2).s);
+    EXPECT_FIELD(c, key, "restarts", "1");
+
+    lm_id job = lm_id_random();
+    snprintf(key, sizeof key, "lumen:job:%s", hex(job).s);
+    uint64_t t0 = wall_ms();
+    LM_ASSERT_OK(lm_redis_job_start(r, job));
+    uint64_t t1 = wall_ms();
+    EXPECT_FIELD(c, key, "state", "RUNNING");
+    EXPECT_TIME(c, key, "started_ms", t0, t1);
+    EXPECT_FIELD(c, key, "finished_ms", "0");
+    EXPECT_FIELD(c, key, "tasks", "0");
+    t0 = wall_ms();
+    LM_ASSERT_OK(lm_redis_job_finish(r, job, 42));
+    EXPECT_FIELD(c, key, "state", "FINISHED");
+    EXPECT_TIME(c, key, "finished_ms", t0, wall_ms());
+    EXPECT_FIELD(c, key, "tasks", "42");
+
+    CU_ASSERT_STRING_EQUAL(lm_task_state_name(LM_TASK_FINISHED), "FINISHED");
+    CU_ASSERT_STRING_EQUAL(lm_task_state_name((lm_task_state)99), "?");
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+/* Every writer with prefix "test:": every key it makes carries it. */
+static void test_prefix(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, "test:", NULL);
+    redisContext *c = raw_connect(s, NULL);
+    collector col;
+    collector_init(&col);
+    lm_redis_subscriber *sub = subscribe(s, "test:", NULL, &col);
+
+    lm_id node = lm_id_random(), task = lm_id_random(), obj = lm_id_random(),
+          actor = lm_id_random(), job = lm_id_random();
+    lm_node_record nr = {.id = node, .kind = LM_NODE_OBJSTORE, .addr = "x:1"};
+    lm_task_record tr = {.id = task, .fn = "f", .job = job};
+    lm_obj_record orec = {.id = obj, .task = task, .job = job};
+    lm_actor_record ar = {.id = actor, .class_name = "C", .job = job};
+    LM_ASSERT_OK(lm_redis_node_register(r, &nr));
+    LM_ASSERT_OK(lm_redis_node_heartbeat(r, node, 0, 1));
+    LM_ASSERT_OK(lm_redis_node_mark_dead(r, node));
+    LM_ASSERT_OK(lm_redis_tasks_put(r, &tr, 1));
+    LM_ASSERT_OK(lm_redis_task_set_state(r, task, LM_TASK_FINISHED, node, 1, NULL));
+    LM_ASSERT_OK(lm_redis_objs_put(r, &orec, 1));
+    LM_ASSERT_OK(lm_redis_obj_ready(r, obj, 7, node));
+    LM_ASSERT_OK(lm_redis_obj_set_state(r, obj, LM_OBJ_READY, NULL));
+    LM_ASSERT_OK(lm_redis_obj_loc_add(r, obj, node));
+    LM_ASSERT_OK(lm_redis_actor_put(r, &ar));
+    LM_ASSERT_OK(lm_redis_actor_set_state(r, actor, LM_ACTOR_DEAD, node, 0));
+    LM_ASSERT_OK(lm_redis_job_start(r, job));
+    LM_ASSERT_OK(lm_redis_job_finish(r, job, 1));
+    lm_node_list *list = NULL;
+    LM_ASSERT_OK(lm_redis_nodes_list(r, &list));
+    CU_ASSERT(list != NULL && list->count == 1);
+    lm_node_list_free(list);
+
+    char want[8][128];
+    snprintf(want[0], 128, "test:nodes");
+    snprintf(want[1], 128, "test:node:%s", hex(node).s);
+    snprintf(want[2], 128, "test:task:%s", hex(task).s);
+    snprintf(want[3], 128, "test:obj:%s", hex(obj).s);
+    snprintf(want[4], 128, "test:obj:%s:locs", hex(obj).s);
+    snprintf(want[5], 128, "test:actor:%s", hex(actor).s);
+    snprintf(want[6], 128, "test:job:%s", hex(job).s);
+    snprintf(want[7], 128, "test:job:%s:objs", hex(job).s);
+    redisReply *keys = raw(c, "KEYS *");
+    CU_ASSERT_EQUAL(keys->elements, 8);
+    for (size_t i = 0; i < keys->elements; i++) {
+        bool known = false;
+        for (int k = 0; k < 8; k++) known |= strcmp(keys->element[i]->str, want[k]) == 0;
+        if (!known) fprintf(stderr, "\nunexpected key %s\n", keys->element[i]->str);
+        CU_ASSERT(known);
+    }
+    freeReplyObject(keys);
+
+    /* The event went out on test:events, and a user's PUBLISH there arrives too. */
+    freeReplyObject(raw(c, "PUBLISH lumen:events not-for-us"));
+    freeReplyObject(raw(c, "PUBLISH test:events from-redis-cli"));
+    CU_ASSERT_FATAL(collector_wait(&col, 2, 0, 5000));
+    char ready[128];
+    snprintf(ready, sizeof ready, "obj_ready %s %s", hex(obj).s, hex(node).s);
+    CU_ASSERT_STRING_EQUAL(col.msgs[0], ready);
+    CU_ASSERT_STRING_EQUAL(col.msgs[1], "from-redis-cli");
+
+    lm_redis_subscriber_free(sub);
+    collector_fini(&col);
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+static void test_events(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    collector col;
+    collector_init(&col);
+    lm_redis_subscriber *sub = subscribe(s, NULL, NULL, &col);
+
+    publish_and_expect(r, &col, 0, 100);
+
+    lm_id id = lm_id_random();
+    LM_ASSERT_OK(lm_redis_publish(r, LM_EVENT_NODE_DIED, id, NULL));
+    CU_ASSERT_FATAL(collector_wait(&col, 101, 0, 5000));
+    lm_redis_event ev;
+    CU_ASSERT(lm_redis_event_parse(col.msgs[100], strlen(col.msgs[100]), &ev));
+    CU_ASSERT_STRING_EQUAL(ev.type, "node_died");
+    CU_ASSERT(lm_id_equal(ev.id, id) && ev.detail_len == 0);
+
+    LM_ASSERT_CODE(lm_redis_publish(r, "two words", id, NULL), LUMEN_INVALID_ARGUMENT);
+    LM_ASSERT_CODE(lm_redis_publish(r, "", id, NULL), LUMEN_INVALID_ARGUMENT);
+    const char *bad[] = {"", "obj_ready", "obj_ready 123", "obj_ready  0123456789abcdef0123456789abcdef",
+                         "obj_ready 0123456789abcdef0123456789abcdefX",
+                         "obj_ready 0123456789abcdef0123456789abcdeg"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CU_ASSERT(!lm_redis_event_parse(bad[i], strlen(bad[i]), &ev));
+
+    /* free() wakes the thread out of poll() at once. */
+    uint64_t t0 = lm_test_now_us();
+    lm_redis_subscriber_free(sub);
+    CU_ASSERT(lm_test_now_us() - t0 < 500000);
+    CU_ASSERT_EQUAL(col.gaps, 0);
+    collector_fini(&col);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+static void test_auth(void) {
+    lm_test_redis_opts o = {.password = "s3cret pass"};
+    lm_test_redis *s = start_redis(&o);
+    lm_redis *r = connect_redis(s, NULL, "s3cret pass");
+    lm_node_record n = {.id = lm_id_random(), .kind = LM_NODE_WORKER, .addr = "a:1", .slots = 1};
+    LM_ASSERT_OK(lm_redis_node_register(r, &n));
+    redisContext *c = raw_connect(s, "s3cret pass");
+    CU_ASSERT_EQUAL(raw_int(c, "SCARD lumen:nodes"), 1);
+    redisFree(c);
+
+    lm_redis_opts opts = {.addr = lm_test_redis_addr(s), .password = "wrong"};
+    lm_redis *bad = NULL;
+    lumen_status st = lm_redis_connect(&opts, &bad);
+    LM_ASSERT_CODE(st, LUMEN_UNAUTHENTICATED);
+    CU_ASSERT(bad == NULL);
+    CU_ASSERT(strstr(st.msg, lm_test_redis_addr(s)) != NULL && strstr(st.msg, "AUTH") != NULL);
+    printf("\n  wrong password: %s", st.msg);
+
+    opts.password = NULL;
+    st = lm_redis_connect(&opts, &bad);
+    LM_ASSERT_CODE(st, LUMEN_UNAUTHENTICATED);
+    printf("\n  no password: %s\n", st.msg);
+
+    lm_redis_subscriber *sub = NULL;
+    opts.password = "wrong";
+    LM_ASSERT_CODE(lm_redis_subscriber_new(&opts, NULL, collect, NULL, &sub),
+                   LUMEN_UNAUTHENTICATED);
+    LM_ASSERT_CODE(lm_redis_subscriber_new(&opts, NULL, NULL, NULL, &sub),
+                   LUMEN_INVALID_ARGUMENT);
+    CU_ASSERT(sub == NULL);
+    collector col;
+    collector_init(&col);
+    sub = subscribe(s, NULL, "s3cret pass", &col);
+    publish_and_expect(r, &col, 0, 3);
+    lm_redis_subscriber_free(sub);
+    collector_fini(&col);
+
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+typedef struct hammer_arg {
+    lm_redis *r;
+    lm_id node;
+    int fails;
+} hammer_arg;
+
+static void *hammer(void *p) {
+    hammer_arg *h = p;
+    for (int i = 0; i < 250; i++) {
+        lm_task_record t = {.id = lm_id_random(), .fn = "f", .state = LM_TASK_RUNNING};
+        h->fails += !LM_IS_OK(lm_redis_node_heartbeat(h->r, h->node, (uint32_t)i, 0));
+        h->fails += !LM_IS_OK(lm_redis_tasks_put(h->r, &t, 1));
+    }
+    return NULL;
+}
+
+/* One handle shared by several threads. */
+static void test_threads_share_a_handle(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    pthread_t th[4];
+    hammer_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (hammer_arg){.r = r, .node = lm_id_random()};
+        lm_node_record n = {.id = args[i].node, .kind = LM_NODE_WORKER, .addr = "a:1"};
+        LM_ASSERT_OK(lm_redis_node_register(r, &n));
+        pthread_create(&th[i], NULL, hammer, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(args[i].fails, 0);
+    }
+    redisContext *c = raw_connect(s, NULL);
+    CU_ASSERT_EQUAL(raw_int(c, "DBSIZE"), 1 + 4 + 1000);
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+/* Redis killed (SIGKILL) and restarted with its AOF on the same port. */
+static void test_redis_restart(void) {
+    lm_test_redis_opts o = {.appendonly = true};
+    lm_test_redis *s = start_redis(&o);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    collector col;
+    collector_init(&col);
+    lm_redis_subscriber *sub = subscribe(s, NULL, NULL, &col);
+
+    lm_node_record n = {.id = lm_id_random(), .kind = LM_NODE_WORKER, .addr = "w:7402",
+                        .slots = 2, .slots_free = 2};
+    lm_task_record t = {.id = lm_id_random(), .fn = "f", .state = LM_TASK_RUNNING, .attempts = 3};
+    LM_ASSERT_OK(lm_redis_node_register(r, &n));
+    LM_ASSERT_OK(lm_redis_tasks_put(r, &t, 1));
+    publish_and_expect(r, &col, 0, 10);
+
+    lm_test_redis_kill(s);
+    /* Down: every call fails fast with UNAVAILABLE, naming the address. */
+    char want[64];
+    snprintf(want, sizeof want, "redis %s: connection refused", lm_test_redis_addr(s));
+    uint64_t down0 = lm_test_now_us(), worst = 0;
+    for (int i = 0; i < 20; i++) {
+        uint64_t t0 = lm_test_now_us();
+        lumen_status st = i % 2 ? lm_redis_node_heartbeat(r, n.id, 1, 0) : lm_redis_ping(r);
+        uint64_t took = lm_test_now_us() - t0;
+        worst = took > worst ? took : worst;
+        LM_ASSERT_CODE(st, LUMEN_UNAVAILABLE);
+        if (strncmp(st.msg, want, strlen(want)) != 0) fprintf(stderr, "\ngot \"%s\"\n", st.msg);
+        CU_ASSERT(strncmp(st.msg, want, strlen(want)) == 0);
+        if (i == 0 || i == 19) printf("\n  while down: %s", st.msg);
+        lm_test_sleep_ms(25); /* spread the calls over several backoff steps */
+    }
+    printf("\n  slowest call while down: %" PRIu64 " us\n", worst);
+    CU_ASSERT(worst < 3000000);
+    CU_ASSERT(lm_test_now_us() - down0 < 5000000);
+
+    LM_ASSERT_OK(lm_test_redis_restart(s));
+    /* Back: the handle reconnects by itself within one backoff step (<= 2 s). */
+    uint64_t up0 = lm_test_now_us();
+    lumen_status st;
+    while (!LM_IS_OK(st = lm_redis_ping(r)) && lm_test_now_us() - up0 < 5000000)
+        lm_test_sleep_ms(20); /* polling the handle is the behaviour under test */
+    LM_ASSERT_OK(st);
+    printf("  reconnected %" PRIu64 " ms after restart\n", (lm_test_now_us() - up0) / 1000);
+
+    /* What was written before the kill is still there. */
+    lm_node_list *list = NULL;
+    LM_ASSERT_OK(lm_redis_nodes_list(r, &list));
+    CU_ASSERT_FATAL(list != NULL && list->count == 1);
+    CU_ASSERT(lm_id_equal(list->nodes[0].id, n.id) && strcmp(list->nodes[0].addr, "w:7402") == 0);
+    lm_node_list_free(list);
+    redisContext *c = raw_connect(s, NULL);
+    char key[128];
+    snprintf(key, sizeof key, "lumen:task:%s", hex(t.id).s);
+    EXPECT_FIELD(c, key, "state", "RUNNING");
+    EXPECT_FIELD(c, key, "attempts", "3");
+    redisFree(c);
+    LM_ASSERT_OK(lm_redis_node_heartbeat(r, n.id, 0, 0));
+
+    /* The subscriber says it was away, then hears events again. */
+    CU_ASSERT_FATAL(collector_wait(&col, 10, 1, 10000));
+    publish_and_expect(r, &col, 10, 100);
+
+    /* Restarted while the handle sat idle: the first call just works. */
+    lm_test_redis_kill(s);
+    LM_ASSERT_OK(lm_test_redis_restart(s));
+    LM_ASSERT_OK(lm_redis_node_heartbeat(r, n.id, 1, 0));
+
+    lm_redis_subscriber_free(sub);
+    collector_fini(&col);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+/* A subscriber waiting out its backoff still stops at once. */
+static void test_subscriber_free_while_down(void) {
+    lm_test_redis *s = start_redis(NULL);
+    collector col;
+    collector_init(&col);
+    lm_redis_subscriber *sub = subscribe(s, NULL, NULL, &col);
+    lm_test_redis_kill(s);
+    lm_test_sleep_ms(300); /* let it fail a few reconnects and back off */
+    uint64_t t0 = lm_test_now_us();
+    lm_redis_subscriber_free(sub);
+    CU_ASSERT(lm_test_now_us() - t0 < 500000);
+    CU_ASSERT_EQUAL(col.gaps, 0);
+    collector_fini(&col);
+    lm_test_redis_stop(s);
+}
+
+int main(void) {
+    CU_TestInfo tests[] = {
+        {"connect errors", test_connect_errors},
+        {"node layout", test_node_layout},
+        {"nodes list", test_nodes_list},
+        {"task layout", test_task_layout},
+        {"1000 task records in one pipeline", test_tasks_batch_1000},
+        {"objects and locations", test_objects_and_locations},
+        {"actor and job layout", test_actor_and_job_layout},
+        {"configurable prefix", test_prefix},
+        {"events through a subscriber", test_events},
+        {"AUTH", test_auth},
+        {"threads share a handle", test_threads_share_a_handle},
+        {"redis killed and restarted", test_redis_restart},
+        {"subscriber free while redis is down", test_subscriber_free_while_down},
+        CU_TEST_INFO_NULL,
+    };
+    return lm_test_main("redis_state", tests, NULL, NULL);
+}
