@@ -75,6 +75,122 @@ LUMEN_EXPORT const char *lumen_strerror(lumen_code code);
 /* The code's symbolic name ("DEADLINE_EXCEEDED"); never NULL. */
 LUMEN_EXPORT const char *lumen_code_name(lumen_code code);
 
+
+/* ------------------------------------------------------------------ bytes */
+
+/* A byte string. Buffers Lumen hands to you are yours: free them with
+ * lumen_bytes_free (NULL-safe, resets the struct). */
+typedef struct lumen_bytes {
+    void *data;
+    size_t len;
+} lumen_bytes;
+
+LUMEN_EXPORT void lumen_bytes_free(lumen_bytes *b);
+
+/* ------------------------------------------------------------- the client */
+
+typedef struct lumen_client lumen_client;
+
+/* A future: the id of an object that exists or will exist in the cluster. */
+typedef struct lumen_ref {
+    uint8_t id[16];
+} lumen_ref;
+
+/* Its id as 32 hex digits (the form in Redis keys): out holds 33 bytes. */
+LUMEN_EXPORT char *lumen_ref_hex(lumen_ref ref, char out[33]);
+
+typedef struct lumen_connect_opts {
+    const char *token;      /* NULL: $LUMEN_TOKEN, else the token file of `lumen start` */
+    int64_t rpc_timeout_ms; /* 0: 10000 */
+} lumen_connect_opts;
+
+/*
+ * Connects to the scheduler at `address` ("host:port"; NULL: $LUMEN_ADDRESS,
+ * else $LUMEN_SCHEDULER_ADDR, else 127.0.0.1:7400) and starts a job. Every
+ * task and object made through the client belongs to the job and is released
+ * by lumen_close. A client may be used from several threads at once.
+ */
+LUMEN_EXPORT lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts,
+                                        lumen_client **out);
+
+/* Ends the job (its objects are released) and frees the client. NULL-safe. */
+LUMEN_EXPORT void lumen_close(lumen_client *c);
+
+/* Stores data in the cluster's object store; *out names it. */
+LUMEN_EXPORT lumen_status lumen_put(lumen_client *c, const void *data, size_t len, lumen_ref *out);
+
+/* A task argument: inline bytes (copied at the call) or a ref (a future). */
+typedef struct lumen_arg {
+    const void *data;
+    size_t len;
+    int is_ref;
+    lumen_ref ref;
+} lumen_arg;
+
+static inline lumen_arg lumen_arg_bytes(const void *data, size_t len) {
+    lumen_arg a = {data, len, 0, {{0}}};
+    return a;
+}
+
+static inline lumen_arg lumen_arg_ref(lumen_ref ref) {
+    lumen_arg a = {NULL, 0, 1, ref};
+    return a;
+}
+
+typedef struct lumen_call_opts {
+    uint32_t max_retries;   /* 0: the cluster's default */
+    int64_t timeout_ms;     /* task run time limit; 0: the worker's default */
+    uint64_t memory_limit;  /* bytes; 0: the worker's default */
+    const lumen_ref *library; /* uploaded library holding the function; NULL: the client's default */
+} lumen_call_opts;
+
+/*
+ * Calls a remote function ("library.name") and returns at once: *out is a
+ * future for its result. A task whose args include refs runs once those
+ * objects exist. An error of the task itself (unknown function, failure,
+ * crash) is reported by lumen_get on *out, not here.
+ */
+LUMEN_EXPORT lumen_status lumen_call(lumen_client *c, const char *function, const lumen_arg *args,
+                                     size_t nargs, const lumen_call_opts *opts, lumen_ref *out);
+
+/*
+ * Waits up to timeout_ms for ref's object and copies it into *out (yours to
+ * lumen_bytes_free). DEADLINE_EXCEEDED when it is not there in time;
+ * TASK_FAILED (with the task's error) when its producer failed for good.
+ */
+LUMEN_EXPORT lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen_bytes *out);
+
+/*
+ * Like ray.wait: returns when num_ready of the n refs are ready (or failed),
+ * or when timeout_ms passes (then OK too: count what is ready). ready[i] is
+ * set to 1 for each ready ref; *num_done (may be NULL) gets their count.
+ */
+LUMEN_EXPORT lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready,
+                                     int64_t timeout_ms, int *ready, size_t *num_done);
+
+/* The objects are no longer needed by this client; the cluster may drop them. */
+LUMEN_EXPORT lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n);
+
+/* Split jobs: one task of `function` per input, refs back at once (out[n]). */
+LUMEN_EXPORT lumen_status lumen_map(lumen_client *c, const char *function, const lumen_arg *inputs, size_t n,
+                                    const lumen_call_opts *opts, lumen_ref *out);
+
+/*
+ * Combines n refs pairwise in a tree of tasks inside the cluster: `function`
+ * takes two args and returns their combination. *out is the root's future
+ * (for n == 1, refs[0] itself).
+ */
+LUMEN_EXPORT lumen_status lumen_reduce(lumen_client *c, const char *function, const lumen_ref *refs, size_t n,
+                                       const lumen_call_opts *opts, lumen_ref *out);
+
+/*
+ * Ships a function library (.so built with <lumen/remote.h>) to the cluster:
+ * it is stored as a content-addressed object and workers load it the first
+ * time a task needs it. It becomes the client's default library for calls;
+ * *out (may be NULL) names it for lumen_call_opts.library.
+ */
+LUMEN_EXPORT lumen_status lumen_library_upload(lumen_client *c, const char *path, lumen_ref *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,160 @@
+/* node_agent.c - see node_agent.h. */
+#include "node_agent.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "scheduler.pb-c.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+struct lm_node_agent {
+    lm_node_agent_opts opts; /* strings below are the agent's copies */
+    char *scheduler_addr, *kind, *addr, *objstore_addr;
+    lm_rpc_method register_method, heartbeat_method;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stopping;
+    bool registered_once;
+    uint32_t interval_ms;
+};
+
+/* Sleeps ms or until the agent is stopped; false when stopped. */
+static bool nap(lm_node_agent *a, uint32_t ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&a->mu);
+    while (!a->stopping)
+        if (pthread_cond_timedwait(&a->cond, &a->mu, &until) != 0) break;
+    bool go_on = !a->stopping;
+    pthread_mutex_unlock(&a->mu);
+    return go_on;
+}
+
+static lumen_status register_once(lm_node_agent *a) {
+    Lumen__NodeInfo node = LUMEN__NODE_INFO__INIT;
+    node.node_id.data = a->opts.node_id.bytes;
+    node.node_id.len = LM_ID_BYTES;
+    node.kind = a->kind;
+    node.addr = a->addr;
+    node.slots = a->opts.slots;
+    node.memory_limit = a->opts.memory_limit;
+    if (!lm_id_is_zero(a->opts.objstore_id)) {
+        node.objstore_id.data = a->opts.objstore_id.bytes;
+        node.objstore_id.len = LM_ID_BYTES;
+    }
+    node.objstore_addr = a->objstore_addr ? a->objstore_addr : (char *)"";
+    Lumen__RegisterNodeRequest req = LUMEN__REGISTER_NODE_REQUEST__INIT;
+    req.node = &node;
+    ProtobufCMessage *out = NULL;
+    lumen_status st = lm_rpc_unary(a->opts.rpc, a->scheduler_addr, a->register_method, &req.base, &out,
+                                   a->opts.rpc_timeout_ms);
+    if (!LM_IS_OK(st)) return st;
+    Lumen__RegisterNodeReply *reply = (Lumen__RegisterNodeReply *)out;
+    a->interval_ms = reply->heartbeat_interval_ms ? reply->heartbeat_interval_ms : 1000;
+    if (a->opts.registered != NULL)
+        a->opts.registered(a->opts.registered_arg, a->interval_ms, reply->inline_result_max);
+    lm_rpc_message_free(out);
+    pthread_mutex_lock(&a->mu);
+    a->registered_once = true;
+    pthread_mutex_unlock(&a->mu);
+    return lm_ok();
+}
+
+/* One heartbeat; false when the scheduler wants the node to register again. */
+static bool heartbeat_once(lm_node_agent *a) {
+    lm_node_load load = {0};
+    if (a->opts.sample != NULL) a->opts.sample(a->opts.sample_arg, &load);
+    Lumen__HeartbeatRequest req = LUMEN__HEARTBEAT_REQUEST__INIT;
+    req.node_id.data = a->opts.node_id.bytes;
+    req.node_id.len = LM_ID_BYTES;
+    req.slots_free = load.slots_free;
+    req.running = load.running;
+    req.bytes_used = load.bytes_used;
+    ProtobufCMessage *out = NULL;
+    lumen_status st = lm_rpc_unary(a->opts.rpc, a->scheduler_addr, a->heartbeat_method, &req.base, &out,
+                                   a->opts.rpc_timeout_ms);
+    if (!LM_IS_OK(st)) {
+        lm_warn("heartbeat to %s failed: %s", a->scheduler_addr, st.msg);
+        return st.code != LUMEN_NOT_FOUND;
+    }
+    bool again = ((Lumen__HeartbeatReply *)out)->reregister;
+    lm_rpc_message_free(out);
+    return !again;
+}
+
+static void *agent_main(void *arg) {
+    lm_node_agent *a = arg;
+    uint32_t backoff = BACKOFF_MIN_MS;
+    for (;;) {
+        lumen_status st = register_once(a);
+        if (!LM_IS_OK(st)) {
+            lm_warn("cannot register with the scheduler: %s (retrying in %u ms)", st.msg, backoff);
+            if (!nap(a, backoff)) return NULL;
+            backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        lm_info("registered with the scheduler at %s as %s %s", a->scheduler_addr, a->kind, a->addr);
+        backoff = BACKOFF_MIN_MS;
+        while (nap(a, a->interval_ms))
+            if (!heartbeat_once(a)) break; /* the scheduler forgot us: register again */
+        pthread_mutex_lock(&a->mu);
+        bool stopping = a->stopping;
+        pthread_mutex_unlock(&a->mu);
+        if (stopping) return NULL;
+    }
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+lumen_status lm_node_agent_start(const lm_node_agent_opts *opts, lm_node_agent **out) {
+    *out = NULL;
+    if (opts->rpc == NULL || opts->scheduler_addr == NULL || opts->kind == NULL || opts->addr == NULL)
+        return lm_status(LUMEN_INVALID_ARGUMENT, "node agent: rpc, scheduler_addr, kind and addr are required");
+    lm_node_agent *a = calloc(1, sizeof *a);
+    a->opts = *opts;
+    a->scheduler_addr = strdup(opts->scheduler_addr);
+    a->kind = strdup(opts->kind);
+    a->addr = strdup(opts->addr);
+    a->objstore_addr = dup_or_null(opts->objstore_addr);
+    if (a->opts.rpc_timeout_ms <= 0) a->opts.rpc_timeout_ms = 5000;
+    a->interval_ms = 1000;
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "RegisterNode", &a->register_method);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "Heartbeat", &a->heartbeat_method);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cond, NULL);
+    pthread_create(&a->thread, NULL, agent_main, a);
+    *out = a;
+    return lm_ok();
+}
+
+bool lm_node_agent_registered(lm_node_agent *a) {
+    pthread_mutex_lock(&a->mu);
+    bool r = a->registered_once;
+    pthread_mutex_unlock(&a->mu);
+    return r;
+}
+
+void lm_node_agent_free(lm_node_agent *a) {
+    if (a == NULL) return;
+    pthread_mutex_lock(&a->mu);
+    a->stopping = true;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cond);
+    free(a->scheduler_addr);
+    free(a->kind);
+    free(a->addr);
+    free(a->objstore_addr);
+    free(a);
+}

@@ -1,0 +1,52 @@
+/*
+ * node_agent.h - a worker's or object store's membership in the cluster:
+ * registers with the scheduler, then heartbeats until freed. Runs in its own
+ * thread; registration is retried with backoff while the scheduler is
+ * unreachable, and repeated when the scheduler asks (it restarted).
+ */
+#ifndef LM_NODE_AGENT_H
+#define LM_NODE_AGENT_H
+
+#include <stdint.h>
+
+#include "id.h"
+#include "rpc.h"
+
+typedef struct lm_node_agent lm_node_agent;
+
+/* What a heartbeat reports, sampled by the agent each beat. */
+typedef struct lm_node_load {
+    uint32_t slots_free;
+    uint32_t running;
+    uint64_t bytes_used;
+} lm_node_load;
+
+typedef struct lm_node_agent_opts {
+    lm_rpc_client *rpc;          /* not owned; outlives the agent */
+    const char *scheduler_addr;
+    int64_t rpc_timeout_ms;
+    lm_id node_id;
+    const char *kind;            /* "worker" | "objstore" */
+    const char *addr;            /* advertised host:port */
+    uint32_t slots;
+    uint64_t memory_limit;
+    lm_id objstore_id;           /* workers: their object store (zero: none) */
+    const char *objstore_addr;
+    void (*sample)(void *arg, lm_node_load *load); /* may be NULL */
+    void *sample_arg;
+    /* Called (on the agent's thread) after each successful registration
+     * with what the scheduler answered; may be NULL. */
+    void (*registered)(void *arg, uint32_t heartbeat_interval_ms, uint64_t inline_result_max);
+    void *registered_arg;
+} lm_node_agent_opts;
+
+/* Starts the agent's thread; strings in opts are copied. */
+lumen_status lm_node_agent_start(const lm_node_agent_opts *opts, lm_node_agent **out);
+
+/* True once the scheduler has accepted the node at least once. */
+bool lm_node_agent_registered(lm_node_agent *agent);
+
+/* Stops heartbeating (the scheduler will mark the node dead) and frees. */
+void lm_node_agent_free(lm_node_agent *agent);
+
+#endif
