@@ -28,7 +28,8 @@ lumen_status lm_health_add_service(lm_rpc_server *srv, lm_health *health) {
     return lm_rpc_server_add_service(srv, &lumen__health__descriptor, health_methods, health);
 }
 
-lumen_status lm_health_check(lm_rpc_client *cli, const char *addr, int64_t timeout_ms, char **role) {
+lumen_status lm_health_check(lm_rpc_client *cli, const char *addr, int64_t timeout_ms, char **role,
+                             lm_id *node_id) {
     if (role != NULL) *role = NULL;
     lm_rpc_method check_method;
     lm_rpc_method_find(&lumen__health__descriptor, "Check", &check_method);
@@ -41,6 +42,8 @@ lumen_status lm_health_check(lm_rpc_client *cli, const char *addr, int64_t timeo
         st = lm_status(LUMEN_UNAVAILABLE, "%s: %s is not serving", addr, reply->role);
     else if (role != NULL)
         *role = strdup(reply->role);
+    if (LM_IS_OK(st) && node_id != NULL && !lm_id_from_bytes(reply->node_id.data, reply->node_id.len, node_id))
+        memset(node_id, 0, sizeof *node_id);
     lm_rpc_message_free(out);
     return st;
 }

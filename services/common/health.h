@@ -17,7 +17,9 @@ typedef struct lm_health {
 lumen_status lm_health_add_service(lm_rpc_server *srv, lm_health *health);
 
 /* Asks addr's Health service; OK only when it answers SERVING. On success
- * *role (may be NULL) receives a copy of the role to free(). */
-lumen_status lm_health_check(lm_rpc_client *cli, const char *addr, int64_t timeout_ms, char **role);
+ * *role (may be NULL) receives a copy of the role to free(), and *node_id
+ * (may be NULL) the node's id. */
+lumen_status lm_health_check(lm_rpc_client *cli, const char *addr, int64_t timeout_ms, char **role,
+                             lm_id *node_id);
 
 #endif

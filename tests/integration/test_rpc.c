@@ -232,8 +232,8 @@ static void test_token(void) {
     CU_ASSERT_STRING_EQUAL(echoed, "right token");
     free(echoed);
     /* Health is guarded too: nothing answers without the token. */
-    LM_ASSERT_CODE(lm_health_check(wrong, addr, 2000, NULL), LUMEN_UNAUTHENTICATED);
-    LM_ASSERT_OK(lm_health_check(right, addr, 2000, NULL));
+    LM_ASSERT_CODE(lm_health_check(wrong, addr, 2000, NULL, NULL), LUMEN_UNAUTHENTICATED);
+    LM_ASSERT_OK(lm_health_check(right, addr, 2000, NULL, NULL));
     lm_rpc_client_free(wrong);
     lm_rpc_client_free(right);
     echo_server_free(guarded);
@@ -283,7 +283,7 @@ static void test_unreachable_peer(void) {
 
 static void test_health(void) {
     char *role = NULL;
-    LM_ASSERT_OK(lm_health_check(client, echo_server_addr(server), 2000, &role));
+    LM_ASSERT_OK(lm_health_check(client, echo_server_addr(server), 2000, &role, NULL));
     CU_ASSERT_STRING_EQUAL(role, "echo");
     free(role);
 }

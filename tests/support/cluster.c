@@ -1,0 +1,221 @@
+/* cluster.c - see cluster.h. */
+#include "cluster.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "health.h"
+#include "redis_server.h"
+#include "redis_state.h"
+#include "rpc.h"
+#include "test_util.h"
+
+#define MAX_WORKERS 64
+#define MAX_FLAGS 48
+
+struct lm_test_cluster {
+    lm_test_cluster_opts opts;
+    char *dir;
+    lm_test_redis *redis;
+    pid_t scheduler_pid, objstore_pid;
+    pid_t worker_pids[MAX_WORKERS];
+    int nworkers;
+    char scheduler_addr[32], objstore_addr[32];
+    char slots[16];
+};
+
+const char *lm_test_bin(const char *name) {
+    static __thread char path[512];
+    snprintf(path, sizeof path, "%s/%s", LUMEN_TEST_BIN_DIR, name);
+    return path;
+}
+
+/* The last lines of a log, for error messages. */
+static void log_tail(const char *path, char *out, size_t cap) {
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long from = size > (long)cap - 1 ? size - (long)cap + 1 : 0;
+    fseek(f, from, SEEK_SET);
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    for (char *p = out; *p; p++)
+        if (*p == '\n') *p = '|';
+}
+
+lumen_status lm_test_service_start(const char *role, const char *const flags[], const char *log_path,
+                                   const char *addr, const char *token, int64_t timeout_ms, pid_t *pid) {
+    char *argv[MAX_FLAGS + 2];
+    char bin[64];
+    snprintf(bin, sizeof bin, "lumen-%s", role);
+    argv[0] = (char *)lm_test_bin(bin);
+    int n = 1;
+    for (int i = 0; flags != NULL && flags[i] != NULL && n < MAX_FLAGS; i++) argv[n++] = (char *)flags[i];
+    argv[n] = NULL;
+    *pid = lm_test_spawn(argv, log_path);
+    if (*pid < 0) return lm_status(LUMEN_INTERNAL, "cannot start %s", argv[0]);
+
+    lm_rpc_client *cli = NULL;
+    lm_rpc_client_opts copts = {.token = token};
+    lumen_status st = lm_rpc_client_new(&copts, &cli);
+    uint64_t until = lm_test_now_us() + (uint64_t)timeout_ms * 1000;
+    while (LM_IS_OK(st)) {
+        st = lm_health_check(cli, addr, 1000, NULL, NULL);
+        if (LM_IS_OK(st)) break;
+        int status;
+        if (waitpid(*pid, &status, WNOHANG) == *pid) {
+            *pid = -1;
+            st = lm_status(LUMEN_UNAVAILABLE, "%s exited", bin);
+            break;
+        }
+        if (lm_test_now_us() > until) break;
+        lm_test_sleep_ms(20);
+    }
+    lm_rpc_client_free(cli);
+    if (!LM_IS_OK(st)) {
+        if (*pid > 0) lm_test_stop(*pid, SIGKILL, 1000);
+        *pid = -1;
+        char tail[600];
+        log_tail(log_path, tail, sizeof tail);
+        return lm_status(st.code, "%s on %s did not come up (%s); log: %s", bin, addr, st.msg, tail);
+    }
+    return lm_ok();
+}
+
+static void free_addr(char *out, size_t cap) {
+    snprintf(out, cap, "127.0.0.1:%u", lm_test_free_port());
+}
+
+static lumen_status start_worker(lm_test_cluster *c, int i) {
+    char addr[32], log[600], run_dir[600];
+    free_addr(addr, sizeof addr);
+    snprintf(log, sizeof log, "%s/worker-%d.log", c->dir, i);
+    snprintf(run_dir, sizeof run_dir, "%s/worker-%d", c->dir, i);
+    const char *flags[MAX_FLAGS] = {
+        "--listen", addr,
+        "--scheduler-addr", c->scheduler_addr,
+        "--redis-addr", lm_test_redis_addr(c->redis),
+        "--objstore-addr", c->objstore_addr,
+        "--slots", c->slots,
+        "--library-path", LUMEN_TEST_LIB_DIR,
+        "--run-dir", run_dir,
+    };
+    int n = 14;
+    if (c->opts.token != NULL) flags[n++] = "--token", flags[n++] = c->opts.token;
+    for (int k = 0; c->opts.worker_flags && c->opts.worker_flags[k] && n < MAX_FLAGS - 1; k++)
+        flags[n++] = c->opts.worker_flags[k];
+    flags[n] = NULL;
+    return lm_test_service_start("worker", flags, log, addr, c->opts.token, 20000, &c->worker_pids[i]);
+}
+
+lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_cluster **out) {
+    *out = NULL;
+    lm_test_cluster *c = calloc(1, sizeof *c);
+    if (opts != NULL) c->opts = *opts;
+    if (c->opts.workers <= 0) c->opts.workers = 1;
+    if (c->opts.slots <= 0) c->opts.slots = 2;
+    snprintf(c->slots, sizeof c->slots, "%d", c->opts.slots);
+    c->scheduler_pid = c->objstore_pid = -1;
+    c->dir = lm_test_tmpdir("cluster");
+    lumen_status st = c->dir ? lm_test_redis_start(NULL, &c->redis) : lm_status(LUMEN_IO, "no temp dir");
+    const char *token_flag = c->opts.token ? "--token" : NULL;
+
+    if (LM_IS_OK(st)) {
+        char log[600];
+        free_addr(c->scheduler_addr, sizeof c->scheduler_addr);
+        snprintf(log, sizeof log, "%s/scheduler.log", c->dir);
+        const char *flags[] = {"--listen", c->scheduler_addr, "--redis-addr", lm_test_redis_addr(c->redis),
+                               "--dashboard", "false", token_flag, c->opts.token, NULL};
+        st = lm_test_service_start("scheduler", flags, log, c->scheduler_addr, c->opts.token, 20000,
+                                   &c->scheduler_pid);
+    }
+    if (LM_IS_OK(st)) {
+        char log[600], spill[600];
+        free_addr(c->objstore_addr, sizeof c->objstore_addr);
+        snprintf(log, sizeof log, "%s/objstore.log", c->dir);
+        snprintf(spill, sizeof spill, "%s/spill", c->dir);
+        const char *flags[] = {"--listen", c->objstore_addr, "--scheduler-addr", c->scheduler_addr,
+                               "--redis-addr", lm_test_redis_addr(c->redis), "--spill-dir", spill,
+                               "--memory-limit", c->opts.objstore_memory ? c->opts.objstore_memory : "2GiB",
+                               token_flag, c->opts.token, NULL};
+        st = lm_test_service_start("objstore", flags, log, c->objstore_addr, c->opts.token, 20000,
+                                   &c->objstore_pid);
+    }
+    for (int i = 0; LM_IS_OK(st) && i < c->opts.workers; i++) {
+        st = start_worker(c, i);
+        if (LM_IS_OK(st)) c->nworkers++;
+    }
+    if (LM_IS_OK(st)) st = lm_test_cluster_wait_nodes(c, c->nworkers + 1, 20000);
+    if (!LM_IS_OK(st)) {
+        lm_test_cluster_stop(c);
+        return st;
+    }
+    *out = c;
+    return lm_ok();
+}
+
+lumen_status lm_test_cluster_wait_nodes(lm_test_cluster *c, int n, int64_t timeout_ms) {
+    lm_redis_opts ropts = {.addr = lm_test_redis_addr(c->redis)};
+    lm_redis *r = NULL;
+    lumen_status st = lm_redis_connect(&ropts, &r);
+    uint64_t until = lm_test_now_us() + (uint64_t)timeout_ms * 1000;
+    int alive = 0;
+    while (LM_IS_OK(st)) {
+        lm_node_list *list = NULL;
+        st = lm_redis_nodes_list(r, &list);
+        if (!LM_IS_OK(st)) break;
+        alive = 0;
+        for (size_t i = 0; i < list->count; i++) alive += list->nodes[i].state == LM_NODE_ALIVE;
+        lm_node_list_free(list);
+        if (alive >= n) break;
+        if (lm_test_now_us() > until) {
+            st = lm_status(LUMEN_DEADLINE_EXCEEDED, "%d of %d nodes registered", alive, n);
+            break;
+        }
+        lm_test_sleep_ms(20);
+    }
+    lm_redis_free(r);
+    return st;
+}
+
+lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index) {
+    if (c->nworkers == MAX_WORKERS) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "too many workers");
+    lumen_status st = start_worker(c, c->nworkers);
+    if (!LM_IS_OK(st)) return st;
+    if (index != NULL) *index = c->nworkers;
+    c->nworkers++;
+    return lm_ok();
+}
+
+const char *lm_test_cluster_scheduler(const lm_test_cluster *c) { return c->scheduler_addr; }
+const char *lm_test_cluster_objstore(const lm_test_cluster *c) { return c->objstore_addr; }
+const char *lm_test_cluster_redis(const lm_test_cluster *c) { return lm_test_redis_addr(c->redis); }
+const char *lm_test_cluster_dir(const lm_test_cluster *c) { return c->dir; }
+int lm_test_cluster_workers(const lm_test_cluster *c) { return c->nworkers; }
+pid_t lm_test_cluster_worker_pid(const lm_test_cluster *c, int i) { return c->worker_pids[i]; }
+pid_t lm_test_cluster_scheduler_pid(const lm_test_cluster *c) { return c->scheduler_pid; }
+
+void lm_test_cluster_kill_worker(lm_test_cluster *c, int i, int sig) {
+    if (i < 0 || i >= c->nworkers || c->worker_pids[i] <= 0) return;
+    lm_test_stop(c->worker_pids[i], sig, 5000);
+    c->worker_pids[i] = -1;
+}
+
+void lm_test_cluster_stop(lm_test_cluster *c) {
+    if (c == NULL) return;
+    for (int i = 0; i < c->nworkers; i++)
+        if (c->worker_pids[i] > 0) lm_test_stop(c->worker_pids[i], SIGTERM, 5000);
+    if (c->objstore_pid > 0) lm_test_stop(c->objstore_pid, SIGTERM, 5000);
+    if (c->scheduler_pid > 0) lm_test_stop(c->scheduler_pid, SIGTERM, 5000);
+    lm_test_redis_stop(c->redis);
+    if (getenv("LUMEN_TEST_KEEP") == NULL) lm_test_rmtree(c->dir);
+    else fprintf(stderr, "kept %s\n", c->dir);
+    free(c->dir);
+    free(c);
+}

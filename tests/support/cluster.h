@@ -1,0 +1,61 @@
+/*
+ * cluster.h - real Lumen services for integration tests: each service is the
+ * real binary from build/bin, started on free loopback ports in a temp dir,
+ * waited for through its Health RPC, and stopped (SIGTERM, then SIGKILL) when
+ * the test ends or fails. Children die with the test process.
+ */
+#ifndef LM_TEST_CLUSTER_H
+#define LM_TEST_CLUSTER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "id.h"
+#include "status.h"
+
+/* build/bin/<name>, e.g. lm_test_bin("lumen-worker"); static storage. */
+const char *lm_test_bin(const char *name);
+
+/*
+ * Starts build/bin/lumen-<role> with the NULL-terminated flags, appending its
+ * output to log_path, and waits up to timeout_ms until `addr` answers Health
+ * SERVING (token may be NULL). On failure nothing is left running and the
+ * status quotes the end of the log.
+ */
+lumen_status lm_test_service_start(const char *role, const char *const flags[], const char *log_path,
+                                   const char *addr, const char *token, int64_t timeout_ms, pid_t *pid);
+
+typedef struct lm_test_cluster_opts {
+    int workers;                  /* 0: 1 */
+    int slots;                    /* per worker; 0: 2 */
+    const char *token;            /* NULL: no token */
+    const char *objstore_memory;  /* e.g. "64MiB"; NULL: the default */
+    const char *const *worker_flags; /* extra flags for every worker, NULL-terminated; may be NULL */
+} lm_test_cluster_opts;
+
+typedef struct lm_test_cluster lm_test_cluster;
+
+/* Redis + scheduler + one object store + N workers, all registered. */
+lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_cluster **out);
+
+const char *lm_test_cluster_scheduler(const lm_test_cluster *c); /* "127.0.0.1:port" */
+const char *lm_test_cluster_objstore(const lm_test_cluster *c);
+const char *lm_test_cluster_redis(const lm_test_cluster *c);
+const char *lm_test_cluster_dir(const lm_test_cluster *c);
+int lm_test_cluster_workers(const lm_test_cluster *c);
+pid_t lm_test_cluster_worker_pid(const lm_test_cluster *c, int i);
+pid_t lm_test_cluster_scheduler_pid(const lm_test_cluster *c);
+
+/* Starts one more worker; *index (may be NULL) gets its number. */
+lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index);
+
+/* Sends sig to worker i and reaps it. */
+void lm_test_cluster_kill_worker(lm_test_cluster *c, int i, int sig);
+
+/* Waits until Redis lists `n` ALIVE nodes (workers + object stores). */
+lumen_status lm_test_cluster_wait_nodes(lm_test_cluster *c, int n, int64_t timeout_ms);
+
+/* Stops every process it started and removes its temp dir. NULL-safe. */
+void lm_test_cluster_stop(lm_test_cluster *c);
+
+#endif
