@@ -122,6 +122,8 @@ static const lm_config_setting worker_settings[] = {
          "Memory limit of one executor process; 0 = no limit"),
     STRING(R, run_dir, 0, "", "LUMEN_WORKER_RUN_DIR",
            "Directory for sockets and scratch files; \"\" = a private directory under $TMPDIR"),
+    ADDR(R, objstore_addr, REQ, "127.0.0.1:7401", "LUMEN_WORKER_OBJSTORE_ADDR", NULL,
+         "The object store this worker writes task results to"),
 #undef R
 };
 

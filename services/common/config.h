@@ -72,6 +72,7 @@ typedef struct lm_worker_config {
     int64_t task_timeout_ms;    /* 0 = none */
     uint64_t task_memory_limit; /* 0 = none */
     char *run_dir;
+    char *objstore_addr;   /* the object store results are written to */
 } lm_worker_config;
 
 typedef struct lm_config {

@@ -127,9 +127,11 @@ void lm_rpc_finish(lm_rpc_call *call);
  * if the client cancels or the deadline passes before the call is answered.
  * The handler must still answer the call (the answer is then discarded);
  * an answer given on another thread waits until fn has returned, so fn may
- * use state the answering thread frees afterwards.
+ * use state the answering thread frees afterwards. Returns false (and
+ * registers nothing) when the call is already cancelled: answer it now.
+ * It never calls fn itself, so it may be called under the handler's locks.
  */
-void lm_rpc_call_on_cancel(lm_rpc_call *call, void (*fn)(lm_rpc_call *call, void *arg), void *arg);
+bool lm_rpc_call_on_cancel(lm_rpc_call *call, void (*fn)(lm_rpc_call *call, void *arg), void *arg);
 
 /* Per-call state for a handler that sees its call more than once (client
  * streams): data_free(data) runs when the call is freed. */

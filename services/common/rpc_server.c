@@ -318,13 +318,15 @@ void lm_rpc_finish(lm_rpc_call *c) {
     c->stream_ended = true;
 }
 
-void lm_rpc_call_on_cancel(lm_rpc_call *c, void (*fn)(lm_rpc_call *, void *), void *arg) {
+bool lm_rpc_call_on_cancel(lm_rpc_call *c, void (*fn)(lm_rpc_call *, void *), void *arg) {
     pthread_mutex_lock(&c->mu);
-    c->on_cancel = fn;
-    c->on_cancel_arg = arg;
     bool already = c->closed && c->cancelled;
+    if (!already) {
+        c->on_cancel = fn;
+        c->on_cancel_arg = arg;
+    }
     pthread_mutex_unlock(&c->mu);
-    if (already) fn(c, arg);
+    return !already;
 }
 
 void lm_rpc_call_set_data(lm_rpc_call *c, void *data, void (*data_free)(void *)) {

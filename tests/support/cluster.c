@@ -65,7 +65,7 @@ lumen_status lm_test_service_start(const char *role, const char *const flags[], 
     lm_rpc_client_opts copts = {.token = token};
     lumen_status st = lm_rpc_client_new(&copts, &cli);
     uint64_t until = lm_test_now_us() + (uint64_t)timeout_ms * 1000;
-    while (LM_IS_OK(st)) {
+    while (cli != NULL) {
         st = lm_health_check(cli, addr, 1000, NULL, NULL);
         if (LM_IS_OK(st)) break;
         int status;

@@ -97,7 +97,7 @@ static void say(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     pthread_mutex_lock(&e->mu);
     e->delayed_live++;
     pthread_mutex_unlock(&e->mu);
-    lm_rpc_call_on_cancel(call, on_delayed_cancel, d);
+    if (!lm_rpc_call_on_cancel(call, on_delayed_cancel, d)) on_delayed_cancel(call, d);
     pthread_t t;
     pthread_create(&t, NULL, delayed_main, d);
     pthread_detach(t);

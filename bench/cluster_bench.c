@@ -1,0 +1,294 @@
+/*
+ * cluster_bench - the figures Ray publishes for the same work, measured on a
+ * real local cluster (redis-server, lumen-scheduler, lumen-objstore and
+ * lumen-workers from build/bin, started on free loopback ports).
+ *
+ *   cluster_bench [--quick] [--workers N] [--only NAME]
+ *
+ * Prints `metric: value unit` lines. most_frequent_word_256mb runs the
+ * example programs (gen_corpus, most_frequent_word) on a generated corpus,
+ * exact method with 2 workers, beside the single-threaded local count of
+ * the same file in the same run. Never passes or fails on time.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <lumen/lumen.h>
+
+#include "cluster.h"
+#include "log.h"
+#include "test_util.h"
+
+static bool quick;
+static const char *only;
+static lm_test_cluster *cluster;
+
+static void die(const char *what, lumen_status st) {
+    fprintf(stderr, "cluster_bench: %s: %s\n", what, st.msg);
+    lm_test_cluster_stop(cluster);
+    exit(1);
+}
+
+static bool wanted(const char *name) { return only == NULL || strcmp(only, name) == 0; }
+
+static double seconds_since(uint64_t t0) { return (double)(lm_test_now_us() - t0) / 1e6; }
+
+static lumen_client *connect_client(void) {
+    lumen_client *c = NULL;
+    lumen_status st = lumen_connect(lm_test_cluster_scheduler(cluster), NULL, &c);
+    if (!LM_IS_OK(st)) die("connect", st);
+    return c;
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+static void tasks_sync(void) {
+    lumen_client *c = connect_client();
+    int n = quick ? 200 : 2000;
+    lumen_arg a = lumen_arg_bytes("x", 1);
+    uint64_t t0 = lm_test_now_us();
+    for (int i = 0; i < n; i++) {
+        lumen_ref r;
+        lumen_bytes b;
+        lumen_status st = lumen_call(c, "test.echo", &a, 1, NULL, &r);
+        if (LM_IS_OK(st)) st = lumen_get(c, r, 10000, &b);
+        if (!LM_IS_OK(st)) die("sync task", st);
+        lumen_bytes_free(&b);
+    }
+    printf("single_client_tasks_sync: %.0f tasks/s\n", n / seconds_since(t0));
+    lumen_close(c);
+}
+
+/* Submits n tasks and waits for all of them; returns the seconds taken. */
+static double submit_and_wait(lumen_client *c, int n) {
+    lumen_ref *refs = malloc((size_t)n * sizeof *refs);
+    int *ready = calloc((size_t)n, sizeof *ready);
+    lumen_arg a = lumen_arg_bytes("x", 1);
+    uint64_t t0 = lm_test_now_us();
+    for (int i = 0; i < n; i++) {
+        lumen_status st = lumen_call(c, "test.echo", &a, 1, NULL, &refs[i]);
+        if (!LM_IS_OK(st)) die("async task", st);
+    }
+    size_t done = 0;
+    lumen_status st = lumen_wait(c, refs, (size_t)n, (size_t)n, 300000, ready, &done);
+    if (!LM_IS_OK(st) || done != (size_t)n) die("wait", st);
+    double secs = seconds_since(t0);
+    lumen_free(c, refs, (size_t)n);
+    free(refs);
+    free(ready);
+    return secs;
+}
+
+static void tasks_async(void) {
+    lumen_client *c = connect_client();
+    int n = quick ? 2000 : 20000;
+    submit_and_wait(c, n / 10); /* warm-up */
+    printf("single_client_tasks_async: %.0f tasks/s\n", n / submit_and_wait(c, n));
+    lumen_close(c);
+}
+
+typedef struct client_run {
+    int n;
+    double secs;
+} client_run;
+
+static void *client_thread(void *arg) {
+    client_run *run = arg;
+    lumen_client *c = connect_client();
+    run->secs = submit_and_wait(c, run->n);
+    lumen_close(c);
+    return NULL;
+}
+
+static void tasks_multi_client(void) {
+    enum { CLIENTS = 4 };
+    int n = quick ? 1000 : 10000;
+    pthread_t threads[CLIENTS];
+    client_run runs[CLIENTS];
+    uint64_t t0 = lm_test_now_us();
+    for (int i = 0; i < CLIENTS; i++) {
+        runs[i].n = n;
+        pthread_create(&threads[i], NULL, client_thread, &runs[i]);
+    }
+    for (int i = 0; i < CLIENTS; i++) pthread_join(threads[i], NULL);
+    printf("multi_client_tasks_async: %.0f tasks/s (%d clients)\n", CLIENTS * n / seconds_since(t0), CLIENTS);
+}
+
+/* ---------------------------------------------------------------- objects */
+
+static void put_get_calls(void) {
+    lumen_client *c = connect_client();
+    int n = quick ? 500 : 5000;
+    char payload[64] = "small object";
+    lumen_ref *refs = malloc((size_t)n * sizeof *refs);
+    uint64_t t0 = lm_test_now_us();
+    for (int i = 0; i < n; i++) {
+        lumen_status st = lumen_put(c, payload, sizeof payload, &refs[i]);
+        if (!LM_IS_OK(st)) die("put", st);
+    }
+    printf("single_client_put_calls: %.0f calls/s\n", n / seconds_since(t0));
+    t0 = lm_test_now_us();
+    for (int i = 0; i < n; i++) {
+        lumen_bytes b;
+        lumen_status st = lumen_get(c, refs[i], 10000, &b);
+        if (!LM_IS_OK(st)) die("get", st);
+        lumen_bytes_free(&b);
+    }
+    printf("single_client_get_calls: %.0f calls/s\n", n / seconds_since(t0));
+    lumen_free(c, refs, (size_t)n);
+    free(refs);
+    lumen_close(c);
+}
+
+static void put_get_gigabytes(void) {
+    lumen_client *c = connect_client();
+    size_t len = quick ? 256u << 20 : 1u << 30;
+    int rounds = quick ? 1 : 3;
+    uint8_t *data = malloc(len);
+    memset(data, 0x42, len);
+    double put_best = 0, get_best = 0;
+    for (int r = 0; r < rounds; r++) {
+        lumen_ref ref;
+        uint64_t t0 = lm_test_now_us();
+        lumen_status st = lumen_put(c, data, len, &ref);
+        double put = (double)len / 1e9 / seconds_since(t0);
+        if (!LM_IS_OK(st)) die("big put", st);
+        lumen_bytes b;
+        t0 = lm_test_now_us();
+        st = lumen_get(c, ref, 120000, &b);
+        double get = (double)len / 1e9 / seconds_since(t0);
+        if (!LM_IS_OK(st) || b.len != len) die("big get", st);
+        lumen_bytes_free(&b);
+        lumen_free(c, &ref, 1);
+        if (put > put_best) put_best = put;
+        if (get > get_best) get_best = get;
+    }
+    printf("single_client_put_gigabytes: %.2f GB/s (%zu MiB object, best of %d)\n", put_best, len >> 20, rounds);
+    printf("single_client_get_gigabytes: %.2f GB/s (%zu MiB object, best of %d)\n", get_best, len >> 20, rounds);
+    free(data);
+    lumen_close(c);
+}
+
+static void wait_1k_refs(void) {
+    lumen_client *c = connect_client();
+    enum { N = 1000 };
+    lumen_ref refs[N];
+    int ready[N];
+    lumen_arg a = lumen_arg_bytes("x", 1);
+    int rounds = quick ? 5 : 20;
+    double total = 0;
+    for (int r = 0; r < rounds; r++) {
+        for (int i = 0; i < N; i++) {
+            lumen_status st = lumen_call(c, "test.echo", &a, 1, NULL, &refs[i]);
+            if (!LM_IS_OK(st)) die("task", st);
+        }
+        size_t done;
+        uint64_t t0 = lm_test_now_us();
+        lumen_status st = lumen_wait(c, refs, N, N, 60000, ready, &done);
+        total += seconds_since(t0);
+        if (!LM_IS_OK(st) || done != N) die("wait 1k", st);
+        lumen_free(c, refs, N);
+    }
+    printf("single_client_wait_1k_refs: %.1f waits/s (submit, then wait for 1,000 refs)\n", rounds / total);
+    lumen_close(c);
+}
+
+/* ---------------------------------------------------------------- the job */
+
+/* Runs argv, returning the wall time; stdout's last line goes to last. */
+static double run_program(char *const argv[], char *last, size_t cap) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    uint64_t t0 = lm_test_now_us();
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[4096];
+    size_t used = 0;
+    ssize_t n;
+    last[0] = '\0';
+    while ((n = read(fds[0], buf + used, sizeof buf - 1 - used)) > 0) {
+        used += (size_t)n;
+        buf[used] = '\0';
+        char *nl = strrchr(buf, '\n');
+        if (nl != NULL) {
+            *nl = '\0';
+            const char *line = strrchr(buf, '\n');
+            line = line ? line + 1 : buf;
+            size_t len = strlen(line) < cap - 1 ? strlen(line) : cap - 1;
+            memcpy(last, line, len);
+            last[len] = '\0';
+            used = 0;
+        }
+    }
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    double secs = seconds_since(t0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? secs : -1;
+}
+
+static void most_frequent_word(void) {
+    char corpus[600], size[32];
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", lm_test_cluster_dir(cluster));
+    snprintf(size, sizeof size, "%llu", quick ? 32ull << 20 : 256ull << 20);
+    char gen[512], mfw[512], last[256];
+    snprintf(gen, sizeof gen, "%s", lm_test_bin("gen_corpus"));
+    snprintf(mfw, sizeof mfw, "%s", lm_test_bin("most_frequent_word"));
+    char *gen_argv[] = {gen, "--bytes", size, "--seed", "1", "--output", corpus, NULL};
+    if (run_program(gen_argv, last, sizeof last) < 0) {
+        fprintf(stderr, "cluster_bench: gen_corpus failed\n");
+        return;
+    }
+    char *local_argv[] = {mfw, "--input", corpus, "--method", "local", NULL};
+    char local_answer[256];
+    double local = run_program(local_argv, local_answer, sizeof local_answer);
+    char *exact_argv[] = {mfw, "--address", (char *)lm_test_cluster_scheduler(cluster), "--input", corpus,
+                          "--method", "exact", NULL};
+    char exact_answer[256];
+    double exact = run_program(exact_argv, exact_answer, sizeof exact_answer);
+    const char *name = quick ? "most_frequent_word_32mb" : "most_frequent_word_256mb";
+    printf("%s: %.2f s (exact, %d workers; answer \"%s\")\n", name, exact, lm_test_cluster_workers(cluster),
+           exact_answer);
+    printf("%s_local: %.2f s (single-threaded count in one process; answer \"%s\")\n", name, local, local_answer);
+    printf("%s_ratio: %.2f x the local count%s\n", name, exact / local,
+           strcmp(exact_answer, local_answer) == 0 ? "" : " (ANSWERS DIFFER)");
+    unlink(corpus);
+}
+
+int main(int argc, char **argv) {
+    int workers = 2;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+        else {
+            fprintf(stderr, "usage: cluster_bench [--quick] [--workers N] [--only NAME]\n");
+            return 2;
+        }
+    }
+    lm_log_set_level(LM_LOG_WARN);
+    int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    lm_test_cluster_opts opts = {.workers = workers, .slots = cpus > 0 ? cpus : 2};
+    lumen_status st = lm_test_cluster_start(&opts, &cluster);
+    if (!LM_IS_OK(st)) die("cluster", st);
+    if (wanted("tasks_sync")) tasks_sync();
+    if (wanted("tasks_async")) tasks_async();
+    if (wanted("multi_client")) tasks_multi_client();
+    if (wanted("put_get_calls")) put_get_calls();
+    if (wanted("gigabytes")) put_get_gigabytes();
+    if (wanted("wait_1k")) wait_1k_refs();
+    if (wanted("most_frequent_word")) most_frequent_word();
+    lm_test_cluster_stop(cluster);
+    return 0;
+}

@@ -1,0 +1,576 @@
+/*
+ * client.c - liblumen: a job's connection to the cluster (see lumen.h).
+ *
+ * Submissions are pipelined: lumen_call queues the task and returns its ref
+ * at once; one SubmitTasks is in flight at a time and carries everything
+ * queued since the previous one (so batches grow with the load, and tasks
+ * reach the scheduler in the order they were made). Anything that reads a
+ * result first waits until the scheduler has acknowledged every task made
+ * before it.
+ *
+ * Objects this client put are remembered with their store, so reading them
+ * or passing them to tasks needs no scheduler round trip.
+ */
+#include <lumen/lumen.h>
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "idmap.h"
+#include "objclient.h"
+#include "process.h"
+#include "rpc.h"
+#include "scheduler.pb-c.h"
+
+#define DEFAULT_ADDRESS "127.0.0.1:7400"
+#define DEFAULT_TIMEOUT_MS 10000
+#define SUBMIT_BATCH_MAX 4096
+
+typedef struct put_info {
+    char *location;
+    uint64_t size;
+} put_info;
+
+struct lumen_client {
+    lm_rpc_client *rpc;
+    char *address;
+    int64_t timeout_ms;
+    lm_id job;
+    lm_rpc_method submit, wait, cluster_info, free_objects, start_job, end_job;
+
+    pthread_mutex_t mu;
+    pthread_cond_t acked_cond;
+    Lumen__TaskSpec **pending;
+    size_t npending, cap_pending;
+    bool submitting;
+    size_t in_flight;        /* tasks in the SubmitTasks in flight */
+    uint64_t queued, acked;  /* tasks queued / answered by the scheduler (or failed to send) */
+    lumen_status submit_error;
+
+    lm_idmap *puts; /* put_info* by object id */
+    char **stores;
+    size_t nstores, next_store;
+    uint64_t inline_max;
+    bool has_library;
+    lm_id library;
+};
+
+/* ------------------------------------------------------------- helpers */
+
+void lumen_bytes_free(lumen_bytes *b) {
+    if (b == NULL) return;
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+}
+
+char *lumen_ref_hex(lumen_ref ref, char out[33]) {
+    lm_id id;
+    memcpy(id.bytes, ref.id, LM_ID_BYTES);
+    return lm_id_to_hex(id, out);
+}
+
+static lm_id ref_id(lumen_ref r) {
+    lm_id id;
+    memcpy(id.bytes, r.id, LM_ID_BYTES);
+    return id;
+}
+
+static lumen_ref id_ref(lm_id id) {
+    lumen_ref r;
+    memcpy(r.id, id.bytes, LM_ID_BYTES);
+    return r;
+}
+
+/* A heap copy of n bytes (protobuf-c frees message fields with free()). */
+static ProtobufCBinaryData bytes_copy(const void *data, size_t n) {
+    ProtobufCBinaryData b = {n, malloc(n ? n : 1)};
+    if (n) memcpy(b.data, data, n);
+    return b;
+}
+
+static const char *env_or(const char *name, const char *fallback) {
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? v : fallback;
+}
+
+/* ------------------------------------------------------------- stores */
+
+static lumen_status refresh_stores(lumen_client *c) {
+    Lumen__ClusterInfoRequest req = LUMEN__CLUSTER_INFO_REQUEST__INIT;
+    ProtobufCMessage *out = NULL;
+    lumen_status st = lm_rpc_unary(c->rpc, c->address, c->cluster_info, &req.base, &out, c->timeout_ms);
+    if (!LM_IS_OK(st)) return st;
+    Lumen__ClusterInfoReply *info = (Lumen__ClusterInfoReply *)out;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->nstores; i++) free(c->stores[i]);
+    c->nstores = 0;
+    c->stores = realloc(c->stores, (info->n_nodes + 1) * sizeof *c->stores);
+    for (size_t i = 0; i < info->n_nodes; i++)
+        if (strcmp(info->nodes[i]->kind, "objstore") == 0) c->stores[c->nstores++] = strdup(info->nodes[i]->addr);
+    c->inline_max = info->inline_result_max;
+    pthread_mutex_unlock(&c->mu);
+    lm_rpc_message_free(out);
+    return lm_ok();
+}
+
+/* An object store to put into (round robin); the caller frees the string. */
+static lumen_status pick_store(lumen_client *c, char **addr) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pthread_mutex_lock(&c->mu);
+        *addr = c->nstores ? strdup(c->stores[c->next_store++ % c->nstores]) : NULL;
+        pthread_mutex_unlock(&c->mu);
+        if (*addr != NULL) return lm_ok();
+        lumen_status st = refresh_stores(c);
+        if (!LM_IS_OK(st)) return st;
+    }
+    return lm_status(LUMEN_UNAVAILABLE, "the cluster at %s has no object store yet", c->address);
+}
+
+static lumen_status put_with_id(lumen_client *c, lm_id id, const void *data, size_t len) {
+    char *addr = NULL;
+    lumen_status st = pick_store(c, &addr);
+    if (!LM_IS_OK(st)) return st;
+    bool already = false;
+    st = lm_objstore_put(c->rpc, addr, id, c->job, data, len, c->timeout_ms + (int64_t)(len >> 20) * 100, &already);
+    if (!LM_IS_OK(st)) {
+        free(addr);
+        return st;
+    }
+    put_info *p = malloc(sizeof *p);
+    p->location = addr;
+    p->size = len;
+    pthread_mutex_lock(&c->mu);
+    put_info *old = lm_idmap_get(c->puts, id);
+    lm_idmap_put(c->puts, id, p);
+    pthread_mutex_unlock(&c->mu);
+    if (old != NULL) {
+        free(old->location);
+        free(old);
+    }
+    return lm_ok();
+}
+
+lumen_status lumen_put(lumen_client *c, const void *data, size_t len, lumen_ref *out) {
+    lm_id id = lm_id_random();
+    lumen_status st = put_with_id(c, id, data, len);
+    if (LM_IS_OK(st)) *out = id_ref(id);
+    return st;
+}
+
+/* The store of an object this client put, copied; NULL otherwise. */
+static char *put_location(lumen_client *c, lm_id id, uint64_t *size) {
+    pthread_mutex_lock(&c->mu);
+    put_info *p = lm_idmap_get(c->puts, id);
+    char *loc = p ? strdup(p->location) : NULL;
+    if (p && size) *size = p->size;
+    pthread_mutex_unlock(&c->mu);
+    return loc;
+}
+
+/* ------------------------------------------------------------- submission */
+
+static void send_pending_locked(lumen_client *c);
+
+static void on_submitted(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    lumen_client *c = arg;
+    Lumen__SubmitTasksReply *r = (Lumen__SubmitTasksReply *)reply;
+    pthread_mutex_lock(&c->mu);
+    if (!LM_IS_OK(st) && LM_IS_OK(c->submit_error)) c->submit_error = st;
+    for (size_t i = 0; r != NULL && i < r->n_results; i++)
+        if (r->results[i]->code != LUMEN_OK && LM_IS_OK(c->submit_error))
+            c->submit_error = lm_status((lumen_code)r->results[i]->code, "task rejected: %s", r->results[i]->message);
+    c->submitting = false;
+    c->acked += c->in_flight;
+    c->in_flight = 0;
+    send_pending_locked(c);
+    pthread_cond_broadcast(&c->acked_cond);
+    pthread_mutex_unlock(&c->mu);
+    lm_rpc_message_free(reply);
+}
+
+/* Sends everything queued as one SubmitTasks, unless one is in flight (its
+ * completion sends the next). Called with `mu` held; the send is async. */
+static void send_pending_locked(lumen_client *c) {
+    if (c->submitting || c->npending == 0) return;
+    size_t n = c->npending < SUBMIT_BATCH_MAX ? c->npending : SUBMIT_BATCH_MAX;
+    Lumen__SubmitTasksRequest req = LUMEN__SUBMIT_TASKS_REQUEST__INIT;
+    req.n_tasks = n;
+    req.tasks = c->pending;
+    c->submitting = true;
+    /* Packed inside the call, so the specs can be freed right after. */
+    lumen_status st = lm_rpc_unary_async(c->rpc, c->address, c->submit, &req.base, c->timeout_ms, on_submitted, c);
+    for (size_t i = 0; i < n; i++) lm_rpc_message_free(&c->pending[i]->base);
+    memmove(c->pending, c->pending + n, (c->npending - n) * sizeof *c->pending);
+    c->npending -= n;
+    c->in_flight = n;
+    if (!LM_IS_OK(st)) { /* no callback will come: count them as answered */
+        c->submitting = false;
+        c->acked += n;
+        c->in_flight = 0;
+        if (LM_IS_OK(c->submit_error)) c->submit_error = st;
+    }
+}
+
+/* Waits until every task queued so far reached the scheduler. */
+static lumen_status wait_submitted(lumen_client *c, int64_t timeout_ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&c->mu);
+    uint64_t target = c->queued;
+    send_pending_locked(c);
+    int rc = 0;
+    while (c->acked < target && rc == 0) rc = pthread_cond_timedwait(&c->acked_cond, &c->mu, &until);
+    lumen_status st = c->submit_error;
+    bool late = c->acked < target;
+    pthread_mutex_unlock(&c->mu);
+    if (late) return lm_status(LUMEN_DEADLINE_EXCEEDED, "tasks not accepted by the scheduler at %s in time", c->address);
+    return st;
+}
+
+static lumen_status make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *out) {
+    lumen__arg__init(out);
+    if (in->is_ref) {
+        lm_id id = ref_id(in->ref);
+        out->value_case = LUMEN__ARG__VALUE_REF;
+        out->ref = bytes_copy(id.bytes, LM_ID_BYTES);
+        uint64_t size = 0;
+        char *loc = put_location(c, id, &size);
+        if (loc != NULL) {
+            out->location = loc;
+            out->size = size;
+        }
+        return lm_ok();
+    }
+    pthread_mutex_lock(&c->mu);
+    uint64_t inline_max = c->inline_max;
+    pthread_mutex_unlock(&c->mu);
+    if (in->len > inline_max) { /* big values travel through the object store */
+        lm_id id = lm_id_random();
+        lumen_status st = put_with_id(c, id, in->data, in->len);
+        if (!LM_IS_OK(st)) return st;
+        lumen_arg ref = lumen_arg_ref(id_ref(id));
+        return make_arg(c, &ref, out);
+    }
+    out->value_case = LUMEN__ARG__VALUE_INLINE;
+    out->inline_ = bytes_copy(in->data, in->len);
+    return lm_ok();
+}
+
+lumen_status lumen_call(lumen_client *c, const char *function, const lumen_arg *args, size_t nargs,
+                        const lumen_call_opts *opts, lumen_ref *out) {
+    if (function == NULL || *function == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no function name");
+    lm_id task = lm_id_random();
+    Lumen__TaskSpec *spec = malloc(sizeof *spec);
+    lumen__task_spec__init(spec);
+    spec->task_id = bytes_copy(task.bytes, LM_ID_BYTES);
+    spec->job_id = bytes_copy(c->job.bytes, LM_ID_BYTES);
+    spec->function = strdup(function);
+    spec->num_returns = 1;
+    spec->args = calloc(nargs ? nargs : 1, sizeof *spec->args);
+    lumen_status st = lm_ok();
+    for (size_t i = 0; i < nargs && LM_IS_OK(st); i++) {
+        spec->args[i] = malloc(sizeof *spec->args[i]);
+        spec->n_args++;
+        st = make_arg(c, &args[i], spec->args[i]);
+    }
+    if (opts != NULL) {
+        spec->max_retries = opts->max_retries;
+        spec->timeout_ms = opts->timeout_ms > 0 ? (uint64_t)opts->timeout_ms : 0;
+        spec->memory_limit = opts->memory_limit;
+    }
+    pthread_mutex_lock(&c->mu);
+    bool has_lib = (opts != NULL && opts->library != NULL) || c->has_library;
+    lm_id lib = (opts != NULL && opts->library != NULL) ? ref_id(*opts->library) : c->library;
+    pthread_mutex_unlock(&c->mu);
+    if (LM_IS_OK(st) && has_lib) {
+        spec->library_id = bytes_copy(lib.bytes, LM_ID_BYTES);
+        spec->library_location = put_location(c, lib, NULL);
+        if (spec->library_location == NULL)
+            st = lm_status(LUMEN_NOT_FOUND, "the library was not uploaded by this client");
+    }
+    if (!LM_IS_OK(st)) {
+        lm_rpc_message_free(&spec->base);
+        return st;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (c->npending == c->cap_pending) {
+        c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 64;
+        c->pending = realloc(c->pending, c->cap_pending * sizeof *c->pending);
+    }
+    c->pending[c->npending++] = spec;
+    c->queued++;
+    send_pending_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    *out = id_ref(lm_id_for_return(task, 0));
+    return lm_ok();
+}
+
+lumen_status lumen_map(lumen_client *c, const char *function, const lumen_arg *inputs, size_t n,
+                       const lumen_call_opts *opts, lumen_ref *out) {
+    for (size_t i = 0; i < n; i++) {
+        lumen_status st = lumen_call(c, function, &inputs[i], 1, opts, &out[i]);
+        if (!LM_IS_OK(st)) return lm_status_wrap(st, "map input %zu", i);
+    }
+    return lm_ok();
+}
+
+lumen_status lumen_reduce(lumen_client *c, const char *function, const lumen_ref *refs, size_t n,
+                          const lumen_call_opts *opts, lumen_ref *out) {
+    if (n == 0) return lm_status(LUMEN_INVALID_ARGUMENT, "nothing to reduce");
+    lumen_ref *level = malloc(n * sizeof *level);
+    memcpy(level, refs, n * sizeof *level);
+    lumen_status st = lm_ok();
+    /* Pairwise, level by level: a tree of depth log2(n) inside the cluster. */
+    while (n > 1 && LM_IS_OK(st)) {
+        size_t next = 0;
+        for (size_t i = 0; i + 1 < n && LM_IS_OK(st); i += 2) {
+            lumen_arg pair[2] = {lumen_arg_ref(level[i]), lumen_arg_ref(level[i + 1])};
+            st = lumen_call(c, function, pair, 2, opts, &level[next++]);
+        }
+        if (n % 2 == 1) level[next++] = level[n - 1];
+        n = next;
+    }
+    if (LM_IS_OK(st)) *out = level[0];
+    free(level);
+    return st;
+}
+
+/* ------------------------------------------------------------- results */
+
+/* Asks the scheduler for the states of ids, waiting up to timeout_ms for
+ * num_ready of them (0: no wait). */
+static lumen_status wait_objects(lumen_client *c, const lm_id *ids, size_t n, size_t num_ready, int64_t timeout_ms,
+                                 Lumen__WaitObjectsReply **reply) {
+    ProtobufCBinaryData *raw = malloc((n ? n : 1) * sizeof *raw);
+    for (size_t i = 0; i < n; i++) raw[i] = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)ids[i].bytes};
+    Lumen__WaitObjectsRequest req = LUMEN__WAIT_OBJECTS_REQUEST__INIT;
+    req.n_object_ids = n;
+    req.object_ids = raw;
+    req.num_ready = (uint32_t)num_ready;
+    ProtobufCMessage *out = NULL;
+    lumen_status st = lm_rpc_unary(c->rpc, c->address, c->wait, &req.base, &out, timeout_ms > 0 ? timeout_ms : 1);
+    free(raw);
+    *reply = (Lumen__WaitObjectsReply *)out;
+    if (LM_IS_OK(st) && (*reply)->n_objects != n) {
+        st = lm_status(LUMEN_INTERNAL, "scheduler answered %zu states for %zu objects", (*reply)->n_objects, n);
+        lm_rpc_message_free(out);
+        *reply = NULL;
+    }
+    return st;
+}
+
+lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen_bytes *out) {
+    out->data = NULL;
+    out->len = 0;
+    lm_id id = ref_id(ref);
+    char hex[LM_ID_HEX_LEN + 1];
+    lm_id_to_hex(id, hex);
+    char *loc = put_location(c, id, NULL);
+    if (loc != NULL) {
+        lumen_status st = lm_objstore_get(c->rpc, loc, id, false, timeout_ms > 0 ? timeout_ms : c->timeout_ms,
+                                          &out->data, &out->len);
+        free(loc);
+        return st;
+    }
+    lumen_status st = wait_submitted(c, c->timeout_ms);
+    if (!LM_IS_OK(st)) return st;
+    Lumen__WaitObjectsReply *reply = NULL;
+    st = wait_objects(c, &id, 1, 1, timeout_ms, &reply);
+    if (st.code == LUMEN_DEADLINE_EXCEEDED)
+        return lm_status(LUMEN_DEADLINE_EXCEEDED, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
+    if (!LM_IS_OK(st)) return st;
+    Lumen__ObjectState *o = reply->objects[0];
+    if (o->status != NULL && o->status->code != LUMEN_OK) {
+        st = lm_status((lumen_code)o->status->code, "%s", o->status->message);
+    } else if (o->n_locations == 0) {
+        out->len = o->inline_value.len;
+        out->data = malloc(out->len ? out->len : 1);
+        memcpy(out->data, o->inline_value.data, out->len);
+    } else {
+        size_t len = 0;
+        st = lm_objstore_get(c->rpc, o->locations[0], id, false, c->timeout_ms + (int64_t)(o->size >> 20) * 100,
+                             &out->data, &len);
+        out->len = len;
+    }
+    lm_rpc_message_free(&reply->base);
+    return st;
+}
+
+lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready, int64_t timeout_ms,
+                        int *ready, size_t *num_done) {
+    lm_id *ids = malloc((n ? n : 1) * sizeof *ids);
+    size_t *index = malloc((n ? n : 1) * sizeof *index);
+    size_t asked = 0, local = 0;
+    for (size_t i = 0; i < n; i++) {
+        lm_id id = ref_id(refs[i]);
+        char *loc = put_location(c, id, NULL);
+        ready[i] = loc != NULL; /* our own puts are ready */
+        if (loc != NULL) local++;
+        else ids[asked] = id, index[asked++] = i;
+        free(loc);
+    }
+    size_t want = num_ready > n ? n : num_ready;
+    want = want > local ? want - local : 0;
+    lumen_status st = asked ? wait_submitted(c, c->timeout_ms) : lm_ok();
+    Lumen__WaitObjectsReply *reply = NULL;
+    if (LM_IS_OK(st) && asked) {
+        st = wait_objects(c, ids, asked, want, timeout_ms, &reply);
+        if (st.code == LUMEN_DEADLINE_EXCEEDED) /* not enough in time: report what is */
+            st = wait_objects(c, ids, asked, 0, c->timeout_ms, &reply);
+    }
+    size_t done = local;
+    for (size_t k = 0; reply != NULL && k < asked; k++)
+        if (reply->objects[k]->ready) ready[index[k]] = 1, done++;
+    if (num_done != NULL) *num_done = done;
+    lm_rpc_message_free(reply ? &reply->base : NULL);
+    free(ids);
+    free(index);
+    return st;
+}
+
+lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n) {
+    ProtobufCBinaryData *raw = malloc((n ? n : 1) * sizeof *raw);
+    size_t nraw = 0;
+    for (size_t i = 0; i < n; i++) {
+        lm_id id = ref_id(refs[i]);
+        pthread_mutex_lock(&c->mu);
+        put_info *p = lm_idmap_remove(c->puts, id);
+        pthread_mutex_unlock(&c->mu);
+        if (p != NULL) {
+            lm_objstore_delete(c->rpc, p->location, &id, 1, c->timeout_ms, NULL);
+            free(p->location);
+            free(p);
+        } else {
+            raw[nraw++] = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)refs[i].id};
+        }
+    }
+    lumen_status st = lm_ok();
+    if (nraw > 0) {
+        st = wait_submitted(c, c->timeout_ms);
+        Lumen__FreeObjectsRequest req = LUMEN__FREE_OBJECTS_REQUEST__INIT;
+        req.n_object_ids = nraw;
+        req.object_ids = raw;
+        ProtobufCMessage *out = NULL;
+        if (LM_IS_OK(st)) st = lm_rpc_unary(c->rpc, c->address, c->free_objects, &req.base, &out, c->timeout_ms);
+        lm_rpc_message_free(out);
+    }
+    free(raw);
+    return st;
+}
+
+/* ------------------------------------------------------------- libraries */
+
+/* Content address: the first 16 bytes of the file's SHA-256. */
+static lm_id content_id(const void *data, size_t len) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    EVP_Digest(data, len, digest, &dlen, EVP_sha256(), NULL);
+    lm_id id;
+    memcpy(id.bytes, digest, LM_ID_BYTES);
+    return id;
+}
+
+lumen_status lumen_library_upload(lumen_client *c, const char *path, lumen_ref *out) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lm_status(LUMEN_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_size == 0) {
+        close(fd);
+        return lm_status(LUMEN_INVALID_ARGUMENT, "%s is empty or unreadable", path);
+    }
+    void *data = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (data == MAP_FAILED) return lm_status(LUMEN_IO, "cannot read %s: %s", path, strerror(errno));
+    lm_id id = content_id(data, (size_t)sb.st_size);
+    lumen_status st = put_with_id(c, id, data, (size_t)sb.st_size);
+    munmap(data, (size_t)sb.st_size);
+    if (!LM_IS_OK(st)) return lm_status_wrap(st, "uploading %s", path);
+    pthread_mutex_lock(&c->mu);
+    c->library = id;
+    c->has_library = true;
+    pthread_mutex_unlock(&c->mu);
+    if (out != NULL) *out = id_ref(id);
+    return lm_ok();
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static lumen_status job_call(lumen_client *c, lm_rpc_method m) {
+    Lumen__JobRequest req = LUMEN__JOB_REQUEST__INIT;
+    req.job_id = (ProtobufCBinaryData){LM_ID_BYTES, c->job.bytes};
+    ProtobufCMessage *out = NULL;
+    lumen_status st = lm_rpc_unary(c->rpc, c->address, m, &req.base, &out, c->timeout_ms);
+    lm_rpc_message_free(out);
+    return st;
+}
+
+static void free_put(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    put_info *p = value;
+    free(p->location);
+    free(p);
+}
+
+static void client_free(lumen_client *c) {
+    lm_rpc_client_free(c->rpc); /* runs the last submission callback */
+    for (size_t i = 0; i < c->npending; i++) lm_rpc_message_free(&c->pending[i]->base);
+    free(c->pending);
+    lm_idmap_each(c->puts, free_put, NULL);
+    lm_idmap_free(c->puts);
+    for (size_t i = 0; i < c->nstores; i++) free(c->stores[i]);
+    free(c->stores);
+    free(c->address);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->acked_cond);
+    free(c);
+}
+
+lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, lumen_client **out) {
+    *out = NULL;
+    lm_process_tune_malloc();
+    lumen_client *c = calloc(1, sizeof *c);
+    c->address = strdup(address ? address : env_or("LUMEN_ADDRESS", env_or("LUMEN_SCHEDULER_ADDR", DEFAULT_ADDRESS)));
+    c->timeout_ms = opts && opts->rpc_timeout_ms > 0 ? opts->rpc_timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->job = lm_id_random();
+    c->puts = lm_idmap_new();
+    c->inline_max = 100 * 1024;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->acked_cond, NULL);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "SubmitTasks", &c->submit);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "WaitObjects", &c->wait);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "GetClusterInfo", &c->cluster_info);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "FreeObjects", &c->free_objects);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "StartJob", &c->start_job);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "EndJob", &c->end_job);
+    lm_rpc_client_opts ropts = {.token = opts && opts->token ? opts->token : getenv("LUMEN_TOKEN")};
+    lumen_status st = lm_rpc_client_new(&ropts, &c->rpc);
+    if (LM_IS_OK(st)) st = refresh_stores(c);
+    if (LM_IS_OK(st)) st = job_call(c, c->start_job);
+    if (!LM_IS_OK(st)) {
+        st = lm_status_wrap(st, "cannot connect to the Lumen scheduler at %s", c->address);
+        client_free(c);
+        return st;
+    }
+    *out = c;
+    return lm_ok();
+}
+
+void lumen_close(lumen_client *c) {
+    if (c == NULL) return;
+    wait_submitted(c, c->timeout_ms);
+    job_call(c, c->end_job); /* the scheduler releases the job's objects */
+    client_free(c);
+}

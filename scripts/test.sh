@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# test.sh - the README's test command. On a fresh Debian 12 machine: installs
+# what is missing, builds, runs every test (they start their own redis-server
+# and Lumen services on free loopback ports and stop them), then builds and
+# runs the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+scripts/deps.sh install
+
+suite() {
+  local build_dir=$1
+  shift
+  echo "== build $build_dir $*"
+  scripts/build.sh "$build_dir" "$@"
+  echo "== test $build_dir"
+  (cd "$build_dir" && ctest --output-on-failure -j2)
+}
+
+suite "$root/build"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  suite "$root/build-asan" -DLUMEN_SANITIZE=ON -DLUMEN_BENCH=OFF

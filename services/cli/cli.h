@@ -1,0 +1,102 @@
+/*
+ * cli.h - the `lumen` command line tool's internals (cli_ prefix).
+ *
+ * Commands return the process exit code: 0 done, 1 failed, 2 bad arguments.
+ * Only start.c forks, and it does so before anything initialises gRPC (a
+ * process that forks must not have gRPC's threads): health checks run after
+ * the last fork.
+ */
+#ifndef LM_CLI_H
+#define LM_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "status.h"
+
+/* ---- arguments (args.c) ---- */
+
+/* One --flag of a command. A switch (arg == NULL) stores "1" in *value. */
+typedef struct cli_flag {
+    const char *name; /* without the dashes */
+    const char *arg;  /* the value's placeholder in help ("PORT"); NULL: a switch */
+    const char *help;
+    const char **value;
+} cli_flag;
+
+typedef struct cli_command {
+    const char *name;
+    const char *usage;   /* after "lumen <name> " */
+    const char *summary; /* one line */
+    const char *details; /* printed after the flags; may be NULL */
+    const cli_flag *flags; /* ends with {NULL} */
+    size_t max_args;       /* positional arguments accepted */
+} cli_command;
+
+/* Parses argv (argv[0] is the command's name) into the flags' values and
+ * up to cmd->max_args positional arguments. Returns -1 to go on, 0 after
+ * printing --help, 2 after printing what is wrong. */
+int cli_parse(const cli_command *cmd, int argc, char **argv, const char **args, size_t *nargs);
+void cli_usage(const cli_command *cmd, FILE *f);
+
+/* Prints "lumen <cmd>: <message> (see lumen <cmd> --help)" and returns 2. */
+int cli_bad_arg(const cli_command *cmd, const char *fmt, ...) LM_PRINTF(2, 3);
+
+/* Validators for flag values; false when text is not one. */
+bool cli_parse_port(const char *text, uint16_t *out);
+bool cli_parse_int(const char *text, long min, long max, long *out);
+
+/* ---- the run dir (rundir.c) ---- */
+
+/* --run-dir, else $LUMEN_RUN_DIR, else /tmp/lumen-<uid>; static storage. */
+const char *cli_run_dir(const char *flag);
+
+/* The token services and clients use: the flag, else $LUMEN_TOKEN, else
+ * the run dir's token file (written by `lumen start`), else "" (none).
+ * Returns a malloc'ed string. */
+char *cli_token(const char *flag, const char *run_dir);
+
+/* Small files in the run dir: "<run_dir>/<name>" holding one line. */
+lumen_status cli_write_file(const char *run_dir, const char *name, const char *text, mode_t mode);
+bool cli_read_file(const char *run_dir, const char *name, char *out, size_t cap);
+
+/* A process `lumen start` runs in the background, known by its pid file
+ * <run_dir>/pids/<name>.pid ("<pid> <start time in clock ticks>"). */
+typedef struct cli_proc {
+    char name[64]; /* "scheduler-7400", "worker-7402", ... */
+    pid_t pid;
+    unsigned long long start_ticks;
+} cli_proc;
+
+/* The process's start time from /proc (0 when it is gone or a zombie). */
+unsigned long long cli_proc_start_ticks(pid_t pid);
+
+/* True while the process of the record still runs (same start time: a
+ * recycled pid is not ours). */
+bool cli_proc_alive(const cli_proc *p);
+
+lumen_status cli_pidfile_write(const char *run_dir, const cli_proc *p);
+void cli_pidfile_remove(const char *run_dir, const char *name);
+
+/* Every pid file in the run dir; free(*procs). */
+lumen_status cli_pidfiles_read(const char *run_dir, cli_proc **procs, size_t *n);
+
+/* SIGTERM, then SIGKILL to its whole process group after timeout_ms.
+ * Only for a process that was ours a moment ago (cli_proc_alive): its group
+ * is signalled even when the leader is gone. Returns true when it had to
+ * use SIGKILL. */
+bool cli_proc_stop(const cli_proc *p, int64_t timeout_ms);
+
+/* The last lines of a log file, indented, to stderr. */
+void cli_print_log_tail(const char *path, int lines);
+
+/* ---- commands ---- */
+int cli_cmd_start(int argc, char **argv);
+int cli_cmd_stop(int argc, char **argv);
+int cli_cmd_status(int argc, char **argv);
+int cli_cmd_health(int argc, char **argv);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * objclient.h - talking to any object store (lumen.ObjectStore): what
+ * workers, the client library and tests use.
+ *
+ * Objects move as chunk streams (chunk.h), so any size works within the
+ * store's limits. Every call takes the store's "host:port" and a deadline
+ * for the whole call; errors name the store and the object id in hex.
+ */
+#ifndef LM_OBJCLIENT_H
+#define LM_OBJCLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "id.h"
+#include "rpc.h"
+
+/* Stores data[0..len) as object id of job (zero: none). Objects are
+ * immutable: when the store already holds id, its copy stays and
+ * *already_present (may be NULL) is true. */
+lumen_status lm_objstore_put(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, const void *data,
+                             size_t len, int64_t timeout_ms, bool *already_present);
+
+/* Reads object id into a buffer malloc'd once at its size (*data is the
+ * caller's to free(); an empty object gives a 1-byte buffer and *len 0).
+ * wait: an object not stored yet is waited for within the deadline (then
+ * DEADLINE_EXCEEDED); otherwise it is NOT_FOUND. On failure *data is NULL. */
+lumen_status lm_objstore_get(lm_rpc_client *cli, const char *addr, lm_id id, bool wait, int64_t timeout_ms,
+                             void **data, size_t *len);
+
+/* Like lm_objstore_get, for length bytes from offset (length 0: to the
+ * end). A range past the object's end is OUT_OF_RANGE. */
+lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset,
+                                   uint64_t length, bool wait, int64_t timeout_ms, void **data, size_t *len);
+
+/* Deletes the objects the store holds among ids[0..n); *deleted (may be
+ * NULL) gets how many it held. Unknown ids are not an error. */
+lumen_status lm_objstore_delete(lm_rpc_client *cli, const char *addr, const lm_id *ids, size_t n,
+                                int64_t timeout_ms, uint32_t *deleted);
+
+/* Deletes every object of job the store holds; *deleted (may be NULL). */
+lumen_status lm_objstore_release_job(lm_rpc_client *cli, const char *addr, lm_id job, int64_t timeout_ms,
+                                     uint32_t *deleted);
+
+#endif

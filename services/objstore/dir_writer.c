@@ -1,0 +1,193 @@
+/* dir_writer.c - see dir_writer.h. */
+#include "dir_writer.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 2000
+
+typedef enum op_kind { OP_READY, OP_REMOVED } op_kind;
+
+typedef struct dir_op dir_op;
+struct dir_op {
+    dir_op *next;
+    op_kind kind;
+    lm_id id;
+    uint64_t size;
+    void (*done)(void *);
+    void *arg;
+};
+
+struct lm_dir_writer {
+    char *addr, *password, *prefix;
+    lm_redis_opts opts; /* points at the copies above */
+    lm_id store;
+    lm_redis *redis;    /* the writer thread's; NULL until connected */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    dir_op *head, *tail; /* queued, oldest first */
+    bool stopping;
+};
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, uint64_t size, void (*done)(void *), void *arg) {
+    dir_op *op = calloc(1, sizeof *op);
+    if (op == NULL) { /* the directory misses one update; the caller still hears back */
+        lm_error("directory update for an object lost: out of memory");
+        if (done) done(arg);
+        return;
+    }
+    op->kind = kind;
+    op->id = id;
+    op->size = size;
+    op->done = done;
+    op->arg = arg;
+    pthread_mutex_lock(&w->mu);
+    if (w->tail) w->tail->next = op;
+    else w->head = op;
+    w->tail = op;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void lm_dir_writer_ready(lm_dir_writer *w, lm_id id, uint64_t size, void (*done)(void *), void *arg) {
+    enqueue(w, OP_READY, id, size, done, arg);
+}
+
+void lm_dir_writer_removed(lm_dir_writer *w, lm_id id, void (*done)(void *), void *arg) {
+    enqueue(w, OP_REMOVED, id, 0, done, arg);
+}
+
+static lumen_status apply(lm_dir_writer *w, const dir_op *op) {
+    if (w->redis == NULL) {
+        lumen_status st = lm_redis_connect(&w->opts, &w->redis);
+        if (!LM_IS_OK(st)) return st;
+        lm_info("connected to redis at %s", w->opts.addr);
+    }
+    return op->kind == OP_READY ? lm_redis_obj_ready(w->redis, op->id, op->size, w->store)
+                                : lm_redis_obj_loc_remove(w->redis, op->id, w->store);
+}
+
+/* Tries ops in order; once one fails the rest wait their turn (order
+ * matters: a removal must not overtake its READY). Every callback runs.
+ * Returns what is left, oldest first. */
+static dir_op *run_pass(lm_dir_writer *w, dir_op *ops, lumen_status *failed) {
+    dir_op *left = NULL, **left_tail = &left;
+    *failed = lm_ok();
+    while (ops != NULL) {
+        dir_op *op = ops;
+        ops = op->next;
+        op->next = NULL;
+        if (LM_IS_OK(*failed)) *failed = apply(w, op);
+        if (op->done) op->done(op->arg);
+        op->done = NULL;
+        if (LM_IS_OK(*failed)) {
+            free(op);
+        } else {
+            *left_tail = op;
+            left_tail = &op->next;
+        }
+    }
+    return left;
+}
+
+static void wait_ms(lm_dir_writer *w, unsigned ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    while (!w->stopping)
+        if (pthread_cond_timedwait(&w->cond, &w->mu, &until) != 0) break;
+}
+
+static void *writer_main(void *arg) {
+    lm_dir_writer *w = arg;
+    unsigned backoff = RETRY_MIN_MS;
+    bool warned = false;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (w->head == NULL && !w->stopping) pthread_cond_wait(&w->cond, &w->mu);
+        if (w->head == NULL) break; /* stopping, nothing left */
+        bool last = w->stopping;
+        dir_op *ops = w->head;
+        w->head = w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+
+        lumen_status failed;
+        dir_op *left = run_pass(w, ops, &failed);
+
+        pthread_mutex_lock(&w->mu);
+        if (left == NULL) {
+            if (warned) lm_info("redis is back: the object directory is up to date");
+            warned = false;
+            backoff = RETRY_MIN_MS;
+            continue;
+        }
+        size_t n = 0;
+        dir_op *end = left;
+        for (;; end = end->next) {
+            n++;
+            if (end->next == NULL) break;
+        }
+        if (last) { /* stopping: no more retries */
+            lm_error("%zu object directory update(s) lost: %s", n, failed.msg);
+            for (dir_op *op = left, *next; op != NULL; op = next) next = op->next, free(op);
+            continue;
+        }
+        if (!warned) lm_warn("object directory updates wait for redis (%zu queued): %s", n, failed.msg);
+        warned = true;
+        end->next = w->head; /* the failed ones stay first */
+        if (w->head == NULL) w->tail = end;
+        w->head = left;
+        wait_ms(w, backoff);
+        backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+lumen_status lm_dir_writer_start(const lm_redis_opts *opts, lm_id store, lm_dir_writer **out) {
+    *out = NULL;
+    lm_dir_writer *w = calloc(1, sizeof *w);
+    if (w == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "directory writer: out of memory");
+    w->addr = dup_or_null(opts->addr);
+    w->password = dup_or_null(opts->password);
+    w->prefix = dup_or_null(opts->prefix);
+    w->opts = (lm_redis_opts){w->addr, w->password, w->prefix, opts->timeout_ms};
+    w->store = store;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cond);
+        free(w->addr), free(w->password), free(w->prefix), free(w);
+        return lm_status(LUMEN_INTERNAL, "directory writer: cannot start its thread");
+    }
+    *out = w;
+    return lm_ok();
+}
+
+void lm_dir_writer_free(lm_dir_writer *w) {
+    if (w == NULL) return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    lm_redis_free(w->redis);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    free(w->addr);
+    free(w->password);
+    free(w->prefix);
+    free(w);
+}

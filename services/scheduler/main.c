@@ -1,0 +1,50 @@
+/*
+ * lumen-scheduler: admits tasks and actors, resolves dependencies, places
+ * work on workers, detects dead nodes. See scheduler.h.
+ */
+#include <stdlib.h>
+
+#include "config.h"
+#include "health.h"
+#include "log.h"
+#include "rpc.h"
+#include "scheduler.h"
+#include "service.h"
+
+int main(int argc, char **argv) {
+    lm_config cfg;
+    int code = lm_service_init("scheduler", argc, argv, &cfg);
+    if (code >= 0) return code;
+    lm_service_block_signals();
+
+    scheduler *sched = NULL;
+    lm_rpc_server *srv = NULL;
+    lm_health health = {.role = "scheduler", .node_id = lm_id_random()};
+    atomic_init(&health.serving, true);
+    lm_rpc_server_opts opts = {
+        .addr = cfg.scheduler.listen,
+        .token = cfg.cluster.token,
+        .tls = {cfg.cluster.tls_cert, cfg.cluster.tls_key, cfg.cluster.tls_ca},
+    };
+    lumen_status st = scheduler_new(&cfg, &sched);
+    if (LM_IS_OK(st)) st = lm_rpc_server_new(&opts, &srv);
+    if (LM_IS_OK(st)) st = scheduler_add_service(sched, srv);
+    if (LM_IS_OK(st)) st = lm_health_add_service(srv, &health);
+    if (LM_IS_OK(st)) st = lm_rpc_server_start(srv);
+    if (!LM_IS_OK(st)) {
+        lm_error("cannot start: %s", st.msg);
+        lm_rpc_server_free(srv);
+        scheduler_free(sched);
+        lm_config_free(&cfg);
+        return 1;
+    }
+    lm_info("scheduler listening on %s (redis %s)", cfg.scheduler.listen, cfg.cluster.redis_addr);
+    int sig = lm_service_wait_for_stop();
+    lm_info("signal %d: stopping", sig);
+    atomic_store(&health.serving, false);
+    lm_rpc_server_shutdown(srv, 2000);
+    lm_rpc_server_free(srv);
+    scheduler_free(sched);
+    lm_config_free(&cfg);
+    return 0;
+}

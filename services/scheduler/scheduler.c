@@ -1,0 +1,1237 @@
+/*
+ * scheduler.c - see scheduler.h.
+ *
+ * Model: a task's single result object is PENDING until the task finishes,
+ * then READY (its bytes inline here, or in an object store) or FAILED (with
+ * the task's error). A task runs once every object it takes is READY; if one
+ * FAILED, the task fails with that error, and so on down the graph. Objects
+ * and tasks refer to each other by id, never by pointer, so either side may
+ * be released first (a job ending, a client freeing refs).
+ *
+ * Locking: `mu` guards everything. Calls are answered only after it is
+ * released (an answer may wait for the call's on_cancel, which takes `mu`).
+ */
+#include "scheduler.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "idmap.h"
+#include "log.h"
+#include "objstore.pb-c.h"
+#include "redis_state.h"
+#include "scheduler.pb-c.h"
+#include "worker.pb-c.h"
+#include "writer.h"
+
+#define DISPATCH_DEPTH(slots) ((slots) * 2 + 4) /* tasks queued per worker beyond running */
+
+typedef struct id_vec {
+    lm_id *ids;
+    size_t n, cap;
+} id_vec;
+
+typedef struct ptr_vec {
+    void **items;
+    size_t n, cap;
+} ptr_vec;
+
+typedef enum { OBJ_PENDING, OBJ_READY, OBJ_FAILED } obj_state;
+typedef enum { TASK_WAITING, TASK_READY, TASK_RUNNING, TASK_DONE } task_phase;
+
+typedef struct snode {
+    lm_id id;
+    bool is_worker;
+    char *addr;
+    uint32_t slots;
+    int in_flight; /* tasks sent to it and not reported done */
+    bool alive;
+    uint64_t last_beat_ms;
+    lm_id objstore_id;
+    uint64_t memory_limit, bytes_used;
+} snode;
+
+typedef struct waiter waiter;
+
+typedef struct sobj {
+    lm_id id, job;
+    obj_state state;
+    uint64_t size;
+    bool is_inline;
+    uint8_t *data; /* inline value */
+    char *location; /* object store address when not inline */
+    lm_id store;
+    lumen_status *error;
+    lm_id producer; /* zero for objects the scheduler did not make */
+    id_vec dependents; /* tasks waiting for it */
+    ptr_vec waiters;
+    int pins;          /* tasks not finished that take it */
+    bool freed;        /* the client let go: drop once unpinned */
+} sobj;
+
+typedef struct stask {
+    lm_id id, job;
+    Lumen__TaskSpec *spec;
+    int unresolved;
+    task_phase phase;
+    lm_id worker;
+    uint32_t attempts, max_retries;
+    bool orphan; /* its job ended while it ran */
+    struct stask *next;
+} stask;
+
+typedef struct sjob {
+    lm_id id;
+    id_vec tasks, objs;
+} sjob;
+
+struct waiter {
+    scheduler *s;
+    lm_rpc_call *call;
+    lm_id *ids;
+    size_t n;
+    size_t need, have;
+    bool done;
+    int refs; /* the call's, plus one per object list it is on */
+};
+
+/* A call to answer once `mu` is released. */
+typedef struct answer {
+    lm_rpc_call *call;
+    ProtobufCMessage *reply; /* NULL: fail with st */
+    void (*reply_free)(ProtobufCMessage *);
+    lumen_status st;
+} answer;
+
+typedef struct outbox {
+    answer *items;
+    size_t n, cap;
+} outbox;
+
+struct scheduler {
+    const lm_config *cfg;
+    pthread_mutex_t mu;
+    lm_idmap *nodes, *tasks, *objs, *jobs;
+    ptr_vec node_list; /* every snode, for placement and lookups by address */
+    stask *ready_head, *ready_tail;
+
+    lm_redis *redis;
+    sched_writer *writer;
+    lm_rpc_client *rpc;
+    lm_rpc_method run_tasks, release_job, delete_objects;
+
+    pthread_t monitor;
+    pthread_cond_t monitor_cond;
+    bool stopping;
+};
+
+/* ------------------------------------------------------------- helpers */
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void id_push(id_vec *v, lm_id id) {
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 4;
+        v->ids = realloc(v->ids, v->cap * sizeof *v->ids);
+    }
+    v->ids[v->n++] = id;
+}
+
+static void ptr_push(ptr_vec *v, void *p) {
+    if (v->n == v->cap) {
+        v->cap = v->cap ? 2 * v->cap : 4;
+        v->items = realloc(v->items, v->cap * sizeof *v->items);
+    }
+    v->items[v->n++] = p;
+}
+
+static void outbox_add(outbox *o, answer a) {
+    if (o->n == o->cap) {
+        o->cap = o->cap ? 2 * o->cap : 8;
+        o->items = realloc(o->items, o->cap * sizeof *o->items);
+    }
+    o->items[o->n++] = a;
+}
+
+/* Answers everything collected; call without `mu`. */
+static void outbox_send(outbox *o) {
+    for (size_t i = 0; i < o->n; i++) {
+        answer *a = &o->items[i];
+        if (a->reply != NULL) {
+            lm_rpc_reply(a->call, a->reply);
+            a->reply_free(a->reply);
+        } else {
+            lm_rpc_fail_status(a->call, a->st);
+        }
+    }
+    free(o->items);
+    o->items = NULL;
+    o->n = o->cap = 0;
+}
+
+static bool id_field(ProtobufCBinaryData b, lm_id *out) { return lm_id_from_bytes(b.data, b.len, out); }
+
+static ProtobufCBinaryData id_bytes(const lm_id *id) {
+    ProtobufCBinaryData b = {LM_ID_BYTES, (uint8_t *)id->bytes};
+    return b;
+}
+
+static const char *hex(lm_id id, char buf[LM_ID_HEX_LEN + 1]) { return lm_id_to_hex(id, buf); }
+
+/* ------------------------------------------------------------- records */
+
+static void record_task(scheduler *s, const stask *t, lm_task_state state, const char *error) {
+    lm_task_record rec = {.id = t->id, .fn = t->spec ? t->spec->function : "", .job = t->job,
+                          .state = state, .worker = t->worker, .attempts = t->attempts, .error = error};
+    if (state == LM_TASK_FINISHED || state == LM_TASK_FAILED) rec.finished_ms = now_ms();
+    sched_writer_task(s->writer, &rec);
+}
+
+static void record_obj(scheduler *s, const sobj *o) {
+    lm_obj_record rec = {.id = o->id, .size = o->size, .task = o->producer, .job = o->job,
+                         .error = o->error ? o->error->msg : NULL};
+    rec.state = o->state == OBJ_READY ? LM_OBJ_READY : o->state == OBJ_FAILED ? LM_OBJ_FAILED : LM_OBJ_PENDING;
+    sched_writer_obj(s->writer, &rec);
+}
+
+/* ------------------------------------------------------------- objects */
+
+static sobj *obj_new(scheduler *s, lm_id id, lm_id job) {
+    sobj *o = calloc(1, sizeof *o);
+    o->id = id;
+    o->job = job;
+    lm_idmap_put(s->objs, id, o);
+    return o;
+}
+
+static void waiter_unref(waiter *w) {
+    if (--w->refs > 0) return;
+    free(w->ids);
+    free(w);
+}
+
+static void obj_free(sobj *o) {
+    for (size_t i = 0; i < o->waiters.n; i++) waiter_unref(o->waiters.items[i]);
+    free(o->waiters.items);
+    free(o->dependents.ids);
+    free(o->data);
+    free(o->location);
+    free(o->error);
+    free(o);
+}
+
+static snode *node_by_addr(scheduler *s, const char *addr);
+static void waiters_recount(scheduler *s, sobj *o, outbox *out);
+static void task_resolved_arg(scheduler *s, lm_id task_id, outbox *out);
+static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out);
+
+/* An object leaves PENDING: wake its dependents and waiters. */
+static void obj_settled(scheduler *s, sobj *o, outbox *out) {
+    record_obj(s, o);
+    id_vec deps = o->dependents;
+    memset(&o->dependents, 0, sizeof o->dependents);
+    for (size_t i = 0; i < deps.n; i++) {
+        stask *t = lm_idmap_get(s->tasks, deps.ids[i]);
+        if (t == NULL || t->phase != TASK_WAITING) continue;
+        if (o->state == OBJ_FAILED) {
+            char h[LM_ID_HEX_LEN + 1];
+            task_fail(s, t, lm_status_wrap(*o->error, "argument %s", hex(o->id, h)), out);
+        } else {
+            task_resolved_arg(s, t->id, out);
+        }
+    }
+    free(deps.ids);
+    waiters_recount(s, o, out);
+}
+
+static void obj_set_failed(scheduler *s, sobj *o, lumen_status st, outbox *out) {
+    if (o->state != OBJ_PENDING) return;
+    o->state = OBJ_FAILED;
+    o->error = malloc(sizeof *o->error);
+    *o->error = st;
+    obj_settled(s, o, out);
+}
+
+/* Drops an object the client freed once no task needs it any more. */
+static void obj_maybe_release(scheduler *s, sobj *o, ptr_vec *deletes) {
+    if (!o->freed || o->pins > 0 || o->state == OBJ_PENDING || o->waiters.n > 0) return;
+    lm_idmap_remove(s->objs, o->id);
+    if (!o->is_inline && o->location != NULL && deletes != NULL) ptr_push(deletes, o);
+    else obj_free(o);
+}
+
+/* ------------------------------------------------------------- waiters */
+
+static void fill_object_state(scheduler *s, Lumen__ObjectState *st, Lumen__Status *status, lm_id id) {
+    (void)s;
+    lumen__object_state__init(st);
+    lumen__status__init(status);
+    st->status = status;
+    sobj *o = lm_idmap_get(s->objs, id);
+    st->object_id.len = LM_ID_BYTES;
+    st->object_id.data = malloc(LM_ID_BYTES);
+    memcpy(st->object_id.data, id.bytes, LM_ID_BYTES);
+    if (o == NULL) {
+        char h[LM_ID_HEX_LEN + 1];
+        char msg[96];
+        snprintf(msg, sizeof msg, "object %s is unknown to the scheduler", hex(id, h));
+        status->code = LUMEN_NOT_FOUND;
+        status->message = strdup(msg);
+        st->ready = true;
+        return;
+    }
+    st->size = o->size;
+    if (o->state == OBJ_FAILED) {
+        status->code = o->error->code;
+        status->message = strdup(o->error->msg);
+        st->ready = true;
+    } else if (o->state == OBJ_READY) {
+        st->ready = true;
+        if (o->is_inline) {
+            st->inline_value.len = o->size;
+            st->inline_value.data = malloc(o->size ? o->size : 1);
+            memcpy(st->inline_value.data, o->data, o->size);
+        } else if (o->location != NULL) {
+            st->n_locations = 1;
+            st->locations = malloc(sizeof *st->locations);
+            st->locations[0] = strdup(o->location);
+        }
+    }
+}
+
+/* A heap-built WaitObjects reply with copies, safe to send without `mu`. */
+static Lumen__WaitObjectsReply *wait_reply_build(scheduler *s, const lm_id *ids, size_t n) {
+    Lumen__WaitObjectsReply *r = malloc(sizeof *r);
+    lumen__wait_objects_reply__init(r);
+    r->n_objects = n;
+    r->objects = malloc((n ? n : 1) * sizeof *r->objects);
+    for (size_t i = 0; i < n; i++) {
+        Lumen__ObjectState *st = malloc(sizeof *st);
+        Lumen__Status *status = malloc(sizeof *status);
+        fill_object_state(s, st, status, ids[i]);
+        if (status->message == NULL) status->message = strdup("");
+        r->objects[i] = st;
+    }
+    return r;
+}
+
+/* Everything above was malloc'd piece by piece, the way protobuf-c's own
+ * unpacker allocates, so its free function releases it. */
+static void wait_reply_free(ProtobufCMessage *m) { protobuf_c_message_free_unpacked(m, NULL); }
+
+static void waiter_answer(scheduler *s, waiter *w, outbox *out) {
+    w->done = true;
+    Lumen__WaitObjectsReply *r = wait_reply_build(s, w->ids, w->n);
+    outbox_add(out, (answer){w->call, &r->base, wait_reply_free, lm_ok()});
+    waiter_unref(w); /* the call's reference */
+}
+
+static void waiters_recount(scheduler *s, sobj *o, outbox *out) {
+    ptr_vec ws = o->waiters;
+    memset(&o->waiters, 0, sizeof o->waiters);
+    for (size_t i = 0; i < ws.n; i++) {
+        waiter *w = ws.items[i];
+        if (!w->done && ++w->have >= w->need) waiter_answer(s, w, out);
+        waiter_unref(w); /* this object's reference */
+    }
+    free(ws.items);
+}
+
+static void on_wait_cancel(lm_rpc_call *call, void *arg);
+
+/* ------------------------------------------------------------- placement */
+
+static void ready_push(scheduler *s, stask *t) {
+    t->phase = TASK_READY;
+    t->next = NULL;
+    if (s->ready_tail) s->ready_tail->next = t;
+    else s->ready_head = t;
+    s->ready_tail = t;
+}
+
+static sobj *arg_obj(scheduler *s, const Lumen__Arg *a) {
+    lm_id id;
+    if (a->value_case != LUMEN__ARG__VALUE_REF || !id_field(a->ref, &id)) return NULL;
+    return lm_idmap_get(s->objs, id);
+}
+
+/* The object store holding the task's biggest argument, if any. */
+static lm_id preferred_store(scheduler *s, const stask *t) {
+    lm_id best = {{0}};
+    uint64_t best_size = 0;
+    for (size_t i = 0; i < t->spec->n_args; i++) {
+        sobj *o = arg_obj(s, t->spec->args[i]);
+        if (o != NULL && !o->is_inline && o->size >= best_size) {
+            best = o->store;
+            best_size = o->size;
+        }
+    }
+    return best;
+}
+
+/* A worker next to the biggest argument if it has a free slot; else the
+ * least loaded worker with room in its queue. */
+static snode *pick_worker(scheduler *s, const stask *t) {
+    lm_id near = preferred_store(s, t);
+    snode *best = NULL, *best_near = NULL;
+    double best_load = 1e18, best_near_load = 1e18;
+    for (size_t i = 0; i < s->node_list.n; i++) {
+        snode *w = s->node_list.items[i];
+        if (!w->is_worker || !w->alive || w->slots == 0 || w->in_flight >= (int)DISPATCH_DEPTH(w->slots)) continue;
+        double load = (double)w->in_flight / w->slots;
+        if (load < best_load) best = w, best_load = load;
+        if (!lm_id_is_zero(near) && lm_id_equal(w->objstore_id, near) && w->in_flight < (int)w->slots &&
+            load < best_near_load)
+            best_near = w, best_near_load = load;
+    }
+    return best_near ? best_near : best;
+}
+
+typedef struct dispatch_batch {
+    scheduler *s;
+    lm_id worker;
+    char *addr;
+    id_vec tasks;
+} dispatch_batch;
+
+static void on_run_tasks_done(void *arg, lumen_status st, ProtobufCMessage *reply);
+static void run_tasks_failed(scheduler *s, dispatch_batch *batch, lumen_status st, outbox *out);
+
+/* Fills a dispatched copy of a spec: refs get their location and size, and
+ * small values held here travel inline so the worker fetches nothing. */
+static void dispatch_spec(scheduler *s, const stask *t, Lumen__TaskSpec *out, Lumen__Arg *args,
+                          Lumen__Arg **arg_ptrs) {
+    *out = *t->spec;
+    out->attempt = t->attempts;
+    out->args = arg_ptrs;
+    for (size_t i = 0; i < t->spec->n_args; i++) {
+        args[i] = *t->spec->args[i];
+        arg_ptrs[i] = &args[i];
+        sobj *o = arg_obj(s, &args[i]);
+        if (o == NULL || o->state != OBJ_READY) continue;
+        if (o->is_inline) {
+            args[i].value_case = LUMEN__ARG__VALUE_INLINE;
+            args[i].inline_.data = o->data;
+            args[i].inline_.len = o->size;
+        } else {
+            args[i].location = o->location ? o->location : (char *)"";
+            args[i].size = o->size;
+        }
+    }
+    lm_id lib;
+    if (id_field(t->spec->library_id, &lib)) {
+        sobj *o = lm_idmap_get(s->objs, lib);
+        if (o != NULL && o->location != NULL) out->library_location = o->location;
+    }
+}
+
+/* Places every ready task it can and sends one RunTasks per worker. */
+static void dispatch(scheduler *s, outbox *out) {
+    dispatch_batch *batches = NULL;
+    size_t nbatches = 0;
+    while (s->ready_head != NULL) {
+        stask *t = s->ready_head;
+        snode *w = pick_worker(s, t);
+        if (w == NULL) break;
+        s->ready_head = t->next;
+        t->phase = TASK_RUNNING;
+        t->worker = w->id;
+        t->attempts++;
+        w->in_flight++;
+        record_task(s, t, LM_TASK_RUNNING, NULL);
+        size_t b = 0;
+        while (b < nbatches && !lm_id_equal(batches[b].worker, w->id)) b++;
+        if (b == nbatches) {
+            batches = realloc(batches, (nbatches + 1) * sizeof *batches);
+            batches[b] = (dispatch_batch){s, w->id, w->addr, {0}};
+            nbatches++;
+        }
+        id_push(&batches[b].tasks, t->id);
+    }
+    if (s->ready_head == NULL) s->ready_tail = NULL;
+
+    for (size_t b = 0; b < nbatches; b++) {
+        dispatch_batch *batch = malloc(sizeof *batch);
+        *batch = batches[b];
+        batch->addr = strdup(batch->addr);
+        size_t n = batch->tasks.n;
+        Lumen__TaskSpec *specs = calloc(n, sizeof *specs);
+        Lumen__TaskSpec **spec_ptrs = calloc(n, sizeof *spec_ptrs);
+        size_t nargs = 0;
+        for (size_t i = 0; i < n; i++) nargs += ((stask *)lm_idmap_get(s->tasks, batch->tasks.ids[i]))->spec->n_args;
+        Lumen__Arg *args = calloc(nargs ? nargs : 1, sizeof *args);
+        Lumen__Arg **arg_ptrs = calloc(nargs ? nargs : 1, sizeof *arg_ptrs);
+        size_t used = 0;
+        for (size_t i = 0; i < n; i++) {
+            stask *t = lm_idmap_get(s->tasks, batch->tasks.ids[i]);
+            dispatch_spec(s, t, &specs[i], args + used, arg_ptrs + used);
+            used += t->spec->n_args;
+            spec_ptrs[i] = &specs[i];
+        }
+        Lumen__RunTasksRequest req = LUMEN__RUN_TASKS_REQUEST__INIT;
+        req.n_tasks = n;
+        req.tasks = spec_ptrs;
+        /* Packed inside the call: the temporaries can go right after. */
+        lumen_status st = lm_rpc_unary_async(s->rpc, batch->addr, s->run_tasks, &req.base,
+                                             s->cfg->cluster.rpc_timeout_ms, on_run_tasks_done, batch);
+        free(specs);
+        free(spec_ptrs);
+        free(args);
+        free(arg_ptrs);
+        if (!LM_IS_OK(st)) { /* not sent at all: the tasks go back in line */
+            lm_error("cannot send tasks to %s: %s", batch->addr, st.msg);
+            run_tasks_failed(s, batch, st, out);
+            free(batch->tasks.ids);
+            free(batch->addr);
+            free(batch);
+        }
+    }
+    free(batches);
+}
+
+/* ------------------------------------------------------------- tasks */
+
+static void task_unpin_args(scheduler *s, stask *t, ptr_vec *deletes) {
+    for (size_t i = 0; i < t->spec->n_args; i++) {
+        sobj *o = arg_obj(s, t->spec->args[i]);
+        if (o != NULL && o->pins > 0) {
+            o->pins--;
+            obj_maybe_release(s, o, deletes);
+        }
+    }
+}
+
+static void task_free(stask *t) {
+    lm_rpc_message_free(&t->spec->base);
+    free(t);
+}
+
+static void task_resolved_arg(scheduler *s, lm_id task_id, outbox *out) {
+    (void)out;
+    stask *t = lm_idmap_get(s->tasks, task_id);
+    if (t != NULL && t->phase == TASK_WAITING && --t->unresolved == 0) ready_push(s, t);
+}
+
+static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out) {
+    if (t->phase == TASK_DONE) return;
+    t->phase = TASK_DONE;
+    record_task(s, t, LM_TASK_FAILED, st.msg);
+    task_unpin_args(s, t, NULL);
+    sobj *o = lm_idmap_get(s->objs, lm_id_for_return(t->id, 0));
+    if (o != NULL) obj_set_failed(s, o, st, out);
+}
+
+static sjob *job_get(scheduler *s, lm_id id) {
+    sjob *j = lm_idmap_get(s->jobs, id);
+    if (j == NULL) {
+        j = calloc(1, sizeof *j);
+        j->id = id;
+        lm_idmap_put(s->jobs, id, j);
+    }
+    return j;
+}
+
+/* Adds one submitted task; takes ownership of spec. */
+static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
+    lm_id id, job;
+    if (!id_field(spec->task_id, &id) || !id_field(spec->job_id, &job)) {
+        lm_rpc_message_free(&spec->base);
+        return lm_status(LUMEN_INVALID_ARGUMENT, "task_id and job_id must be 16 bytes");
+    }
+    if (spec->function == NULL || spec->function[0] == '\0' || strlen(spec->function) > 256) {
+        lm_rpc_message_free(&spec->base);
+        return lm_status(LUMEN_INVALID_ARGUMENT, "a task needs a function name of 1..256 bytes");
+    }
+    if (lm_idmap_get(s->tasks, id) != NULL) { /* a resubmission: tasks are idempotent */
+        lm_rpc_message_free(&spec->base);
+        return lm_ok();
+    }
+    stask *t = calloc(1, sizeof *t);
+    t->id = id;
+    t->job = job;
+    t->spec = spec;
+    t->max_retries = spec->max_retries ? spec->max_retries : (uint32_t)s->cfg->scheduler.max_retries;
+    lm_idmap_put(s->tasks, id, t);
+    sjob *j = job_get(s, job);
+    id_push(&j->tasks, id);
+
+    lm_id result_id = lm_id_for_return(id, 0);
+    sobj *result = lm_idmap_get(s->objs, result_id);
+    if (result == NULL) {
+        result = obj_new(s, result_id, job);
+        id_push(&j->objs, result_id);
+    }
+    result->producer = id;
+    record_task(s, t, LM_TASK_PENDING, NULL);
+    record_obj(s, result);
+
+    lumen_status failed = lm_ok();
+    for (size_t i = 0; i <= spec->n_args && LM_IS_OK(failed); i++) {
+        lm_id ref;
+        const char *location = NULL;
+        uint64_t size = 0;
+        if (i < spec->n_args) { /* an argument */
+            Lumen__Arg *a = spec->args[i];
+            if (a->value_case != LUMEN__ARG__VALUE_REF) continue;
+            if (!id_field(a->ref, &ref)) {
+                failed = lm_status(LUMEN_INVALID_ARGUMENT, "argument %zu: a ref must be 16 bytes", i);
+                break;
+            }
+            location = a->location;
+            size = a->size;
+        } else if (id_field(spec->library_id, &ref)) { /* the library, if any */
+            location = spec->library_location;
+        } else {
+            continue;
+        }
+        sobj *o = lm_idmap_get(s->objs, ref);
+        if (o == NULL && location != NULL && location[0] != '\0') {
+            /* A client's put: it tells where it stored the object. */
+            o = obj_new(s, ref, job);
+            o->state = OBJ_READY;
+            o->size = size;
+            o->location = strdup(location);
+            snode *store = node_by_addr(s, location);
+            if (store != NULL) o->store = store->id;
+            id_push(&j->objs, ref);
+        }
+        char h[LM_ID_HEX_LEN + 1];
+        if (o == NULL) {
+            failed = lm_status(LUMEN_NOT_FOUND, "argument %s is an unknown object", hex(ref, h));
+        } else if (o->state == OBJ_FAILED) {
+            failed = lm_status_wrap(*o->error, "argument %s", hex(ref, h));
+        } else {
+            o->pins++;
+            if (o->state == OBJ_PENDING) {
+                id_push(&o->dependents, id);
+                t->unresolved++;
+            }
+        }
+    }
+    if (!LM_IS_OK(failed)) {
+        /* Reported through the result ref, like any task failure. */
+        task_fail(s, t, failed, out);
+        return lm_ok();
+    }
+    if (t->unresolved == 0) ready_push(s, t);
+    return lm_ok();
+}
+
+/* ------------------------------------------------------------- nodes */
+
+static snode *node_by_addr(scheduler *s, const char *addr) {
+    for (size_t i = 0; i < s->node_list.n; i++) { /* few nodes: a scan is enough */
+        snode *n = s->node_list.items[i];
+        if (strcmp(n->addr, addr) == 0) return n;
+    }
+    return NULL;
+}
+
+typedef struct lost_sweep {
+    lm_id worker;
+    ptr_vec tasks;
+} lost_sweep;
+
+static void collect_lost(void *arg, lm_id key, void *value) {
+    (void)key;
+    lost_sweep *sw = arg;
+    stask *t = value;
+    if (t->phase == TASK_RUNNING && lm_id_equal(t->worker, sw->worker)) ptr_push(&sw->tasks, t);
+}
+
+/* Puts a task that did not finish back in line, or fails it when it has
+ * used its retries. */
+static void task_retry(scheduler *s, stask *t, const char *why, outbox *out) {
+    if (t->orphan) {
+        lm_idmap_remove(s->tasks, t->id);
+        task_free(t);
+        return;
+    }
+    if (t->attempts > t->max_retries) {
+        task_fail(s, t, lm_status(LUMEN_WORKER_DIED, "%s: %s (tried %u times)", t->spec->function, why,
+                                  t->attempts), out);
+        return;
+    }
+    record_task(s, t, LM_TASK_READY, why);
+    ready_push(s, t);
+}
+
+/* A worker is gone: what it was running runs again elsewhere. */
+static void node_lost(scheduler *s, snode *w, const char *why, outbox *out) {
+    if (!w->alive) return;
+    w->alive = false;
+    w->in_flight = 0;
+    lm_warn("%s %s is dead: %s", w->is_worker ? "worker" : "object store", w->addr, why);
+    if (!w->is_worker) return;
+    lost_sweep sw = {w->id, {0}};
+    lm_idmap_each(s->tasks, collect_lost, &sw);
+    char reason[160];
+    snprintf(reason, sizeof reason, "worker %s died", w->addr);
+    for (size_t i = 0; i < sw.tasks.n; i++) task_retry(s, sw.tasks.items[i], reason, out);
+    free(sw.tasks.items);
+}
+
+/* ------------------------------------------------------------- handlers */
+
+static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    const Lumen__RegisterNodeRequest *req = (const Lumen__RegisterNodeRequest *)msg;
+    const Lumen__NodeInfo *info = req->node;
+    lm_id id;
+    if (info == NULL || !id_field(info->node_id, &id) || info->addr == NULL || info->addr[0] == '\0' ||
+        info->kind == NULL || (strcmp(info->kind, "worker") != 0 && strcmp(info->kind, "objstore") != 0)) {
+        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "RegisterNode needs node_id, addr and kind worker|objstore");
+        return;
+    }
+    outbox out = {0};
+    pthread_mutex_lock(&s->mu);
+    snode *n = lm_idmap_get(s->nodes, id);
+    if (n == NULL) {
+        n = calloc(1, sizeof *n);
+        n->id = id;
+        n->is_worker = strcmp(info->kind, "worker") == 0;
+        lm_idmap_put(s->nodes, id, n);
+        ptr_push(&s->node_list, n);
+    }
+    free(n->addr);
+    n->addr = strdup(info->addr);
+    n->slots = n->is_worker ? info->slots : 0;
+    n->memory_limit = info->memory_limit;
+    if (!id_field(info->objstore_id, &n->objstore_id)) memset(&n->objstore_id, 0, sizeof n->objstore_id);
+    n->alive = true;
+    n->in_flight = 0;
+    n->last_beat_ms = now_ms();
+    dispatch(s, &out);
+    pthread_mutex_unlock(&s->mu);
+    outbox_send(&out);
+
+    lm_node_record rec = {.id = id, .kind = n->is_worker ? LM_NODE_WORKER : LM_NODE_OBJSTORE, .addr = info->addr,
+                          .slots = info->slots, .slots_free = info->slots, .memory_limit = info->memory_limit};
+    lumen_status st = lm_redis_node_register(s->redis, &rec);
+    if (!LM_IS_OK(st)) lm_warn("node %s: %s", info->addr, st.msg);
+    char h[LM_ID_HEX_LEN + 1];
+    lm_redis_publish(s->redis, LM_EVENT_NODE_JOINED, id, info->addr);
+    lm_info("%s %s joined (%s, %u slots)", info->kind, info->addr, hex(id, h), info->slots);
+
+    Lumen__RegisterNodeReply reply = LUMEN__REGISTER_NODE_REPLY__INIT;
+    reply.heartbeat_interval_ms = (uint32_t)s->cfg->scheduler.heartbeat_interval_ms;
+    reply.inline_result_max = s->cfg->scheduler.inline_result_max;
+    lm_rpc_reply(call, &reply.base);
+}
+
+static void handle_heartbeat(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    const Lumen__HeartbeatRequest *req = (const Lumen__HeartbeatRequest *)msg;
+    lm_id id;
+    Lumen__HeartbeatReply reply = LUMEN__HEARTBEAT_REPLY__INIT;
+    if (!id_field(req->node_id, &id)) {
+        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "Heartbeat needs a 16-byte node_id");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    snode *n = lm_idmap_get(s->nodes, id);
+    /* Unknown (the scheduler restarted) or declared dead: register again. */
+    reply.reregister = n == NULL || !n->alive;
+    if (!reply.reregister) {
+        n->last_beat_ms = now_ms();
+        n->bytes_used = req->bytes_used;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!reply.reregister) {
+        lumen_status st = lm_redis_node_heartbeat(s->redis, id, req->slots_free, req->bytes_used);
+        if (st.code == LUMEN_NOT_FOUND) reply.reregister = true; /* Redis lost it */
+    }
+    lm_rpc_reply(call, &reply.base);
+}
+
+static void handle_submit(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    /* The specs are taken from the request instead of copied: each is a
+     * separate allocation, and NULL entries are skipped when it is freed. */
+    Lumen__SubmitTasksRequest *req = (Lumen__SubmitTasksRequest *)msg;
+    size_t n = req->n_tasks;
+    Lumen__Status *statuses = calloc(n ? n : 1, sizeof *statuses);
+    Lumen__Status **status_ptrs = calloc(n ? n : 1, sizeof *status_ptrs);
+    char (*messages)[sizeof(((lumen_status *)0)->msg)] = calloc(n ? n : 1, sizeof *messages);
+    outbox out = {0};
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        Lumen__TaskSpec *spec = req->tasks[i];
+        req->tasks[i] = NULL;
+        lumen_status st = admit(s, spec, &out);
+        lumen__status__init(&statuses[i]);
+        statuses[i].code = st.code;
+        memcpy(messages[i], st.msg, sizeof messages[i]);
+        statuses[i].message = st.code ? messages[i] : (char *)"";
+        status_ptrs[i] = &statuses[i];
+    }
+    dispatch(s, &out);
+    pthread_mutex_unlock(&s->mu);
+    outbox_send(&out);
+    Lumen__SubmitTasksReply reply = LUMEN__SUBMIT_TASKS_REPLY__INIT;
+    reply.n_results = n;
+    reply.results = status_ptrs;
+    lm_rpc_reply(call, &reply.base);
+    free(statuses);
+    free(status_ptrs);
+    free(messages);
+}
+
+/* Marks a finished task's result and wakes what waits for it. */
+static void task_done(scheduler *s, const Lumen__TaskResult *r, outbox *out, ptr_vec *deletes) {
+    lm_id id;
+    if (!id_field(r->task_id, &id)) return;
+    stask *t = lm_idmap_get(s->tasks, id);
+    if (t == NULL || t->phase != TASK_RUNNING) return; /* stale or duplicate report */
+    snode *w = lm_idmap_get(s->nodes, t->worker);
+    if (w != NULL && w->in_flight > 0) w->in_flight--;
+    if (t->orphan) { /* its job ended while it ran */
+        lm_idmap_remove(s->tasks, id);
+        task_free(t);
+        return;
+    }
+    lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
+    if (code != LUMEN_OK) {
+        task_fail(s, t, lm_status(code, "%s", r->status->message), out);
+        return;
+    }
+    t->phase = TASK_DONE;
+    record_task(s, t, LM_TASK_FINISHED, NULL);
+    task_unpin_args(s, t, deletes);
+    sobj *o = lm_idmap_get(s->objs, lm_id_for_return(id, 0));
+    if (o == NULL || o->state != OBJ_PENDING) return;
+    if (r->n_inline_results > 0) {
+        o->is_inline = true;
+        o->size = r->inline_results[0].len;
+        o->data = malloc(o->size ? o->size : 1);
+        memcpy(o->data, r->inline_results[0].data, o->size);
+    } else {
+        lm_id store;
+        o->size = r->n_result_sizes > 0 ? r->result_sizes[0] : 0;
+        if (id_field(r->objstore_node_id, &store)) {
+            o->store = store;
+            snode *sn = lm_idmap_get(s->nodes, store);
+            if (sn != NULL) o->location = strdup(sn->addr);
+        }
+        if (o->location == NULL) {
+            obj_set_failed(s, o, lm_status(LUMEN_OBJECT_LOST, "%s: result stored in an unknown object store",
+                                           t->spec->function), out);
+            return;
+        }
+    }
+    o->state = OBJ_READY;
+    obj_settled(s, o, out);
+}
+
+static void send_deletes(scheduler *s, ptr_vec *deletes);
+
+static void handle_task_done(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    const Lumen__TaskDoneRequest *req = (const Lumen__TaskDoneRequest *)msg;
+    outbox out = {0};
+    ptr_vec deletes = {0};
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < req->n_results; i++) task_done(s, req->results[i], &out, &deletes);
+    dispatch(s, &out);
+    pthread_mutex_unlock(&s->mu);
+    outbox_send(&out);
+    send_deletes(s, &deletes);
+    Lumen__TaskDoneReply reply = LUMEN__TASK_DONE_REPLY__INIT;
+    lm_rpc_reply(call, &reply.base);
+}
+
+static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    const Lumen__WaitObjectsRequest *req = (const Lumen__WaitObjectsRequest *)msg;
+    size_t n = req->n_object_ids;
+    waiter *w = calloc(1, sizeof *w);
+    w->s = s;
+    w->call = call;
+    w->n = n;
+    w->ids = calloc(n ? n : 1, sizeof *w->ids);
+    for (size_t i = 0; i < n; i++) {
+        if (!id_field(req->object_ids[i], &w->ids[i])) {
+            free(w->ids);
+            free(w);
+            lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "object id %zu is not 16 bytes", i);
+            return;
+        }
+    }
+    /* num_ready 0 asks for the states as they are, without waiting. */
+    w->need = req->num_ready > n ? n : req->num_ready;
+    w->refs = 1;
+    outbox out = {0};
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        sobj *o = lm_idmap_get(s->objs, w->ids[i]);
+        if (o == NULL || o->state != OBJ_PENDING) w->have++;
+    }
+    if (w->have >= w->need) {
+        waiter_answer(s, w, &out);
+    } else if (!lm_rpc_call_on_cancel(call, on_wait_cancel, w)) {
+        w->done = true;
+        outbox_add(&out, (answer){call, NULL, NULL, lm_status(LUMEN_CANCELLED, "wait cancelled")});
+        waiter_unref(w);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            sobj *o = lm_idmap_get(s->objs, w->ids[i]);
+            if (o != NULL && o->state == OBJ_PENDING) {
+                ptr_push(&o->waiters, w);
+                w->refs++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    outbox_send(&out);
+}
+
+static void on_wait_cancel(lm_rpc_call *call, void *arg) {
+    waiter *w = arg;
+    scheduler *s = w->s;
+    pthread_mutex_lock(&s->mu);
+    bool mine = !w->done;
+    if (mine) {
+        w->done = true;
+        waiter_unref(w); /* the call's reference; objects drop theirs later */
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (mine) lm_rpc_fail(call, LUMEN_DEADLINE_EXCEEDED, "objects not ready before the deadline");
+}
+
+static void handle_cluster_info(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    (void)msg;
+    scheduler *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->node_list.n;
+    Lumen__NodeInfo *infos = calloc(n ? n : 1, sizeof *infos);
+    Lumen__NodeInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
+    char **addrs = calloc(n ? n : 1, sizeof *addrs);
+    lm_id *ids = calloc(n ? n : 1, sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        snode *node = s->node_list.items[i];
+        if (!node->alive) continue;
+        lumen__node_info__init(&infos[k]);
+        ids[k] = node->id;
+        addrs[k] = strdup(node->addr);
+        infos[k].node_id = id_bytes(&ids[k]);
+        infos[k].kind = node->is_worker ? (char *)"worker" : (char *)"objstore";
+        infos[k].addr = addrs[k];
+        infos[k].slots = node->slots;
+        infos[k].memory_limit = node->memory_limit;
+        ptrs[k] = &infos[k];
+        k++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    Lumen__ClusterInfoReply reply = LUMEN__CLUSTER_INFO_REPLY__INIT;
+    reply.n_nodes = k;
+    reply.nodes = ptrs;
+    reply.inline_result_max = s->cfg->scheduler.inline_result_max;
+    lm_rpc_reply(call, &reply.base);
+    for (size_t i = 0; i < k; i++) free(addrs[i]);
+    free(addrs);
+    free(ids);
+    free(infos);
+    free(ptrs);
+}
+
+/* Objects released here are deleted from their store without waiting. */
+static void on_store_done(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    (void)arg;
+    if (!LM_IS_OK(st)) lm_warn("object store cleanup failed: %s", st.msg);
+    lm_rpc_message_free(reply);
+}
+
+static void send_deletes(scheduler *s, ptr_vec *deletes) {
+    for (size_t i = 0; i < deletes->n; i++) {
+        sobj *o = deletes->items[i];
+        ProtobufCBinaryData id = id_bytes(&o->id);
+        Lumen__DeleteRequest req = LUMEN__DELETE_REQUEST__INIT;
+        req.n_object_ids = 1;
+        req.object_ids = &id;
+        lm_rpc_unary_async(s->rpc, o->location, s->delete_objects, &req.base, s->cfg->cluster.rpc_timeout_ms,
+                           on_store_done, NULL);
+        obj_free(o);
+    }
+    free(deletes->items);
+    deletes->items = NULL;
+    deletes->n = deletes->cap = 0;
+}
+
+static void handle_free(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    const Lumen__FreeObjectsRequest *req = (const Lumen__FreeObjectsRequest *)msg;
+    ptr_vec deletes = {0};
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < req->n_object_ids; i++) {
+        lm_id id;
+        sobj *o = id_field(req->object_ids[i], &id) ? lm_idmap_get(s->objs, id) : NULL;
+        if (o == NULL) continue;
+        o->freed = true;
+        obj_maybe_release(s, o, &deletes);
+    }
+    pthread_mutex_unlock(&s->mu);
+    send_deletes(s, &deletes);
+    Lumen__FreeObjectsReply reply = LUMEN__FREE_OBJECTS_REPLY__INIT;
+    lm_rpc_reply(call, &reply.base);
+}
+
+static void handle_start_job(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    const Lumen__JobRequest *req = (const Lumen__JobRequest *)msg;
+    lm_id id;
+    if (!id_field(req->job_id, &id)) {
+        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "StartJob needs a 16-byte job_id");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    job_get(s, id);
+    pthread_mutex_unlock(&s->mu);
+    lumen_status st = lm_redis_job_start(s->redis, id);
+    if (!LM_IS_OK(st)) lm_warn("job start: %s", st.msg);
+    Lumen__JobReply reply = LUMEN__JOB_REPLY__INIT;
+    lm_rpc_reply(call, &reply.base);
+}
+
+/* Forgets a job's tasks and objects; its stores drop the objects. */
+static void job_end(scheduler *s, sjob *j) {
+    for (size_t i = 0; i < j->objs.n; i++) {
+        sobj *o = lm_idmap_remove(s->objs, j->objs.ids[i]);
+        if (o != NULL) obj_free(o);
+    }
+    for (size_t i = 0; i < j->tasks.n; i++) {
+        stask *t = lm_idmap_get(s->tasks, j->tasks.ids[i]);
+        if (t == NULL) continue;
+        if (t->phase == TASK_RUNNING || t->phase == TASK_READY) {
+            t->orphan = true; /* freed when its worker reports or dispatch skips it */
+            if (t->phase == TASK_RUNNING) continue;
+        }
+        if (t->phase == TASK_READY) {
+            /* Unlink from the ready queue before freeing. */
+            stask **pp = &s->ready_head;
+            stask *prev = NULL;
+            while (*pp != NULL && *pp != t) prev = *pp, pp = &(*pp)->next;
+            if (*pp == t) {
+                *pp = t->next;
+                if (s->ready_tail == t) s->ready_tail = prev;
+            }
+        }
+        lm_idmap_remove(s->tasks, t->id);
+        task_free(t);
+    }
+    free(j->objs.ids);
+    free(j->tasks.ids);
+    free(j);
+}
+
+static void handle_end_job(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    const Lumen__JobRequest *req = (const Lumen__JobRequest *)msg;
+    lm_id id;
+    if (!id_field(req->job_id, &id)) {
+        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "EndJob needs a 16-byte job_id");
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    sjob *j = lm_idmap_remove(s->jobs, id);
+    size_t ntasks = j ? j->tasks.n : 0;
+    if (j != NULL) job_end(s, j);
+    char **stores = calloc(s->node_list.n + 1, sizeof *stores);
+    size_t nstores = 0;
+    for (size_t i = 0; i < s->node_list.n; i++) {
+        snode *n = s->node_list.items[i];
+        if (!n->is_worker && n->alive) stores[nstores++] = strdup(n->addr);
+    }
+    pthread_mutex_unlock(&s->mu);
+    ProtobufCBinaryData job_bytes = id_bytes(&id);
+    Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
+    rel.job_id = job_bytes;
+    for (size_t i = 0; i < nstores; i++) {
+        lm_rpc_unary_async(s->rpc, stores[i], s->release_job, &rel.base, s->cfg->cluster.rpc_timeout_ms,
+                           on_store_done, NULL);
+        free(stores[i]);
+    }
+    free(stores);
+    lumen_status st = lm_redis_job_finish(s->redis, id, ntasks);
+    if (!LM_IS_OK(st)) lm_warn("job finish: %s", st.msg);
+    Lumen__JobReply reply = LUMEN__JOB_REPLY__INIT;
+    lm_rpc_reply(call, &reply.base);
+}
+
+/* A RunTasks batch could not be delivered: the worker is gone or broken.
+ * node_lost re-queues what ran there; tasks of the batch it did not see
+ * (the worker was already dead) go back in line here. */
+static void run_tasks_failed(scheduler *s, dispatch_batch *batch, lumen_status st, outbox *out) {
+    snode *w = lm_idmap_get(s->nodes, batch->worker);
+    if (w != NULL) node_lost(s, w, st.msg, out);
+    for (size_t i = 0; i < batch->tasks.n; i++) {
+        stask *t = lm_idmap_get(s->tasks, batch->tasks.ids[i]);
+        if (t != NULL && t->phase == TASK_RUNNING && lm_id_equal(t->worker, batch->worker))
+            task_retry(s, t, st.msg, out);
+    }
+}
+
+
+static void on_run_tasks_done(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    dispatch_batch *batch = arg;
+    scheduler *s = batch->s;
+    lm_rpc_message_free(reply);
+    if (!LM_IS_OK(st)) {
+        outbox out = {0};
+        pthread_mutex_lock(&s->mu);
+        run_tasks_failed(s, batch, st, &out);
+        dispatch(s, &out);
+        pthread_mutex_unlock(&s->mu);
+        outbox_send(&out);
+        lm_redis_node_mark_dead(s->redis, batch->worker);
+    }
+    free(batch->tasks.ids);
+    free(batch->addr);
+    free(batch);
+}
+
+/* ------------------------------------------------------------- monitor */
+
+static void *monitor_main(void *arg) {
+    scheduler *s = arg;
+    int64_t interval = s->cfg->scheduler.heartbeat_interval_ms;
+    int64_t timeout = s->cfg->scheduler.heartbeat_timeout_ms;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t step = interval / 2 > 0 ? interval / 2 : 1;
+        until.tv_sec += step / 1000;
+        until.tv_nsec += (step % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&s->monitor_cond, &s->mu, &until);
+        if (s->stopping) break;
+        uint64_t now = now_ms();
+        outbox out = {0};
+        id_vec dead = {0};
+        for (size_t i = 0; i < s->node_list.n; i++) {
+            snode *n = s->node_list.items[i];
+            if (n->alive && now - n->last_beat_ms > (uint64_t)timeout) {
+                char why[64];
+                snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)(now - n->last_beat_ms));
+                node_lost(s, n, why, &out);
+                id_push(&dead, n->id);
+            }
+        }
+        if (dead.n > 0) dispatch(s, &out);
+        pthread_mutex_unlock(&s->mu);
+        outbox_send(&out);
+        for (size_t i = 0; i < dead.n; i++) {
+            lm_redis_node_mark_dead(s->redis, dead.ids[i]);
+            lm_redis_publish(s->redis, LM_EVENT_NODE_DIED, dead.ids[i], NULL);
+        }
+        free(dead.ids);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static const lm_rpc_method_impl scheduler_methods[] = {
+    {"RegisterNode", LM_RPC_UNARY, handle_register},
+    {"Heartbeat", LM_RPC_UNARY, handle_heartbeat},
+    {"SubmitTasks", LM_RPC_UNARY, handle_submit},
+    {"TaskDone", LM_RPC_UNARY, handle_task_done},
+    {"WaitObjects", LM_RPC_UNARY, handle_wait},
+    {"GetClusterInfo", LM_RPC_UNARY, handle_cluster_info},
+    {"FreeObjects", LM_RPC_UNARY, handle_free},
+    {"StartJob", LM_RPC_UNARY, handle_start_job},
+    {"EndJob", LM_RPC_UNARY, handle_end_job},
+    {NULL, 0, NULL},
+};
+
+lumen_status scheduler_add_service(scheduler *s, lm_rpc_server *srv) {
+    return lm_rpc_server_add_service(srv, &lumen__scheduler__descriptor, scheduler_methods, s);
+}
+
+lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
+    *out = NULL;
+    lm_redis_opts ropts = {.addr = cfg->cluster.redis_addr, .password = cfg->cluster.redis_password,
+                           .prefix = cfg->cluster.key_prefix};
+    lm_redis *redis = NULL;
+    lumen_status st = lm_redis_connect(&ropts, &redis);
+    if (!LM_IS_OK(st)) return st;
+    scheduler *s = calloc(1, sizeof *s);
+    s->cfg = cfg;
+    s->redis = redis;
+    lm_rpc_client_opts copts = {.token = cfg->cluster.token,
+                                .tls = {cfg->cluster.tls_cert, cfg->cluster.tls_key, cfg->cluster.tls_ca}};
+    st = lm_rpc_client_new(&copts, &s->rpc);
+    if (!LM_IS_OK(st)) {
+        lm_redis_free(redis);
+        free(s);
+        return st;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->monitor_cond, NULL);
+    s->nodes = lm_idmap_new();
+    s->tasks = lm_idmap_new();
+    s->objs = lm_idmap_new();
+    s->jobs = lm_idmap_new();
+    s->writer = sched_writer_new(redis);
+    lm_rpc_method_find(&lumen__worker__descriptor, "RunTasks", &s->run_tasks);
+    lm_rpc_method_find(&lumen__object_store__descriptor, "ReleaseJob", &s->release_job);
+    lm_rpc_method_find(&lumen__object_store__descriptor, "Delete", &s->delete_objects);
+    pthread_create(&s->monitor, NULL, monitor_main, s);
+    *out = s;
+    return lm_ok();
+}
+
+static void free_task_entry(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    task_free(value);
+}
+
+static void free_obj_entry(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    obj_free(value);
+}
+
+static void free_job_entry(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    sjob *j = value;
+    free(j->objs.ids);
+    free(j->tasks.ids);
+    free(j);
+}
+
+void scheduler_free(scheduler *s) {
+    if (s == NULL) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->monitor_cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->monitor, NULL);
+    lm_rpc_client_free(s->rpc); /* async callbacks finish here */
+    sched_writer_free(s->writer);
+    lm_idmap_each(s->tasks, free_task_entry, NULL);
+    lm_idmap_each(s->objs, free_obj_entry, NULL);
+    lm_idmap_each(s->jobs, free_job_entry, NULL);
+    for (size_t i = 0; i < s->node_list.n; i++) {
+        snode *n = s->node_list.items[i];
+        free(n->addr);
+        free(n);
+    }
+    free(s->node_list.items);
+    lm_idmap_free(s->tasks);
+    lm_idmap_free(s->objs);
+    lm_idmap_free(s->jobs);
+    lm_idmap_free(s->nodes);
+    lm_redis_free(s->redis);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->monitor_cond);
+    free(s);
+}

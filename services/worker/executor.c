@@ -1,0 +1,506 @@
+/*
+ * executor.c - lumen-executor: runs user functions for one worker slot.
+ *
+ *   lumen-executor --fd N [--library-path DIRS]
+ *
+ * Spawned by lumen-worker with one end of a socketpair as fd N. Loads every
+ * .so of the library path (their constructors register functions through
+ * lumen_remote_register), then answers ExecRequest frames with ExecReply
+ * frames, one task at a time, until the socket closes. User code runs in
+ * this process so that a crash, a leak or an endless loop costs only this
+ * process: the worker turns its death into the task's error and spawns a new
+ * one. Links protobuf-c, never gRPC.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <lumen/remote.h>
+
+#include "executor.pb-c.h"
+#include "frame.h"
+
+/* Results above this travel in a memfd instead of through the socket. */
+#define RESULT_FD_THRESHOLD (64u << 10)
+
+struct lumen_task_ctx {
+    char id[33];
+    unsigned attempt;
+    char *error;    /* lumen_task_fail's message */
+    int fail_errno; /* errno when lumen_task_fail was called: ENOMEM tells a failed allocation */
+};
+
+typedef struct registered_fn {
+    char *name;
+    lumen_remote_fn fn;
+} registered_fn;
+
+static registered_fn *fns;
+static size_t nfns, fns_cap;
+static char **loaded; /* paths dlopen'ed, so each library loads once */
+static size_t nloaded;
+static void **handles;
+static int sock = -1;
+static atomic_bool task_running;
+
+/* While a memory-limited task runs: the frame the crash handler sends when
+ * the process dies of a failed allocation. */
+static uint8_t *oom_frame;
+static size_t oom_frame_len;
+
+static void die_oom(void) {
+    fputs("lumen-executor: out of memory\n", stderr);
+    _exit(70);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (p == NULL) die_oom();
+    return p;
+}
+
+static char *xstrdup(const char *s) {
+    char *p = strdup(s);
+    if (p == NULL) die_oom();
+    return p;
+}
+
+static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) die_oom();
+    va_end(ap);
+    return s;
+}
+
+/* ASan builds behave like plain ones: a failed allocation returns NULL
+ * (memory limits), and a crash kills the process with its signal instead of
+ * ASan's exit(1), so the worker can name the signal. */
+__attribute__((used, visibility("default"))) const char *__asan_default_options(void);
+const char *__asan_default_options(void) {
+    return "allocator_may_return_null=1:handle_segv=0:handle_sigbus=0:handle_abort=0:handle_sigfpe=0";
+}
+
+/* ------------------------------------------------ the API libraries call */
+
+void lumen_remote_register(const char *name, lumen_remote_fn fn) {
+    if (name == NULL || fn == NULL) return;
+    for (size_t i = 0; i < nfns; i++)
+        if (strcmp(fns[i].name, name) == 0) { /* a later library (an upload) replaces it */
+            fns[i].fn = fn;
+            return;
+        }
+    if (nfns == fns_cap) {
+        fns_cap = fns_cap ? 2 * fns_cap : 16;
+        fns = realloc(fns, fns_cap * sizeof *fns);
+        if (fns == NULL) die_oom();
+    }
+    fns[nfns].name = xstrdup(name);
+    fns[nfns].fn = fn;
+    nfns++;
+}
+
+int lumen_task_fail(lumen_task_ctx *ctx, const char *fmt, ...) {
+    int saved = errno;
+    if (ctx == NULL) return -1;
+    ctx->fail_errno = saved;
+    free(ctx->error);
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&ctx->error, fmt, ap) < 0) ctx->error = NULL;
+    va_end(ap);
+    return -1;
+}
+
+const char *lumen_task_id(const lumen_task_ctx *ctx) { return ctx ? ctx->id : ""; }
+
+unsigned lumen_task_attempt(const lumen_task_ctx *ctx) { return ctx ? ctx->attempt : 0; }
+
+/* ------------------------------------------------------------ libraries */
+
+/* dlopens path once; on failure returns dlerror's text (static storage). */
+static const char *load_library(const char *path) {
+    for (size_t i = 0; i < nloaded; i++)
+        if (strcmp(loaded[i], path) == 0) return NULL;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) return dlerror();
+    loaded = realloc(loaded, (nloaded + 1) * sizeof *loaded);
+    handles = realloc(handles, (nloaded + 1) * sizeof *handles);
+    if (loaded == NULL || handles == NULL) die_oom();
+    loaded[nloaded] = xstrdup(path);
+    handles[nloaded++] = h;
+    return NULL;
+}
+
+static bool is_library(const char *name) {
+    size_t n = strlen(name);
+    return n > 3 && strcmp(name + n - 3, ".so") == 0;
+}
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Loads every .so in one directory, in name order (deterministic overrides). */
+static void load_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        fprintf(stderr, "lumen-executor: library directory %s: %s\n", dir, strerror(errno));
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (!is_library(e->d_name)) continue;
+        names = realloc(names, (n + 1) * sizeof *names);
+        if (names == NULL) die_oom();
+        names[n++] = xprintf("%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, compare_names);
+    for (size_t i = 0; i < n; i++) {
+        const char *err = load_library(names[i]);
+        if (err != NULL) fprintf(stderr, "lumen-executor: cannot load %s: %s\n", names[i], err);
+        free(names[i]);
+    }
+    free(names);
+}
+
+static void load_path(const char *path) {
+    char *copy = xstrdup(path), *save = NULL;
+    for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save))
+        if (*dir != '\0') load_dir(dir);
+    free(copy);
+}
+
+static lumen_remote_fn find_fn(const char *name) {
+    for (size_t i = 0; i < nfns; i++)
+        if (strcmp(fns[i].name, name) == 0) return fns[i].fn;
+    return NULL;
+}
+
+/* `unknown function "x" (registered: a, b)`. */
+static char *unknown_fn_message(const char *name) {
+    size_t cap = 64 + strlen(name), len = 0;
+    for (size_t i = 0; i < nfns; i++) cap += strlen(fns[i].name) + 2;
+    char *s = xmalloc(cap);
+    len += (size_t)snprintf(s, cap, "unknown function \"%s\" (registered: ", name);
+    for (size_t i = 0; i < nfns; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? ", " : "", fns[i].name);
+    snprintf(s + len, cap - len, "%s)", nfns ? "" : "none");
+    return s;
+}
+
+/* --------------------------------------------------------- memory limit */
+
+static uint64_t address_space_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%lu", &pages) != 1) pages = 0;
+        fclose(f);
+    }
+    return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void on_crash(int sig) {
+    int saved = errno;
+    if (oom_frame != NULL && saved == ENOMEM) lm_frame_send_raw(sock, oom_frame, oom_frame_len);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGABRT};
+#define NCRASH (sizeof crash_signals / sizeof crash_signals[0])
+
+typedef struct limit_state {
+    bool active;
+    struct rlimit old;
+    struct sigaction old_actions[NCRASH];
+} limit_state;
+
+/*
+ * The limit is on address space the task adds to what the executor already
+ * maps (its libraries, and under ASan the sanitizer's shadow), so the same
+ * number means the same in every build. The soft limit only: it is raised
+ * back after the task.
+ */
+static void limit_begin(limit_state *ls, uint64_t limit, const char *fn) {
+    ls->active = false;
+    if (limit == 0 || getrlimit(RLIMIT_AS, &ls->old) != 0) return;
+    uint64_t cap = address_space_bytes() + limit;
+    if (ls->old.rlim_max != RLIM_INFINITY && cap > ls->old.rlim_max) cap = ls->old.rlim_max;
+
+    Lumen__ExecReply reply = LUMEN__EXEC_REPLY__INIT;
+    reply.code = LUMEN_RESOURCE_EXHAUSTED;
+    reply.message = xprintf("%s exceeded its memory limit of %llu bytes", fn, (unsigned long long)limit);
+    reply.fatal = true;
+    oom_frame = lm_frame_encode(&reply.base, &oom_frame_len);
+    free(reply.message);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < NCRASH; i++) sigaction(crash_signals[i], &sa, &ls->old_actions[i]);
+
+    struct rlimit rl = {.rlim_cur = cap, .rlim_max = ls->old.rlim_max};
+    setrlimit(RLIMIT_AS, &rl);
+    ls->active = true;
+}
+
+static void limit_end(limit_state *ls) {
+    if (!ls->active) return;
+    setrlimit(RLIMIT_AS, &ls->old);
+    for (size_t i = 0; i < NCRASH; i++) sigaction(crash_signals[i], &ls->old_actions[i], NULL);
+    free(oom_frame);
+    oom_frame = NULL;
+}
+
+/* ------------------------------------------------------------- one task */
+
+static void hex(const uint8_t *p, size_t n, char *out, size_t cap) {
+    size_t k = 0;
+    for (size_t i = 0; i < n && k + 2 < cap; i++, k += 2) snprintf(out + k, 3, "%02x", p[i]);
+    out[k] = '\0';
+}
+
+typedef struct outcome {
+    int code;
+    char *message; /* malloc'd */
+    lumen_bytes result;
+} outcome;
+
+/* The request's arguments: inline, or views of the attached memfd. */
+static int map_args(const Lumen__ExecRequest *req, int fd, lumen_bytes **args, size_t *nargs, void **map,
+                    size_t *map_len, char **err) {
+    *map = NULL;
+    *map_len = 0;
+    if (!req->args_in_fd) {
+        *nargs = req->n_args;
+        *args = xmalloc(req->n_args * sizeof **args);
+        for (size_t i = 0; i < req->n_args; i++)
+            (*args)[i] = (lumen_bytes){req->args[i].data, req->args[i].len};
+        return 0;
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < req->n_arg_sizes; i++) total += req->arg_sizes[i];
+    if (fd < 0) {
+        *err = xprintf("arguments announced in a memfd that did not arrive");
+        return -1;
+    }
+    if (total > 0) {
+        *map = mmap(NULL, total, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (*map == MAP_FAILED) {
+            *map = NULL;
+            *err = xprintf("cannot map the arguments (%llu bytes): %s", (unsigned long long)total,
+                           strerror(errno));
+            return -1;
+        }
+        *map_len = total;
+    }
+    *nargs = req->n_arg_sizes;
+    *args = xmalloc(req->n_arg_sizes * sizeof **args);
+    uint64_t off = 0;
+    for (size_t i = 0; i < req->n_arg_sizes; i++) {
+        (*args)[i] = (lumen_bytes){(uint8_t *)*map + off, req->arg_sizes[i]};
+        off += req->arg_sizes[i];
+    }
+    return 0;
+}
+
+static outcome run(const Lumen__ExecRequest *req, int args_fd) {
+    outcome o = {0};
+    for (size_t i = 0; i < req->n_libraries; i++) {
+        const char *err = load_library(req->libraries[i]);
+        if (err != NULL) {
+            o.code = LUMEN_FAILED_PRECONDITION;
+            o.message = xprintf("cannot load library %s: %s", req->libraries[i], err);
+            return o;
+        }
+    }
+    lumen_remote_fn fn = find_fn(req->function);
+    if (fn == NULL) {
+        o.code = LUMEN_NOT_FOUND;
+        o.message = unknown_fn_message(req->function);
+        return o;
+    }
+    lumen_bytes *args = NULL;
+    size_t nargs = 0, map_len = 0;
+    void *map = NULL;
+    char *err = NULL;
+    if (map_args(req, args_fd, &args, &nargs, &map, &map_len, &err) != 0) {
+        o.code = LUMEN_INTERNAL;
+        o.message = err;
+        return o;
+    }
+    lumen_task_ctx ctx = {.attempt = req->attempt};
+    hex(req->task_id.data, req->task_id.len, ctx.id, sizeof ctx.id);
+    limit_state ls;
+    limit_begin(&ls, req->memory_limit, req->function);
+    errno = 0;
+    int rc = fn(&ctx, args, nargs, &o.result);
+    int after = errno;
+    limit_end(&ls);
+    fflush(NULL); /* what the function printed reaches the worker's log now */
+
+    bool oom = ls.active && (ctx.fail_errno == ENOMEM || (ctx.error == NULL && after == ENOMEM));
+    if (rc != 0 && oom) {
+        o.code = LUMEN_RESOURCE_EXHAUSTED;
+        o.message = xprintf("%s exceeded its memory limit of %llu bytes%s%s%s", req->function,
+                            (unsigned long long)req->memory_limit, ctx.error ? " (" : "",
+                            ctx.error ? ctx.error : "", ctx.error ? ")" : "");
+    } else if (rc != 0) {
+        o.code = LUMEN_TASK_FAILED;
+        o.message = ctx.error ? xstrdup(ctx.error) : xprintf("%s failed (returned %d)", req->function, rc);
+    } else if (o.result.data == NULL && o.result.len > 0) {
+        o.code = LUMEN_INTERNAL;
+        o.message = xprintf("%s returned %zu bytes at NULL", req->function, o.result.len);
+        o.result.len = 0;
+    }
+    if (rc != 0) { /* a failed function's output is not a result */
+        free(o.result.data);
+        o.result = (lumen_bytes){0};
+    }
+    free(ctx.error);
+    free(args);
+    if (map != NULL) munmap(map, map_len);
+    return o;
+}
+
+/* A memfd holding data; -1 (and *err) on failure. */
+static int memfd_of(const void *data, size_t len, char **err) {
+    int fd = memfd_create("lumen-result", MFD_CLOEXEC);
+    if (fd < 0) {
+        *err = xprintf("memfd_create: %s", strerror(errno));
+        return -1;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, (const uint8_t *)data + off, len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            *err = xprintf("writing the result to a memfd: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    return fd;
+}
+
+static int send_outcome(outcome *o) {
+    Lumen__ExecReply reply = LUMEN__EXEC_REPLY__INIT;
+    int fd = -1;
+    char *err = NULL;
+    if (o->code == 0 && o->result.len > RESULT_FD_THRESHOLD) {
+        fd = memfd_of(o->result.data, o->result.len, &err);
+        if (fd < 0) {
+            o->code = LUMEN_INTERNAL;
+            o->message = err;
+        }
+    }
+    reply.code = o->code;
+    reply.message = o->message ? o->message : (char *)"";
+    if (o->code == 0) {
+        reply.result_size = o->result.len;
+        reply.result_in_fd = fd >= 0;
+        if (fd < 0) reply.result = (ProtobufCBinaryData){o->result.len, o->result.data};
+    }
+    int rc = lm_frame_send(sock, &reply.base, &fd, fd >= 0 ? 1 : 0);
+    if (fd >= 0) close(fd);
+    free(o->message);
+    free(o->result.data);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- main */
+
+/* Ends the process when the worker goes away while a task runs (a task in
+ * an endless loop would otherwise outlive it); between tasks, main's read
+ * sees the end of the socket and exits cleanly. */
+static void *watch_worker(void *arg) {
+    (void)arg;
+    struct pollfd p = {.fd = sock, .events = POLLRDHUP};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR) {
+    }
+    if (atomic_load(&task_running)) _exit(0);
+    return NULL;
+}
+
+static void usage(void) {
+    fputs("usage: lumen-executor --fd N [--library-path DIR[:DIR...]]\n"
+          "Started by lumen-worker; runs one task at a time for it.\n",
+          stderr);
+}
+
+static void free_all(void) {
+    for (size_t i = 0; i < nloaded; i++) free(loaded[i]);
+    /* Libraries stay loaded: their functions may be referenced by atexit
+     * handlers of the libraries themselves. */
+    free(loaded);
+    free(handles);
+    for (size_t i = 0; i < nfns; i++) free(fns[i].name);
+    free(fns);
+}
+
+int main(int argc, char **argv) {
+    const char *library_path = "";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) sock = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--library-path") == 0 && i + 1 < argc) library_path = argv[++i];
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (sock < 0) {
+        usage();
+        return 2;
+    }
+    static char altstack[64 * 1024]; /* the crash handler runs even after a stack overflow */
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+    sigaltstack(&ss, NULL);
+
+    load_path(library_path);
+    pthread_t watcher;
+    if (pthread_create(&watcher, NULL, watch_worker, NULL) == 0) pthread_detach(watcher);
+
+    for (;;) {
+        ProtobufCMessage *msg = NULL;
+        int fds[LM_FRAME_MAX_FDS];
+        size_t nfds = 0;
+        int rc = lm_frame_recv(sock, &lumen__exec_request__descriptor, &msg, fds, LM_FRAME_MAX_FDS, &nfds);
+        if (rc == -EPIPE) break; /* the worker closed: done */
+        if (rc != 0) {
+            fprintf(stderr, "lumen-executor: reading a request: %s\n", strerror(-rc));
+            break;
+        }
+        atomic_store(&task_running, true);
+        outcome o = run((const Lumen__ExecRequest *)msg, nfds > 0 ? fds[0] : -1);
+        atomic_store(&task_running, false);
+        for (size_t i = 0; i < nfds; i++) close(fds[i]);
+        protobuf_c_message_free_unpacked(msg, NULL);
+        rc = send_outcome(&o);
+        if (rc != 0) {
+            if (rc != -EPIPE) fprintf(stderr, "lumen-executor: sending a reply: %s\n", strerror(-rc));
+            break;
+        }
+    }
+    free_all();
+    return 0;
+}

@@ -1,0 +1,78 @@
+/*
+ * executor_pool.h - a worker's executor processes: one lumen-executor per
+ * slot, spawned with posix_spawn, each running one task at a time.
+ *
+ * lm_exec_pool_run is synchronous: the calling thread takes an idle
+ * executor (waiting for one), sends the task, and waits in poll() on the
+ * executor's socket until the reply arrives, the executor dies, or the
+ * task's time limit passes (then SIGKILL). A dead executor becomes the
+ * task's error ("f crashed: signal 11 (Segmentation fault)") and is
+ * respawned at once. Any number of threads may run tasks at the same time;
+ * at most `slots` run at once.
+ */
+#ifndef LM_EXECUTOR_POOL_H
+#define LM_EXECUTOR_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "id.h"
+#include "status.h"
+
+typedef struct lm_exec_pool lm_exec_pool;
+
+typedef struct lm_exec_pool_opts {
+    const char *executor_path; /* the lumen-executor binary */
+    const char *library_path;  /* colon-separated directories of .so files; may be "" */
+    int slots;                 /* executors, >= 1 */
+} lm_exec_pool_opts;
+
+typedef struct lm_exec_task {
+    lm_id task_id;
+    const char *function;
+    const lumen_bytes *args; /* read during the call only */
+    size_t nargs;
+    uint32_t attempt;
+    const char *const *libraries; /* .so paths to load first (uploaded libraries) */
+    size_t nlibraries;
+    int64_t timeout_ms;    /* 0: none */
+    uint64_t memory_limit; /* bytes the task may allocate; 0: none */
+} lm_exec_task;
+
+/* A task's outcome: status OK and the result bytes, or the task's error. */
+typedef struct lm_exec_result {
+    lumen_status status;
+    const uint8_t *data; /* valid until lm_exec_result_free */
+    size_t len;
+    void *owned_;        /* internal: malloc'd copy or mapping */
+    size_t mapped_len_;
+} lm_exec_result;
+
+/* Spawns the executors. Strings in opts are copied. */
+lumen_status lm_exec_pool_new(const lm_exec_pool_opts *opts, lm_exec_pool **out);
+
+/* Runs one task (see above). Always fills *out; free it with lm_exec_result_free. */
+void lm_exec_pool_run(lm_exec_pool *pool, const lm_exec_task *task, lm_exec_result *out);
+
+void lm_exec_result_free(lm_exec_result *r);
+
+/* Kills the executor running task_id (its run ends with CANCELLED);
+ * false when no executor runs it. */
+bool lm_exec_pool_cancel(lm_exec_pool *pool, lm_id task_id);
+
+/* Executors busy now. */
+unsigned lm_exec_pool_busy(lm_exec_pool *pool);
+
+/* Executor processes started so far (the initial ones plus respawns). */
+unsigned lm_exec_pool_spawns(lm_exec_pool *pool);
+
+/* Kills the executors: running tasks end with WORKER_DIED, later runs fail
+ * at once. Idempotent. */
+void lm_exec_pool_shutdown(lm_exec_pool *pool);
+
+/* Shuts down, reaps every executor and frees. No run may be in progress.
+ * NULL-safe. */
+void lm_exec_pool_free(lm_exec_pool *pool);
+
+#endif

@@ -1,0 +1,901 @@
+/* worker.c - see worker.h. */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "executor_pool.h"
+#include "health.h"
+#include "id.h"
+#include "log.h"
+#include "node_agent.h"
+#include "objclient.h"
+#include "rpc.h"
+#include "scheduler.pb-c.h"
+#include "worker.pb-c.h"
+
+#define DEFAULT_INLINE_RESULT_MAX (100u << 10)
+#define SERVER_MAX_MESSAGE (64u << 20)
+/* TaskDone batches stay well below gRPC's 4 MiB receive limit. */
+#define REPORT_MAX_BYTES (2u << 20)
+#define REPORT_MAX_RESULTS 1000
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+/* How long a stopping worker keeps trying to deliver its last reports. */
+#define STOP_FLUSH_MS 3000
+
+/* A task waiting for a slot. */
+typedef struct queued {
+    Lumen__TaskSpec *spec; /* our own unpacked copy */
+    lm_id id;
+    struct queued *next;
+} queued;
+
+/* A finished task waiting to be reported. */
+typedef struct report {
+    lm_id task;
+    lumen_status status;
+    uint8_t *inline_data; /* NULL unless the result travels inline */
+    size_t inline_len;
+    bool stored;          /* the result is in our object store */
+    uint64_t size;
+    struct report *next;
+} report;
+
+/* An uploaded library in run_dir/libs. */
+typedef struct library {
+    lm_id id;
+    char *path;
+    bool ready, fetching;
+    struct library *next;
+} library;
+
+typedef struct slot {
+    lm_worker *w;
+    pthread_t thread;
+    bool active;    /* preparing or running a task */
+    bool cancelled; /* its task was cancelled while its arguments were fetched */
+    lm_id task;
+} slot;
+
+struct lm_worker {
+    const lm_config *cfg;
+    const lm_worker_config *wc;
+    lm_id node_id, objstore_id;
+    char addr[300];
+    char *run_dir;
+    bool own_run_dir; /* made by us: removed at stop */
+    lm_health health;
+    lm_rpc_server *srv;
+    lm_rpc_client *cli;
+    lm_exec_pool *pool;
+    lm_node_agent *agent;
+    lm_rpc_method task_done;
+    atomic_uint_fast64_t inline_max;
+    int nslots;
+
+    pthread_mutex_t mu; /* everything below */
+    pthread_cond_t work; /* a task was queued, or stopping */
+    pthread_cond_t lib_cond;
+    pthread_cond_t report_cond;
+    bool stopping;
+    queued *head, *tail;
+    unsigned queued_count;
+    slot *slots;
+    library *libs;
+    report *reports, *reports_tail; /* waiting to be sent */
+    bool report_in_flight;
+    bool reporter_stop;
+    int64_t retry_at_ms;
+    unsigned backoff_ms;
+
+    pthread_t reporter, joiner;
+    bool reporter_started, joiner_started;
+};
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits on cond until woken or until the monotonic time `until` (0: none). */
+static void wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t until) {
+    if (until == 0) {
+        pthread_cond_wait(cond, mu);
+        return;
+    }
+    struct timespec ts = {until / 1000, (long)(until % 1000) * 1000000L};
+    pthread_cond_timedwait(cond, mu, &ts);
+}
+
+static void cond_init_monotonic(pthread_cond_t *c) {
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+}
+
+/* A deadline for moving `bytes` through an object store: the RPC timeout
+ * plus 100 ms per MiB, so big objects are not cut off at 10 s. */
+static int64_t io_timeout_ms(const lm_worker *w, uint64_t bytes) {
+    return w->cfg->cluster.rpc_timeout_ms + (int64_t)(bytes >> 20) * 100;
+}
+
+/* ------------------------------------------------------------ reporting */
+
+static void report_free(report *r) {
+    while (r != NULL) {
+        report *next = r->next;
+        free(r->inline_data);
+        free(r);
+        r = next;
+    }
+}
+
+/* Queues a finished task for the next TaskDone. Takes r. */
+static void report_push(lm_worker *w, report *r) {
+    r->next = NULL;
+    pthread_mutex_lock(&w->mu);
+    if (w->reports_tail) w->reports_tail->next = r;
+    else w->reports = r;
+    w->reports_tail = r;
+    pthread_cond_broadcast(&w->report_cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void report_status(lm_worker *w, lm_id task, lumen_status st) {
+    report *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        lm_error("out of memory: the result of a task is lost");
+        return;
+    }
+    r->task = task;
+    r->status = st;
+    report_push(w, r);
+}
+
+typedef struct batch {
+    lm_worker *w;
+    report *items;
+} batch;
+
+/* Puts a failed batch back in front of what queued up meanwhile. */
+static void requeue(lm_worker *w, report *items) {
+    report *last = items;
+    while (last->next) last = last->next;
+    last->next = w->reports;
+    w->reports = items;
+    if (w->reports_tail == NULL) w->reports_tail = last;
+}
+
+static void task_done_finished(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    batch *b = arg;
+    lm_worker *w = b->w;
+    lm_rpc_message_free(reply);
+    pthread_mutex_lock(&w->mu);
+    w->report_in_flight = false;
+    if (LM_IS_OK(st)) {
+        w->backoff_ms = 0;
+        report_free(b->items);
+    } else {
+        w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (w->backoff_ms > BACKOFF_MAX_MS) w->backoff_ms = BACKOFF_MAX_MS;
+        w->retry_at_ms = now_ms() + w->backoff_ms;
+        lm_warn("TaskDone to %s failed: %s (retrying in %u ms)", w->cfg->cluster.scheduler_addr, st.msg,
+                w->backoff_ms);
+        requeue(w, b->items);
+    }
+    pthread_cond_broadcast(&w->report_cond);
+    pthread_mutex_unlock(&w->mu);
+    free(b);
+}
+
+/* Takes the longest prefix of the queue that fits one call. mu held. */
+static report *take_batch(lm_worker *w, size_t *n) {
+    report *first = w->reports, *last = NULL;
+    size_t bytes = 0;
+    *n = 0;
+    for (report *r = first; r != NULL && *n < REPORT_MAX_RESULTS; r = r->next) {
+        size_t sz = r->inline_len + strlen(r->status.msg) + 64;
+        if (*n > 0 && bytes + sz > REPORT_MAX_BYTES) break;
+        bytes += sz;
+        last = r;
+        (*n)++;
+    }
+    w->reports = last->next;
+    if (w->reports == NULL) w->reports_tail = NULL;
+    last->next = NULL;
+    return first;
+}
+
+/* Sends a batch asynchronously; the callback requeues it on failure. */
+static void send_batch(lm_worker *w, report *items, size_t n) {
+    batch *b = malloc(sizeof *b);
+    if (b == NULL) {
+        pthread_mutex_lock(&w->mu);
+        w->report_in_flight = false;
+        w->retry_at_ms = now_ms() + BACKOFF_MAX_MS;
+        requeue(w, items);
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
+    *b = (batch){w, items};
+    Lumen__TaskResult *results = calloc(n, sizeof *results);
+    Lumen__TaskResult **ptrs = calloc(n, sizeof *ptrs);
+    Lumen__Status *statuses = calloc(n, sizeof *statuses);
+    ProtobufCBinaryData *inl = calloc(n, sizeof *inl);
+    uint64_t *sizes = calloc(n, sizeof *sizes);
+    lumen_status st = lm_ok();
+    if (!results || !ptrs || !statuses || !inl || !sizes) {
+        st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        size_t i = 0;
+        for (report *r = items; r != NULL; r = r->next, i++) {
+            Lumen__TaskResult *tr = &results[i];
+            lumen__task_result__init(tr);
+            lumen__status__init(&statuses[i]);
+            tr->task_id = (ProtobufCBinaryData){LM_ID_BYTES, r->task.bytes};
+            statuses[i].code = r->status.code;
+            statuses[i].message = r->status.msg;
+            tr->status = &statuses[i];
+            if (r->inline_data != NULL) {
+                inl[i] = (ProtobufCBinaryData){r->inline_len, r->inline_data};
+                tr->n_inline_results = 1;
+                tr->inline_results = &inl[i];
+            } else if (r->stored) {
+                sizes[i] = r->size;
+                tr->n_result_sizes = 1;
+                tr->result_sizes = &sizes[i];
+                tr->objstore_node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->objstore_id.bytes};
+            }
+            ptrs[i] = tr;
+        }
+        Lumen__TaskDoneRequest req = LUMEN__TASK_DONE_REQUEST__INIT;
+        req.node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->node_id.bytes};
+        req.n_results = n;
+        req.results = ptrs;
+        st = lm_rpc_unary_async(w->cli, w->cfg->cluster.scheduler_addr, w->task_done, &req.base,
+                                w->cfg->cluster.rpc_timeout_ms, task_done_finished, b);
+    }
+    free(results);
+    free(ptrs);
+    free(statuses);
+    free(inl);
+    free(sizes);
+    if (!LM_IS_OK(st)) task_done_finished(b, st, NULL); /* it will not run by itself */
+}
+
+static void *reporter_main(void *arg) {
+    lm_worker *w = arg;
+    int64_t give_up = 0;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        if (w->reporter_stop && give_up == 0) give_up = now_ms() + STOP_FLUSH_MS;
+        bool idle = w->reports == NULL || w->report_in_flight;
+        int64_t now = now_ms();
+        if (give_up && (now >= give_up || (w->reports == NULL && !w->report_in_flight))) break;
+        if (idle || now < w->retry_at_ms) {
+            int64_t until = give_up;
+            if (!idle && (until == 0 || w->retry_at_ms < until)) until = w->retry_at_ms;
+            wait_until(&w->report_cond, &w->mu, until);
+            continue;
+        }
+        size_t n;
+        report *items = take_batch(w, &n);
+        w->report_in_flight = true;
+        pthread_mutex_unlock(&w->mu);
+        send_batch(w, items, n);
+        pthread_mutex_lock(&w->mu);
+    }
+    if (w->reports != NULL) lm_warn("stopping with unreported task results (the scheduler will retry them)");
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ libraries */
+
+static lumen_status write_file(const char *path, const void *data, size_t len) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)gettid()) >= (int)sizeof tmp)
+        return lm_status(LUMEN_IO, "path too long: %s", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (fd < 0) return lm_status_errno(LUMEN_IO, errno, tmp);
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, (const uint8_t *)data + off, len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            lumen_status st = lm_status_errno(LUMEN_IO, n < 0 ? errno : ENOSPC, tmp);
+            close(fd);
+            unlink(tmp);
+            return st;
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) { /* whole or absent: executors never see half a file */
+        lumen_status st = lm_status_errno(LUMEN_IO, errno, path);
+        unlink(tmp);
+        return st;
+    }
+    return lm_ok();
+}
+
+/* The local path of the task's uploaded library, fetched once (other slots
+ * needing it meanwhile wait for the first fetch). *path is the caller's. */
+static lumen_status ensure_library(lm_worker *w, const Lumen__TaskSpec *spec, char **path) {
+    lm_id id;
+    if (!lm_id_from_bytes(spec->library_id.data, spec->library_id.len, &id))
+        return lm_status(LUMEN_INVALID_ARGUMENT, "library_id must be 16 bytes, got %zu", spec->library_id.len);
+    char hex[LM_ID_HEX_LEN + 1];
+    lm_id_to_hex(id, hex);
+    pthread_mutex_lock(&w->mu);
+    library *lib = w->libs;
+    while (lib != NULL && !lm_id_equal(lib->id, id)) lib = lib->next;
+    while (lib != NULL && lib->fetching) pthread_cond_wait(&w->lib_cond, &w->mu);
+    if (lib != NULL && lib->ready) {
+        *path = strdup(lib->path);
+        pthread_mutex_unlock(&w->mu);
+        return *path ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    if (lib == NULL) {
+        lib = calloc(1, sizeof *lib);
+        if (lib == NULL) {
+            pthread_mutex_unlock(&w->mu);
+            return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        lib->id = id;
+        lib->next = w->libs;
+        w->libs = lib;
+    }
+    lib->fetching = true;
+    pthread_mutex_unlock(&w->mu);
+
+    char file[PATH_MAX];
+    snprintf(file, sizeof file, "%s/libs/%s.so", w->run_dir, hex);
+    lumen_status st = lm_ok();
+    if (spec->library_location == NULL || spec->library_location[0] == '\0') {
+        st = lm_status(LUMEN_FAILED_PRECONDITION, "library %s has no location", hex);
+    } else {
+        void *data = NULL;
+        size_t len = 0;
+        st = lm_objstore_get(w->cli, spec->library_location, id, false, io_timeout_ms(w, 64u << 20), &data,
+                             &len);
+        if (LM_IS_OK(st)) st = write_file(file, data, len);
+        free(data);
+        if (!LM_IS_OK(st)) st = lm_status_wrap(st, "fetching library %s", hex);
+    }
+    pthread_mutex_lock(&w->mu);
+    lib->fetching = false;
+    if (LM_IS_OK(st)) {
+        lib->path = strdup(file);
+        lib->ready = lib->path != NULL;
+    }
+    pthread_cond_broadcast(&w->lib_cond);
+    pthread_mutex_unlock(&w->mu);
+    if (LM_IS_OK(st) && (*path = strdup(file)) == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    if (LM_IS_OK(st)) lm_info("fetched library %s from %s", hex, spec->library_location);
+    return st;
+}
+
+/* ---------------------------------------------------------------- slots */
+
+/* The task's arguments: inline ones point into the spec, refs are fetched
+ * into owned[i] (the caller frees them). */
+static lumen_status fetch_args(lm_worker *w, const Lumen__TaskSpec *spec, lumen_bytes *args, void **owned) {
+    for (size_t i = 0; i < spec->n_args; i++) {
+        const Lumen__Arg *a = spec->args[i];
+        if (a->value_case == LUMEN__ARG__VALUE_INLINE) {
+            args[i] = (lumen_bytes){a->inline_.data, a->inline_.len};
+            continue;
+        }
+        lm_id id;
+        if (a->value_case != LUMEN__ARG__VALUE_REF || !lm_id_from_bytes(a->ref.data, a->ref.len, &id))
+            return lm_status(LUMEN_INVALID_ARGUMENT, "argument %zu is neither inline nor a 16-byte ref", i);
+        char hex[LM_ID_HEX_LEN + 1];
+        if (a->location == NULL || a->location[0] == '\0')
+            return lm_status(LUMEN_OBJECT_LOST, "argument %zu (object %s) has no location", i,
+                             lm_id_to_hex(id, hex));
+        size_t len = 0;
+        lumen_status st = lm_objstore_get(w->cli, a->location, id, true, io_timeout_ms(w, a->size), &owned[i], &len);
+        if (!LM_IS_OK(st)) return lm_status(LUMEN_OBJECT_LOST, "argument %zu: %s", i, st.msg);
+        args[i] = (lumen_bytes){owned[i], len};
+    }
+    return lm_ok();
+}
+
+static bool slot_cancelled(slot *s) {
+    pthread_mutex_lock(&s->w->mu);
+    bool c = s->cancelled;
+    pthread_mutex_unlock(&s->w->mu);
+    return c;
+}
+
+/* Stores or inlines a successful result; fills r. */
+static lumen_status keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, const lm_exec_result *res,
+                                report *r) {
+    if (res->len <= atomic_load(&w->inline_max)) {
+        r->inline_data = malloc(res->len ? res->len : 1);
+        if (r->inline_data == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        if (res->len) memcpy(r->inline_data, res->data, res->len);
+        r->inline_len = res->len;
+        return lm_ok();
+    }
+    lm_id job = {0};
+    lm_id_from_bytes(spec->job_id.data, spec->job_id.len, &job);
+    lumen_status st = lm_objstore_put(w->cli, w->wc->objstore_addr, lm_id_for_return(task, 0), job, res->data,
+                                      res->len, io_timeout_ms(w, res->len), NULL);
+    if (!LM_IS_OK(st)) return lm_status_wrap(st, "storing the result");
+    r->stored = true;
+    r->size = res->len;
+    return lm_ok();
+}
+
+static void run_task(slot *s, const Lumen__TaskSpec *spec, lm_id task, report *r) {
+    lm_worker *w = s->w;
+    if (spec->actor_id.len > 0) {
+        r->status = lm_status(LUMEN_UNIMPLEMENTED, "this worker does not host actors yet");
+        return;
+    }
+    lumen_bytes *args = calloc(spec->n_args ? spec->n_args : 1, sizeof *args);
+    void **owned = calloc(spec->n_args ? spec->n_args : 1, sizeof *owned);
+    char *lib = NULL;
+    lumen_status st = args && owned ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    if (LM_IS_OK(st)) st = fetch_args(w, spec, args, owned);
+    if (LM_IS_OK(st) && spec->library_id.len > 0) st = ensure_library(w, spec, &lib);
+    if (LM_IS_OK(st) && slot_cancelled(s)) st = lm_status(LUMEN_CANCELLED, "%s was cancelled", spec->function);
+    if (LM_IS_OK(st)) {
+        const char *libs[1] = {lib};
+        lm_exec_task t = {
+            .task_id = task,
+            .function = spec->function,
+            .args = args,
+            .nargs = spec->n_args,
+            .attempt = spec->attempt,
+            .libraries = libs,
+            .nlibraries = lib ? 1 : 0,
+            .timeout_ms = spec->timeout_ms ? (int64_t)spec->timeout_ms : w->wc->task_timeout_ms,
+            .memory_limit = spec->memory_limit ? spec->memory_limit : w->wc->task_memory_limit,
+        };
+        lm_exec_result res;
+        lm_exec_pool_run(w->pool, &t, &res);
+        /* Arguments can be big: free them before storing the result. */
+        for (size_t i = 0; owned && i < spec->n_args; i++) free(owned[i]), owned[i] = NULL;
+        st = res.status;
+        if (LM_IS_OK(st)) st = keep_result(w, spec, task, &res, r);
+        lm_exec_result_free(&res);
+    }
+    for (size_t i = 0; owned && i < spec->n_args; i++) free(owned[i]);
+    free(owned);
+    free(args);
+    free(lib);
+    r->status = st;
+}
+
+/* Takes the next queued task, waiting; NULL when stopping. */
+static queued *next_task(slot *s) {
+    lm_worker *w = s->w;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stopping && w->head == NULL) pthread_cond_wait(&w->work, &w->mu);
+    queued *q = w->stopping ? NULL : w->head;
+    if (q != NULL) {
+        w->head = q->next;
+        if (w->head == NULL) w->tail = NULL;
+        w->queued_count--;
+        s->active = true;
+        s->cancelled = false;
+        s->task = q->id;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return q;
+}
+
+static void *slot_main(void *arg) {
+    slot *s = arg;
+    lm_worker *w = s->w;
+    for (queued *q; (q = next_task(s)) != NULL;) {
+        report *r = calloc(1, sizeof *r);
+        if (r != NULL) {
+            r->task = q->id;
+            run_task(s, q->spec, q->id, r);
+            if (!LM_IS_OK(r->status)) {
+                lm_info("task %s (%s) failed: %s", lm_id_to_hex(q->id, (char[LM_ID_HEX_LEN + 1]){0}),
+                        q->spec->function, r->status.msg);
+                free(r->inline_data);
+                r->inline_data = NULL;
+                r->stored = false;
+            }
+            report_push(w, r);
+        } else {
+            lm_error("out of memory: task dropped");
+        }
+        pthread_mutex_lock(&w->mu);
+        s->active = false;
+        pthread_mutex_unlock(&w->mu);
+        lumen__task_spec__free_unpacked(q->spec, NULL);
+        free(q);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------- handlers */
+
+/* Our own copy of a spec that lives in a request (pack + unpack). */
+static Lumen__TaskSpec *copy_spec(const Lumen__TaskSpec *spec) {
+    size_t len = lumen__task_spec__get_packed_size(spec);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf == NULL) return NULL;
+    lumen__task_spec__pack(spec, buf);
+    Lumen__TaskSpec *copy = lumen__task_spec__unpack(NULL, len, buf);
+    free(buf);
+    return copy;
+}
+
+static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    lm_worker *w = ctx;
+    const Lumen__RunTasksRequest *req = (const Lumen__RunTasksRequest *)msg;
+    queued *head = NULL, **tail = &head;
+    uint32_t accepted = 0;
+    for (size_t i = 0; i < req->n_tasks; i++) {
+        const Lumen__TaskSpec *spec = req->tasks[i];
+        lm_id id;
+        if (!lm_id_from_bytes(spec->task_id.data, spec->task_id.len, &id)) {
+            lm_warn("RunTasks from %s: task %zu has a %zu-byte id; dropped", lm_rpc_call_peer(call), i,
+                    spec->task_id.len);
+            continue;
+        }
+        if (spec->function == NULL || spec->function[0] == '\0') {
+            report_status(w, id, lm_status(LUMEN_INVALID_ARGUMENT, "task has no function name"));
+            continue;
+        }
+        queued *q = calloc(1, sizeof *q);
+        if (q == NULL || (q->spec = copy_spec(spec)) == NULL) {
+            free(q);
+            report_status(w, id, lm_status(LUMEN_RESOURCE_EXHAUSTED, "the worker is out of memory"));
+            continue;
+        }
+        q->id = id;
+        *tail = q;
+        tail = &q->next;
+        accepted++;
+    }
+    pthread_mutex_lock(&w->mu);
+    bool stopping = w->stopping;
+    if (!stopping && head != NULL) {
+        if (w->tail) w->tail->next = head;
+        else w->head = head;
+        for (queued *q = head; q; q = q->next) w->tail = q;
+        w->queued_count += accepted;
+        pthread_cond_broadcast(&w->work);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (stopping) {
+        for (queued *q = head, *next; q; q = next) {
+            next = q->next;
+            lumen__task_spec__free_unpacked(q->spec, NULL);
+            free(q);
+        }
+        lm_rpc_fail(call, LUMEN_UNAVAILABLE, "the worker is stopping");
+        return;
+    }
+    Lumen__RunTasksReply reply = LUMEN__RUN_TASKS_REPLY__INIT;
+    reply.accepted = accepted;
+    lm_rpc_reply(call, &reply.base);
+}
+
+static void cancel_task(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    lm_worker *w = ctx;
+    const Lumen__CancelTaskRequest *req = (const Lumen__CancelTaskRequest *)msg;
+    lm_id id;
+    if (!lm_id_from_bytes(req->task_id.data, req->task_id.len, &id)) {
+        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "task_id must be 16 bytes, got %zu", req->task_id.len);
+        return;
+    }
+    bool found = false;
+    queued *removed = NULL;
+    pthread_mutex_lock(&w->mu);
+    for (queued **pp = &w->head; *pp != NULL; pp = &(*pp)->next) {
+        if (!lm_id_equal((*pp)->id, id)) continue;
+        removed = *pp;
+        *pp = removed->next;
+        if (w->tail == removed) {
+            w->tail = NULL;
+            for (queued *q = w->head; q; q = q->next) w->tail = q;
+        }
+        w->queued_count--;
+        break;
+    }
+    for (int i = 0; removed == NULL && i < w->nslots; i++)
+        if (w->slots[i].active && lm_id_equal(w->slots[i].task, id)) {
+            w->slots[i].cancelled = true;
+            found = true;
+        }
+    pthread_mutex_unlock(&w->mu);
+    if (removed != NULL) {
+        report_status(w, id, lm_status(LUMEN_CANCELLED, "%s was cancelled", removed->spec->function));
+        lumen__task_spec__free_unpacked(removed->spec, NULL);
+        free(removed);
+        found = true;
+    } else if (found) {
+        lm_exec_pool_cancel(w->pool, id); /* a task still fetching its arguments sees the flag */
+    }
+    Lumen__CancelTaskReply reply = LUMEN__CANCEL_TASK_REPLY__INIT;
+    reply.found = found;
+    lm_rpc_reply(call, &reply.base);
+}
+
+static const lm_rpc_method_impl worker_methods[] = {
+    {"RunTasks", LM_RPC_UNARY, run_tasks},
+    {"CancelTask", LM_RPC_UNARY, cancel_task},
+    {NULL, 0, NULL},
+};
+
+/* ----------------------------------------------------- joining the cluster */
+
+static void sample_load(void *arg, lm_node_load *load) {
+    lm_worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    unsigned active = 0;
+    for (int i = 0; i < w->nslots; i++) active += w->slots[i].active;
+    unsigned busy = active + w->queued_count;
+    load->slots_free = busy >= (unsigned)w->nslots ? 0 : (unsigned)w->nslots - busy;
+    load->running = active;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void on_registered(void *arg, uint32_t heartbeat_interval_ms, uint64_t inline_result_max) {
+    (void)heartbeat_interval_ms;
+    lm_worker *w = arg;
+    atomic_store(&w->inline_max, inline_result_max ? inline_result_max : DEFAULT_INLINE_RESULT_MAX);
+}
+
+/* Finds the object store's node id (retrying until it answers), then
+ * starts the node agent. */
+static void *join_main(void *arg) {
+    lm_worker *w = arg;
+    unsigned backoff = BACKOFF_MIN_MS;
+    for (int tries = 0;; tries++) {
+        lumen_status st = lm_health_check(w->cli, w->wc->objstore_addr, w->cfg->cluster.rpc_timeout_ms, NULL,
+                                          &w->objstore_id);
+        if (LM_IS_OK(st)) break;
+        if (tries % 10 == 0) lm_warn("object store %s: %s (retrying)", w->wc->objstore_addr, st.msg);
+        pthread_mutex_lock(&w->mu);
+        if (!w->stopping) wait_until(&w->work, &w->mu, now_ms() + backoff);
+        bool stop = w->stopping;
+        pthread_mutex_unlock(&w->mu);
+        if (stop) return NULL;
+        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+    }
+    lm_node_agent_opts ao = {
+        .rpc = w->cli,
+        .scheduler_addr = w->cfg->cluster.scheduler_addr,
+        .rpc_timeout_ms = w->cfg->cluster.rpc_timeout_ms,
+        .node_id = w->node_id,
+        .kind = "worker",
+        .addr = w->addr,
+        .slots = (uint32_t)w->nslots,
+        .objstore_id = w->objstore_id,
+        .objstore_addr = w->wc->objstore_addr,
+        .sample = sample_load,
+        .sample_arg = w,
+        .registered = on_registered,
+        .registered_arg = w,
+    };
+    lm_node_agent *agent = NULL;
+    lumen_status st = lm_node_agent_start(&ao, &agent);
+    if (!LM_IS_OK(st)) lm_error("cannot start the node agent: %s", st.msg);
+    pthread_mutex_lock(&w->mu);
+    w->agent = agent;
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ---------------------------------------------------------- start, stop */
+
+/* "host:port" others reach us at: advertise (a bare host takes the bound
+ * port), else the listen address, with a wildcard host replaced by our
+ * hostname. */
+static lumen_status advertise_addr(const lm_worker_config *wc, int port, char *out, size_t cap) {
+    char host[256];
+    uint16_t p = 0;
+    const char *text = wc->advertise[0] ? wc->advertise : wc->listen;
+    lumen_status st = lm_parse_addr(text, LM_CONFIG_HOST_OK | LM_CONFIG_PORT0, host, sizeof host, &p);
+    if (!LM_IS_OK(st)) return st;
+    if (wc->advertise[0] == '\0' || p == 0) p = (uint16_t)port;
+    if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) {
+        if (gethostname(host, sizeof host) != 0) return lm_status_errno(LUMEN_INTERNAL, errno, "gethostname");
+        host[sizeof host - 1] = '\0';
+    }
+    snprintf(out, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, p);
+    return lm_ok();
+}
+
+/* The executor binary: configured, else lumen-executor next to us. */
+static lumen_status executor_path(const lm_worker_config *wc, char *out, size_t cap) {
+    if (wc->executor[0]) {
+        snprintf(out, cap, "%s", wc->executor);
+        return lm_ok();
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) return lm_status_errno(LUMEN_INTERNAL, errno, "readlink /proc/self/exe");
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash != NULL) *slash = '\0';
+    if (snprintf(out, cap, "%s/lumen-executor", self) >= (int)cap)
+        return lm_status(LUMEN_CONFIG, "path too long: %s/lumen-executor", self);
+    return lm_ok();
+}
+
+static lumen_status make_dir(const char *path) {
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) { /* mkdir -p */
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return lm_status_errno(LUMEN_IO, errno, buf);
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return lm_status_errno(LUMEN_IO, errno, buf);
+    return lm_ok();
+}
+
+static lumen_status prepare_run_dir(lm_worker *w) {
+    if (w->wc->run_dir[0]) {
+        w->run_dir = strdup(w->wc->run_dir);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        char templ[PATH_MAX];
+        snprintf(templ, sizeof templ, "%s/lumen-worker-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+        if (mkdtemp(templ) == NULL) return lm_status_errno(LUMEN_IO, errno, templ);
+        w->run_dir = strdup(templ);
+        w->own_run_dir = true;
+    }
+    if (w->run_dir == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    char libs[PATH_MAX];
+    snprintf(libs, sizeof libs, "%s/libs", w->run_dir);
+    lumen_status st = make_dir(w->run_dir);
+    return LM_IS_OK(st) ? make_dir(libs) : st;
+}
+
+/* Removes the cached libraries (and the run dir when it is ours). */
+static void clean_run_dir(lm_worker *w) {
+    if (w->run_dir == NULL) return;
+    for (library *l = w->libs; l; l = l->next)
+        if (l->path) unlink(l->path);
+    if (w->own_run_dir) {
+        char libs[PATH_MAX];
+        snprintf(libs, sizeof libs, "%s/libs", w->run_dir);
+        rmdir(libs);
+        rmdir(w->run_dir);
+    }
+}
+
+lumen_status lm_worker_start(const lm_config *cfg, lm_worker **out) {
+    *out = NULL;
+    lm_worker *w = calloc(1, sizeof *w);
+    if (w == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    w->cfg = cfg;
+    w->wc = &cfg->worker;
+    w->node_id = lm_id_random();
+    atomic_init(&w->inline_max, DEFAULT_INLINE_RESULT_MAX);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    w->nslots = w->wc->slots > 0 ? w->wc->slots : cpus > 0 ? (int)cpus : 1;
+    pthread_mutex_init(&w->mu, NULL);
+    cond_init_monotonic(&w->work);
+    cond_init_monotonic(&w->lib_cond);
+    cond_init_monotonic(&w->report_cond);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "TaskDone", &w->task_done);
+    w->health.role = "worker";
+    w->health.node_id = w->node_id;
+    atomic_init(&w->health.serving, false);
+    w->slots = calloc((size_t)w->nslots, sizeof *w->slots);
+
+    const lm_cluster_config *cc = &cfg->cluster;
+    lm_rpc_tls tls = {cc->tls_cert, cc->tls_key, cc->tls_ca};
+    char exe[PATH_MAX];
+    lumen_status st = w->slots ? prepare_run_dir(w) : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    if (LM_IS_OK(st)) st = executor_path(w->wc, exe, sizeof exe);
+    if (LM_IS_OK(st)) {
+        lm_exec_pool_opts po = {.executor_path = exe, .library_path = w->wc->library_path, .slots = w->nslots};
+        st = lm_exec_pool_new(&po, &w->pool);
+    }
+    if (LM_IS_OK(st)) {
+        lm_rpc_client_opts co = {.token = cc->token, .tls = tls};
+        st = lm_rpc_client_new(&co, &w->cli);
+    }
+    if (LM_IS_OK(st)) {
+        lm_rpc_server_opts so = {.addr = w->wc->listen, .token = cc->token, .max_message_bytes = SERVER_MAX_MESSAGE,
+                                 .tls = tls};
+        st = lm_rpc_server_new(&so, &w->srv);
+    }
+    if (LM_IS_OK(st)) st = lm_rpc_server_add_service(w->srv, &lumen__worker__descriptor, worker_methods, w);
+    if (LM_IS_OK(st)) st = lm_health_add_service(w->srv, &w->health);
+    for (int i = 0; LM_IS_OK(st) && i < w->nslots; i++) {
+        w->slots[i].w = w; /* set: the thread runs and is joined */
+        if (pthread_create(&w->slots[i].thread, NULL, slot_main, &w->slots[i]) != 0) {
+            w->slots[i].w = NULL;
+            st = lm_status(LUMEN_INTERNAL, "cannot start slot thread %d", i);
+        }
+    }
+    if (LM_IS_OK(st)) {
+        w->reporter_started = pthread_create(&w->reporter, NULL, reporter_main, w) == 0;
+        if (!w->reporter_started) st = lm_status(LUMEN_INTERNAL, "cannot start the reporter thread");
+    }
+    if (LM_IS_OK(st)) st = lm_rpc_server_start(w->srv);
+    if (LM_IS_OK(st)) st = advertise_addr(w->wc, lm_rpc_server_port(w->srv), w->addr, sizeof w->addr);
+    if (LM_IS_OK(st)) {
+        w->joiner_started = pthread_create(&w->joiner, NULL, join_main, w) == 0;
+        if (!w->joiner_started) st = lm_status(LUMEN_INTERNAL, "cannot start the join thread");
+    }
+    if (!LM_IS_OK(st)) {
+        lm_worker_free(w);
+        return st;
+    }
+    atomic_store(&w->health.serving, true);
+    lm_info("worker %s serving on %s with %d slots (object store %s, run dir %s)", w->addr, w->wc->listen,
+            w->nslots, w->wc->objstore_addr, w->run_dir);
+    *out = w;
+    return lm_ok();
+}
+
+const char *lm_worker_addr(const lm_worker *w) { return w->addr; }
+
+void lm_worker_free(lm_worker *w) {
+    if (w == NULL) return;
+    atomic_store(&w->health.serving, false);
+    if (w->srv) lm_rpc_server_shutdown(w->srv, 0); /* no RunTasks after this */
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_broadcast(&w->work);
+    pthread_mutex_unlock(&w->mu);
+    if (w->joiner_started) pthread_join(w->joiner, NULL);
+    lm_node_agent_free(w->agent); /* heartbeats stop */
+
+    lm_exec_pool_shutdown(w->pool); /* running tasks end with WORKER_DIED */
+    for (int i = 0; w->slots && i < w->nslots; i++)
+        if (w->slots[i].w) pthread_join(w->slots[i].thread, NULL);
+    /* What never started is reported too, so the scheduler can place it
+     * elsewhere at once. */
+    while (w->head) {
+        queued *q = w->head;
+        w->head = q->next;
+        report_status(w, q->id, lm_status(LUMEN_WORKER_DIED, "the worker stopped before running it"));
+        lumen__task_spec__free_unpacked(q->spec, NULL);
+        free(q);
+    }
+    if (w->reporter_started) {
+        pthread_mutex_lock(&w->mu);
+        w->reporter_stop = true;
+        pthread_cond_broadcast(&w->report_cond);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->reporter, NULL);
+    }
+    lm_rpc_server_free(w->srv);
+    lm_rpc_client_free(w->cli); /* a TaskDone still in flight is cancelled: its batch is requeued */
+    lm_exec_pool_free(w->pool);
+    report_free(w->reports);
+    clean_run_dir(w);
+    for (library *l = w->libs, *next; l; l = next) {
+        next = l->next;
+        free(l->path);
+        free(l);
+    }
+    free(w->run_dir);
+    free(w->slots);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->work);
+    pthread_cond_destroy(&w->lib_cond);
+    pthread_cond_destroy(&w->report_cond);
+    free(w);
+}

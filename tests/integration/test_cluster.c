@@ -1,0 +1,319 @@
+/*
+ * The cluster end to end through the public client API: a real redis-server,
+ * lumen-scheduler, lumen-objstore and lumen-workers (build/bin) on free
+ * loopback ports, the suite's function library (liblumentest.so) on the
+ * workers' library path.
+ */
+#include <hiredis.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lumen/lumen.h>
+
+#include "cluster.h"
+#include "log.h"
+#include "test_util.h"
+
+static lm_test_cluster *cluster;
+static lumen_client *client;
+
+static int suite_init(void) {
+    lm_log_set_level(LM_LOG_WARN);
+    lm_test_cluster_opts opts = {.workers = 2, .slots = 2};
+    lumen_status st = lm_test_cluster_start(&opts, &cluster);
+    if (!LM_IS_OK(st)) {
+        fprintf(stderr, "cluster: %s\n", st.msg);
+        return 1;
+    }
+    st = lumen_connect(lm_test_cluster_scheduler(cluster), NULL, &client);
+    if (!LM_IS_OK(st)) fprintf(stderr, "connect: %s\n", st.msg);
+    return LM_IS_OK(st) ? 0 : 1;
+}
+
+static int suite_cleanup(void) {
+    lumen_close(client);
+    lm_test_cluster_stop(cluster);
+    return 0;
+}
+
+static lumen_status call_str(const char *fn, const char *arg, lumen_ref *out) {
+    lumen_arg a = lumen_arg_bytes(arg, strlen(arg));
+    return lumen_call(client, fn, &a, 1, NULL, out);
+}
+
+/* The result of ref as a C string (or the error's message). */
+static char *get_str(lumen_ref ref, int64_t timeout_ms, lumen_status *st_out) {
+    lumen_bytes b = {0};
+    lumen_status st = lumen_get(client, ref, timeout_ms, &b);
+    if (st_out != NULL) *st_out = st;
+    if (!LM_IS_OK(st)) return strdup(st.msg);
+    char *s = strndup(b.data, b.len);
+    lumen_bytes_free(&b);
+    return s;
+}
+
+static void test_echo(void) {
+    lumen_ref r;
+    LM_ASSERT_OK(call_str("test.echo", "hello cluster", &r));
+    lumen_status st;
+    char *s = get_str(r, 10000, &st);
+    LM_ASSERT_OK(st);
+    CU_ASSERT_STRING_EQUAL(s, "hello cluster");
+    free(s);
+}
+
+/* A chain: each task takes the previous task's ref. */
+static void test_chain_of_refs(void) {
+    enum { N = 100 };
+    lumen_ref prev;
+    LM_ASSERT_OK(call_str("test.add", "0", &prev));
+    for (int i = 1; i <= N; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        lumen_arg args[2] = {lumen_arg_ref(prev), lumen_arg_bytes(num, strlen(num))};
+        LM_ASSERT_OK(lumen_call(client, "test.add", args, 2, NULL, &prev));
+    }
+    lumen_status st;
+    char *s = get_str(prev, 30000, &st);
+    LM_ASSERT_OK(st);
+    CU_ASSERT_STRING_EQUAL(s, "5050");
+    free(s);
+}
+
+static void test_ten_thousand_tasks(void) {
+    enum { N = 10000 };
+    lumen_ref *refs = malloc(N * sizeof *refs);
+    for (int i = 0; i < N; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        LM_ASSERT_OK(call_str("test.echo", num, &refs[i]));
+    }
+    int *ready = calloc(N, sizeof *ready);
+    size_t done = 0;
+    LM_ASSERT_OK(lumen_wait(client, refs, N, N, 120000, ready, &done));
+    CU_ASSERT_EQUAL(done, N);
+    int wrong = 0;
+    for (int i = 0; i < N; i += 97) { /* spot-check values */
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        char *s = get_str(refs[i], 5000, NULL);
+        wrong += strcmp(s, num) != 0;
+        free(s);
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    LM_ASSERT_OK(lumen_free(client, refs, N));
+    free(ready);
+    free(refs);
+}
+
+static void test_map_reduce(void) {
+    enum { N = 33 };
+    char nums[N][8];
+    lumen_arg inputs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(nums[i], sizeof nums[i], "%d", i + 1);
+        inputs[i] = lumen_arg_bytes(nums[i], strlen(nums[i]));
+    }
+    lumen_ref mapped[N], total;
+    LM_ASSERT_OK(lumen_map(client, "test.echo", inputs, N, NULL, mapped));
+    LM_ASSERT_OK(lumen_reduce(client, "test.add", mapped, N, NULL, &total));
+    lumen_status st;
+    char *s = get_str(total, 30000, &st);
+    LM_ASSERT_OK(st);
+    CU_ASSERT_STRING_EQUAL(s, "561"); /* 33 * 34 / 2 */
+    free(s);
+}
+
+static void test_put_and_pass_as_argument(void) {
+    const char *text = "an object put by the client";
+    lumen_ref obj, r;
+    LM_ASSERT_OK(lumen_put(client, text, strlen(text), &obj));
+    lumen_arg a = lumen_arg_ref(obj);
+    LM_ASSERT_OK(lumen_call(client, "test.echo", &a, 1, NULL, &r));
+    char *s = get_str(r, 10000, NULL);
+    CU_ASSERT_STRING_EQUAL(s, text);
+    free(s);
+    s = get_str(obj, 10000, NULL);
+    CU_ASSERT_STRING_EQUAL(s, text);
+    free(s);
+}
+
+/* Results bigger than the inline limit go through the object store, and
+ * big inline arguments are put there by the client. */
+static void test_big_arguments_and_results(void) {
+    size_t len = 3u << 20;
+    char *big = malloc(len);
+    for (size_t i = 0; i < len; i++) big[i] = (char)('a' + i % 26);
+    lumen_arg args[2] = {lumen_arg_bytes(big, len), lumen_arg_bytes(big, len)};
+    lumen_ref r;
+    LM_ASSERT_OK(lumen_call(client, "test.concat", args, 2, NULL, &r));
+    lumen_bytes out = {0};
+    LM_ASSERT_OK(lumen_get(client, r, 30000, &out));
+    CU_ASSERT_EQUAL(out.len, 2 * len);
+    CU_ASSERT_TRUE(out.len == 2 * len && memcmp(out.data, big, len) == 0 &&
+                   memcmp((char *)out.data + len, big, len) == 0);
+    lumen_bytes_free(&out);
+    free(big);
+}
+
+static void test_gigabyte_object(void) {
+    size_t len = 1ull << 30;
+    uint8_t *data = malloc(len);
+    for (size_t i = 0; i < len; i += 4096) data[i] = (uint8_t)(i >> 12);
+    data[len - 1] = 0x5a;
+    lumen_ref r;
+    LM_ASSERT_OK(lumen_put(client, data, len, &r));
+    lumen_bytes out = {0};
+    LM_ASSERT_OK(lumen_get(client, r, 60000, &out));
+    CU_ASSERT_EQUAL(out.len, len);
+    CU_ASSERT_TRUE(out.len == len && memcmp(out.data, data, len) == 0);
+    lumen_bytes_free(&out);
+    LM_ASSERT_OK(lumen_free(client, &r, 1));
+    free(data);
+}
+
+static void test_errors_are_clear_and_cluster_keeps_serving(void) {
+    lumen_ref unknown, failing, crashing, aborting, dependent;
+    LM_ASSERT_OK(call_str("no.such_function", "x", &unknown));
+    LM_ASSERT_OK(call_str("test.fail", "boom", &failing));
+    LM_ASSERT_OK(call_str("test.crash", "", &crashing));
+    LM_ASSERT_OK(call_str("test.abort", "", &aborting));
+    lumen_arg dep = lumen_arg_ref(failing);
+    LM_ASSERT_OK(lumen_call(client, "test.echo", &dep, 1, NULL, &dependent));
+
+    lumen_status st;
+    char *msg = get_str(unknown, 10000, &st);
+    CU_ASSERT_NOT_EQUAL(st.code, LUMEN_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "no.such_function"));
+    free(msg);
+    msg = get_str(failing, 10000, &st);
+    CU_ASSERT_NOT_EQUAL(st.code, LUMEN_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "failed on purpose: boom"));
+    free(msg);
+    msg = get_str(crashing, 10000, &st);
+    CU_ASSERT_NOT_EQUAL(st.code, LUMEN_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "signal 11"));
+    free(msg);
+    msg = get_str(aborting, 10000, &st);
+    CU_ASSERT_NOT_EQUAL(st.code, LUMEN_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "signal 6"));
+    free(msg);
+    msg = get_str(dependent, 10000, &st); /* a failed argument fails its consumer */
+    CU_ASSERT_NOT_EQUAL(st.code, LUMEN_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(msg, "failed on purpose: boom"));
+    free(msg);
+
+    test_echo(); /* still serving */
+}
+
+static void test_get_timeout(void) {
+    lumen_ref r;
+    LM_ASSERT_OK(call_str("test.sleep", "3000", &r));
+    uint64_t t0 = lm_test_now_us();
+    lumen_bytes b = {0};
+    LM_ASSERT_CODE(lumen_get(client, r, 200, &b), LUMEN_DEADLINE_EXCEEDED);
+    uint64_t took = (lm_test_now_us() - t0) / 1000;
+    CU_ASSERT_TRUE(took >= 150 && took < 2500);
+    LM_ASSERT_OK(lumen_get(client, r, 20000, &b)); /* it does finish */
+    CU_ASSERT_TRUE(b.len == 5 && memcmp(b.data, "slept", 5) == 0);
+    lumen_bytes_free(&b);
+}
+
+static void test_wait_first_k(void) {
+    lumen_ref refs[4];
+    LM_ASSERT_OK(call_str("test.sleep", "10", &refs[0]));
+    LM_ASSERT_OK(call_str("test.sleep", "20", &refs[1]));
+    LM_ASSERT_OK(call_str("test.sleep", "4000", &refs[2]));
+    LM_ASSERT_OK(call_str("test.sleep", "4000", &refs[3]));
+    int ready[4] = {0};
+    size_t done = 0;
+    LM_ASSERT_OK(lumen_wait(client, refs, 4, 2, 3000, ready, &done));
+    CU_ASSERT_TRUE(done >= 2);
+    CU_ASSERT_TRUE(ready[0] && ready[1]);
+    CU_ASSERT_FALSE(ready[2] || ready[3]);
+    /* Timing out is not an error: it reports what is ready. */
+    LM_ASSERT_OK(lumen_wait(client, refs + 2, 2, 2, 100, ready, &done));
+    CU_ASSERT_EQUAL(done, 0);
+}
+
+static void test_library_upload(void) {
+    lumen_client *c = NULL;
+    LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(cluster), NULL, &c));
+    lumen_ref lib, r;
+    LM_ASSERT_OK(lumen_library_upload(c, LUMEN_TEST_UPLOAD_LIB, &lib));
+    lumen_arg a = lumen_arg_bytes("world", 5);
+    LM_ASSERT_OK(lumen_call(c, "upload.hello", &a, 1, NULL, &r));
+    lumen_bytes b = {0};
+    LM_ASSERT_OK(lumen_get(c, r, 20000, &b));
+    const char *want = "hello from an uploaded library, world";
+    CU_ASSERT_TRUE(b.len == strlen(want) && memcmp(b.data, want, b.len) == 0);
+    lumen_bytes_free(&b);
+    LM_ASSERT_CODE(lumen_library_upload(c, "/nonexistent/lib.so", NULL), LUMEN_IO);
+    lumen_close(c);
+}
+
+/* What a user sees with redis-cli: the task and object records. */
+static void test_redis_records(void) {
+    lumen_ref r;
+    LM_ASSERT_OK(call_str("test.echo", "recorded", &r));
+    char *s = get_str(r, 10000, NULL);
+    free(s);
+    /* The result ref's task id is the ref with the return index cleared. */
+    char hex[33];
+    lumen_ref task = r;
+    memset(task.id + 12, 0, 4);
+    lumen_ref_hex(task, hex);
+    char host[64];
+    int port = 0;
+    sscanf(lm_test_cluster_redis(cluster), "%63[^:]:%d", host, &port);
+    redisContext *rc = redisConnect(host, port);
+    CU_ASSERT_FATAL(rc != NULL && rc->err == 0);
+    redisReply *rep = NULL;
+    for (int i = 0; i < 100; i++) { /* records are written behind: allow a moment */
+        rep = redisCommand(rc, "HGET lumen:task:%s state", hex);
+        if (rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "FINISHED") == 0) break;
+        freeReplyObject(rep);
+        rep = NULL;
+        lm_test_sleep_ms(20);
+    }
+    CU_ASSERT_PTR_NOT_NULL(rep);
+    freeReplyObject(rep);
+    rep = redisCommand(rc, "HGET lumen:task:%s fn", hex);
+    CU_ASSERT_TRUE(rep && rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "test.echo") == 0);
+    freeReplyObject(rep);
+    rep = redisCommand(rc, "SCARD lumen:nodes");
+    CU_ASSERT_TRUE(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 3);
+    freeReplyObject(rep);
+    redisFree(rc);
+}
+
+static void test_connect_errors(void) {
+    lumen_client *c = NULL;
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", lm_test_free_port());
+    lumen_connect_opts opts = {.rpc_timeout_ms = 1000};
+    lumen_status st = lumen_connect(addr, &opts, &c);
+    LM_ASSERT_CODE(st, LUMEN_UNAVAILABLE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, addr));
+    CU_ASSERT_PTR_NULL(c);
+}
+
+int main(void) {
+    CU_TestInfo tests[] = {
+        {"echo", test_echo},
+        {"chain of 100 tasks through refs", test_chain_of_refs},
+        {"10,000 small tasks", test_ten_thousand_tasks},
+        {"map and reduce", test_map_reduce},
+        {"put, then pass as an argument", test_put_and_pass_as_argument},
+        {"big arguments and results", test_big_arguments_and_results},
+        {"1 GiB object put and read back", test_gigabyte_object},
+        {"errors are clear; the cluster keeps serving", test_errors_are_clear_and_cluster_keeps_serving},
+        {"get honours its timeout", test_get_timeout},
+        {"wait for the first k of n", test_wait_first_k},
+        {"library upload", test_library_upload},
+        {"records in redis", test_redis_records},
+        {"connect errors", test_connect_errors},
+        CU_TEST_INFO_NULL,
+    };
+    return lm_test_main("cluster", tests, suite_init, suite_cleanup);
+}

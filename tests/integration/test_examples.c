@@ -1,0 +1,238 @@
+/*
+ * test_examples.c - the word-count examples: the counting module's rules
+ * (whitespace, ties, the serialized table), and most_frequent_word /
+ * word_count on generated corpora against real clusters of 1 and 4 workers,
+ * where every cluster method must agree with the local count - except the
+ * seed method on its documented counterexample (examples/README.md).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "test_util.h"
+#include "wordtable.h"
+
+static char *dir;
+static char corpus[700], counterexample[700], out_path[700];
+static char output[256 * 1024]; /* the last program's stdout */
+
+/* Runs build/bin/<prog> args... with stdout to `output` (stderr to the test's
+ * stderr, for its timings); returns the exit code. */
+static int run(const char *prog, ...) {
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)lm_test_bin(prog);
+    va_list ap;
+    va_start(ap, prog);
+    for (const char *a; n < 31 && (a = va_arg(ap, const char *)) != NULL;) argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = freopen(out_path, "w", stdout);
+        if (f == NULL) _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid > 0) waitpid(pid, &status, 0);
+    output[0] = '\0';
+    FILE *f = fopen(out_path, "r");
+    if (f != NULL) {
+        size_t len = fread(output, 1, sizeof output - 1, f);
+        output[len] = '\0';
+        fclose(f);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* The last line of `output`, into out. */
+static void last_line(char *out, size_t cap) {
+    size_t len = strlen(output);
+    while (len > 0 && output[len - 1] == '\n') len--;
+    size_t start = len;
+    while (start > 0 && output[start - 1] != '\n') start--;
+    snprintf(out, cap, "%.*s", (int)(len - start), output + start);
+}
+
+/* Runs most_frequent_word and returns its answer line (static storage). */
+static const char *answer(const char *addr, const char *file, const char *method, const char *chunks) {
+    static char line[4][256];
+    static int which;
+    char *out = line[which++ % 4];
+    out[0] = '\0';
+    int rc = addr ? run("most_frequent_word", "--address", addr, "--input", file, "--method", method, "--chunks",
+                        chunks, NULL)
+                  : run("most_frequent_word", "--input", file, "--method", method, NULL);
+    CU_ASSERT_EQUAL(rc, 0);
+    last_line(out, sizeof line[0]);
+    fprintf(stderr, "\n  most_frequent_word --method %s --chunks %s: \"%s\"\n", method, chunks, out);
+    return out;
+}
+
+static int suite_init(void) {
+    dir = lm_test_tmpdir("examples");
+    if (dir == NULL) return 1;
+    snprintf(corpus, sizeof corpus, "%s/corpus.txt", dir);
+    snprintf(counterexample, sizeof counterexample, "%s/counterexample.txt", dir);
+    snprintf(out_path, sizeof out_path, "%s/out.txt", dir);
+    /* The counterexample of examples/README.md: three 20-byte lines, one per
+     * chunk. "cat" is second in every chunk and first overall. */
+    FILE *f = fopen(counterexample, "w");
+    if (f == NULL) return 1;
+    fputs("ant ant ant cat cat\nbee bee bee cat cat\neel eel eel cat cat\n", f);
+    fclose(f);
+    return run("gen_corpus", "--bytes", "8MiB", "--seed", "7", "--output", corpus, NULL) == 0 ? 0 : 1;
+}
+
+static int suite_cleanup(void) {
+    lm_test_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+/* ---- the counting module, no cluster ---- */
+
+static void test_words_and_ties(void) {
+    wc_table *t = wc_table_new(0);
+    /* Every ASCII whitespace separates; other bytes (NUL, \x1f, UTF-8) are
+     * word bytes; case matters. */
+    static const char text[] = " b\ta\nb\vA\fa\rb  a\x1f b caf\xc3\xa9 x\0y ";
+    CU_ASSERT_EQUAL(wc_table_count_text(t, text, sizeof text - 1), 0);
+    CU_ASSERT_EQUAL(wc_table_get(t, "a", 1), 2);
+    CU_ASSERT_EQUAL(wc_table_get(t, "A", 1), 1);
+    CU_ASSERT_EQUAL(wc_table_get(t, "b", 1), 4);
+    CU_ASSERT_EQUAL(wc_table_get(t, "a\x1f", 2), 1);
+    CU_ASSERT_EQUAL(wc_table_get(t, "caf\xc3\xa9", 5), 1);
+    CU_ASSERT_EQUAL(wc_table_get(t, "x\0y", 3), 1);
+    CU_ASSERT_EQUAL(wc_table_size(t), 6);
+    wc_table_free(t);
+
+    /* Ties go to the smaller word in byte order; a prefix sorts first. */
+    t = wc_table_new(0);
+    static const char tie[] = "bb ab abc ab bb abc z";
+    wc_table_count_text(t, tie, sizeof tie - 1);
+    wc_entry top[4];
+    CU_ASSERT_EQUAL(wc_table_top(t, 4, top), 4);
+    CU_ASSERT(top[0].len == 2 && memcmp(top[0].word, "ab", 2) == 0);
+    CU_ASSERT(top[1].len == 3 && memcmp(top[1].word, "abc", 3) == 0);
+    CU_ASSERT(top[2].len == 2 && memcmp(top[2].word, "bb", 2) == 0);
+    CU_ASSERT(top[3].len == 1 && top[3].count == 1);
+    wc_table_free(t);
+}
+
+static void test_table_roundtrip_and_merge(void) {
+    wc_table *a = wc_table_new(0), *b = NULL;
+    /* Enough words to make the table grow several times, some longer than 8 bytes. */
+    char word[32];
+    for (int i = 0; i < 20000; i++) {
+        int len = snprintf(word, sizeof word, "w%d%s", i, i % 3 ? "" : "-a-longer-word");
+        CU_ASSERT_EQUAL_FATAL(wc_table_add(a, word, (size_t)len, (uint64_t)i + 1), 0);
+    }
+    void *buf;
+    size_t len;
+    CU_ASSERT_EQUAL_FATAL(wc_table_serialize(a, &buf, &len), 0);
+    CU_ASSERT_EQUAL_FATAL(wc_table_parse(buf, len, &b), 0);
+    CU_ASSERT_EQUAL(wc_table_merge(b, buf, len), 0); /* now every count doubled */
+    CU_ASSERT_EQUAL(wc_table_size(b), 20000);
+    CU_ASSERT_EQUAL(wc_table_get(b, "w3-a-longer-word", 16), 8);
+    CU_ASSERT_EQUAL(wc_table_get(b, "w19999", 6), 40000);
+    /* Malformed input is refused, never read past its end. */
+    wc_table *c = NULL;
+    CU_ASSERT_EQUAL(wc_table_parse(buf, len - 1, &c), -EINVAL);
+    CU_ASSERT_EQUAL(wc_table_parse("LWT1", 4, &c), -EINVAL);
+    CU_ASSERT_EQUAL(wc_table_parse("XXXX\0", 5, &c), -EINVAL);
+    CU_ASSERT_EQUAL(wc_table_parse("LWT1\x01\x00\x01", 7, &c), -EINVAL); /* empty word */
+    CU_ASSERT_EQUAL(wc_table_parse("LWT1\x01\x05\x01" "ab", 9, &c), -EINVAL); /* past the end */
+    CU_ASSERT_PTR_NULL(c);
+    free(buf);
+    wc_table_free(a);
+    wc_table_free(b);
+}
+
+static void test_split_never_cuts_a_word(void) {
+    static const char text[] = "alpha beta\ngamma delta epsilon zeta eta theta";
+    size_t len = sizeof text - 1;
+    for (size_t n = 1; n <= 12; n++) {
+        size_t bounds[13];
+        wc_split(text, len, n, bounds);
+        CU_ASSERT_EQUAL(bounds[0], 0);
+        CU_ASSERT_EQUAL(bounds[n], len);
+        for (size_t i = 1; i < n; i++) {
+            CU_ASSERT(bounds[i] >= bounds[i - 1]);
+            CU_ASSERT(bounds[i] == len || wc_is_space((unsigned char)text[bounds[i] - 1]));
+        }
+    }
+}
+
+/* ---- the programs ---- */
+
+static void test_local_and_bad_args(void) {
+    CU_ASSERT_STRING_EQUAL(answer(NULL, counterexample, "local", "1"), "cat 6");
+    CU_ASSERT_EQUAL(run("most_frequent_word", "--input", corpus, "--method", "guess", NULL), 2);
+    CU_ASSERT_EQUAL(run("most_frequent_word", "--method", "local", NULL), 2);
+    CU_ASSERT_EQUAL(run("word_count", "--input", corpus, "--method", "seed", NULL), 2);
+    CU_ASSERT_EQUAL(run("most_frequent_word", "--input", "/nonexistent", "--method", "local", NULL), 1);
+}
+
+static lm_test_cluster *start_cluster(int workers) {
+    lm_test_cluster_opts opts = {.workers = workers, .slots = 2};
+    lm_test_cluster *c = NULL;
+    LM_ASSERT_OK(lm_test_cluster_start(&opts, &c));
+    return c;
+}
+
+static void agree_with_local(lm_test_cluster *c) {
+    const char *addr = lm_test_cluster_scheduler(c);
+    char local[256];
+    snprintf(local, sizeof local, "%s", answer(NULL, corpus, "local", "1"));
+    CU_ASSERT(strlen(local) > 2);
+    CU_ASSERT_STRING_EQUAL(answer(addr, corpus, "exact", "8"), local);
+    CU_ASSERT_STRING_EQUAL(answer(addr, corpus, "exact", "1"), local);
+    CU_ASSERT_STRING_EQUAL(answer(addr, corpus, "seed", "8"), local);
+
+    /* word_count's whole top 25 matches too, order and ties included. */
+    static char top_local[sizeof output];
+    CU_ASSERT_EQUAL(run("word_count", "--input", corpus, "--top", "25", "--method", "local", NULL), 0);
+    snprintf(top_local, sizeof top_local, "%s", output);
+    CU_ASSERT_EQUAL(run("word_count", "--address", addr, "--input", corpus, "--top", "25", "--chunks", "6", NULL), 0);
+    CU_ASSERT_STRING_EQUAL(output, top_local);
+}
+
+static void test_one_worker(void) {
+    lm_test_cluster *c = start_cluster(1);
+    if (c == NULL) return;
+    agree_with_local(c);
+    lm_test_cluster_stop(c);
+}
+
+static void test_four_workers_and_the_counterexample(void) {
+    lm_test_cluster *c = start_cluster(4);
+    if (c == NULL) return;
+    agree_with_local(c);
+    const char *addr = lm_test_cluster_scheduler(c);
+    /* One line per chunk: each chunk's top word (ant, bee, eel: 3 each)
+     * becomes a candidate, cat (2 per chunk, 6 in all) never does. */
+    CU_ASSERT_STRING_EQUAL(answer(addr, counterexample, "exact", "3"), "cat 6");
+    CU_ASSERT_STRING_EQUAL(answer(addr, counterexample, "seed", "3"), "ant 3");
+    lm_test_cluster_stop(c);
+}
+
+int main(void) {
+    CU_TestInfo tests[] = {
+        {"words, whitespace and ties", test_words_and_ties},
+        {"serialized tables: round trip, merge, malformed", test_table_roundtrip_and_merge},
+        {"splitting never cuts a word", test_split_never_cuts_a_word},
+        {"local method and bad arguments", test_local_and_bad_args},
+        {"1 worker: exact, seed, top-K agree with local", test_one_worker},
+        {"4 workers: agree; seed misses the counterexample", test_four_workers_and_the_counterexample},
+        CU_TEST_INFO_NULL,
+    };
+    return lm_test_main("examples", tests, suite_init, suite_cleanup);
+}

@@ -1,0 +1,160 @@
+/*
+ * testlib.c - a function library for the test suite (build/lib/liblumentest.so).
+ * Every worker of a test cluster loads it from its library path.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lumen/remote.h>
+
+/* A malloc'd copy of b as a C string. */
+static char *text(const lumen_bytes *b) {
+    char *s = malloc(b->len + 1);
+    if (s == NULL) return NULL;
+    if (b->len) memcpy(s, b->data, b->len);
+    s[b->len] = '\0';
+    return s;
+}
+
+static int reply(lumen_bytes *out, const void *data, size_t len) {
+    out->data = malloc(len ? len : 1);
+    if (out->data == NULL) return -1;
+    if (len) memcpy(out->data, data, len);
+    out->len = len;
+    return 0;
+}
+
+static int reply_str(lumen_bytes *out, const char *s) { return reply(out, s, strlen(s)); }
+
+/* The decimal number in an argument; false when it is not one. */
+static bool number(const lumen_bytes *b, long long *v) {
+    char *s = text(b), *end = NULL;
+    if (s == NULL) return false;
+    errno = 0;
+    *v = strtoll(s, &end, 10);
+    bool ok = errno == 0 && end != s && *end == '\0';
+    free(s);
+    return ok;
+}
+
+static int echo(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    if (nargs < 1) return lumen_task_fail(ctx, "test.echo wants 1 argument, got %zu", nargs);
+    return reply(out, args[0].data, args[0].len);
+}
+LUMEN_REMOTE("test.echo", echo)
+
+static int concat(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    size_t total = 0;
+    for (size_t i = 0; i < nargs; i++) total += args[i].len;
+    uint8_t *p = malloc(total ? total : 1);
+    if (p == NULL) return lumen_task_fail(ctx, "cannot allocate %zu bytes", total);
+    size_t off = 0;
+    for (size_t i = 0; i < nargs; i++) {
+        if (args[i].len) memcpy(p + off, args[i].data, args[i].len);
+        off += args[i].len;
+    }
+    out->data = p;
+    out->len = total;
+    return 0;
+}
+LUMEN_REMOTE("test.concat", concat)
+
+static int add(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    long long sum = 0;
+    for (size_t i = 0; i < nargs; i++) {
+        long long v;
+        if (!number(&args[i], &v)) return lumen_task_fail(ctx, "argument %zu is not a decimal number", i);
+        sum += v;
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", sum);
+    return reply_str(out, buf);
+}
+LUMEN_REMOTE("test.add", add)
+
+static int fail(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)out;
+    char *s = nargs ? text(&args[0]) : NULL;
+    int rc = lumen_task_fail(ctx, "failed on purpose: %s", s ? s : "");
+    free(s);
+    return rc;
+}
+LUMEN_REMOTE("test.fail", fail)
+
+static int crash(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)ctx, (void)args, (void)nargs, (void)out;
+    raise(SIGSEGV);
+    return 0;
+}
+LUMEN_REMOTE("test.crash", crash)
+
+static int do_abort(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)ctx, (void)args, (void)nargs, (void)out;
+    abort();
+}
+LUMEN_REMOTE("test.abort", do_abort)
+
+static int do_sleep(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    long long ms;
+    if (nargs < 1 || !number(&args[0], &ms) || ms < 0)
+        return lumen_task_fail(ctx, "test.sleep wants a number of milliseconds");
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return reply_str(out, "slept");
+}
+LUMEN_REMOTE("test.sleep", do_sleep)
+
+/* Allocates and touches N MiB in 1 MiB blocks, so a memory limit stops it
+ * part-way with malloc returning NULL (errno ENOMEM). */
+static int alloc(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    long long mib;
+    if (nargs < 1 || !number(&args[0], &mib) || mib < 0)
+        return lumen_task_fail(ctx, "test.alloc wants a number of MiB");
+    void **blocks = calloc((size_t)mib + 1, sizeof *blocks);
+    if (blocks == NULL) return lumen_task_fail(ctx, "cannot allocate the block list");
+    long long got = 0;
+    for (; got < mib; got++) {
+        blocks[got] = malloc(1u << 20);
+        if (blocks[got] == NULL) break;
+        memset(blocks[got], 0xa5, 1u << 20);
+    }
+    int saved = errno;
+    for (long long i = 0; i < got; i++) free(blocks[i]);
+    free(blocks);
+    if (got < mib) {
+        errno = saved;
+        return lumen_task_fail(ctx, "allocated only %lld of %lld MiB", got, mib);
+    }
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", mib);
+    return reply_str(out, buf);
+}
+LUMEN_REMOTE("test.alloc", alloc)
+
+static int size(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)ctx;
+    uint64_t total = 0;
+    for (size_t i = 0; i < nargs; i++) total += args[i].len;
+    char buf[32];
+    snprintf(buf, sizeof buf, "%" PRIu64, total);
+    return reply_str(out, buf);
+}
+LUMEN_REMOTE("test.size", size)
+
+static int print(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)ctx;
+    char *s = nargs ? text(&args[0]) : NULL;
+    printf("test.print stdout: %s\n", s ? s : "");
+    fprintf(stderr, "test.print stderr: %s\n", s ? s : "");
+    free(s);
+    return reply_str(out, "printed");
+}
+LUMEN_REMOTE("test.print", print)
