@@ -240,6 +240,14 @@ static lumen_status wait_submitted(lumen_client *c, int64_t timeout_ms) {
     return st;
 }
 
+/* The first submission error, if any (then some refs will never exist). */
+static lumen_status submit_status(lumen_client *c) {
+    pthread_mutex_lock(&c->mu);
+    lumen_status st = c->submit_error;
+    pthread_mutex_unlock(&c->mu);
+    return st;
+}
+
 static lumen_status make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *out) {
     lumen__arg__init(out);
     if (in->is_ref) {
@@ -354,12 +362,18 @@ lumen_status lumen_reduce(lumen_client *c, const char *function, const lumen_ref
  * num_ready of them (0: no wait). */
 static lumen_status wait_objects(lumen_client *c, const lm_id *ids, size_t n, size_t num_ready, int64_t timeout_ms,
                                  Lumen__WaitObjectsReply **reply) {
+    /* The submissions carrying these refs may still be on their way: the
+     * scheduler waits for them instead of answering NOT_FOUND. */
+    pthread_mutex_lock(&c->mu);
+    send_pending_locked(c);
+    pthread_mutex_unlock(&c->mu);
     ProtobufCBinaryData *raw = malloc((n ? n : 1) * sizeof *raw);
     for (size_t i = 0; i < n; i++) raw[i] = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)ids[i].bytes};
     Lumen__WaitObjectsRequest req = LUMEN__WAIT_OBJECTS_REQUEST__INIT;
     req.n_object_ids = n;
     req.object_ids = raw;
     req.num_ready = (uint32_t)num_ready;
+    req.park_unknown = true;
     ProtobufCMessage *out = NULL;
     lumen_status st = lm_rpc_unary(c->rpc, c->address, c->wait, &req.base, &out, timeout_ms > 0 ? timeout_ms : 1);
     free(raw);
@@ -385,12 +399,13 @@ lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen
         free(loc);
         return st;
     }
-    lumen_status st = wait_submitted(c, c->timeout_ms);
-    if (!LM_IS_OK(st)) return st;
     Lumen__WaitObjectsReply *reply = NULL;
-    st = wait_objects(c, &id, 1, 1, timeout_ms, &reply);
-    if (st.code == LUMEN_DEADLINE_EXCEEDED)
+    lumen_status st = wait_objects(c, &id, 1, 1, timeout_ms, &reply);
+    if (st.code == LUMEN_DEADLINE_EXCEEDED) {
+        lumen_status submit = submit_status(c);
+        if (!LM_IS_OK(submit)) return submit; /* its task never reached the scheduler */
         return lm_status(LUMEN_DEADLINE_EXCEEDED, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
+    }
     if (!LM_IS_OK(st)) return st;
     Lumen__ObjectState *o = reply->objects[0];
     if (o->status != NULL && o->status->code != LUMEN_OK) {
@@ -424,12 +439,16 @@ lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t
     }
     size_t want = num_ready > n ? n : num_ready;
     want = want > local ? want - local : 0;
-    lumen_status st = asked ? wait_submitted(c, c->timeout_ms) : lm_ok();
+    lumen_status st = lm_ok();
     Lumen__WaitObjectsReply *reply = NULL;
-    if (LM_IS_OK(st) && asked) {
+    if (asked) {
         st = wait_objects(c, ids, asked, want, timeout_ms, &reply);
         if (st.code == LUMEN_DEADLINE_EXCEEDED) /* not enough in time: report what is */
             st = wait_objects(c, ids, asked, 0, c->timeout_ms, &reply);
+        if (LM_IS_OK(st)) {
+            lumen_status submit = submit_status(c);
+            if (!LM_IS_OK(submit)) st = submit;
+        }
     }
     size_t done = local;
     for (size_t k = 0; reply != NULL && k < asked; k++)

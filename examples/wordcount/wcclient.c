@@ -41,6 +41,7 @@ typedef struct run {
     const input *in;
     lumen_client *client;
     lumen_ref *chunks; /* one per chunk, put in the object store */
+    lumen_ref *counts; /* exact: each chunk's count task, submitted as soon as it is put */
     size_t n;
     double t0;
 } run;
@@ -247,18 +248,14 @@ static int run_seed(run *r, wc_table *totals) {
     return rc;
 }
 
-/* Counts every word of every chunk, merges the tables in a tree of tasks
- * in the cluster, and asks the cluster for the top K: only K lines come
- * back to the client. */
+/* Counts every word of every chunk (those tasks were submitted as the
+ * chunks were put), merges the tables in a tree of tasks in the cluster,
+ * and asks the cluster for the top K: only K lines come back. */
 static int run_exact(run *r, lumen_bytes *text) {
-    lumen_arg *args = calloc(r->n ? r->n : 1, sizeof *args);
-    lumen_ref *counts = calloc(r->n ? r->n : 1, sizeof *counts);
-    int rc = args && counts ? 0 : 1;
-    for (size_t i = 0; rc == 0 && i < r->n; i++) args[i] = lumen_arg_ref(r->chunks[i]);
+    int rc = 0;
+    lumen_status st;
     lumen_ref root, top;
-    lumen_status st = lumen_map(r->client, "wordcount.count", args, r->n, NULL, counts);
-    if (rc == 0 && st.code != LUMEN_OK) rc = fail(r, "map wordcount.count", st);
-    if (rc == 0 && (st = lumen_reduce(r->client, "wordcount.merge", counts, r->n, NULL, &root)).code != LUMEN_OK)
+    if ((st = lumen_reduce(r->client, "wordcount.merge", r->counts, r->n, NULL, &root)).code != LUMEN_OK)
         rc = fail(r, "reduce wordcount.merge", st);
     char kbuf[24];
     snprintf(kbuf, sizeof kbuf, "%zu", r->opt->k);
@@ -269,15 +266,13 @@ static int run_exact(run *r, lumen_bytes *text) {
     if (rc == 0 && (st = lumen_get(r->client, top, r->opt->timeout_ms, &got)).code != LUMEN_OK)
         rc = fail(r, "count, merge and top", st);
     if (rc == 0) {
-        phase(r, "count, merge tree, top");
+        phase(r, "merge tree, top");
         /* A malloc'ed copy, like every method's answer. */
         text->data = malloc(got.len + 1);
         text->len = text->data ? got.len : 0;
         if (text->data != NULL && got.len > 0) memcpy(text->data, got.data, got.len);
     }
     lumen_bytes_free(&got);
-    free(args);
-    free(counts);
     return rc;
 }
 
@@ -286,10 +281,12 @@ static int run_cluster(const wc_program *p, const options *o, const input *in, l
     double start = r.t0;
     size_t *bounds = malloc((o->chunks + 1) * sizeof *bounds);
     r.chunks = calloc(o->chunks, sizeof *r.chunks);
-    if (bounds == NULL || r.chunks == NULL) {
+    r.counts = calloc(o->chunks, sizeof *r.counts);
+    if (bounds == NULL || r.chunks == NULL || r.counts == NULL) {
         fprintf(stderr, "%s: out of memory\n", p->name);
         free(bounds);
         free(r.chunks);
+        free(r.counts);
         return 1;
     }
     wc_split(in->data, in->len, o->chunks, bounds);
@@ -303,11 +300,15 @@ static int run_cluster(const wc_program *p, const options *o, const input *in, l
         if (bounds[i + 1] == bounds[i]) continue;
         st = lumen_put(r.client, in->data + bounds[i], bounds[i + 1] - bounds[i], &r.chunks[r.n]);
         if (st.code != LUMEN_OK) rc = fail(&r, "put chunk", st);
+        lumen_arg chunk = lumen_arg_ref(r.chunks[r.n]);
+        if (rc == 0 && o->how == METHOD_EXACT &&
+            (st = lumen_call(r.client, "wordcount.count", &chunk, 1, NULL, &r.counts[r.n])).code != LUMEN_OK)
+            rc = fail(&r, "call wordcount.count", st);
         r.n++;
     }
     if (rc == 0) {
         fprintf(stderr, "%s: %zu chunk(s) of about %zu bytes\n", p->name, r.n, r.n ? in->len / r.n : 0);
-        phase(&r, "connect, split, put");
+        phase(&r, o->how == METHOD_EXACT ? "connect, split, put, count" : "connect, split, put");
     }
     if (rc == 0 && o->how == METHOD_EXACT) rc = r.n > 0 ? run_exact(&r, text) : 0;
     if (rc == 0 && o->how == METHOD_SEED) {
@@ -319,6 +320,7 @@ static int run_cluster(const wc_program *p, const options *o, const input *in, l
     if (rc == 0) fprintf(stderr, "%s: total %.3f s\n", p->name, now_s() - start);
     lumen_close(r.client);
     free(r.chunks);
+    free(r.counts);
     free(bounds);
     return rc;
 }

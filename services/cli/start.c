@@ -173,11 +173,6 @@ static lumen_status mkdir_p(const char *path, mode_t mode) {
     }
 }
 
-static bool is_dir(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 /* The cluster's token: --token, else $LUMEN_TOKEN, else none.
  * TODO(reliability): generate a random token here when none is given, so a
  * started cluster is never open; clients read it from <run-dir>/token. */
@@ -250,12 +245,11 @@ static int parse_start(plan *p) {
     return -1;
 }
 
-/* The function libraries next to the binaries: <prefix>/lib/lumen when
- * installed, build/lib in a build tree; then --library-path. */
+/* The function libraries next to the binaries (<prefix>/lib/lumen, both
+ * installed and in a build tree), then --library-path. */
 static void library_path(plan *p) {
     char dir[PATH_MAX + 16];
     snprintf(dir, sizeof dir, "%s/../lib/lumen", p->bin_dir);
-    if (!is_dir(dir)) snprintf(dir, sizeof dir, "%s/../lib", p->bin_dir);
     char *real = realpath(dir, NULL);
     snprintf(p->lib_path, sizeof p->lib_path, "%.*s%s%.8000s", PATH_MAX, real ? real : dir,
              f.library_path && f.library_path[0] ? ":" : "", f.library_path ? f.library_path : "");

@@ -67,7 +67,8 @@ static lumen_status start(lm_chunk_asm *a, const Lumen__ObjectChunk *c) {
     } else if (a->opts.alloc != NULL) {
         lumen_status st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "no buffer");
         a->data = a->opts.alloc(a->opts.alloc_arg, a->total, &st);
-        if (a->data == NULL) return lm_status_wrap(st, "object %s", hex(a->id).s);
+        if (a->data == NULL)
+            return strstr(st.msg, hex(a->id).s) ? st : lm_status_wrap(st, "object %s", hex(a->id).s);
     } else {
         a->data = lm_chunk_buffer_alloc(a->total);
         if (a->data == NULL)

@@ -9,7 +9,7 @@
 
 #include "log.h"
 
-#define RETRY_MIN_MS 100
+#define RETRY_MIN_MS 50
 #define RETRY_MAX_MS 2000
 
 typedef enum op_kind { OP_READY, OP_REMOVED } op_kind;
@@ -33,6 +33,7 @@ struct lm_dir_writer {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     dir_op *head, *tail; /* queued, oldest first */
+    bool fresh;          /* ops arrived since the last pass */
     bool stopping;
 };
 
@@ -54,6 +55,7 @@ static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, uint64_t size, voi
     if (w->tail) w->tail->next = op;
     else w->head = op;
     w->tail = op;
+    w->fresh = true;
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
 }
@@ -76,12 +78,12 @@ static lumen_status apply(lm_dir_writer *w, const dir_op *op) {
                                 : lm_redis_obj_loc_remove(w->redis, op->id, w->store);
 }
 
-/* Tries ops in order; once one fails the rest wait their turn (order
- * matters: a removal must not overtake its READY). Every callback runs.
- * Returns what is left, oldest first. */
-static dir_op *run_pass(lm_dir_writer *w, dir_op *ops, lumen_status *failed) {
+/* Tries ops in order (when `try` says Redis may be asked); once one fails
+ * the rest wait their turn (order matters: a removal must not overtake its
+ * READY). Every callback runs. Returns what is left, oldest first. */
+static dir_op *run_pass(lm_dir_writer *w, dir_op *ops, bool try, lumen_status *failed) {
     dir_op *left = NULL, **left_tail = &left;
-    *failed = lm_ok();
+    if (try) *failed = lm_ok();
     while (ops != NULL) {
         dir_op *op = ops;
         ops = op->next;
@@ -99,37 +101,55 @@ static dir_op *run_pass(lm_dir_writer *w, dir_op *ops, lumen_status *failed) {
     return left;
 }
 
-static void wait_ms(lm_dir_writer *w, unsigned ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-    while (!w->stopping)
-        if (pthread_cond_timedwait(&w->cond, &w->mu, &until) != 0) break;
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits until `until` (monotonic ms) or a signal, whichever comes first. */
+static void nap_until(lm_dir_writer *w, uint64_t until) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = now_ms();
+    uint64_t ms = until > now ? until - now : 0;
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&w->cond, &w->mu, &ts);
 }
 
 static void *writer_main(void *arg) {
     lm_dir_writer *w = arg;
     unsigned backoff = RETRY_MIN_MS;
+    uint64_t retry_at = 0;      /* while Redis is away: when to ask it again */
+    lumen_status failed = lm_ok();
     bool warned = false;
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (w->head == NULL && !w->stopping) pthread_cond_wait(&w->cond, &w->mu);
         if (w->head == NULL) break; /* stopping, nothing left */
         bool last = w->stopping;
+        bool try = last || now_ms() >= retry_at;
+        if (!try && !w->fresh) { /* nothing new: wait for the retry time */
+            nap_until(w, retry_at);
+            continue;
+        }
         dir_op *ops = w->head;
         w->head = w->tail = NULL;
+        w->fresh = false;
         pthread_mutex_unlock(&w->mu);
 
-        lumen_status failed;
-        dir_op *left = run_pass(w, ops, &failed);
+        /* Without trying, new callbacks still run: callers are not held
+         * up by a Redis that is away. */
+        dir_op *left = run_pass(w, ops, try, &failed);
 
         pthread_mutex_lock(&w->mu);
         if (left == NULL) {
             if (warned) lm_info("redis is back: the object directory is up to date");
             warned = false;
             backoff = RETRY_MIN_MS;
+            retry_at = 0;
             continue;
         }
         size_t n = 0;
@@ -148,8 +168,10 @@ static void *writer_main(void *arg) {
         end->next = w->head; /* the failed ones stay first */
         if (w->head == NULL) w->tail = end;
         w->head = left;
-        wait_ms(w, backoff);
-        backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
+        if (try) {
+            retry_at = now_ms() + backoff;
+            backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
+        }
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;

@@ -16,10 +16,12 @@
 #include "log.h"
 
 #define WAIT_BUCKETS 64
+#define POOL_MIN (4u << 20) /* smaller buffers are malloc's to recycle */
 
 struct lm_store_obj {
     lm_id id, job;
     uint64_t size;
+    uint64_t cap;   /* bytes of memory data holds (at least size) */
     uint8_t *data;  /* in memory, or NULL when only in its file */
     bool has_file;  /* <dir>/<hex> holds the bytes */
     bool spilling;  /* a spill of it is being written (holds a pin) */
@@ -31,7 +33,7 @@ struct lm_store_obj {
 
 struct lm_store_put {
     lm_id id, job;
-    uint64_t size;
+    uint64_t size, cap;
     uint8_t *data;
     char *part_path; /* non-NULL: data maps this file (the put did not fit in memory) */
 };
@@ -45,6 +47,13 @@ struct lm_store_reader {
     size_t buf_len;
 };
 
+/* A freed buffer kept for reuse; the header lives in the buffer itself. */
+typedef struct pooled pooled;
+struct pooled {
+    pooled *next;
+    uint64_t cap;
+};
+
 struct lm_store {
     pthread_mutex_t mu;
     uint64_t limit;
@@ -53,6 +62,8 @@ struct lm_store {
     lm_idmap *objects; /* id -> lm_store_obj, listed ones only */
     lm_store_obj *lru_head, *lru_tail;
     uint64_t mem_used, disk_bytes, peak, spilled;
+    pooled *pool; /* freed buffers kept for reuse, newest first */
+    uint64_t pool_bytes;
     uint64_t seq; /* names temporary files */
     lm_store_waiter *waiters[WAIT_BUCKETS];
     bool parking_closed;
@@ -135,27 +146,72 @@ static void lru_push(lm_store *s, lm_store_obj *o) {
     o->in_lru = true;
 }
 
+/*
+ * Memory. Fresh pages are costly here (on a VM a first touch costs more
+ * than the copy that fills it), so big buffers of objects that go are kept
+ * for later puts instead of being returned to the kernel. mem_used counts
+ * buffers in use, pool_bytes those kept; together they stay within the limit.
+ */
 static void mem_add(lm_store *s, uint64_t n) {
     s->mem_used += n;
     if (s->mem_used > s->peak) s->peak = s->mem_used;
 }
 
+/* A kept buffer for size bytes, wasting at most an eighth of it; NULL when
+ * there is none. Locked. */
+static void *pool_take(lm_store *s, uint64_t size, uint64_t *cap) {
+    if (size < POOL_MIN) return NULL;
+    pooled **best = NULL;
+    for (pooled **pp = &s->pool; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->cap >= size && (*pp)->cap - size <= size / 8 && (best == NULL || (*pp)->cap < (*best)->cap))
+            best = pp;
+    if (best == NULL) return NULL;
+    pooled *b = *best;
+    *best = b->next;
+    *cap = b->cap;
+    s->pool_bytes -= b->cap;
+    mem_add(s, b->cap);
+    return b;
+}
+
+/* Gives back a buffer that held cap bytes of objects. Locked. */
+static void mem_release(lm_store *s, void *data, uint64_t cap) {
+    s->mem_used -= cap;
+    if (cap < POOL_MIN) {
+        free(data);
+        return;
+    }
+    pooled *b = data;
+    b->cap = cap;
+    b->next = s->pool;
+    s->pool = b;
+    s->pool_bytes += cap;
+}
+
+/* Frees the oldest kept buffer; false when none is left. Locked. */
+static bool pool_shrink(lm_store *s) {
+    pooled **pp = &s->pool;
+    if (*pp == NULL) return false;
+    while ((*pp)->next != NULL) pp = &(*pp)->next;
+    pooled *b = *pp;
+    *pp = NULL;
+    s->pool_bytes -= b->cap;
+    free(b);
+    return true;
+}
+
 /* Frees an object's memory (its file holds the bytes, or it is going). */
 static void drop_memory(lm_store *s, lm_store_obj *o) {
     if (o->data == NULL) return;
-    free(o->data);
+    mem_release(s, o->data, o->cap);
     o->data = NULL;
-    s->mem_used -= o->size;
     lru_remove(s, o);
     if (o->listed) s->disk_bytes += o->size;
 }
 
 /* Frees an unlisted object (disk bytes were unaccounted by unlist). */
 static void destroy(lm_store *s, lm_store_obj *o) {
-    if (o->data != NULL) {
-        free(o->data);
-        s->mem_used -= o->size;
-    }
+    if (o->data != NULL) mem_release(s, o->data, o->cap);
     lru_remove(s, o);
     free(o);
 }
@@ -240,6 +296,8 @@ void lm_store_free(lm_store *s) {
         unlist(s, all[i]);
     }
     free(all);
+    while (pool_shrink(s)) {
+    }
     if (s->private_dir && rmdir(s->dir) != 0) lm_warn("cannot remove %s: %s", s->dir, strerror(errno));
     lm_idmap_free(s->objects);
     free(s->dir);
@@ -253,6 +311,7 @@ void lm_store_stats_get(lm_store *s, lm_store_stats *out) {
     pthread_mutex_lock(&s->mu);
     out->objects = lm_idmap_count(s->objects);
     out->bytes_in_memory = s->mem_used;
+    out->bytes_kept = s->pool_bytes;
     out->bytes_on_disk = s->disk_bytes;
     out->peak_in_memory = s->peak;
     out->spilled = s->spilled;
@@ -317,11 +376,18 @@ static lumen_status spill(lm_store *s, lm_store_obj *o) {
     return st;
 }
 
-/* Reserves size bytes of memory, spilling unheld objects until they fit;
- * false when they cannot (the caller writes to a file instead). Locked. */
-static lumen_status reserve(lm_store *s, uint64_t size, bool *reserved) {
-    *reserved = false;
-    while (s->mem_used + size > s->limit) {
+/* Memory for size bytes: a kept buffer (*data), or room for a fresh one
+ * (*data NULL) made by freeing kept buffers and spilling unheld objects;
+ * *fits false when it cannot fit (the caller writes to a file instead).
+ * *cap: the bytes accounted. Locked. */
+static lumen_status reserve(lm_store *s, uint64_t size, void **data, uint64_t *cap, bool *fits) {
+    *cap = 0;
+    *fits = true;
+    *data = pool_take(s, size, cap);
+    if (*data != NULL) return lm_ok();
+    *fits = false;
+    while (s->mem_used + s->pool_bytes + size > s->limit) {
+        if (pool_shrink(s)) continue;
         lm_store_obj *o = pick_victim(s);
         if (o == NULL) return lm_ok();
         if (!o->has_file) {
@@ -337,7 +403,8 @@ static lumen_status reserve(lm_store *s, uint64_t size, bool *reserved) {
         }
     }
     mem_add(s, size);
-    *reserved = true;
+    *cap = size;
+    *fits = true;
     return lm_ok();
 }
 
@@ -363,13 +430,10 @@ static lumen_status map_part_file(lm_store *s, lm_store_put *p, uint64_t seq) {
     return st;
 }
 
+/* Frees p; its memory buffer (if any) was given back by the caller. */
 static void put_free(lm_store_put *p) {
-    if (p->part_path != NULL) {
-        if (p->data != NULL) munmap(p->data, p->size);
-        free(p->part_path);
-    } else {
-        free(p->data);
-    }
+    if (p->part_path != NULL && p->data != NULL) munmap(p->data, p->size);
+    free(p->part_path);
     free(p);
 }
 
@@ -380,17 +444,20 @@ lumen_status lm_store_put_begin(lm_store *s, lm_id id, lm_id job, uint64_t size,
     p->id = id;
     p->job = job;
     p->size = size;
-    bool reserved = false;
+    void *kept = NULL;
+    bool fits = false;
     pthread_mutex_lock(&s->mu);
-    lumen_status st = reserve(s, size, &reserved);
+    lumen_status st = reserve(s, size, &kept, &p->cap, &fits);
     uint64_t seq = ++s->seq;
     pthread_mutex_unlock(&s->mu);
-    if (LM_IS_OK(st) && reserved) {
+    if (LM_IS_OK(st) && kept != NULL) {
+        p->data = kept;
+    } else if (LM_IS_OK(st) && fits) {
         p->data = lm_chunk_buffer_alloc(size);
         if (p->data == NULL) {
             st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "cannot allocate %llu bytes", (unsigned long long)size);
             pthread_mutex_lock(&s->mu);
-            s->mem_used -= size;
+            s->mem_used -= p->cap;
             pthread_mutex_unlock(&s->mu);
         }
     } else if (LM_IS_OK(st)) {
@@ -414,8 +481,9 @@ void lm_store_put_abort(lm_store *s, lm_store_put *p) {
         unlink(p->part_path);
     } else {
         pthread_mutex_lock(&s->mu);
-        s->mem_used -= p->size;
+        mem_release(s, p->data, p->cap);
         pthread_mutex_unlock(&s->mu);
+        p->data = NULL;
     }
     put_free(p);
 }
@@ -455,6 +523,7 @@ lumen_status lm_store_put_commit(lm_store *s, lm_store_put *p, bool *already_pre
     o->id = p->id;
     o->job = p->job;
     o->size = p->size;
+    o->cap = p->cap;
     if (p->part_path != NULL) {
         char *path = file_path(s, p->id, NULL, 0);
         munmap(p->data, p->size); /* the page cache writes it back */

@@ -9,7 +9,9 @@
  * written to spill_dir (one file per object, named by its hex id) and their
  * memory freed. A put that cannot fit even then (bigger than the limit, or
  * the rest is held by readers) writes straight to its file. Nothing is lost
- * by spilling: a spilled object is read from its file.
+ * by spilling: a spilled object is read from its file. Big buffers of
+ * objects that go are kept for later puts (fresh pages are costly on VMs),
+ * within the same limit.
  *
  * Readers pin what they read (lm_store_reader): a pinned object is neither
  * spilled from memory nor freed; deleting it only unlists it, and its memory
@@ -48,6 +50,7 @@ const char *lm_store_spill_dir(const lm_store *s);
 typedef struct lm_store_stats {
     uint64_t objects;
     uint64_t bytes_in_memory; /* objects held in memory + reservations of puts */
+    uint64_t bytes_kept;      /* freed buffers kept for later puts (in + kept <= limit) */
     uint64_t bytes_on_disk;   /* objects only in spill files */
     uint64_t peak_in_memory;  /* highest bytes_in_memory so far */
     uint64_t spilled;         /* objects written to spill files so far */

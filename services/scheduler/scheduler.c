@@ -114,6 +114,7 @@ struct scheduler {
     const lm_config *cfg;
     pthread_mutex_t mu;
     lm_idmap *nodes, *tasks, *objs, *jobs;
+    lm_idmap *unknown_waiters; /* ptr_vec of waiters by object id not seen yet */
     ptr_vec node_list; /* every snode, for placement and lookups by address */
     stask *ready_head, *ready_tail;
 
@@ -207,6 +208,12 @@ static sobj *obj_new(scheduler *s, lm_id id, lm_id job) {
     o->id = id;
     o->job = job;
     lm_idmap_put(s->objs, id, o);
+    /* Waits that arrived before the task that makes it. */
+    ptr_vec *early = lm_idmap_remove(s->unknown_waiters, id);
+    if (early != NULL) {
+        o->waiters = *early;
+        free(early);
+    }
     return o;
 }
 
@@ -214,6 +221,24 @@ static void waiter_unref(waiter *w) {
     if (--w->refs > 0) return;
     free(w->ids);
     free(w);
+}
+
+/* Takes a finished waiter off the lists of ids it waited for unseen. */
+static void unknown_detach(scheduler *s, waiter *w) {
+    for (size_t i = 0; i < w->n && lm_idmap_count(s->unknown_waiters) > 0; i++) {
+        ptr_vec *list = lm_idmap_get(s->unknown_waiters, w->ids[i]);
+        for (size_t k = 0; list != NULL && k < list->n; k++) {
+            if (list->items[k] != w) continue;
+            list->items[k] = list->items[--list->n];
+            w->refs--; /* never the last: the caller holds one */
+            break;
+        }
+        if (list != NULL && list->n == 0) {
+            lm_idmap_remove(s->unknown_waiters, w->ids[i]);
+            free(list->items);
+            free(list);
+        }
+    }
 }
 
 static void obj_free(sobj *o) {
@@ -327,6 +352,7 @@ static void wait_reply_free(ProtobufCMessage *m) { protobuf_c_message_free_unpac
 
 static void waiter_answer(scheduler *s, waiter *w, outbox *out) {
     w->done = true;
+    unknown_detach(s, w);
     Lumen__WaitObjectsReply *r = wait_reply_build(s, w->ids, w->n);
     outbox_add(out, (answer){w->call, &r->base, wait_reply_free, lm_ok()});
     waiter_unref(w); /* the call's reference */
@@ -344,6 +370,15 @@ static void waiters_recount(scheduler *s, sobj *o, outbox *out) {
 }
 
 static void on_wait_cancel(lm_rpc_call *call, void *arg);
+
+static ptr_vec *unknown_list(scheduler *s, lm_id id) {
+    ptr_vec *list = lm_idmap_get(s->unknown_waiters, id);
+    if (list == NULL) {
+        list = calloc(1, sizeof *list);
+        lm_idmap_put(s->unknown_waiters, id, list);
+    }
+    return list;
+}
 
 /* ------------------------------------------------------------- placement */
 
@@ -870,7 +905,7 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < n; i++) {
         sobj *o = lm_idmap_get(s->objs, w->ids[i]);
-        if (o == NULL || o->state != OBJ_PENDING) w->have++;
+        if (o != NULL ? o->state != OBJ_PENDING : !req->park_unknown) w->have++;
     }
     if (w->have >= w->need) {
         waiter_answer(s, w, &out);
@@ -881,8 +916,9 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     } else {
         for (size_t i = 0; i < n; i++) {
             sobj *o = lm_idmap_get(s->objs, w->ids[i]);
-            if (o != NULL && o->state == OBJ_PENDING) {
-                ptr_push(&o->waiters, w);
+            ptr_vec *list = o != NULL ? (o->state == OBJ_PENDING ? &o->waiters : NULL) : unknown_list(s, w->ids[i]);
+            if (list != NULL) {
+                ptr_push(list, w);
                 w->refs++;
             }
         }
@@ -898,6 +934,7 @@ static void on_wait_cancel(lm_rpc_call *call, void *arg) {
     bool mine = !w->done;
     if (mine) {
         w->done = true;
+        unknown_detach(s, w);
         waiter_unref(w); /* the call's reference; objects drop theirs later */
     }
     pthread_mutex_unlock(&s->mu);
@@ -1181,6 +1218,7 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     s->tasks = lm_idmap_new();
     s->objs = lm_idmap_new();
     s->jobs = lm_idmap_new();
+    s->unknown_waiters = lm_idmap_new();
     s->writer = sched_writer_new(redis);
     lm_rpc_method_find(&lumen__worker__descriptor, "RunTasks", &s->run_tasks);
     lm_rpc_method_find(&lumen__object_store__descriptor, "ReleaseJob", &s->release_job);
@@ -1198,6 +1236,14 @@ static void free_task_entry(void *arg, lm_id key, void *value) {
 static void free_obj_entry(void *arg, lm_id key, void *value) {
     (void)arg, (void)key;
     obj_free(value);
+}
+
+static void free_unknown_entry(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    ptr_vec *list = value;
+    for (size_t i = 0; i < list->n; i++) waiter_unref(list->items[i]);
+    free(list->items);
+    free(list);
 }
 
 static void free_job_entry(void *arg, lm_id key, void *value) {
@@ -1220,6 +1266,8 @@ void scheduler_free(scheduler *s) {
     lm_idmap_each(s->tasks, free_task_entry, NULL);
     lm_idmap_each(s->objs, free_obj_entry, NULL);
     lm_idmap_each(s->jobs, free_job_entry, NULL);
+    lm_idmap_each(s->unknown_waiters, free_unknown_entry, NULL);
+    lm_idmap_free(s->unknown_waiters);
     for (size_t i = 0; i < s->node_list.n; i++) {
         snode *n = s->node_list.items[i];
         free(n->addr);
