@@ -715,7 +715,7 @@ static void publish_cmd(cmd *c, const conn_cfg *cfg, const char *type, lm_id id,
          detail ? detail : "");
 }
 
-lumen_status lm_redis_obj_ready(lm_redis *r, lm_id obj, uint64_t size, lm_id store) {
+lumen_status lm_redis_obj_ready(lm_redis *r, lm_id obj, uint64_t size, lm_id store, lm_id job) {
     char hex[LM_ID_HEX_LEN + 1];
     batch b = {0};
     cmd c;
@@ -723,9 +723,14 @@ lumen_status lm_redis_obj_ready(lm_redis *r, lm_id obj, uint64_t size, lm_id sto
     f_u64(&c, "size", size);
     f_str(&c, "state", lm_obj_state_name(LM_OBJ_READY));
     f_str(&c, "error", "");
+    if (!lm_id_is_zero(job)) f_id(&c, "job", job);
     batch_add(&b, &c);
     set_member(&c, &r->cfg, "SADD", "obj", obj, ":locs", store);
     batch_add(&b, &c);
+    if (!lm_id_is_zero(job)) {
+        set_member(&c, &r->cfg, "SADD", "job", job, ":objs", obj);
+        batch_add(&b, &c);
+    }
     publish_cmd(&c, &r->cfg, LM_EVENT_OBJ_READY, obj, lm_id_to_hex(store, hex));
     batch_add(&b, &c);
     lumen_status st = exec(r, &b, "obj ready", NULL);
@@ -795,6 +800,28 @@ lumen_status lm_redis_job_finish(lm_redis *r, lm_id job, uint64_t tasks) {
     f_u64(&c, "finished_ms", wall_ms());
     f_u64(&c, "tasks", tasks);
     return run(r, "job finish", &c, NULL);
+}
+
+lumen_status lm_redis_job_release(lm_redis *r, lm_id job) {
+    lm_id *objs = NULL;
+    size_t n = 0;
+    lumen_status st = lm_redis_job_objs(r, job, &objs, &n);
+    if (!LM_IS_OK(st)) return st;
+    batch b = {0};
+    cmd c;
+    for (size_t i = 0; i < n; i++) {
+        cmd_start(&c, "DEL");
+        arg_key(&c, &r->cfg, "obj", objs[i], "");
+        arg_key(&c, &r->cfg, "obj", objs[i], ":locs");
+        batch_add(&b, &c);
+    }
+    cmd_start(&c, "DEL");
+    arg_key(&c, &r->cfg, "job", job, ":objs");
+    batch_add(&b, &c);
+    st = exec(r, &b, "job release", NULL);
+    batch_fini(&b);
+    free(objs);
+    return st;
 }
 
 lumen_status lm_redis_job_objs(lm_redis *r, lm_id job, lm_id **objs, size_t *n) {

@@ -158,9 +158,10 @@ lumen_status lm_redis_obj_set_state(lm_redis *r, lm_id obj, lm_obj_state state,
                                     const char *error);
 
 /* The object is stored at store: state READY, size, error "", store added to
- * its locations, then "obj_ready <obj> <store>" published (one round trip,
- * so a subscriber that sees the event can read the record). */
-lumen_status lm_redis_obj_ready(lm_redis *r, lm_id obj, uint64_t size, lm_id store);
+ * its locations, the object added to its job's set (job non-zero), then
+ * "obj_ready <obj> <store>" published (one round trip, so a subscriber that
+ * sees the event can read the record). */
+lumen_status lm_redis_obj_ready(lm_redis *r, lm_id obj, uint64_t size, lm_id store, lm_id job);
 
 lumen_status lm_redis_obj_loc_add(lm_redis *r, lm_id obj, lm_id store);
 lumen_status lm_redis_obj_loc_remove(lm_redis *r, lm_id obj, lm_id store);
@@ -189,6 +190,10 @@ lumen_status lm_redis_job_start(lm_redis *r, lm_id job);
 /* state FINISHED, finished_ms now, tasks: how many the job submitted. */
 lumen_status lm_redis_job_finish(lm_redis *r, lm_id job, uint64_t tasks);
 /* The objects the job owns; free(*objs) when done. */
+/* A finished job's objects are gone: deletes their records and locations
+ * and the job's object set (the job's own hash stays, as history). */
+lumen_status lm_redis_job_release(lm_redis *r, lm_id job);
+
 lumen_status lm_redis_job_objs(lm_redis *r, lm_id job, lm_id **objs, size_t *n);
 
 /* ---- events ---- */

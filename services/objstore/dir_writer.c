@@ -18,7 +18,7 @@ typedef struct dir_op dir_op;
 struct dir_op {
     dir_op *next;
     op_kind kind;
-    lm_id id;
+    lm_id id, job;
     uint64_t size;
     void (*done)(void *);
     void *arg;
@@ -39,7 +39,8 @@ struct lm_dir_writer {
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, uint64_t size, void (*done)(void *), void *arg) {
+static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, lm_id job, uint64_t size, void (*done)(void *),
+                    void *arg) {
     dir_op *op = calloc(1, sizeof *op);
     if (op == NULL) { /* the directory misses one update; the caller still hears back */
         lm_error("directory update for an object lost: out of memory");
@@ -48,6 +49,7 @@ static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, uint64_t size, voi
     }
     op->kind = kind;
     op->id = id;
+    op->job = job;
     op->size = size;
     op->done = done;
     op->arg = arg;
@@ -60,12 +62,12 @@ static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, uint64_t size, voi
     pthread_mutex_unlock(&w->mu);
 }
 
-void lm_dir_writer_ready(lm_dir_writer *w, lm_id id, uint64_t size, void (*done)(void *), void *arg) {
-    enqueue(w, OP_READY, id, size, done, arg);
+void lm_dir_writer_ready(lm_dir_writer *w, lm_id id, lm_id job, uint64_t size, void (*done)(void *), void *arg) {
+    enqueue(w, OP_READY, id, job, size, done, arg);
 }
 
 void lm_dir_writer_removed(lm_dir_writer *w, lm_id id, void (*done)(void *), void *arg) {
-    enqueue(w, OP_REMOVED, id, 0, done, arg);
+    enqueue(w, OP_REMOVED, id, (lm_id){{0}}, 0, done, arg);
 }
 
 static lumen_status apply(lm_dir_writer *w, const dir_op *op) {
@@ -74,7 +76,7 @@ static lumen_status apply(lm_dir_writer *w, const dir_op *op) {
         if (!LM_IS_OK(st)) return st;
         lm_info("connected to redis at %s", w->opts.addr);
     }
-    return op->kind == OP_READY ? lm_redis_obj_ready(w->redis, op->id, op->size, w->store)
+    return op->kind == OP_READY ? lm_redis_obj_ready(w->redis, op->id, op->size, w->store, op->job)
                                 : lm_redis_obj_loc_remove(w->redis, op->id, w->store);
 }
 

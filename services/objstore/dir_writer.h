@@ -27,7 +27,7 @@ typedef struct lm_dir_writer lm_dir_writer;
 lumen_status lm_dir_writer_start(const lm_redis_opts *opts, lm_id store, lm_dir_writer **out);
 
 /* Object id (size bytes) is here: READY, and this store among its locations. */
-void lm_dir_writer_ready(lm_dir_writer *w, lm_id id, uint64_t size, void (*done)(void *), void *arg);
+void lm_dir_writer_ready(lm_dir_writer *w, lm_id id, lm_id job, uint64_t size, void (*done)(void *), void *arg);
 
 /* Object id is no longer here: this store leaves its locations. */
 void lm_dir_writer_removed(lm_dir_writer *w, lm_id id, void (*done)(void *), void *arg);

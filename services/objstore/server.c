@@ -226,7 +226,7 @@ static void put_end(lm_rpc_call *call, put_call *p) {
         return;
     }
     lm_debug("put %s: %llu bytes", hex(p->asm_.id).s, (unsigned long long)p->asm_.total);
-    lm_dir_writer_ready(srv->dir, p->asm_.id, p->asm_.total, put_reply, call);
+    lm_dir_writer_ready(srv->dir, p->asm_.id, p->asm_.job, p->asm_.total, put_reply, call);
 }
 
 static void handle_put(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {

@@ -1095,8 +1095,11 @@ static void handle_end_job(lm_rpc_call *call, const ProtobufCMessage *msg, void 
         free(stores[i]);
     }
     free(stores);
+    /* Records written behind must land before the job's objects are erased. */
+    sched_writer_flush(s->writer, s->cfg->cluster.rpc_timeout_ms);
     lumen_status st = lm_redis_job_finish(s->redis, id, ntasks);
-    if (!LM_IS_OK(st)) lm_warn("job finish: %s", st.msg);
+    if (LM_IS_OK(st)) st = lm_redis_job_release(s->redis, id);
+    if (!LM_IS_OK(st)) lm_warn("job end: %s", st.msg);
     Lumen__JobReply reply = LUMEN__JOB_REPLY__INIT;
     lm_rpc_reply(call, &reply.base);
 }

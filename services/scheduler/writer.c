@@ -10,6 +10,9 @@
 
 #define BATCH_MAX 1024
 #define RETRY_MS 200
+/* Records wait this long for company before a batch is written: one Redis
+ * round trip then carries a few milliseconds of work instead of one record. */
+#define COALESCE_MS 2
 
 typedef struct queue {
     lm_task_record *tasks;
@@ -26,6 +29,8 @@ struct sched_writer {
     pthread_cond_t drained;  /* a batch was written */
     queue pending;
     uint64_t queued, written; /* records, for flush */
+    uint64_t signalled_at;    /* `queued` when the writer last took a batch */
+    int flushing;             /* callers waiting in sched_writer_flush: no coalescing delay */
     bool stopping;
 };
 
@@ -55,6 +60,12 @@ static void move_all(queue *dst, queue *src) {
     src->ntasks = src->nobjs = 0;
 }
 
+/* Only the first record of a batch wakes the writer: the rest join it
+ * during the coalescing wait without a wake-up each. */
+static void record_queued(sched_writer *w) {
+    if (w->queued++ == w->signalled_at) pthread_cond_signal(&w->cond);
+}
+
 void sched_writer_task(sched_writer *w, const lm_task_record *rec) {
     lm_task_record t = *rec;
     t.fn = dup_str(rec->fn);
@@ -62,8 +73,7 @@ void sched_writer_task(sched_writer *w, const lm_task_record *rec) {
     t.spec = NULL; /* specs are not written behind */
     pthread_mutex_lock(&w->mu);
     push_task(&w->pending, &t);
-    w->queued++;
-    pthread_cond_signal(&w->cond);
+    record_queued(w);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -72,8 +82,7 @@ void sched_writer_obj(sched_writer *w, const lm_obj_record *rec) {
     o.error = dup_str(rec->error);
     pthread_mutex_lock(&w->mu);
     push_obj(&w->pending, &o);
-    w->queued++;
-    pthread_cond_signal(&w->cond);
+    record_queued(w);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -122,7 +131,10 @@ static void *writer_main(void *arg) {
         while (w->pending.ntasks == 0 && w->pending.nobjs == 0 && !w->stopping)
             pthread_cond_wait(&w->cond, &w->mu);
         if (w->pending.ntasks == 0 && w->pending.nobjs == 0) break; /* stopping, all written */
+        if (!w->stopping && w->pending.ntasks + w->pending.nobjs < BATCH_MAX && !w->flushing)
+            timed_wait(&w->cond, &w->mu, COALESCE_MS);
         /* Swap: the hot path keeps queueing while this batch is written. */
+        w->signalled_at = w->queued;
         queue tmp = batch;
         batch = w->pending;
         w->pending = tmp;
@@ -163,6 +175,8 @@ sched_writer *sched_writer_new(lm_redis *r) {
 bool sched_writer_flush(sched_writer *w, int64_t timeout_ms) {
     pthread_mutex_lock(&w->mu);
     uint64_t target = w->queued;
+    w->flushing++;
+    pthread_cond_signal(&w->cond);
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
     while (w->written < target) {
@@ -173,6 +187,7 @@ bool sched_writer_flush(sched_writer *w, int64_t timeout_ms) {
         timed_wait(&w->drained, &w->mu, timeout_ms - spent);
     }
     bool done = w->written >= target;
+    w->flushing--;
     pthread_mutex_unlock(&w->mu);
     return done;
 }

@@ -287,6 +287,50 @@ static void test_redis_records(void) {
     redisFree(rc);
 }
 
+static redisContext *redis_connect_raw(void) {
+    char host[64];
+    int port = 0;
+    sscanf(lm_test_cluster_redis(cluster), "%63[^:]:%d", host, &port);
+    return redisConnect(host, port);
+}
+
+static long long redis_int(redisContext *rc, const char *fmt, const char *arg) {
+    redisReply *rep = redisCommand(rc, fmt, arg);
+    long long v = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* Closing a client ends its job: its objects leave the stores and Redis. */
+static void test_job_end_releases_objects(void) {
+    lumen_client *c = NULL;
+    LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(cluster), NULL, &c));
+    size_t big = 300 * 1024; /* above the inline limit: the result lives in the store */
+    char *data = malloc(big);
+    memset(data, 'z', big);
+    lumen_ref put, result;
+    LM_ASSERT_OK(lumen_put(c, data, big, &put));
+    lumen_arg a = lumen_arg_ref(put);
+    LM_ASSERT_OK(lumen_call(c, "test.echo", &a, 1, NULL, &result));
+    lumen_bytes b = {0};
+    LM_ASSERT_OK(lumen_get(c, result, 20000, &b));
+    CU_ASSERT_EQUAL(b.len, big);
+    lumen_bytes_free(&b);
+    char put_hex[33], result_hex[33];
+    lumen_ref_hex(put, put_hex);
+    lumen_ref_hex(result, result_hex);
+    redisContext *rc = redis_connect_raw();
+    CU_ASSERT_FATAL(rc != NULL && rc->err == 0);
+    CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s", put_hex), 1);
+    CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s", result_hex), 1);
+    lumen_close(c);
+    CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s", put_hex), 0);
+    CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s", result_hex), 0);
+    CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s:locs", result_hex), 0);
+    redisFree(rc);
+    free(data);
+}
+
 static void test_connect_errors(void) {
     lumen_client *c = NULL;
     char addr[32];
@@ -312,6 +356,7 @@ int main(void) {
         {"wait for the first k of n", test_wait_first_k},
         {"library upload", test_library_upload},
         {"records in redis", test_redis_records},
+        {"job end releases its objects", test_job_end_releases_objects},
         {"connect errors", test_connect_errors},
         CU_TEST_INFO_NULL,
     };

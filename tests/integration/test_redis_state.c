@@ -475,7 +475,7 @@ static void test_objects_and_locations(void) {
     snprintf(locs, sizeof locs, "lumen:obj:%s:locs", hex(objs[0].id).s);
 
     lm_id a = lm_id_random(), b = lm_id_random();
-    LM_ASSERT_OK(lm_redis_obj_ready(r, objs[0].id, 100, a));
+    LM_ASSERT_OK(lm_redis_obj_ready(r, objs[0].id, 100, a, (lm_id){{0}}));
     EXPECT_FIELD(c, key, "state", "READY");
     EXPECT_FIELD(c, key, "size", "100");
     CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER %s %s", locs, hex(a).s), 1);
@@ -508,6 +508,37 @@ static void test_objects_and_locations(void) {
     LM_ASSERT_OK(lm_redis_job_objs(r, job, &owned, &n));
     CU_ASSERT(n == 1 && lm_id_equal(owned[0], objs[0].id));
     free(owned);
+
+    redisFree(c);
+    lm_redis_free(r);
+    lm_test_redis_stop(s);
+}
+
+/* A put recorded with its job, and what a job's release leaves. */
+static void test_job_release(void) {
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    redisContext *c = raw_connect(s, NULL);
+    lm_id job = lm_id_random(), other = lm_id_random(), store = lm_id_random();
+    lm_id put = lm_id_random(), task = lm_id_random(), kept = lm_id_random();
+    lm_obj_record made = {.id = lm_id_for_return(task, 0), .state = LM_OBJ_PENDING, .task = task, .job = job};
+    LM_ASSERT_OK(lm_redis_objs_put(r, &made, 1));
+    LM_ASSERT_OK(lm_redis_obj_ready(r, put, 9, store, job));
+    LM_ASSERT_OK(lm_redis_obj_ready(r, kept, 3, store, other));
+    LM_ASSERT_OK(lm_redis_job_start(r, job));
+    char key[128];
+    snprintf(key, sizeof key, "lumen:obj:%s", hex(put).s);
+    EXPECT_FIELD(c, key, "job", hex(job).s);
+    CU_ASSERT_EQUAL(raw_int(c, "SCARD lumen:job:%s:objs", hex(job).s), 2);
+
+    LM_ASSERT_OK(lm_redis_job_release(r, job));
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", hex(put).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s:locs", hex(put).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", hex(made.id).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:job:%s:objs", hex(job).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:job:%s", hex(job).s), 1); /* history stays */
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", hex(kept).s), 1); /* other jobs untouched */
+    LM_ASSERT_OK(lm_redis_job_release(r, job)); /* twice is fine */
 
     redisFree(c);
     lm_redis_free(r);
@@ -580,7 +611,7 @@ static void test_prefix(void) {
     LM_ASSERT_OK(lm_redis_tasks_put(r, &tr, 1));
     LM_ASSERT_OK(lm_redis_task_set_state(r, task, LM_TASK_FINISHED, node, 1, NULL));
     LM_ASSERT_OK(lm_redis_objs_put(r, &orec, 1));
-    LM_ASSERT_OK(lm_redis_obj_ready(r, obj, 7, node));
+    LM_ASSERT_OK(lm_redis_obj_ready(r, obj, 7, node, (lm_id){{0}}));
     LM_ASSERT_OK(lm_redis_obj_set_state(r, obj, LM_OBJ_READY, NULL));
     LM_ASSERT_OK(lm_redis_obj_loc_add(r, obj, node));
     LM_ASSERT_OK(lm_redis_actor_put(r, &ar));
@@ -841,6 +872,7 @@ int main(void) {
         {"1000 task records in one pipeline", test_tasks_batch_1000},
         {"objects and locations", test_objects_and_locations},
         {"actor and job layout", test_actor_and_job_layout},
+        {"job release", test_job_release},
         {"configurable prefix", test_prefix},
         {"events through a subscriber", test_events},
         {"AUTH", test_auth},
