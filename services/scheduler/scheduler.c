@@ -294,7 +294,6 @@ static void obj_maybe_release(scheduler *s, sobj *o, ptr_vec *deletes) {
 /* ------------------------------------------------------------- waiters */
 
 static void fill_object_state(scheduler *s, Lumen__ObjectState *st, Lumen__Status *status, lm_id id) {
-    (void)s;
     lumen__object_state__init(st);
     lumen__status__init(status);
     st->status = status;
@@ -739,8 +738,8 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     n->slots = n->is_worker ? info->slots : 0;
     n->memory_limit = info->memory_limit;
     if (!id_field(info->objstore_id, &n->objstore_id)) memset(&n->objstore_id, 0, sizeof n->objstore_id);
+    if (!n->alive) n->in_flight = 0; /* new, or back after being declared dead: nothing of ours runs there */
     n->alive = true;
-    n->in_flight = 0;
     n->last_beat_ms = now_ms();
     dispatch(s, &out);
     pthread_mutex_unlock(&s->mu);

@@ -5,6 +5,7 @@
  * workers' library path.
  */
 #include <hiredis.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,6 +288,44 @@ static void test_redis_records(void) {
     redisFree(rc);
 }
 
+/* One client shared by several threads: calls, puts and gets interleave. */
+typedef struct thread_run {
+    int id, wrong, errors;
+} thread_run;
+
+static void *hammer(void *arg) {
+    thread_run *t = arg;
+    for (int i = 0; i < 200; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "t%d-%d", t->id, i);
+        lumen_ref put, r;
+        lumen_status st = lumen_put(client, text, strlen(text), &put);
+        lumen_arg a = lumen_arg_ref(put);
+        if (LM_IS_OK(st)) st = lumen_call(client, "test.echo", &a, 1, NULL, &r);
+        lumen_bytes b = {0};
+        if (LM_IS_OK(st)) st = lumen_get(client, r, 20000, &b);
+        if (!LM_IS_OK(st)) t->errors++;
+        else if (b.len != strlen(text) || memcmp(b.data, text, b.len) != 0) t->wrong++;
+        lumen_bytes_free(&b);
+    }
+    return NULL;
+}
+
+static void test_one_client_many_threads(void) {
+    enum { THREADS = 4 };
+    pthread_t threads[THREADS];
+    thread_run runs[THREADS] = {{0}};
+    for (int i = 0; i < THREADS; i++) {
+        runs[i].id = i;
+        pthread_create(&threads[i], NULL, hammer, &runs[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        CU_ASSERT_EQUAL(runs[i].errors, 0);
+        CU_ASSERT_EQUAL(runs[i].wrong, 0);
+    }
+}
+
 static redisContext *redis_connect_raw(void) {
     char host[64];
     int port = 0;
@@ -355,6 +394,7 @@ int main(void) {
         {"get honours its timeout", test_get_timeout},
         {"wait for the first k of n", test_wait_first_k},
         {"library upload", test_library_upload},
+        {"one client, many threads", test_one_client_many_threads},
         {"records in redis", test_redis_records},
         {"job end releases its objects", test_job_end_releases_objects},
         {"connect errors", test_connect_errors},
