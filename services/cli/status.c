@@ -2,13 +2,10 @@
  * status.c - `lumen status`: the cluster as Redis records it (nodes, tasks,
  * objects, actors, jobs), never from a process's memory.
  *
- * Nodes come through redis_state.h. Counting tasks and objects walks the
- * key space with SCAN (COUNT 1000) and one pipelined HMGET per batch, the
- * only raw hiredis in the CLI: O(keys) but never blocking Redis. When the
+ * Everything comes through redis_state.h. Counting tasks and objects is a
+ * census of the key space (SCAN, never blocking Redis, but O(keys)): when the
  * scheduler keeps per-state counters, read those here instead.
  */
-#include <hiredis/hiredis.h>
-
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,124 +36,6 @@ static const cli_command status_cmd = {
     "(LUMEN_KEY_PREFIX, LUMEN_REDIS_PASSWORD).\n",
     status_flags, 0,
 };
-
-/* ---- counting records by state ---- */
-
-#define MAX_STATES 8
-
-typedef struct group {
-    const char *kind; /* "task", "obj", ... as in the keys */
-    uint64_t total, bytes;
-    struct {
-        char state[16];
-        uint64_t n;
-    } by[MAX_STATES];
-    size_t nby;
-} group;
-
-static void tally(group *g, const char *state, size_t len, uint64_t bytes) {
-    g->total++;
-    g->bytes += bytes;
-    if (len == 0) state = "?", len = 1;
-    for (size_t i = 0; i < g->nby; i++)
-        if (strlen(g->by[i].state) == len && memcmp(g->by[i].state, state, len) == 0) {
-            g->by[i].n++;
-            return;
-        }
-    size_t i = g->nby < MAX_STATES ? g->nby++ : MAX_STATES - 1; /* odd states share the last row */
-    snprintf(g->by[i].state, sizeof g->by[i].state, "%.*s", (int)len, state);
-    g->by[i].n++;
-}
-
-/* The group of a key "<prefix><kind>:<32 hex>", or NULL (other keys, and
- * sub-keys like obj:<id>:locs). */
-static group *group_of(group *groups, size_t n, const char *prefix, const char *key, size_t len) {
-    size_t plen = strlen(prefix);
-    if (len <= plen || strncmp(key, prefix, plen) != 0) return NULL;
-    key += plen;
-    len -= plen;
-    for (size_t i = 0; i < n; i++) {
-        size_t klen = strlen(groups[i].kind);
-        if (len == klen + 1 + LM_ID_HEX_LEN && strncmp(key, groups[i].kind, klen) == 0 && key[klen] == ':')
-            return &groups[i];
-    }
-    return NULL;
-}
-
-/* MATCH pattern for the prefix: glob characters escaped. */
-static void match_pattern(const char *prefix, char *out, size_t cap) {
-    size_t o = 0;
-    for (const char *p = prefix; *p && o + 3 < cap; p++) {
-        if (strchr("*?[]\\", *p)) out[o++] = '\\';
-        out[o++] = *p;
-    }
-    snprintf(out + o, cap - o, "*");
-}
-
-static lumen_status scan_counts(const char *addr, const char *password, const char *prefix, group *groups,
-                                size_t ngroups) {
-    char host[256];
-    uint16_t port;
-    lumen_status st = lm_parse_addr(addr, 0, host, sizeof host, &port);
-    if (!LM_IS_OK(st)) return st;
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (c == NULL || c->err) {
-        st = lm_status(LUMEN_UNAVAILABLE, "redis %s: %s", addr, c ? c->errstr : "out of memory");
-        redisFree(c);
-        return st;
-    }
-    redisSetTimeout(c, tv);
-    if (password[0] != '\0') {
-        redisReply *rep = redisCommand(c, "AUTH %s", password);
-        if (rep == NULL || rep->type == REDIS_REPLY_ERROR)
-            st = lm_status(LUMEN_UNAUTHENTICATED, "redis %s: AUTH refused", addr);
-        freeReplyObject(rep);
-    }
-    char pattern[300];
-    match_pattern(prefix, pattern, sizeof pattern);
-    char cursor[32] = "0";
-    do {
-        redisReply *rep = LM_IS_OK(st) ? redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern) : NULL;
-        if (LM_IS_OK(st) && (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2))
-            st = lm_status(LUMEN_UNAVAILABLE, "redis %s: SCAN: %s", addr,
-                           rep && rep->type == REDIS_REPLY_ERROR ? rep->str : c->errstr);
-        if (!LM_IS_OK(st)) {
-            freeReplyObject(rep);
-            break;
-        }
-        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
-        redisReply *keys = rep->element[1];
-        /* One pipelined HMGET per record of the batch. */
-        group **owner = calloc(keys->elements ? keys->elements : 1, sizeof *owner);
-        for (size_t i = 0; owner != NULL && i < keys->elements; i++) {
-            const redisReply *k = keys->element[i];
-            owner[i] = group_of(groups, ngroups, prefix, k->str, k->len);
-            if (owner[i] != NULL) {
-                redisAppendCommand(c, "HMGET %b state size", k->str, k->len);
-            }
-        }
-        for (size_t i = 0; owner != NULL && i < keys->elements && LM_IS_OK(st); i++) {
-            if (owner[i] == NULL) continue;
-            redisReply *h = NULL;
-            if (redisGetReply(c, (void **)&h) != REDIS_OK || h == NULL) {
-                st = lm_status(LUMEN_UNAVAILABLE, "redis %s: %s", addr, c->errstr);
-                break;
-            }
-            /* A record deleted between SCAN and HMGET has no fields: skip it. */
-            if (h->type == REDIS_REPLY_ARRAY && h->elements == 2 && h->element[0]->type == REDIS_REPLY_STRING) {
-                uint64_t size = h->element[1]->type == REDIS_REPLY_STRING ? strtoull(h->element[1]->str, NULL, 10) : 0;
-                tally(owner[i], h->element[0]->str, h->element[0]->len, size);
-            }
-            freeReplyObject(h);
-        }
-        if (owner == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-        free(owner);
-        freeReplyObject(rep);
-    } while (LM_IS_OK(st) && strcmp(cursor, "0") != 0);
-    redisFree(c);
-    return st;
-}
 
 /* ---- printing ---- */
 
@@ -212,7 +91,7 @@ static void print_nodes(lm_node_list *list) {
     }
 }
 
-static void print_group(const char *title, const group *g, bool bytes) {
+static void print_group(const char *title, const lm_census_group *g, bool bytes) {
     char size[32] = "";
     if (bytes) {
         char b[24];
@@ -250,11 +129,10 @@ int cli_cmd_status(int argc, char **argv) {
     lm_redis_opts ropts = {.addr = addr, .password = cfg.cluster.redis_password, .prefix = cfg.cluster.key_prefix};
     lm_redis *r = NULL;
     lm_node_list *nodes = NULL;
-    group groups[] = {{.kind = "task"}, {.kind = "obj"}, {.kind = "actor"}, {.kind = "job"}};
+    lm_census_group groups[] = {{.kind = "task"}, {.kind = "obj"}, {.kind = "actor"}, {.kind = "job"}};
     st = lm_redis_connect(&ropts, &r);
     if (LM_IS_OK(st)) st = lm_redis_nodes_list(r, &nodes);
-    if (LM_IS_OK(st))
-        st = scan_counts(addr, cfg.cluster.redis_password, cfg.cluster.key_prefix, groups, sizeof groups / sizeof groups[0]);
+    if (LM_IS_OK(st)) st = lm_redis_census(r, groups, sizeof groups / sizeof groups[0]);
     if (LM_IS_OK(st)) {
         printf("Lumen cluster in Redis %s (key prefix \"%s\")\n", addr, cfg.cluster.key_prefix);
         print_nodes(nodes);

@@ -244,6 +244,24 @@ static void arg_key(cmd *c, const conn_cfg *cfg, const char *kind, lm_id id, con
     argf(c, "%s%s:%s%s", cfg->prefix, kind, lm_id_to_hex(id, hex), suffix);
 }
 
+/* A SCAN MATCH pattern for keys that start with the literal s. */
+static void arg_glob_prefix(cmd *c, const char *s) {
+    char *out = c->scratch + c->used;
+    size_t room = CMD_SCRATCH - c->used, o = 0;
+    for (; *s && o + 3 < room; s++) { /* room for an escaped char, "*" and the NUL */
+        if (strchr("*?[]\\", *s)) out[o++] = '\\';
+        out[o++] = *s;
+    }
+    if (*s || o + 2 > room) {
+        c->overflow = true;
+        return;
+    }
+    out[o++] = '*';
+    out[o] = '\0';
+    arg(c, out, o);
+    c->used += o + 1;
+}
+
 static void cmd_start(cmd *c, const char *verb) {
     c->argc = 0;
     c->used = 0;
@@ -300,6 +318,7 @@ typedef struct batch {
     size_t len, cap;
     size_t n; /* commands */
     lumen_status err; /* first build error */
+    bool own_errors;  /* error replies go to the caller instead of failing the batch */
 } batch;
 
 static void batch_add(batch *b, const cmd *c) {
@@ -404,7 +423,8 @@ static lumen_status roundtrip(lm_redis *r, const batch *b, const char *what, red
             replies_free(reps, i);
             return cst;
         }
-        if (LM_IS_OK(st) && rep->type == REDIS_REPLY_ERROR) st = reply_status(&r->cfg, what, rep);
+        if (LM_IS_OK(st) && rep->type == REDIS_REPLY_ERROR && !(out && b->own_errors))
+            st = reply_status(&r->cfg, what, rep);
         if (reps) reps[i] = rep;
         else freeReplyObject(rep);
     }
@@ -829,6 +849,116 @@ lumen_status lm_redis_job_objs(lm_redis *r, lm_id job, lm_id **objs, size_t *n) 
     cmd_start(&c, "SMEMBERS");
     arg_key(&c, &r->cfg, "job", job, ":objs");
     return members(r, "job objs", &c, objs, n);
+}
+
+/* ---- census ---- */
+
+static void census_tally(lm_census_group *g, const char *state, size_t len, uint64_t bytes) {
+    g->total++;
+    g->bytes += bytes;
+    if (len == 0) state = "?", len = 1;
+    if (len > LM_CENSUS_STATE_MAX) len = LM_CENSUS_STATE_MAX;
+    for (size_t i = 0; i < g->nby; i++)
+        if (strlen(g->by[i].state) == len && memcmp(g->by[i].state, state, len) == 0) {
+            g->by[i].n++;
+            return;
+        }
+    lm_census_row *row = &g->by[g->nby < LM_CENSUS_ROWS ? g->nby++ : LM_CENSUS_ROWS - 1];
+    if (row->n == 0)
+        snprintf(row->state, sizeof row->state, "%.*s", (int)len, state);
+    else /* a second state in the full table's last row: name it for what it is */
+        snprintf(row->state, sizeof row->state, "other");
+    row->n++;
+}
+
+/* The group a key "<p><kind>:<32 hex>" counts in; NULL for other keys, and
+ * sub-keys like obj:<id>:locs. */
+static lm_census_group *census_group_of(const conn_cfg *cfg, lm_census_group *groups, size_t n,
+                                        const char *key, size_t len) {
+    size_t plen = strlen(cfg->prefix);
+    if (len <= plen || memcmp(key, cfg->prefix, plen) != 0) return NULL;
+    key += plen;
+    len -= plen;
+    for (size_t i = 0; i < n; i++) {
+        size_t klen = strlen(groups[i].kind);
+        if (len != klen + 1 + LM_ID_HEX_LEN || memcmp(key, groups[i].kind, klen) != 0 ||
+            key[klen] != ':')
+            continue;
+        char hex[LM_ID_HEX_LEN + 1];
+        memcpy(hex, key + klen + 1, LM_ID_HEX_LEN);
+        hex[LM_ID_HEX_LEN] = '\0';
+        lm_id id;
+        return lm_id_from_hex(hex, &id) ? &groups[i] : NULL;
+    }
+    return NULL;
+}
+
+/* Counts the records among one SCAN reply's keys: one pipelined HMGET. */
+static lumen_status census_keys(lm_redis *r, const redisReply *keys, lm_census_group *groups,
+                                size_t n) {
+    lm_census_group **owner = calloc(keys->elements ? keys->elements : 1, sizeof *owner);
+    if (owner == NULL)
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: census: out of memory", r->cfg.addr);
+    batch b = {.own_errors = true}; /* a non-hash key is skipped, not fatal */
+    cmd c;
+    size_t nrec = 0;
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *k = keys->element[i];
+        lm_census_group *g =
+            k->type == REDIS_REPLY_STRING ? census_group_of(&r->cfg, groups, n, k->str, k->len)
+                                          : NULL;
+        if (g == NULL) continue;
+        cmd_start(&c, "HMGET");
+        arg(&c, k->str, k->len);
+        arg_str(&c, "state");
+        arg_str(&c, "size");
+        batch_add(&b, &c);
+        owner[nrec++] = g;
+    }
+    redisReply **reps = NULL;
+    lumen_status st = exec(r, &b, "census", &reps);
+    for (size_t i = 0; LM_IS_OK(st) && reps && i < nrec; i++) {
+        const redisReply *h = reps[i];
+        if (h->type == REDIS_REPLY_ERROR && strncmp(h->str, "WRONGTYPE", 9) != 0)
+            st = reply_status(&r->cfg, "census", h);
+        /* no state: the record was deleted after SCAN saw it */
+        else if (h->type == REDIS_REPLY_ARRAY && h->elements == 2 &&
+                 h->element[0]->type == REDIS_REPLY_STRING)
+            census_tally(owner[i], h->element[0]->str, h->element[0]->len,
+                         reply_u64(h->element[1]));
+    }
+    replies_free(reps, nrec);
+    batch_fini(&b);
+    free(owner);
+    return st;
+}
+
+lumen_status lm_redis_census(lm_redis *r, lm_census_group *groups, size_t n) {
+    for (size_t i = 0; i < n; i++) groups[i] = (lm_census_group){.kind = groups[i].kind};
+    char cursor[32] = "0";
+    lumen_status st;
+    do {
+        cmd c;
+        cmd_start(&c, "SCAN");
+        arg_str(&c, cursor);
+        arg_str(&c, "MATCH");
+        arg_glob_prefix(&c, r->cfg.prefix);
+        arg_str(&c, "COUNT");
+        arg_str(&c, "1000");
+        redisReply *rep = NULL;
+        st = run(r, "census", &c, &rep);
+        if (!LM_IS_OK(st)) break;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            rep->element[0]->type != REDIS_REPLY_STRING ||
+            rep->element[0]->len >= sizeof cursor || rep->element[1]->type != REDIS_REPLY_ARRAY)
+            st = lm_status(LUMEN_INTERNAL, "redis %s: census: unexpected SCAN reply", r->cfg.addr);
+        else {
+            memcpy(cursor, rep->element[0]->str, rep->element[0]->len + 1);
+            st = census_keys(r, rep->element[1], groups, n);
+        }
+        freeReplyObject(rep);
+    } while (LM_IS_OK(st) && strcmp(cursor, "0") != 0);
+    return st;
 }
 
 /* ---- events ---- */

@@ -196,6 +196,32 @@ lumen_status lm_redis_job_release(lm_redis *r, lm_id job);
 
 lumen_status lm_redis_job_objs(lm_redis *r, lm_id job, lm_id **objs, size_t *n);
 
+/* ---- census: records counted by state, for `lumen status` ---- */
+#define LM_CENSUS_ROWS 8
+#define LM_CENSUS_STATE_MAX 15 /* longer state words are cut */
+
+typedef struct lm_census_row {
+    char state[LM_CENSUS_STATE_MAX + 1]; /* "?" for an empty state, "other" for the shared row */
+    uint64_t n;
+} lm_census_row;
+
+typedef struct lm_census_group {
+    const char *kind; /* set by the caller: "task", "obj", "actor", "job" */
+    uint64_t total;   /* records <p><kind>:<id> (not sub-keys like obj:<id>:locs) */
+    uint64_t bytes;   /* sum of their "size" fields */
+    lm_census_row by[LM_CENSUS_ROWS]; /* in order of first sight; once full, the */
+    size_t nby;                       /* states left over share the last row */
+} lm_census_group;
+
+/* Fills in every group (earlier results are reset) by walking the key space
+ * with SCAN ... COUNT 1000 and one pipelined HMGET state size per batch: two
+ * round trips per thousand keys in the database, never blocking Redis. Not a
+ * snapshot: a record that changes during the walk is counted in either
+ * state, one deleted is skipped, and a key that SCAN returns twice (the table
+ * shrank meanwhile) is counted twice. Keys of that shape that are not hashes
+ * are skipped. */
+lumen_status lm_redis_census(lm_redis *r, lm_census_group *groups, size_t n);
+
 /* ---- events ---- */
 #define LM_EVENT_OBJ_READY "obj_ready"     /* <obj> <store> */
 #define LM_EVENT_NODE_JOINED "node_joined" /* <node> <addr> */

@@ -658,6 +658,131 @@ static void test_prefix(void) {
     lm_test_redis_stop(s);
 }
 
+/* A census group is exactly: total records, bytes, and the given
+ * "STATE", count pairs (NULL-terminated) as its only rows. */
+#define EXPECT_GROUP(g, total, bytes, ...) expect_group(g, total, bytes, __LINE__, __VA_ARGS__)
+static void expect_group(const lm_census_group *g, uint64_t total, uint64_t bytes, int line, ...) {
+    bool ok = g->total == total && g->bytes == bytes;
+    size_t rows = 0;
+    va_list ap;
+    va_start(ap, line);
+    for (const char *state; (state = va_arg(ap, const char *)) != NULL; rows++) {
+        uint64_t want = va_arg(ap, uint64_t), got = 0;
+        for (size_t i = 0; i < g->nby; i++)
+            if (strcmp(g->by[i].state, state) == 0) got = g->by[i].n;
+        ok &= got == want;
+    }
+    va_end(ap);
+    ok &= g->nby == rows;
+    if (!ok) {
+        fprintf(stderr, "\nline %d: %s: total %" PRIu64 ", bytes %" PRIu64 ", by state:", line,
+                g->kind, g->total, g->bytes);
+        for (size_t i = 0; i < g->nby; i++) fprintf(stderr, " %s=%" PRIu64, g->by[i].state, g->by[i].n);
+        fprintf(stderr, "; want total %" PRIu64 ", bytes %" PRIu64 "\n", total, bytes);
+    }
+    CU_assertImplementation(ok, (unsigned)line, "EXPECT_GROUP", __FILE__, "", CU_FALSE);
+}
+
+/* Counting records by state: exact over several SCAN batches, blind to
+ * sub-keys, other kinds, other prefixes and keys that only look like records,
+ * with a prefix full of glob characters. */
+static void test_census(void) {
+    enum { TASKS = 2500 }; /* more than one SCAN ... COUNT 1000 */
+    lm_test_redis *s = start_redis(NULL);
+    lm_redis *r = connect_redis(s, NULL, NULL);
+    lm_redis *rp = connect_redis(s, "t*[x]:", NULL); /* unescaped, MATCH would find none */
+    redisContext *c = raw_connect(s, NULL);
+    lm_census_group g[] = {{.kind = "task"}, {.kind = "obj"}, {.kind = "actor"}, {.kind = "job"}};
+    enum { NG = sizeof g / sizeof g[0] };
+
+    LM_ASSERT_OK(lm_redis_census(r, g, NG));
+    for (size_t i = 0; i < NG; i++) EXPECT_GROUP(&g[i], 0, 0, NULL);
+
+    lm_id job = lm_id_random(), job2 = lm_id_random(), store = lm_id_random();
+    lm_node_record node = {.id = store, .kind = LM_NODE_OBJSTORE, .addr = "x:1"};
+    LM_ASSERT_OK(lm_redis_node_register(r, &node));
+    lm_task_record *tasks = calloc(TASKS, sizeof *tasks);
+    for (int i = 0; i < TASKS; i++)
+        tasks[i] = (lm_task_record){.id = lm_id_random(), .fn = "f", .job = job,
+                                    .state = i % 5 ? LM_TASK_FINISHED : LM_TASK_RUNNING};
+    LM_ASSERT_OK(lm_redis_tasks_put(r, tasks, TASKS));
+    LM_ASSERT_OK(lm_redis_task_set_state(r, tasks[1].id, LM_TASK_FAILED, store, 2, "boom"));
+    lm_obj_record objs[] = {
+        {.id = lm_id_random(), .size = 100, .state = LM_OBJ_READY, .job = job},
+        {.id = lm_id_random(), .size = 20, .state = LM_OBJ_PENDING, .job = job},
+        {.id = lm_id_random(), .size = 3, .state = LM_OBJ_LOST},
+    };
+    LM_ASSERT_OK(lm_redis_objs_put(r, objs, 3));
+    LM_ASSERT_OK(lm_redis_obj_ready(r, objs[1].id, 4000, store, job)); /* + obj:<id>:locs */
+    LM_ASSERT_OK(lm_redis_obj_loc_add(r, objs[0].id, store));
+    lm_actor_record a1 = {.id = lm_id_random(), .class_name = "A", .state = LM_ACTOR_ALIVE};
+    lm_actor_record a2 = {.id = lm_id_random(), .class_name = "B", .state = LM_ACTOR_PENDING};
+    LM_ASSERT_OK(lm_redis_actor_put(r, &a1));
+    LM_ASSERT_OK(lm_redis_actor_put(r, &a2));
+    LM_ASSERT_OK(lm_redis_actor_set_state(r, a2.id, LM_ACTOR_DEAD, store, 1));
+    LM_ASSERT_OK(lm_redis_job_start(r, job));
+    LM_ASSERT_OK(lm_redis_job_start(r, job2));
+    LM_ASSERT_OK(lm_redis_job_finish(r, job2, 3));
+
+    /* The same records under the other prefix. */
+    lm_task_record pt[3] = {{.id = lm_id_random(), .fn = "g", .job = job},
+                            {.id = lm_id_random(), .fn = "g", .job = job},
+                            {.id = lm_id_random(), .fn = "g", .job = job}};
+    lm_obj_record po = {.id = lm_id_random(), .size = 7, .state = LM_OBJ_READY, .job = job};
+    LM_ASSERT_OK(lm_redis_tasks_put(rp, pt, 3));
+    LM_ASSERT_OK(lm_redis_objs_put(rp, &po, 1));
+    LM_ASSERT_OK(lm_redis_obj_loc_add(rp, po.id, store));
+    LM_ASSERT_OK(lm_redis_actor_put(rp, &a1));
+    LM_ASSERT_OK(lm_redis_job_start(rp, job));
+
+    /* Keys that are not records. */
+    char id[LM_ID_HEX_LEN + 1];
+    snprintf(id, sizeof id, "%s", hex(lm_id_random()).s);
+    const char *fake[] = {"lumen:task:short", "lumen:tasks:%s", "other:task:%s", "lumen:task:%s:x",
+                          "lumen:task:%.31sg", "lumen:obj:%s:extra", "tzx:task:%s", "lumen:%s"};
+    for (size_t i = 0; i < sizeof fake / sizeof fake[0]; i++) {
+        char key[128];
+        snprintf(key, sizeof key, fake[i], id);
+        freeReplyObject(raw(c, "HSET %s state RUNNING size 1000000", key));
+    }
+    freeReplyObject(raw(c, "SET lumen:task:%s not-a-hash", id));
+
+    LM_ASSERT_OK(lm_redis_census(r, g, NG));
+    EXPECT_GROUP(&g[0], TASKS, 0, "RUNNING", (uint64_t)TASKS / 5, "FINISHED",
+                 (uint64_t)TASKS / 5 * 4 - 1, "FAILED", (uint64_t)1, NULL);
+    EXPECT_GROUP(&g[1], 3, 4103, "READY", (uint64_t)2, "LOST", (uint64_t)1, NULL);
+    EXPECT_GROUP(&g[2], 2, 0, "ALIVE", (uint64_t)1, "DEAD", (uint64_t)1, NULL);
+    EXPECT_GROUP(&g[3], 2, 0, "RUNNING", (uint64_t)1, "FINISHED", (uint64_t)1, NULL);
+
+    LM_ASSERT_OK(lm_redis_census(rp, g, NG)); /* earlier counts are reset */
+    EXPECT_GROUP(&g[0], 3, 0, "PENDING", (uint64_t)3, NULL);
+    EXPECT_GROUP(&g[1], 1, 7, "READY", (uint64_t)1, NULL);
+    EXPECT_GROUP(&g[2], 1, 0, "ALIVE", (uint64_t)1, NULL);
+    EXPECT_GROUP(&g[3], 1, 0, "RUNNING", (uint64_t)1, NULL);
+
+    /* More distinct states than rows: the rest share the last one, named
+     * "other"; an empty state counts as "?". */
+    for (int i = 0; i < 10; i++)
+        freeReplyObject(raw(c, "HSET lumen:actor:%s state S%d", hex(lm_id_random()).s, i));
+    freeReplyObject(raw(c, "HSET lumen:actor:%s state %b", hex(lm_id_random()).s, "", (size_t)0));
+    LM_ASSERT_OK(lm_redis_census(r, &g[2], 1));
+    CU_ASSERT_EQUAL(g[2].total, 13);
+    CU_ASSERT_EQUAL_FATAL(g[2].nby, LM_CENSUS_ROWS);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < g[2].nby; i++) sum += g[2].by[i].n;
+    CU_ASSERT_EQUAL(sum, 13);
+    CU_ASSERT_STRING_EQUAL(g[2].by[LM_CENSUS_ROWS - 1].state, "other");
+    CU_ASSERT_EQUAL(g[2].by[LM_CENSUS_ROWS - 1].n, 13 - (LM_CENSUS_ROWS - 1));
+
+    lm_test_redis_stop(s);
+    LM_ASSERT_CODE(lm_redis_census(r, g, NG), LUMEN_UNAVAILABLE);
+
+    free(tasks);
+    redisFree(c);
+    lm_redis_free(rp);
+    lm_redis_free(r);
+}
+
 static void test_events(void) {
     lm_test_redis *s = start_redis(NULL);
     lm_redis *r = connect_redis(s, NULL, NULL);
@@ -874,6 +999,7 @@ int main(void) {
         {"actor and job layout", test_actor_and_job_layout},
         {"job release", test_job_release},
         {"configurable prefix", test_prefix},
+        {"census of records by state", test_census},
         {"events through a subscriber", test_events},
         {"AUTH", test_auth},
         {"threads share a handle", test_threads_share_a_handle},
