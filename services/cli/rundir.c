@@ -131,7 +131,7 @@ lumen_status cli_pidfiles_read(const char *run_dir, cli_proc **procs, size_t *n)
         cli_proc *p = &(*procs)[*n];
         memset(p, 0, sizeof *p);
         snprintf(p->name, sizeof p->name, "%.*s", (int)(len - 4), e->d_name);
-        char rel[128], text[64];
+        char rel[sizeof e->d_name + 8], text[64];
         snprintf(rel, sizeof rel, "pids/%s", e->d_name);
         int pid = 0;
         if (!cli_read_file(run_dir, rel, text, sizeof text) || sscanf(text, "%d %llu", &pid, &p->start_ticks) != 2 ||
