@@ -456,7 +456,7 @@ static lumen_status start_scheduler(plan *p) {
 }
 
 static lumen_status start_objstore(plan *p, char *objstore_addr, size_t cap) {
-    uint16_t port;
+    uint16_t port = 0;
     lumen_status st = take_port(p, p->head ? (uint16_t)(p->port + 1) : p->port, &port);
     if (!LM_IS_OK(st)) return st;
     service *s = new_service(p, "objstore", p->adv_host, port);
@@ -473,7 +473,7 @@ static lumen_status start_objstore(plan *p, char *objstore_addr, size_t cap) {
 }
 
 static lumen_status start_worker(plan *p, const char *objstore_addr, uint16_t from) {
-    uint16_t port;
+    uint16_t port = 0;
     lumen_status st = take_port(p, from, &port);
     if (!LM_IS_OK(st)) return st;
     service *s = new_service(p, "worker", p->adv_host, port);

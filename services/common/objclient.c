@@ -63,8 +63,10 @@ static lumen_status on_chunk(void *arg, const ProtobufCMessage *msg) {
     return st;
 }
 
-lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset,
-                                   uint64_t length, bool wait, int64_t timeout_ms, void **data, size_t *len) {
+/* Streams the object (or the range) into the assembler opts describe; on
+ * success *data and *len are what lm_chunk_asm_take gives. */
+static lumen_status get(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset, uint64_t length,
+                        bool wait, int64_t timeout_ms, const lm_chunk_asm_opts *opts, void **data, size_t *len) {
     *data = NULL;
     *len = 0;
     Lumen__GetRequest req = LUMEN__GET_REQUEST__INIT;
@@ -74,7 +76,7 @@ lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id i
     req.offset = offset;
     req.length = length;
     get_state g = {.want = id, .addr = addr};
-    lm_chunk_asm_init(&g.asm_, NULL);
+    lm_chunk_asm_init(&g.asm_, opts);
     lumen_status st = lm_rpc_read_stream(cli, addr, method("Get"), &req.base, timeout_ms, on_chunk, &g);
     if (LM_IS_OK(st)) st = lm_chunk_asm_finish(&g.asm_);
     if (LM_IS_OK(st)) *data = lm_chunk_asm_take(&g.asm_, len);
@@ -82,9 +84,21 @@ lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id i
     return about(st, id);
 }
 
+lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset,
+                                   uint64_t length, bool wait, int64_t timeout_ms, void **data, size_t *len) {
+    return get(cli, addr, id, offset, length, wait, timeout_ms, NULL, data, len);
+}
+
 lumen_status lm_objstore_get(lm_rpc_client *cli, const char *addr, lm_id id, bool wait, int64_t timeout_ms,
                              void **data, size_t *len) {
-    return lm_objstore_get_range(cli, addr, id, 0, 0, wait, timeout_ms, data, len);
+    return get(cli, addr, id, 0, 0, wait, timeout_ms, NULL, data, len);
+}
+
+lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, bool wait, int64_t timeout_ms,
+                                  lm_chunk_alloc_fn alloc, void *alloc_arg, size_t *len) {
+    lm_chunk_asm_opts opts = {.alloc = alloc, .alloc_arg = alloc_arg};
+    void *data;
+    return get(cli, addr, id, 0, 0, wait, timeout_ms, &opts, &data, len);
 }
 
 /* ------------------------------------------------------ delete, release */

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chunk.h"
 #include "id.h"
 #include "rpc.h"
 
@@ -33,6 +34,14 @@ lumen_status lm_objstore_get(lm_rpc_client *cli, const char *addr, lm_id id, boo
  * end). A range past the object's end is OUT_OF_RANGE. */
 lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset,
                                    uint64_t length, bool wait, int64_t timeout_ms, void **data, size_t *len);
+
+/* Like lm_objstore_get, into memory of the caller's: alloc(alloc_arg, size,
+ * &st) is called once, when the object's size is known, and returns where
+ * its size bytes go (not NULL even for size 0; NULL fails the call with the
+ * reason it put in st). *len gets the size. On failure that memory may
+ * hold part of the object. */
+lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, bool wait, int64_t timeout_ms,
+                                  lm_chunk_alloc_fn alloc, void *alloc_arg, size_t *len);
 
 /* Deletes the objects the store holds among ids[0..n); *deleted (may be
  * NULL) gets how many it held. Unknown ids are not an error. */

@@ -78,6 +78,7 @@ typedef struct stask {
     task_phase phase;
     lm_id worker;
     uint32_t attempts, max_retries;
+    uint64_t submitted_ms;
     bool orphan; /* its job ended while it ran */
     struct stask *next;
 } stask;
@@ -189,7 +190,8 @@ static const char *hex(lm_id id, char buf[LM_ID_HEX_LEN + 1]) { return lm_id_to_
 
 static void record_task(scheduler *s, const stask *t, lm_task_state state, const char *error) {
     lm_task_record rec = {.id = t->id, .fn = t->spec ? t->spec->function : "", .job = t->job,
-                          .state = state, .worker = t->worker, .attempts = t->attempts, .error = error};
+                          .state = state, .worker = t->worker, .attempts = t->attempts, .error = error,
+                          .submitted_ms = t->submitted_ms};
     if (state == LM_TASK_FINISHED || state == LM_TASK_FAILED) rec.finished_ms = now_ms();
     sched_writer_task(s->writer, &rec);
 }
@@ -591,6 +593,7 @@ static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     t->job = job;
     t->spec = spec;
     t->max_retries = spec->max_retries ? spec->max_retries : (uint32_t)s->cfg->scheduler.max_retries;
+    t->submitted_ms = now_ms();
     lm_idmap_put(s->tasks, id, t);
     sjob *j = job_get(s, job);
     id_push(&j->tasks, id);

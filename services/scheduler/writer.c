@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "idmap.h"
 #include "log.h"
 
 #define BATCH_MAX 1024
@@ -101,6 +102,40 @@ static void queue_free(queue *q) {
     free(q->objs);
 }
 
+/* A record that a later one in the same batch supersedes need not be
+ * written: keep the last record of each id, in order. Under load a task's
+ * PENDING, RUNNING and FINISHED often share one batch. */
+static void keep_latest(queue *q, lm_idmap *seen) {
+    static char mark;
+    size_t keep = q->ntasks;
+    for (size_t i = q->ntasks; i-- > 0;) {
+        lm_task_record *t = &q->tasks[i];
+        if (lm_idmap_get(seen, t->id) != NULL) {
+            free((char *)t->fn);
+            free((char *)t->error);
+            continue;
+        }
+        lm_idmap_put(seen, t->id, &mark);
+        q->tasks[--keep] = *t;
+    }
+    memmove(q->tasks, q->tasks + keep, (q->ntasks - keep) * sizeof *q->tasks);
+    q->ntasks -= keep;
+    for (size_t i = 0; i < q->ntasks; i++) lm_idmap_remove(seen, q->tasks[i].id);
+    keep = q->nobjs;
+    for (size_t i = q->nobjs; i-- > 0;) {
+        lm_obj_record *o = &q->objs[i];
+        if (lm_idmap_get(seen, o->id) != NULL) {
+            free((char *)o->error);
+            continue;
+        }
+        lm_idmap_put(seen, o->id, &mark);
+        q->objs[--keep] = *o;
+    }
+    memmove(q->objs, q->objs + keep, (q->nobjs - keep) * sizeof *q->objs);
+    q->nobjs -= keep;
+    for (size_t i = 0; i < q->nobjs; i++) lm_idmap_remove(seen, q->objs[i].id);
+}
+
 static lumen_status write_batch(sched_writer *w, queue *q) {
     lumen_status st = lm_ok();
     for (size_t i = 0; LM_IS_OK(st) && i < q->ntasks; i += BATCH_MAX) {
@@ -126,6 +161,7 @@ static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t ms) {
 static void *writer_main(void *arg) {
     sched_writer *w = arg;
     queue batch = {0};
+    lm_idmap *seen = lm_idmap_new();
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (w->pending.ntasks == 0 && w->pending.nobjs == 0 && !w->stopping)
@@ -140,6 +176,7 @@ static void *writer_main(void *arg) {
         w->pending = tmp;
         uint64_t count = batch.ntasks + batch.nobjs;
         pthread_mutex_unlock(&w->mu);
+        keep_latest(&batch, seen);
         lumen_status st = write_batch(w, &batch);
         pthread_mutex_lock(&w->mu);
         if (!LM_IS_OK(st)) {
@@ -159,6 +196,7 @@ static void *writer_main(void *arg) {
     }
     pthread_mutex_unlock(&w->mu);
     queue_free(&batch);
+    lm_idmap_free(seen);
     return NULL;
 }
 

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lumen/remote.h>
@@ -304,8 +306,16 @@ static int map_args(const Lumen__ExecRequest *req, int fd, lumen_bytes **args, s
         *err = xprintf("arguments announced in a memfd that did not arrive");
         return -1;
     }
+    struct stat sb; /* the worker reuses its memfd: it may be bigger, not smaller */
+    if (fstat(fd, &sb) != 0 || (uint64_t)sb.st_size < total) {
+        *err = xprintf("the arguments' memfd holds less than their %llu bytes", (unsigned long long)total);
+        return -1;
+    }
     if (total > 0) {
-        *map = mmap(NULL, total, PROT_READ, MAP_PRIVATE, fd, 0);
+        /* Only the part this task uses, unmapped after it (so the address
+         * space a memory limit counts from stays small); populated in one
+         * call, as its pages already exist. */
+        *map = mmap(NULL, total, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
         if (*map == MAP_FAILED) {
             *map = NULL;
             *err = xprintf("cannot map the arguments (%llu bytes): %s", (unsigned long long)total,
@@ -383,24 +393,42 @@ static outcome run(const Lumen__ExecRequest *req, int args_fd) {
     return o;
 }
 
-/* A memfd holding data; -1 (and *err) on failure. */
-static int memfd_of(const void *data, size_t len, char **err) {
-    int fd = memfd_create("lumen-result", MFD_CLOEXEC);
-    if (fd < 0) {
-        *err = xprintf("memfd_create: %s", strerror(errno));
-        return -1;
+/* The memfd big results travel in, kept for the process's life: the pages
+ * of one result are reused by the next instead of being faulted in and
+ * zeroed again. It only grows, so a worker's mapping never runs past its
+ * end; the worker holds this executor until it is done reading. */
+static int result_fd = -1;
+static uint64_t result_fd_size;
+
+/* Writes data to the result memfd; its fd, or -1 (and *err) on failure. */
+static int result_memfd(const void *data, size_t len, char **err) {
+    if (result_fd < 0) {
+        /* Sealed against shrinking: the worker maps it and checks the seal. */
+        int fd = memfd_create("lumen-result", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
+            *err = xprintf("a sealed result memfd: %s", strerror(errno));
+            if (fd >= 0) close(fd);
+            return -1;
+        }
+        result_fd = fd;
+    }
+    if (len > result_fd_size) {
+        if (ftruncate(result_fd, (off_t)len) != 0) {
+            *err = xprintf("growing the result memfd to %zu bytes: %s", len, strerror(errno));
+            return -1;
+        }
+        result_fd_size = len;
     }
     for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, (const uint8_t *)data + off, len - off);
+        ssize_t n = pwrite(result_fd, (const uint8_t *)data + off, len - off, (off_t)off);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             *err = xprintf("writing the result to a memfd: %s", strerror(errno));
-            close(fd);
             return -1;
         }
         off += (size_t)n;
     }
-    return fd;
+    return result_fd;
 }
 
 static int send_outcome(outcome *o) {
@@ -408,7 +436,7 @@ static int send_outcome(outcome *o) {
     int fd = -1;
     char *err = NULL;
     if (o->code == 0 && o->result.len > RESULT_FD_THRESHOLD) {
-        fd = memfd_of(o->result.data, o->result.len, &err);
+        fd = result_memfd(o->result.data, o->result.len, &err);
         if (fd < 0) {
             o->code = LUMEN_INTERNAL;
             o->message = err;
@@ -422,7 +450,6 @@ static int send_outcome(outcome *o) {
         if (fd < 0) reply.result = (ProtobufCBinaryData){o->result.len, o->result.data};
     }
     int rc = lm_frame_send(sock, &reply.base, &fd, fd >= 0 ? 1 : 0);
-    if (fd >= 0) close(fd);
     free(o->message);
     free(o->result.data);
     return rc;
@@ -456,6 +483,7 @@ static void free_all(void) {
     free(handles);
     for (size_t i = 0; i < nfns; i++) free(fns[i].name);
     free(fns);
+    if (result_fd >= 0) close(result_fd);
 }
 
 int main(int argc, char **argv) {

@@ -35,8 +35,10 @@ typedef struct executor {
     pid_t pid;     /* 0: not running (being respawned, or spawn failed) */
     int sock;      /* the worker's end; -1 with pid 0 */
     bool busy;
+    bool holding;   /* busy only because a result maps its result memfd */
     bool cancelled; /* the running task was cancelled (its kill is ours) */
     lm_id task;
+    lm_shmbuf args; /* big arguments of callers without a buffer of their own */
 } executor;
 
 struct lm_exec_pool {
@@ -149,10 +151,11 @@ lumen_status lm_exec_pool_new(const lm_exec_pool_opts *opts, lm_exec_pool **out)
     pthread_cond_init(&p->idle, NULL);
     lumen_status st = p->exe && p->library_path && p->ex ? lm_ok()
                                                          : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    for (int i = 0; LM_IS_OK(st) && i < p->slots; i++) {
+    for (int i = 0; p->ex != NULL && i < p->slots; i++) {
         p->ex[i].sock = -1;
-        st = spawn(p, &p->ex[i]);
+        lm_shmbuf_init(&p->ex[i].args, "lumen-args");
     }
+    for (int i = 0; LM_IS_OK(st) && i < p->slots; i++) st = spawn(p, &p->ex[i]);
     if (!LM_IS_OK(st)) {
         lm_exec_pool_free(p);
         return st;
@@ -163,10 +166,20 @@ lumen_status lm_exec_pool_new(const lm_exec_pool_opts *opts, lm_exec_pool **out)
 
 /* -------------------------------------------------------------- results */
 
+/* e takes tasks again. */
+static void release(lm_exec_pool *p, executor *e) {
+    pthread_mutex_lock(&p->mu);
+    e->busy = false;
+    e->holding = false;
+    pthread_cond_signal(&p->idle);
+    pthread_mutex_unlock(&p->mu);
+}
+
 void lm_exec_result_free(lm_exec_result *r) {
     if (r == NULL) return;
     if (r->mapped_len_ > 0) munmap(r->owned_, r->mapped_len_);
     else free(r->owned_);
+    if (r->held_ != NULL) release(r->pool_, r->held_);
     memset(r, 0, sizeof *r);
 }
 
@@ -198,13 +211,18 @@ static void take_reply(const Lumen__ExecReply *reply, int fd, lm_exec_result *ou
         out->len = reply->result.len;
         return;
     }
+    /* The executor reuses its memfd, so it may be bigger; sealed against
+     * shrinking, or user code could truncate it under our mapping (SIGBUS). */
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || (uint64_t)sb.st_size != reply->result_size) {
-        fail(out, LUMEN_INTERNAL, "the executor's result memfd is missing or has the wrong size");
+    int seals = fd < 0 ? -1 : fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0 || fstat(fd, &sb) != 0 ||
+        (uint64_t)sb.st_size < reply->result_size) {
+        fail(out, LUMEN_INTERNAL, "the executor's result memfd is missing, too small or not sealed");
         return;
     }
     if (reply->result_size == 0) return;
-    void *map = mmap(NULL, reply->result_size, PROT_READ, MAP_SHARED, fd, 0);
+    /* Populated in one call: the pages exist, only their entries are new. */
+    void *map = mmap(NULL, reply->result_size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (map == MAP_FAILED) {
         fail(out, LUMEN_RESOURCE_EXHAUSTED, "cannot map a %llu-byte result: %s",
              (unsigned long long)reply->result_size, strerror(errno));
@@ -218,30 +236,35 @@ static void take_reply(const Lumen__ExecReply *reply, int fd, lm_exec_result *ou
 
 /* ------------------------------------------------------------- requests */
 
-/* Puts the arguments in a memfd when they are big; -1 when they travel
- * inline. Errors go to *st. */
-static int args_memfd(const lm_exec_task *t, lumen_status *st) {
+/* The memfd holding the task's arguments back to back when they are big:
+ * the caller's buffer, else e's own, copied into (its pages are reused task
+ * after task). -1 when they travel inline. Errors go to *st. */
+static int args_memfd(executor *e, const lm_exec_task *t, lumen_status *st) {
     uint64_t total = 0;
     for (size_t i = 0; i < t->nargs; i++) total += t->args[i].len;
     if (total <= ARGS_FD_THRESHOLD) return -1;
-    int fd = memfd_create("lumen-args", MFD_CLOEXEC);
-    if (fd < 0) {
-        *st = lm_status_errno(LUMEN_INTERNAL, errno, "memfd_create");
-        return -1;
-    }
-    for (size_t i = 0; i < t->nargs; i++)
-        for (size_t off = 0; off < t->args[i].len;) {
-            ssize_t n = write(fd, (const uint8_t *)t->args[i].data + off, t->args[i].len - off);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) {
-                *st = lm_status_errno(LUMEN_RESOURCE_EXHAUSTED, n < 0 ? errno : ENOSPC,
-                                      "writing arguments to a memfd");
-                close(fd);
+    const lm_shmbuf *buf = t->args_buf;
+    if (buf != NULL) {
+        uint64_t off = 0;
+        for (size_t i = 0; i < t->nargs; off += t->args[i].len, i++)
+            if (t->args[i].len > 0 && t->args[i].data != buf->base + off) {
+                *st = lm_status(LUMEN_INVALID_ARGUMENT, "argument %zu is not at offset %llu of its buffer", i,
+                                (unsigned long long)off);
                 return -1;
             }
-            off += (size_t)n;
+        if (off > buf->size) {
+            *st = lm_status(LUMEN_INVALID_ARGUMENT, "%llu bytes of arguments overrun their %llu-byte buffer",
+                            (unsigned long long)off, (unsigned long long)buf->size);
+            return -1;
         }
-    return fd;
+        return buf->fd;
+    }
+    *st = lm_shmbuf_reserve(&e->args, total);
+    if (!LM_IS_OK(*st)) return -1;
+    uint64_t off = 0;
+    for (size_t i = 0; i < t->nargs; off += t->args[i].len, i++)
+        if (t->args[i].len > 0) memcpy(e->args.base + off, t->args[i].data, t->args[i].len);
+    return e->args.fd;
 }
 
 static int send_task(executor *e, const lm_exec_task *t, int args_fd) {
@@ -343,7 +366,7 @@ static void await_reply(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_
 /* Runs t on e, which is ours (busy). */
 static void run_on(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_exec_result *out) {
     lumen_status st = lm_ok();
-    int args_fd = args_memfd(t, &st);
+    int args_fd = args_memfd(e, t, &st); /* not ours to close */
     if (!LM_IS_OK(st)) {
         fail(out, st.code, "%s", st.msg);
         return;
@@ -372,7 +395,6 @@ static void run_on(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_exec_
             break;
         }
     }
-    if (args_fd >= 0) close(args_fd);
     if (e->pid <= 0) respawn(p, e); /* now, so it loads its libraries while idle */
 }
 
@@ -397,10 +419,16 @@ void lm_exec_pool_run(lm_exec_pool *p, const lm_exec_task *t, lm_exec_result *ou
 
     run_on(p, e, t, out);
 
+    if (out->mapped_len_ == 0) {
+        release(p, e);
+        return;
+    }
+    /* The result maps e's result memfd, which e's next task overwrites. */
     pthread_mutex_lock(&p->mu);
-    e->busy = false;
-    pthread_cond_signal(&p->idle);
+    e->holding = true;
     pthread_mutex_unlock(&p->mu);
+    out->pool_ = p;
+    out->held_ = e;
 }
 
 bool lm_exec_pool_cancel(lm_exec_pool *p, lm_id task_id) {
@@ -408,7 +436,7 @@ bool lm_exec_pool_cancel(lm_exec_pool *p, lm_id task_id) {
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < p->slots; i++) {
         executor *e = &p->ex[i];
-        if (!e->busy || !lm_id_equal(e->task, task_id)) continue;
+        if (!e->busy || e->holding || !lm_id_equal(e->task, task_id)) continue;
         found = true;
         e->cancelled = true;
         if (e->pid > 0) kill(e->pid, SIGKILL); /* pid stays unreaped while set: no reuse */
@@ -437,7 +465,7 @@ void lm_exec_pool_shutdown(lm_exec_pool *p) {
     pthread_mutex_lock(&p->mu);
     p->stopping = true;
     for (int i = 0; i < p->slots; i++)
-        if (p->ex[i].busy && p->ex[i].pid > 0) kill(p->ex[i].pid, SIGKILL);
+        if (p->ex[i].busy && !p->ex[i].holding && p->ex[i].pid > 0) kill(p->ex[i].pid, SIGKILL);
     pthread_cond_broadcast(&p->idle);
     pthread_mutex_unlock(&p->mu);
 }
@@ -466,7 +494,10 @@ static void stop_idle(executor *e) {
 void lm_exec_pool_free(lm_exec_pool *p) {
     if (p == NULL) return;
     lm_exec_pool_shutdown(p);
-    for (int i = 0; p->ex && i < p->slots; i++) stop_idle(&p->ex[i]);
+    for (int i = 0; p->ex && i < p->slots; i++) {
+        stop_idle(&p->ex[i]);
+        lm_shmbuf_fini(&p->ex[i].args);
+    }
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->idle);
     free(p->ex);

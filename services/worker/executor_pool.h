@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "id.h"
+#include "shmbuf.h"
 #include "status.h"
 
 typedef struct lm_exec_pool lm_exec_pool;
@@ -33,6 +34,10 @@ typedef struct lm_exec_task {
     const char *function;
     const lumen_bytes *args; /* read during the call only */
     size_t nargs;
+    /* NULL, or the caller's buffer args[] lie in back to back from its start:
+     * big arguments then go to the executor as its memfd, without a copy.
+     * Without it they are copied into a buffer of the executor's. */
+    const lm_shmbuf *args_buf;
     uint32_t attempt;
     const char *const *libraries; /* .so paths to load first (uploaded libraries) */
     size_t nlibraries;
@@ -40,13 +45,18 @@ typedef struct lm_exec_task {
     uint64_t memory_limit; /* bytes the task may allocate; 0: none */
 } lm_exec_task;
 
-/* A task's outcome: status OK and the result bytes, or the task's error. */
+/* A task's outcome: status OK and the result bytes, or the task's error.
+ * A big result is a view of the executor's own (reused) result memfd: that
+ * executor runs no other task until lm_exec_result_free, so free results
+ * promptly. */
 typedef struct lm_exec_result {
     lumen_status status;
     const uint8_t *data; /* valid until lm_exec_result_free */
     size_t len;
     void *owned_;        /* internal: malloc'd copy or mapping */
     size_t mapped_len_;
+    lm_exec_pool *pool_; /* internal: with held_, the executor the mapping holds */
+    void *held_;
 } lm_exec_result;
 
 /* Spawns the executors. Strings in opts are copied. */
@@ -71,8 +81,8 @@ unsigned lm_exec_pool_spawns(lm_exec_pool *pool);
  * at once. Idempotent. */
 void lm_exec_pool_shutdown(lm_exec_pool *pool);
 
-/* Shuts down, reaps every executor and frees. No run may be in progress.
- * NULL-safe. */
+/* Shuts down, reaps every executor and frees. No run may be in progress
+ * and no result may be unfreed. NULL-safe. */
 void lm_exec_pool_free(lm_exec_pool *pool);
 
 #endif

@@ -21,6 +21,7 @@
 #include "objclient.h"
 #include "rpc.h"
 #include "scheduler.pb-c.h"
+#include "shmbuf.h"
 #include "worker.pb-c.h"
 
 #define DEFAULT_INLINE_RESULT_MAX (100u << 10)
@@ -65,6 +66,7 @@ typedef struct slot {
     bool active;    /* preparing or running a task */
     bool cancelled; /* its task was cancelled while its arguments were fetched */
     lm_id task;
+    lm_shmbuf args; /* its tasks' arguments, back to back; reused task after task */
 } slot;
 
 struct lm_worker {
@@ -390,13 +392,37 @@ static lumen_status ensure_library(lm_worker *w, const Lumen__TaskSpec *spec, ch
 
 /* ---------------------------------------------------------------- slots */
 
-/* The task's arguments: inline ones point into the spec, refs are fetched
- * into owned[i] (the caller frees them). */
-static lumen_status fetch_args(lm_worker *w, const Lumen__TaskSpec *spec, lumen_bytes *args, void **owned) {
-    for (size_t i = 0; i < spec->n_args; i++) {
+/* Where a fetched argument goes: at its offset in the slot's buffer. */
+typedef struct arg_place {
+    lm_shmbuf *buf;
+    uint64_t off;
+} arg_place;
+
+static void *place_arg(void *arg, uint64_t size, lumen_status *st) {
+    arg_place *p = arg;
+    *st = lm_shmbuf_reserve(p->buf, p->off + size);
+    return LM_IS_OK(*st) ? p->buf->base + p->off : NULL;
+}
+
+/* Puts the task's arguments back to back into the slot's buffer (refs are
+ * fetched straight into it, inline ones copied) and points args[] at them. */
+static lumen_status fetch_args(slot *s, const Lumen__TaskSpec *spec, lumen_bytes *args) {
+    lm_worker *w = s->w;
+    /* One reservation for the sizes the scheduler announced; only a hint
+     * (the fetches grow the buffer to the real sizes), so its failure is not. */
+    uint64_t expect = 0;
+    for (size_t i = 0; i < spec->n_args; i++)
+        expect += spec->args[i]->value_case == LUMEN__ARG__VALUE_INLINE ? spec->args[i]->inline_.len
+                                                                          : spec->args[i]->size;
+    (void)lm_shmbuf_reserve(&s->args, expect);
+    lumen_status st = lm_ok();
+    uint64_t off = 0;
+    for (size_t i = 0; LM_IS_OK(st) && i < spec->n_args; off += args[i].len, i++) {
         const Lumen__Arg *a = spec->args[i];
         if (a->value_case == LUMEN__ARG__VALUE_INLINE) {
-            args[i] = (lumen_bytes){a->inline_.data, a->inline_.len};
+            st = lm_shmbuf_reserve(&s->args, off + a->inline_.len);
+            if (LM_IS_OK(st) && a->inline_.len > 0) memcpy(s->args.base + off, a->inline_.data, a->inline_.len);
+            args[i].len = a->inline_.len;
             continue;
         }
         lm_id id;
@@ -406,11 +432,15 @@ static lumen_status fetch_args(lm_worker *w, const Lumen__TaskSpec *spec, lumen_
         if (a->location == NULL || a->location[0] == '\0')
             return lm_status(LUMEN_OBJECT_LOST, "argument %zu (object %s) has no location", i,
                              lm_id_to_hex(id, hex));
-        size_t len = 0;
-        lumen_status st = lm_objstore_get(w->cli, a->location, id, true, io_timeout_ms(w, a->size), &owned[i], &len);
+        arg_place place = {&s->args, off};
+        st = lm_objstore_get_into(w->cli, a->location, id, true, io_timeout_ms(w, a->size), place_arg, &place,
+                                  &args[i].len);
         if (!LM_IS_OK(st)) return lm_status(LUMEN_OBJECT_LOST, "argument %zu: %s", i, st.msg);
-        args[i] = (lumen_bytes){owned[i], len};
     }
+    if (!LM_IS_OK(st)) return st;
+    /* Only now: the buffer may have moved while it grew. */
+    off = 0;
+    for (size_t i = 0; i < spec->n_args; off += args[i].len, i++) args[i].data = s->args.base + off;
     return lm_ok();
 }
 
@@ -448,10 +478,9 @@ static void run_task(slot *s, const Lumen__TaskSpec *spec, lm_id task, report *r
         return;
     }
     lumen_bytes *args = calloc(spec->n_args ? spec->n_args : 1, sizeof *args);
-    void **owned = calloc(spec->n_args ? spec->n_args : 1, sizeof *owned);
     char *lib = NULL;
-    lumen_status st = args && owned ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    if (LM_IS_OK(st)) st = fetch_args(w, spec, args, owned);
+    lumen_status st = args ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    if (LM_IS_OK(st)) st = fetch_args(s, spec, args);
     if (LM_IS_OK(st) && spec->library_id.len > 0) st = ensure_library(w, spec, &lib);
     if (LM_IS_OK(st) && slot_cancelled(s)) st = lm_status(LUMEN_CANCELLED, "%s was cancelled", spec->function);
     if (LM_IS_OK(st)) {
@@ -461,6 +490,7 @@ static void run_task(slot *s, const Lumen__TaskSpec *spec, lm_id task, report *r
             .function = spec->function,
             .args = args,
             .nargs = spec->n_args,
+            .args_buf = &s->args,
             .attempt = spec->attempt,
             .libraries = libs,
             .nlibraries = lib ? 1 : 0,
@@ -469,14 +499,10 @@ static void run_task(slot *s, const Lumen__TaskSpec *spec, lm_id task, report *r
         };
         lm_exec_result res;
         lm_exec_pool_run(w->pool, &t, &res);
-        /* Arguments can be big: free them before storing the result. */
-        for (size_t i = 0; owned && i < spec->n_args; i++) free(owned[i]), owned[i] = NULL;
         st = res.status;
         if (LM_IS_OK(st)) st = keep_result(w, spec, task, &res, r);
         lm_exec_result_free(&res);
     }
-    for (size_t i = 0; owned && i < spec->n_args; i++) free(owned[i]);
-    free(owned);
     free(args);
     free(lib);
     r->status = st;
@@ -800,6 +826,7 @@ lumen_status lm_worker_start(const lm_config *cfg, lm_worker **out) {
     w->health.node_id = w->node_id;
     atomic_init(&w->health.serving, false);
     w->slots = calloc((size_t)w->nslots, sizeof *w->slots);
+    for (int i = 0; w->slots != NULL && i < w->nslots; i++) lm_shmbuf_init(&w->slots[i].args, "lumen-args");
 
     const lm_cluster_config *cc = &cfg->cluster;
     lm_rpc_tls tls = {cc->tls_cert, cc->tls_key, cc->tls_ca};
@@ -863,8 +890,10 @@ void lm_worker_free(lm_worker *w) {
     lm_node_agent_free(w->agent); /* heartbeats stop */
 
     lm_exec_pool_shutdown(w->pool); /* running tasks end with WORKER_DIED */
-    for (int i = 0; w->slots && i < w->nslots; i++)
+    for (int i = 0; w->slots && i < w->nslots; i++) {
         if (w->slots[i].w) pthread_join(w->slots[i].thread, NULL);
+        lm_shmbuf_fini(&w->slots[i].args);
+    }
     /* What never started is reported too, so the scheduler can place it
      * elsewhere at once. */
     while (w->head) {

@@ -44,7 +44,7 @@ static int suite_cleanup(void) {
  * error's message (then *st is not OK). */
 static char *call_get(const char *fn, const char *const *argv, size_t n, const lumen_call_opts *opts,
                       lumen_status *st) {
-    lumen_arg args[8];
+    lumen_arg args[8] = {{0}};
     for (size_t i = 0; i < n; i++) args[i] = lumen_arg_bytes(argv[i], strlen(argv[i]));
     lumen_ref ref;
     *st = lumen_call(client, fn, args, n, opts, &ref);

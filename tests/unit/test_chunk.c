@@ -13,7 +13,7 @@ static lm_id id_of(uint8_t seed) {
 }
 
 static uint8_t *pattern(size_t n) {
-    uint8_t *p = malloc(n ? n : 1);
+    uint8_t *p = calloc(n ? n : 1, 1);
     for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(i * 31 + 7);
     return p;
 }
