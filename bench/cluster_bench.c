@@ -3,8 +3,10 @@
  * real local cluster (redis-server, lumen-scheduler, lumen-objstore and
  * lumen-workers from build/bin, started on free loopback ports).
  *
- *   cluster_bench [--quick] [--workers N] [--only NAME]
+ *   cluster_bench [--quick] [--workers N] [--slots N] [--chunks N] [--only NAME]
  *
+ * Defaults: 2 workers with 1 slot each (one executor per core on the 2-core
+ * reference machine) and the job split into 2 chunks per slot.
  * Prints `metric: value unit` lines. most_frequent_word_256mb runs the
  * example programs (gen_corpus, most_frequent_word) on a generated corpus,
  * exact method with 2 workers, beside the single-threaded local count of
@@ -25,6 +27,7 @@
 
 static bool quick;
 static const char *only;
+static int chunks_per_job;
 static lm_test_cluster *cluster;
 
 static void die(const char *what, lumen_status st) {
@@ -253,13 +256,15 @@ static void most_frequent_word(void) {
     char *local_argv[] = {mfw, "--input", corpus, "--method", "local", NULL};
     char local_answer[256];
     double local = run_program(local_argv, local_answer, sizeof local_answer);
+    char chunks[16];
+    snprintf(chunks, sizeof chunks, "%d", chunks_per_job);
     char *exact_argv[] = {mfw, "--address", (char *)lm_test_cluster_scheduler(cluster), "--input", corpus,
-                          "--method", "exact", NULL};
+                          "--method", "exact", "--chunks", chunks, NULL};
     char exact_answer[256];
     double exact = run_program(exact_argv, exact_answer, sizeof exact_answer);
     const char *name = quick ? "most_frequent_word_32mb" : "most_frequent_word_256mb";
-    printf("%s: %.2f s (exact, %d workers; answer \"%s\")\n", name, exact, lm_test_cluster_workers(cluster),
-           exact_answer);
+    printf("%s: %.2f s (exact, %d workers, %s chunks; answer \"%s\")\n", name, exact,
+           lm_test_cluster_workers(cluster), chunks, exact_answer);
     printf("%s_local: %.2f s (single-threaded count in one process; answer \"%s\")\n", name, local, local_answer);
     printf("%s_ratio: %.2f x the local count%s\n", name, exact / local,
            strcmp(exact_answer, local_answer) == 0 ? "" : " (ANSWERS DIFFER)");
@@ -267,19 +272,25 @@ static void most_frequent_word(void) {
 }
 
 int main(int argc, char **argv) {
-    int workers = 2;
+    int workers = 2, slots = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--slots") == 0 && i + 1 < argc) slots = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--chunks") == 0 && i + 1 < argc) chunks_per_job = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: cluster_bench [--quick] [--workers N] [--only NAME]\n");
+            fprintf(stderr, "usage: cluster_bench [--quick] [--workers N] [--slots N] [--chunks N] [--only NAME]\n");
             return 2;
         }
     }
     lm_log_set_level(LM_LOG_WARN);
-    int cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    lm_test_cluster_opts opts = {.workers = workers, .slots = cpus > 0 ? cpus : 2};
+    if (workers < 1 || slots < 1) {
+        fprintf(stderr, "cluster_bench: --workers and --slots want a positive number\n");
+        return 2;
+    }
+    if (chunks_per_job <= 0) chunks_per_job = 2 * workers * slots;
+    lm_test_cluster_opts opts = {.workers = workers, .slots = slots};
     lumen_status st = lm_test_cluster_start(&opts, &cluster);
     if (!LM_IS_OK(st)) die("cluster", st);
     if (wanted("tasks_sync")) tasks_sync();
