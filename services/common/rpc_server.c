@@ -210,7 +210,10 @@ static void send(lm_rpc_call *c, grpc_byte_buffer *msg, lumen_code code, const c
         ops[n].data.send_status_from_server.status_details = details ? &c->status_details : NULL;
         n++;
     }
-    if (!start_batch(c, ops, n, &c->send_tag)) on_sent(&c->send_tag, false);
+    if (!start_batch(c, ops, n, &c->send_tag)) {
+        call_ref(c); /* on_sent releases the reference a started batch would hold */
+        on_sent(&c->send_tag, false);
+    }
 }
 
 /* The stream's state goes back to its owner and the handler's part ends. */

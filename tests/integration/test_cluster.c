@@ -91,7 +91,7 @@ static void test_ten_thousand_tasks(void) {
     }
     int *ready = calloc(N, sizeof *ready);
     size_t done = 0;
-    LM_ASSERT_OK(lumen_wait(client, refs, N, N, 120000, ready, &done));
+    LM_ASSERT_OK(lumen_wait(client, refs, N, N, LM_TEST_TIMEOUT(120000), ready, &done));
     CU_ASSERT_EQUAL(done, N);
     int wrong = 0;
     for (int i = 0; i < N; i += 97) { /* spot-check values */
@@ -165,7 +165,7 @@ static void test_gigabyte_object(void) {
     lumen_ref r;
     LM_ASSERT_OK(lumen_put(client, data, len, &r));
     lumen_bytes out = {0};
-    LM_ASSERT_OK(lumen_get(client, r, 60000, &out));
+    LM_ASSERT_OK(lumen_get(client, r, LM_TEST_TIMEOUT(60000), &out));
     CU_ASSERT_EQUAL(out.len, len);
     CU_ASSERT_TRUE(out.len == len && memcmp(out.data, data, len) == 0);
     lumen_bytes_free(&out);

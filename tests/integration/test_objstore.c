@@ -23,7 +23,7 @@
 #include "redis_state.h"
 #include "test_util.h"
 
-#define TIMEOUT_MS 30000
+#define TIMEOUT_MS LM_TEST_TIMEOUT(30000)
 #define MAX_OBJECT "1100MiB"
 #define MAX_OBJECT_BYTES (1100ull << 20)
 

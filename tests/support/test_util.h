@@ -38,6 +38,16 @@ int lm_test_main(const char *suite, CU_TestInfo *tests, int (*init)(void), int (
         CU_ASSERT_EQUAL(lm_st_.code, (want));                                           \
     } while (0)
 
+/* Deadlines for work whose speed the build changes: sanitizer builds move
+ * big buffers several times slower (fresh shadow pages, no reuse while
+ * freed memory sits in quarantine), so their deadlines stretch. */
+#ifdef LUMEN_SANITIZED
+#define LM_TEST_SLOWDOWN 5
+#else
+#define LM_TEST_SLOWDOWN 1
+#endif
+#define LM_TEST_TIMEOUT(ms) ((int64_t)(ms) * LM_TEST_SLOWDOWN)
+
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 uint16_t lm_test_free_port(void);
 
