@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "idmap.h"
 #include "objclient.h"
 #include "process.h"
@@ -223,11 +224,7 @@ static void send_pending_locked(lumen_client *c) {
 
 /* Waits until every task queued so far reached the scheduler. */
 static lumen_status wait_submitted(lumen_client *c, int64_t timeout_ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    struct timespec until = lm_timespec_in(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&c->mu);
     uint64_t target = c->queued;
     send_pending_locked(c);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "config.h"
 #include "health.h"
@@ -281,12 +282,6 @@ static int64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void sleep_ms(unsigned ms) {
@@ -584,7 +579,7 @@ static lumen_status start(plan *p) {
      * line is visible to every user of the machine. */
     if (p->token[0] != '\0') setenv("LUMEN_TOKEN", p->token, 1);
     else unsetenv("LUMEN_TOKEN");
-    p->started_ms = wall_ms();
+    p->started_ms = lm_wall_ms();
 
     if (p->own_redis) st = start_redis(p);
     else st = check_redis(p);

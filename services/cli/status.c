@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "config.h"
 #include "redis_state.h"
@@ -47,12 +48,6 @@ static void human_bytes(uint64_t b, char *out, size_t cap) {
     snprintf(out, cap, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
 }
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static int node_order(const void *a, const void *b) {
     const lm_node_record *x = a, *y = b;
     if (x->kind != y->kind) return x->kind == LM_NODE_OBJSTORE ? -1 : 1;
@@ -73,7 +68,7 @@ static void print_nodes(lm_node_list *list) {
     qsort(list->nodes, list->count, sizeof list->nodes[0], node_order);
     printf("  %-8s  %-8s  %-22s  %-9s  %-5s  %-10s  %s\n", "NODE", "KIND", "ADDRESS", "FREE/SLOTS", "STATE",
            "HEARTBEAT", "MEMORY");
-    uint64_t now = now_ms();
+    uint64_t now = lm_wall_ms();
     for (size_t i = 0; i < list->count; i++) {
         const lm_node_record *n = &list->nodes[i];
         char id[LM_ID_HEX_LEN + 1], slots_s[24] = "-", beat[24] = "-", mem[64] = "-", used[16], limit[16];

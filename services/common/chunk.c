@@ -9,16 +9,6 @@
 
 #define HUGE_PAGE (2u << 20)
 
-typedef struct hexbuf {
-    char s[LM_ID_HEX_LEN + 1];
-} hexbuf;
-
-static hexbuf hex(lm_id id) {
-    hexbuf h;
-    lm_id_to_hex(id, h.s);
-    return h;
-}
-
 void *lm_chunk_buffer_alloc(uint64_t size) {
     if (size > SIZE_MAX - 1) return NULL;
     void *p = malloc(size ? (size_t)size : 1);
@@ -51,28 +41,28 @@ static lumen_status start(lm_chunk_asm *a, const Lumen__ObjectChunk *c) {
                          "first chunk must carry a 16-byte object id (got %zu bytes)", c->object_id.len);
     if (c->job_id.len != 0 && !lm_id_from_bytes(c->job_id.data, c->job_id.len, &a->job))
         return lm_status(LUMEN_INVALID_ARGUMENT, "object %s: job id must be 16 bytes (got %zu)",
-                         hex(a->id).s, c->job_id.len);
+                         lm_id_str(a->id).s, c->job_id.len);
     uint64_t limit = a->opts.max_bytes;
     if ((limit != 0 && c->total_size > limit) || c->total_size > SIZE_MAX - 1) {
         if (limit == 0 || limit > SIZE_MAX - 1) limit = SIZE_MAX - 1;
         return lm_status(LUMEN_RESOURCE_EXHAUSTED, "object %s: object of %llu bytes exceeds the limit of %llu",
-                         hex(a->id).s, (unsigned long long)c->total_size, (unsigned long long)limit);
+                         lm_id_str(a->id).s, (unsigned long long)c->total_size, (unsigned long long)limit);
     }
     a->total = c->total_size;
     if (a->opts.buf != NULL) {
         if (a->total > a->opts.cap)
             return lm_status(LUMEN_RESOURCE_EXHAUSTED, "object %s: %llu bytes do not fit in a buffer of %llu",
-                             hex(a->id).s, (unsigned long long)a->total, (unsigned long long)a->opts.cap);
+                             lm_id_str(a->id).s, (unsigned long long)a->total, (unsigned long long)a->opts.cap);
         a->data = a->opts.buf;
     } else if (a->opts.alloc != NULL) {
         lumen_status st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "no buffer");
         a->data = a->opts.alloc(a->opts.alloc_arg, a->total, &st);
         if (a->data == NULL)
-            return strstr(st.msg, hex(a->id).s) ? st : lm_status_wrap(st, "object %s", hex(a->id).s);
+            return strstr(st.msg, lm_id_str(a->id).s) ? st : lm_status_wrap(st, "object %s", lm_id_str(a->id).s);
     } else {
         a->data = lm_chunk_buffer_alloc(a->total);
         if (a->data == NULL)
-            return lm_status(LUMEN_RESOURCE_EXHAUSTED, "object %s: cannot allocate %llu bytes", hex(a->id).s,
+            return lm_status(LUMEN_RESOURCE_EXHAUSTED, "object %s: cannot allocate %llu bytes", lm_id_str(a->id).s,
                              (unsigned long long)a->total);
         a->owns_buf = true;
     }
@@ -86,15 +76,15 @@ static lumen_status check_repeat(const lm_chunk_asm *a, const Lumen__ObjectChunk
     if (c->object_id.len != 0 &&
         (!lm_id_from_bytes(c->object_id.data, c->object_id.len, &other) || !lm_id_equal(other, a->id)))
         return lm_status(LUMEN_INVALID_ARGUMENT, "object %s: a chunk at offset %llu names another object",
-                         hex(a->id).s, (unsigned long long)c->offset);
+                         lm_id_str(a->id).s, (unsigned long long)c->offset);
     if (c->total_size != 0 && c->total_size != a->total)
         return lm_status(LUMEN_INVALID_ARGUMENT,
-                         "object %s: total_size changed from %llu to %llu at offset %llu", hex(a->id).s,
+                         "object %s: total_size changed from %llu to %llu at offset %llu", lm_id_str(a->id).s,
                          (unsigned long long)a->total, (unsigned long long)c->total_size,
                          (unsigned long long)c->offset);
     if (c->job_id.len != 0 &&
         (!lm_id_from_bytes(c->job_id.data, c->job_id.len, &other) || !lm_id_equal(other, a->job)))
-        return lm_status(LUMEN_INVALID_ARGUMENT, "object %s: job id changed at offset %llu", hex(a->id).s,
+        return lm_status(LUMEN_INVALID_ARGUMENT, "object %s: job id changed at offset %llu", lm_id_str(a->id).s,
                          (unsigned long long)c->offset);
     return lm_ok();
 }
@@ -105,12 +95,12 @@ lumen_status lm_chunk_asm_feed(lm_chunk_asm *a, const Lumen__ObjectChunk *c) {
     if (!LM_IS_OK(st)) return refuse(a, st);
     if (c->offset != a->received)
         return refuse(a, lm_status(LUMEN_INVALID_ARGUMENT, "object %s: chunk at offset %llu, expected offset %llu",
-                                   hex(a->id).s, (unsigned long long)c->offset,
+                                   lm_id_str(a->id).s, (unsigned long long)c->offset,
                                    (unsigned long long)a->received));
     if (c->data.len > a->total - a->received)
         return refuse(a, lm_status(LUMEN_INVALID_ARGUMENT,
                                    "object %s: chunk of %zu bytes at offset %llu runs past total_size %llu",
-                                   hex(a->id).s, c->data.len, (unsigned long long)c->offset,
+                                   lm_id_str(a->id).s, c->data.len, (unsigned long long)c->offset,
                                    (unsigned long long)a->total));
     if (c->data.len > 0) memcpy(a->data + a->received, c->data.data, c->data.len);
     a->received += c->data.len;
@@ -121,7 +111,7 @@ lumen_status lm_chunk_asm_finish(const lm_chunk_asm *a) {
     if (a->failed) return lm_status(LUMEN_INVALID_ARGUMENT, "object stream failed");
     if (!a->started) return lm_status(LUMEN_INVALID_ARGUMENT, "object stream ended with no chunks");
     if (a->received != a->total)
-        return lm_status(LUMEN_INVALID_ARGUMENT, "object %s: got %llu of %llu bytes", hex(a->id).s,
+        return lm_status(LUMEN_INVALID_ARGUMENT, "object %s: got %llu of %llu bytes", lm_id_str(a->id).s,
                          (unsigned long long)a->received, (unsigned long long)a->total);
     return lm_ok();
 }

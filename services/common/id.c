@@ -37,6 +37,12 @@ char *lm_id_to_hex(lm_id id, char *out) {
     return out;
 }
 
+lm_id_text lm_id_str(lm_id id) {
+    lm_id_text t;
+    lm_id_to_hex(id, t.s);
+    return t;
+}
+
 static int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -26,6 +26,12 @@ lm_id lm_id_random(void);
 /* The id of result number `index` of task `task`. */
 lm_id lm_id_for_return(lm_id task, uint32_t index);
 
+/* An id's hex form by value, for messages: lm_id_str(id).s */
+typedef struct lm_id_text {
+    char s[LM_ID_HEX_LEN + 1];
+} lm_id_text;
+lm_id_text lm_id_str(lm_id id);
+
 /* out must hold LM_ID_HEX_LEN + 1 bytes; returns out. */
 char *lm_id_to_hex(lm_id id, char *out);
 

@@ -1,4 +1,5 @@
 /* node_agent.c - see node_agent.h. */
+#include "clock.h"
 #include "node_agent.h"
 
 #include <pthread.h>
@@ -26,11 +27,7 @@ struct lm_node_agent {
 
 /* Sleeps ms or until the agent is stopped; false when stopped. */
 static bool nap(lm_node_agent *a, uint32_t ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    struct timespec until = lm_timespec_in(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&a->mu);
     while (!a->stopping)
         if (pthread_cond_timedwait(&a->cond, &a->mu, &until) != 0) break;

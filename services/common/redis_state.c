@@ -1,4 +1,5 @@
 /* redis_state.c - the Redis key layout over hiredis; see redis_state.h. */
+#include "clock.h"
 #include "redis_state.h"
 
 #include <hiredis/hiredis.h>
@@ -27,13 +28,6 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-static uint64_t clock_ms(clockid_t clock) {
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-static uint64_t wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
-static uint64_t mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
 static unsigned next_backoff(unsigned ms) {
     return ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
@@ -381,7 +375,7 @@ static void drop_conn(lm_redis *r, lumen_status why) {
 
 static lumen_status ensure_conn(lm_redis *r) {
     if (r->ctx) return lm_ok();
-    uint64_t now = mono_ms();
+    uint64_t now = lm_mono_ms();
     if (now < r->retry_at_ms)
         return lm_status(r->last_err.code, "%s (next try in %" PRIu64 " ms)", r->last_err.msg,
                          r->retry_at_ms - now);
@@ -393,7 +387,7 @@ static lumen_status ensure_conn(lm_redis *r) {
         return st;
     }
     r->last_err = st;
-    r->retry_at_ms = mono_ms() + r->backoff_ms;
+    r->retry_at_ms = lm_mono_ms() + r->backoff_ms;
     r->backoff_ms = next_backoff(r->backoff_ms);
     return st;
 }
@@ -504,7 +498,7 @@ lumen_status lm_redis_ping(lm_redis *r) {
 /* ---- nodes ---- */
 
 lumen_status lm_redis_node_register(lm_redis *r, const lm_node_record *rec) {
-    uint64_t now = wall_ms();
+    uint64_t now = lm_wall_ms();
     batch b = {0};
     cmd c;
     hset_start(&c, &r->cfg, "node", rec->id);
@@ -547,7 +541,7 @@ lumen_status lm_redis_node_heartbeat(lm_redis *r, lm_id node, uint32_t slots_fre
     hset_existing_start(&c, &r->cfg, "node", node);
     f_u64(&c, "slots_free", slots_free);
     f_u64(&c, "bytes_used", bytes_used);
-    f_u64(&c, "heartbeat_ms", wall_ms());
+    f_u64(&c, "heartbeat_ms", lm_wall_ms());
     return node_update(r, "node heartbeat", node, &c);
 }
 
@@ -659,7 +653,7 @@ lumen_status lm_redis_nodes_list(lm_redis *r, lm_node_list **out) {
 /* ---- tasks ---- */
 
 lumen_status lm_redis_tasks_put(lm_redis *r, const lm_task_record *recs, size_t n) {
-    uint64_t now = wall_ms();
+    uint64_t now = lm_wall_ms();
     batch b = {0};
     cmd c;
     for (size_t i = 0; i < n; i++) {
@@ -690,7 +684,7 @@ lumen_status lm_redis_task_set_state(lm_redis *r, lm_id task, lm_task_state stat
     f_id(&c, "worker", worker);
     f_u64(&c, "attempts", attempts);
     f_str(&c, "error", error);
-    f_u64(&c, "finished_ms", done ? wall_ms() : 0);
+    f_u64(&c, "finished_ms", done ? lm_wall_ms() : 0);
     return run(r, "task set state", &c, NULL);
 }
 
@@ -807,7 +801,7 @@ lumen_status lm_redis_job_start(lm_redis *r, lm_id job) {
     cmd c;
     hset_start(&c, &r->cfg, "job", job);
     f_str(&c, "state", lm_job_state_name(LM_JOB_RUNNING));
-    f_u64(&c, "started_ms", wall_ms());
+    f_u64(&c, "started_ms", lm_wall_ms());
     f_u64(&c, "finished_ms", 0);
     f_u64(&c, "tasks", 0);
     return run(r, "job start", &c, NULL);
@@ -817,7 +811,7 @@ lumen_status lm_redis_job_finish(lm_redis *r, lm_id job, uint64_t tasks) {
     cmd c;
     hset_start(&c, &r->cfg, "job", job);
     f_str(&c, "state", lm_job_state_name(LM_JOB_FINISHED));
-    f_u64(&c, "finished_ms", wall_ms());
+    f_u64(&c, "finished_ms", lm_wall_ms());
     f_u64(&c, "tasks", tasks);
     return run(r, "job finish", &c, NULL);
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "rpc_internal.h"
 
@@ -636,14 +637,7 @@ lumen_status lm_rpc_server_start(lm_rpc_server *srv) {
 int lm_rpc_server_port(const lm_rpc_server *srv) { return srv->port; }
 
 static bool wait_shutdown(lm_rpc_server *srv, int64_t timeout_ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = lm_timespec_in(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&srv->mu);
     while (!srv->shutdown_done)
         if (pthread_cond_timedwait(&srv->cond, &srv->mu, &until) != 0) break;
@@ -668,9 +662,7 @@ void lm_rpc_server_shutdown(lm_rpc_server *srv, int64_t grace_ms) {
     /* Cancelled calls reached their handlers' on_cancel; wait for the answers. */
     pthread_mutex_lock(&srv->mu);
     while (srv->live_handlers > 0) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 5;
+        struct timespec until = lm_timespec_in(CLOCK_REALTIME, 5000);
         if (pthread_cond_timedwait(&srv->cond, &srv->mu, &until) != 0)
             lm_warn("rpc: shutdown waits for %ld unanswered call(s)", srv->live_handlers);
     }

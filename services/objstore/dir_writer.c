@@ -1,4 +1,5 @@
 /* dir_writer.c - see dir_writer.h. */
+#include "clock.h"
 #include "dir_writer.h"
 
 #include <pthread.h>
@@ -103,21 +104,10 @@ static dir_op *run_pass(lm_dir_writer *w, dir_op *ops, bool try, lumen_status *f
     return left;
 }
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Waits until `until` (monotonic ms) or a signal, whichever comes first. */
 static void nap_until(lm_dir_writer *w, uint64_t until) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t now = now_ms();
-    uint64_t ms = until > now ? until - now : 0;
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    uint64_t now = lm_mono_ms();
+    struct timespec ts = lm_timespec_in(CLOCK_REALTIME, until > now ? (int64_t)(until - now) : 0);
     pthread_cond_timedwait(&w->cond, &w->mu, &ts);
 }
 
@@ -132,7 +122,7 @@ static void *writer_main(void *arg) {
         while (w->head == NULL && !w->stopping) pthread_cond_wait(&w->cond, &w->mu);
         if (w->head == NULL) break; /* stopping, nothing left */
         bool last = w->stopping;
-        bool try = last || now_ms() >= retry_at;
+        bool try = last || lm_mono_ms() >= retry_at;
         if (!try && !w->fresh) { /* nothing new: wait for the retry time */
             nap_until(w, retry_at);
             continue;
@@ -171,7 +161,7 @@ static void *writer_main(void *arg) {
         if (w->head == NULL) w->tail = end;
         w->head = left;
         if (try) {
-            retry_at = now_ms() + backoff;
+            retry_at = lm_mono_ms() + backoff;
             backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
         }
     }

@@ -41,16 +41,6 @@ struct lm_objstore_server {
     atomic_bool stopping;
 };
 
-typedef struct hexbuf {
-    char s[LM_ID_HEX_LEN + 1];
-} hexbuf;
-
-static hexbuf hex(lm_id id) {
-    hexbuf h;
-    lm_id_to_hex(id, h.s);
-    return h;
-}
-
 static bool id_field(ProtobufCBinaryData b, lm_id *out) { return lm_id_from_bytes(b.data, b.len, out); }
 
 /* ------------------------------------------------------------------- Get */
@@ -95,7 +85,7 @@ static void get_stream(get_call *g) {
     uint64_t size = lm_store_reader_size(g->reader);
     if (g->offset > size || g->length > size - g->offset) {
         lm_rpc_fail(g->call, LUMEN_OUT_OF_RANGE, "object %s: range %llu+%llu is past its %llu bytes",
-                    hex(g->id).s, (unsigned long long)g->offset, (unsigned long long)g->length,
+                    lm_id_str(g->id).s, (unsigned long long)g->offset, (unsigned long long)g->length,
                     (unsigned long long)size);
         return;
     }
@@ -108,13 +98,13 @@ static void get_stream(get_call *g) {
 /* A parked Get that gave up (deadline, cancel) or outlived the store. */
 static void get_refuse(get_call *g) {
     if (atomic_load(&g->srv->stopping))
-        lm_rpc_fail(g->call, LUMEN_UNAVAILABLE, "object %s: store %s is shutting down", hex(g->id).s,
+        lm_rpc_fail(g->call, LUMEN_UNAVAILABLE, "object %s: store %s is shutting down", lm_id_str(g->id).s,
                     g->srv->addr);
     else if (lm_rpc_call_remaining_ms(g->call) == 0)
         lm_rpc_fail(g->call, LUMEN_DEADLINE_EXCEEDED, "object %s: not put in store %s before the deadline",
-                    hex(g->id).s, g->srv->addr);
+                    lm_id_str(g->id).s, g->srv->addr);
     else
-        lm_rpc_fail(g->call, LUMEN_CANCELLED, "object %s: wait cancelled by the client", hex(g->id).s);
+        lm_rpc_fail(g->call, LUMEN_CANCELLED, "object %s: wait cancelled by the client", lm_id_str(g->id).s);
 }
 
 static void get_cancelled(lm_rpc_call *call, void *arg) {
@@ -130,7 +120,7 @@ static void get_resume(lm_store_waiter *woken) {
         woken = woken->next;
         g->reader = g->waiter.reader;
         if (g->reader == NULL) lm_rpc_fail(g->call, LUMEN_RESOURCE_EXHAUSTED, "object %s: out of memory",
-                                           hex(g->id).s);
+                                           lm_id_str(g->id).s);
         else get_stream(g);
     }
 }
@@ -157,7 +147,7 @@ static void handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     if (!req->wait) {
         lumen_status st = lm_store_open(srv->store, id, &g->reader);
         if (st.code == LUMEN_NOT_FOUND)
-            lm_rpc_fail(call, LUMEN_NOT_FOUND, "object %s not in store %s", hex(id).s, srv->addr);
+            lm_rpc_fail(call, LUMEN_NOT_FOUND, "object %s not in store %s", lm_id_str(id).s, srv->addr);
         else if (!LM_IS_OK(st)) lm_rpc_fail_status(call, st);
         else get_stream(g);
         return;
@@ -169,7 +159,7 @@ static void handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     }
     switch (lm_store_open_or_park(srv->store, id, &g->waiter, &g->reader)) {
     case LM_STORE_FOUND: get_stream(g); break;
-    case LM_STORE_PARKED: lm_debug("get %s: waiting for its put", hex(id).s); break;
+    case LM_STORE_PARKED: lm_debug("get %s: waiting for its put", lm_id_str(id).s); break;
     case LM_STORE_REFUSED: get_refuse(g); break;
     }
 }
@@ -221,11 +211,11 @@ static void put_end(lm_rpc_call *call, put_call *p) {
     }
     get_resume(woken);
     if (p->already_present) {
-        lm_debug("put %s: already present", hex(p->asm_.id).s);
+        lm_debug("put %s: already present", lm_id_str(p->asm_.id).s);
         put_reply(call);
         return;
     }
-    lm_debug("put %s: %llu bytes", hex(p->asm_.id).s, (unsigned long long)p->asm_.total);
+    lm_debug("put %s: %llu bytes", lm_id_str(p->asm_.id).s, (unsigned long long)p->asm_.total);
     lm_dir_writer_ready(srv->dir, p->asm_.id, p->asm_.job, p->asm_.total, put_reply, call);
 }
 
@@ -325,7 +315,7 @@ static void handle_release_job(lm_rpc_call *call, const ProtobufCMessage *msg, v
     }
     lm_id *ids = NULL;
     size_t n = lm_store_release_job(srv->store, job, &ids);
-    lm_info("job %s released: %zu object(s) deleted", hex(job).s, n);
+    lm_info("job %s released: %zu object(s) deleted", lm_id_str(job).s, n);
     removed(srv, call, true, ids, n);
     free(ids);
 }
@@ -424,7 +414,7 @@ lumen_status lm_objstore_server_start(const lm_config *cfg, lm_objstore_server *
     char mem[32];
     snprintf(mem, sizeof mem, "%.1f MiB", (double)cfg->objstore.memory_limit / (1 << 20));
     lm_info("object store %s serving on %s (advertised as %s), memory limit %s, spill dir %s",
-            hex(srv->node_id).s, srv->listen, srv->addr, mem, lm_store_spill_dir(srv->store));
+            lm_id_str(srv->node_id).s, srv->listen, srv->addr, mem, lm_store_spill_dir(srv->store));
     *out = srv;
     return lm_ok();
 }

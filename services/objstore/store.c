@@ -69,22 +69,12 @@ struct lm_store {
     bool parking_closed;
 };
 
-typedef struct hexbuf {
-    char s[LM_ID_HEX_LEN + 1];
-} hexbuf;
-
-static hexbuf hex(lm_id id) {
-    hexbuf h;
-    lm_id_to_hex(id, h.s);
-    return h;
-}
-
 /* <dir>/<hex><suffix>; the caller frees it. */
 static char *file_path(const lm_store *s, lm_id id, const char *suffix, uint64_t seq) {
     char *p = NULL;
     if (suffix == NULL) {
-        if (asprintf(&p, "%s/%s", s->dir, hex(id).s) < 0) p = NULL;
-    } else if (asprintf(&p, "%s/%s%s%llu", s->dir, hex(id).s, suffix, (unsigned long long)seq) < 0) {
+        if (asprintf(&p, "%s/%s", s->dir, lm_id_str(id).s) < 0) p = NULL;
+    } else if (asprintf(&p, "%s/%s%s%llu", s->dir, lm_id_str(id).s, suffix, (unsigned long long)seq) < 0) {
         p = NULL;
     }
     return p;
@@ -367,7 +357,7 @@ static lumen_status spill(lm_store *s, lm_store_obj *o) {
     if (LM_IS_OK(st) && o->listed) {
         o->has_file = true;
         s->spilled++;
-        lm_debug("spilled object %s (%llu bytes)", hex(o->id).s, (unsigned long long)o->size);
+        lm_debug("spilled object %s (%llu bytes)", lm_id_str(o->id).s, (unsigned long long)o->size);
     } else if (tmp != NULL) {
         unlink(tmp); /* failed, or deleted meanwhile */
     }
@@ -461,13 +451,13 @@ lumen_status lm_store_put_begin(lm_store *s, lm_id id, lm_id job, uint64_t size,
             pthread_mutex_unlock(&s->mu);
         }
     } else if (LM_IS_OK(st)) {
-        lm_debug("object %s (%llu bytes) does not fit in memory: writing it to its file", hex(id).s,
+        lm_debug("object %s (%llu bytes) does not fit in memory: writing it to its file", lm_id_str(id).s,
                  (unsigned long long)size);
         st = map_part_file(s, p, seq);
     }
     if (!LM_IS_OK(st)) {
         put_free(p);
-        return lm_status_wrap(st, "object %s", hex(id).s);
+        return lm_status_wrap(st, "object %s", lm_id_str(id).s);
     }
     *out = p;
     return lm_ok();
@@ -529,7 +519,7 @@ lumen_status lm_store_put_commit(lm_store *s, lm_store_put *p, bool *already_pre
         munmap(p->data, p->size); /* the page cache writes it back */
         p->data = NULL;
         if (path == NULL || rename(p->part_path, path) != 0) {
-            lumen_status st = lm_status(LUMEN_IO, "object %s: cannot rename %s: %s", hex(p->id).s,
+            lumen_status st = lm_status(LUMEN_IO, "object %s: cannot rename %s: %s", lm_id_str(p->id).s,
                                         p->part_path, strerror(errno));
             pthread_mutex_unlock(&s->mu);
             free(path);
@@ -571,7 +561,7 @@ static lm_store_reader *reader_new(lm_store *s, lm_store_obj *o) {
         char *path = file_path(s, o->id, NULL, 0);
         r->fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
         if (r->fd < 0)
-            r->open_st = lm_status(LUMEN_IO, "object %s: cannot open spill file %s: %s", hex(o->id).s,
+            r->open_st = lm_status(LUMEN_IO, "object %s: cannot open spill file %s: %s", lm_id_str(o->id).s,
                                    path ? path : "?", strerror(errno));
         free(path);
     }
@@ -580,7 +570,7 @@ static lm_store_reader *reader_new(lm_store *s, lm_store_obj *o) {
 
 static lumen_status open_locked(lm_store *s, lm_id id, lm_store_reader **out) {
     lm_store_obj *o = find(s, id);
-    if (o == NULL) return lm_status(LUMEN_NOT_FOUND, "object %s not in store", hex(id).s);
+    if (o == NULL) return lm_status(LUMEN_NOT_FOUND, "object %s not in store", lm_id_str(id).s);
     *out = reader_new(s, o);
     return *out ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
 }
@@ -653,7 +643,7 @@ lumen_status lm_store_reader_read(lm_store_reader *r, uint64_t off, size_t n, co
     *bytes = NULL;
     if (off > r->o->size || n > r->o->size - off)
         return lm_status(LUMEN_OUT_OF_RANGE, "object %s: %zu bytes at %llu are past its %llu bytes",
-                         hex(r->o->id).s, n, (unsigned long long)off, (unsigned long long)r->o->size);
+                         lm_id_str(r->o->id).s, n, (unsigned long long)off, (unsigned long long)r->o->size);
     if (r->o->data != NULL || n == 0) { /* pinned: the memory stays */
         *bytes = r->o->data ? r->o->data + off : (const uint8_t *)"";
         return lm_ok();
@@ -670,7 +660,7 @@ lumen_status lm_store_reader_read(lm_store_reader *r, uint64_t off, size_t n, co
         ssize_t k = pread(r->fd, r->buf + done, n - done, (off_t)(off + done));
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0)
-            return lm_status(LUMEN_IO, "object %s: cannot read its spill file: %s", hex(r->o->id).s,
+            return lm_status(LUMEN_IO, "object %s: cannot read its spill file: %s", lm_id_str(r->o->id).s,
                              k < 0 ? strerror(errno) : "file too short");
         done += (size_t)k;
     }

@@ -11,6 +11,7 @@
  * Locking: `mu` guards everything. Calls are answered only after it is
  * released (an answer may wait for the call's on_cancel, which takes `mu`).
  */
+#include "clock.h"
 #include "scheduler.h"
 
 #include <pthread.h>
@@ -131,12 +132,6 @@ struct scheduler {
 
 /* ------------------------------------------------------------- helpers */
 
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void id_push(id_vec *v, lm_id id) {
     if (v->n == v->cap) {
         v->cap = v->cap ? 2 * v->cap : 4;
@@ -192,7 +187,7 @@ static void record_task(scheduler *s, const stask *t, lm_task_state state, const
     lm_task_record rec = {.id = t->id, .fn = t->spec ? t->spec->function : "", .job = t->job,
                           .state = state, .worker = t->worker, .attempts = t->attempts, .error = error,
                           .submitted_ms = t->submitted_ms};
-    if (state == LM_TASK_FINISHED || state == LM_TASK_FAILED) rec.finished_ms = now_ms();
+    if (state == LM_TASK_FINISHED || state == LM_TASK_FAILED) rec.finished_ms = lm_wall_ms();
     sched_writer_task(s->writer, &rec);
 }
 
@@ -593,7 +588,7 @@ static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     t->job = job;
     t->spec = spec;
     t->max_retries = spec->max_retries ? spec->max_retries : (uint32_t)s->cfg->scheduler.max_retries;
-    t->submitted_ms = now_ms();
+    t->submitted_ms = lm_wall_ms();
     lm_idmap_put(s->tasks, id, t);
     sjob *j = job_get(s, job);
     id_push(&j->tasks, id);
@@ -743,7 +738,7 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     if (!id_field(info->objstore_id, &n->objstore_id)) memset(&n->objstore_id, 0, sizeof n->objstore_id);
     if (!n->alive) n->in_flight = 0; /* new, or back after being declared dead: nothing of ours runs there */
     n->alive = true;
-    n->last_beat_ms = now_ms();
+    n->last_beat_ms = lm_wall_ms();
     dispatch(s, &out);
     pthread_mutex_unlock(&s->mu);
     outbox_send(&out);
@@ -776,7 +771,7 @@ static void handle_heartbeat(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     /* Unknown (the scheduler restarted) or declared dead: register again. */
     reply.reregister = n == NULL || !n->alive;
     if (!reply.reregister) {
-        n->last_beat_ms = now_ms();
+        n->last_beat_ms = lm_wall_ms();
         n->bytes_used = req->bytes_used;
     }
     pthread_mutex_unlock(&s->mu);
@@ -1146,15 +1141,10 @@ static void *monitor_main(void *arg) {
     int64_t timeout = s->cfg->scheduler.heartbeat_timeout_ms;
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        int64_t step = interval / 2 > 0 ? interval / 2 : 1;
-        until.tv_sec += step / 1000;
-        until.tv_nsec += (step % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        struct timespec until = lm_timespec_in(CLOCK_REALTIME, interval / 2 > 0 ? interval / 2 : 1);
         pthread_cond_timedwait(&s->monitor_cond, &s->mu, &until);
         if (s->stopping) break;
-        uint64_t now = now_ms();
+        uint64_t now = lm_wall_ms();
         outbox out = {0};
         id_vec dead = {0};
         for (size_t i = 0; i < s->node_list.n; i++) {

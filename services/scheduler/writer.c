@@ -1,4 +1,5 @@
 /* writer.c - see writer.h. */
+#include "clock.h"
 #include "writer.h"
 
 #include <pthread.h>
@@ -150,11 +151,7 @@ static lumen_status write_batch(sched_writer *w, queue *q) {
 }
 
 static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    struct timespec until = lm_timespec_in(CLOCK_REALTIME, ms);
     pthread_cond_timedwait(c, m, &until);
 }
 
@@ -215,14 +212,11 @@ bool sched_writer_flush(sched_writer *w, int64_t timeout_ms) {
     uint64_t target = w->queued;
     w->flushing++;
     pthread_cond_signal(&w->cond);
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    uint64_t deadline = lm_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     while (w->written < target) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        int64_t spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-        if (spent >= timeout_ms) break;
-        timed_wait(&w->drained, &w->mu, timeout_ms - spent);
+        uint64_t now = lm_mono_ms();
+        if (now >= deadline) break;
+        timed_wait(&w->drained, &w->mu, (int64_t)(deadline - now));
     }
     bool done = w->written >= target;
     w->flushing--;

@@ -1,4 +1,5 @@
 /* executor_pool.c - see executor_pool.h. */
+#include "clock.h"
 #include "executor_pool.h"
 
 #include <errno.h>
@@ -50,12 +51,6 @@ struct lm_exec_pool {
     bool stopping;
     unsigned spawns;
 };
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Starts an executor for e (pid and sock). */
 static lumen_status spawn(lm_exec_pool *p, executor *e) {
@@ -322,17 +317,17 @@ static void died(const lm_exec_task *t, int status, lm_exec_result *out) {
 
 /* Waits for e's reply within the task's time limit. */
 static void await_reply(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_exec_result *out) {
-    int64_t deadline = t->timeout_ms > 0 ? now_ms() + t->timeout_ms : 0;
+    int64_t deadline = t->timeout_ms > 0 ? (int64_t)lm_mono_ms() + t->timeout_ms : 0;
     for (;;) {
         int wait_ms = -1;
         if (deadline) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - (int64_t)lm_mono_ms();
             wait_ms = left <= 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
         }
         struct pollfd pf = {.fd = e->sock, .events = POLLIN};
         int n = poll(&pf, 1, wait_ms);
         if (n < 0 && errno == EINTR) continue;
-        if (n == 0 && deadline && now_ms() >= deadline) {
+        if (n == 0 && deadline && (int64_t)lm_mono_ms() >= deadline) {
             retire(p, e, true);
             fail(out, LUMEN_DEADLINE_EXCEEDED, "%s timed out after %lld ms", t->function,
                  (long long)t->timeout_ms);

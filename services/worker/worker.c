@@ -1,4 +1,5 @@
 /* worker.c - see worker.h. */
+#include "clock.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -104,12 +105,6 @@ struct lm_worker {
     bool reporter_started, joiner_started;
 };
 
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits on cond until woken or until the monotonic time `until` (0: none). */
 static void wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t until) {
     if (until == 0) {
@@ -193,7 +188,7 @@ static void task_done_finished(void *arg, lumen_status st, ProtobufCMessage *rep
     } else {
         w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
         if (w->backoff_ms > BACKOFF_MAX_MS) w->backoff_ms = BACKOFF_MAX_MS;
-        w->retry_at_ms = now_ms() + w->backoff_ms;
+        w->retry_at_ms = (int64_t)lm_mono_ms() + w->backoff_ms;
         lm_warn("TaskDone to %s failed: %s (retrying in %u ms)", w->cfg->cluster.scheduler_addr, st.msg,
                 w->backoff_ms);
         requeue(w, b->items);
@@ -227,7 +222,7 @@ static void send_batch(lm_worker *w, report *items, size_t n) {
     if (b == NULL) {
         pthread_mutex_lock(&w->mu);
         w->report_in_flight = false;
-        w->retry_at_ms = now_ms() + BACKOFF_MAX_MS;
+        w->retry_at_ms = (int64_t)lm_mono_ms() + BACKOFF_MAX_MS;
         requeue(w, items);
         pthread_mutex_unlock(&w->mu);
         return;
@@ -283,9 +278,9 @@ static void *reporter_main(void *arg) {
     int64_t give_up = 0;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        if (w->reporter_stop && give_up == 0) give_up = now_ms() + STOP_FLUSH_MS;
+        if (w->reporter_stop && give_up == 0) give_up = (int64_t)lm_mono_ms() + STOP_FLUSH_MS;
         bool idle = w->reports == NULL || w->report_in_flight;
-        int64_t now = now_ms();
+        int64_t now = (int64_t)lm_mono_ms();
         if (give_up && (now >= give_up || (w->reports == NULL && !w->report_in_flight))) break;
         if (idle || now < w->retry_at_ms) {
             int64_t until = give_up;
@@ -696,7 +691,7 @@ static void *join_main(void *arg) {
         if (LM_IS_OK(st)) break;
         if (tries % 10 == 0) lm_warn("object store %s: %s (retrying)", w->wc->objstore_addr, st.msg);
         pthread_mutex_lock(&w->mu);
-        if (!w->stopping) wait_until(&w->work, &w->mu, now_ms() + backoff);
+        if (!w->stopping) wait_until(&w->work, &w->mu, (int64_t)lm_mono_ms() + backoff);
         bool stop = w->stopping;
         pthread_mutex_unlock(&w->mu);
         if (stop) return NULL;

@@ -12,26 +12,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "redis_server.h"
 #include "redis_state.h"
 #include "test_util.h"
 
 /* ---- helpers ---- */
-
-typedef struct hexbuf {
-    char s[LM_ID_HEX_LEN + 1];
-} hexbuf;
-static hexbuf hex(lm_id id) {
-    hexbuf h;
-    lm_id_to_hex(id, h.s);
-    return h;
-}
-
-static uint64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static lm_test_redis *start_redis(const lm_test_redis_opts *opts) {
     lm_test_redis *s = NULL;
@@ -163,11 +149,7 @@ static void collect(void *arg, const char *msg, size_t len) {
 
 /* Waits until at least n messages and gaps reconnects arrived. */
 static bool collector_wait(collector *c, size_t n, size_t gaps, unsigned timeout_ms) {
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+    struct timespec dl = lm_timespec_in(CLOCK_MONOTONIC, timeout_ms);
     pthread_mutex_lock(&c->mu);
     int rc = 0;
     while ((c->n < n || c->gaps < gaps) && rc == 0) rc = pthread_cond_timedwait(&c->cv, &c->mu, &dl);
@@ -245,14 +227,14 @@ static void test_node_layout(void) {
     redisContext *c = raw_connect(s, NULL);
     lm_id id = lm_id_random();
     char key[128];
-    snprintf(key, sizeof key, "lumen:node:%s", hex(id).s);
+    snprintf(key, sizeof key, "lumen:node:%s", lm_id_str(id).s);
 
     lm_node_record rec = {.id = id, .kind = LM_NODE_WORKER, .addr = "10.1.2.3:7402", .slots = 8,
                           .slots_free = 8, .memory_limit = 1u << 30};
-    uint64_t t0 = wall_ms();
+    uint64_t t0 = lm_wall_ms();
     LM_ASSERT_OK(lm_redis_node_register(r, &rec));
-    uint64_t t1 = wall_ms();
-    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER lumen:nodes %s", hex(id).s), 1);
+    uint64_t t1 = lm_wall_ms();
+    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER lumen:nodes %s", lm_id_str(id).s), 1);
     CU_ASSERT_EQUAL(raw_int(c, "SCARD lumen:nodes"), 1);
     CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 9);
     EXPECT_FIELD(c, key, "kind", "worker");
@@ -265,9 +247,9 @@ static void test_node_layout(void) {
     EXPECT_TIME(c, key, "started_ms", t0, t1);
     EXPECT_TIME(c, key, "heartbeat_ms", t0, t1);
 
-    t0 = wall_ms();
+    t0 = lm_wall_ms();
     LM_ASSERT_OK(lm_redis_node_heartbeat(r, id, 3, 4096));
-    t1 = wall_ms();
+    t1 = lm_wall_ms();
     EXPECT_FIELD(c, key, "slots_free", "3");
     EXPECT_FIELD(c, key, "bytes_used", "4096");
     EXPECT_TIME(c, key, "heartbeat_ms", t0, t1);
@@ -277,11 +259,11 @@ static void test_node_layout(void) {
     lm_id stranger = lm_id_random();
     LM_ASSERT_CODE(lm_redis_node_heartbeat(r, stranger, 1, 0), LUMEN_NOT_FOUND);
     LM_ASSERT_CODE(lm_redis_node_mark_dead(r, stranger), LUMEN_NOT_FOUND);
-    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:node:%s", hex(stranger).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:node:%s", lm_id_str(stranger).s), 0);
 
     LM_ASSERT_OK(lm_redis_node_mark_dead(r, id));
     EXPECT_FIELD(c, key, "state", "DEAD");
-    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER lumen:nodes %s", hex(id).s), 1);
+    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER lumen:nodes %s", lm_id_str(id).s), 1);
 
     redisFree(c);
     lm_redis_free(r);
@@ -308,7 +290,7 @@ static void test_nodes_list(void) {
     LM_ASSERT_OK(lm_redis_node_heartbeat(r, w.id, 1, 0));
     LM_ASSERT_OK(lm_redis_node_mark_dead(r, o.id));
     /* Members without a record, or that are not ids, are not nodes. */
-    freeReplyObject(raw(c, "SADD lumen:nodes %s not-an-id", hex(lm_id_random()).s));
+    freeReplyObject(raw(c, "SADD lumen:nodes %s not-an-id", lm_id_str(lm_id_random()).s));
 
     LM_ASSERT_OK(lm_redis_nodes_list(r, &list));
     CU_ASSERT_FATAL(list != NULL);
@@ -341,12 +323,12 @@ static void test_task_layout(void) {
                         .job = lm_id_random(), .state = LM_TASK_PENDING, .submitted_ms = 1234,
                         .spec = spec, .spec_len = sizeof spec};
     char key[128];
-    snprintf(key, sizeof key, "lumen:task:%s", hex(t.id).s);
+    snprintf(key, sizeof key, "lumen:task:%s", lm_id_str(t.id).s);
 
     LM_ASSERT_OK(lm_redis_tasks_put(r, &t, 1));
     CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 9);
     EXPECT_FIELD(c, key, "fn", "wordcount.most_frequent");
-    EXPECT_FIELD(c, key, "job", hex(t.job).s);
+    EXPECT_FIELD(c, key, "job", lm_id_str(t.job).s);
     EXPECT_FIELD(c, key, "state", "PENDING");
     EXPECT_FIELD(c, key, "worker", "");
     EXPECT_FIELD(c, key, "attempts", "0");
@@ -361,13 +343,13 @@ static void test_task_layout(void) {
     lm_id worker = lm_id_random();
     LM_ASSERT_OK(lm_redis_task_set_state(r, t.id, LM_TASK_RUNNING, worker, 1, NULL));
     EXPECT_FIELD(c, key, "state", "RUNNING");
-    EXPECT_FIELD(c, key, "worker", hex(worker).s);
+    EXPECT_FIELD(c, key, "worker", lm_id_str(worker).s);
     EXPECT_FIELD(c, key, "attempts", "1");
     EXPECT_FIELD(c, key, "finished_ms", "0");
 
-    uint64_t t0 = wall_ms();
+    uint64_t t0 = lm_wall_ms();
     LM_ASSERT_OK(lm_redis_task_set_state(r, t.id, LM_TASK_FAILED, worker, 2, "worker died"));
-    uint64_t t1 = wall_ms();
+    uint64_t t1 = lm_wall_ms();
     EXPECT_FIELD(c, key, "state", "FAILED");
     EXPECT_FIELD(c, key, "attempts", "2");
     EXPECT_FIELD(c, key, "error", "worker died");
@@ -376,9 +358,9 @@ static void test_task_layout(void) {
     /* A put without a spec leaves the stored spec alone; submitted_ms 0 is now. */
     t.spec = NULL;
     t.submitted_ms = 0;
-    t0 = wall_ms();
+    t0 = lm_wall_ms();
     LM_ASSERT_OK(lm_redis_tasks_put(r, &t, 1));
-    EXPECT_TIME(c, key, "submitted_ms", t0, wall_ms());
+    EXPECT_TIME(c, key, "submitted_ms", t0, lm_wall_ms());
     CU_ASSERT_EQUAL(raw_int(c, "HSTRLEN %s spec", key), (long long)sizeof spec);
     LM_ASSERT_OK(lm_redis_tasks_put(r, NULL, 0));
 
@@ -424,7 +406,7 @@ static void test_tasks_batch_1000(void) {
 
     CU_ASSERT_EQUAL(raw_int(c, "DBSIZE"), N);
     for (int i = 0; i < N; i++)
-        redisAppendCommand(c, "HMGET lumen:task:%s state attempts job", hex(recs[i].id).s);
+        redisAppendCommand(c, "HMGET lumen:task:%s state attempts job", lm_id_str(recs[i].id).s);
     for (int i = 0; i < N; i++) {
         redisReply *rep = NULL;
         CU_ASSERT_FATAL(redisGetReply(c, (void **)&rep) == REDIS_OK);
@@ -436,7 +418,7 @@ static void test_tasks_batch_1000(void) {
                   rep->element[1]->type == REDIS_REPLY_STRING &&
                   strcmp(rep->element[1]->str, attempts) == 0 &&
                   rep->element[2]->type == REDIS_REPLY_STRING &&
-                  strcmp(rep->element[2]->str, hex(job).s) == 0);
+                  strcmp(rep->element[2]->str, lm_id_str(job).s) == 0);
         freeReplyObject(rep);
     }
     free(recs);
@@ -455,30 +437,30 @@ static void test_objects_and_locations(void) {
         {.id = lm_id_random(), .size = 5, .state = LM_OBJ_READY}, /* a put, no job */
     };
     char key[128], locs[128];
-    snprintf(key, sizeof key, "lumen:obj:%s", hex(objs[0].id).s);
-    snprintf(locs, sizeof locs, "lumen:obj:%s:locs", hex(objs[0].id).s);
+    snprintf(key, sizeof key, "lumen:obj:%s", lm_id_str(objs[0].id).s);
+    snprintf(locs, sizeof locs, "lumen:obj:%s:locs", lm_id_str(objs[0].id).s);
 
     LM_ASSERT_OK(lm_redis_objs_put(r, objs, 2));
     CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 5);
     EXPECT_FIELD(c, key, "size", "0");
     EXPECT_FIELD(c, key, "state", "PENDING");
-    EXPECT_FIELD(c, key, "task", hex(task).s);
-    EXPECT_FIELD(c, key, "job", hex(job).s);
+    EXPECT_FIELD(c, key, "task", lm_id_str(task).s);
+    EXPECT_FIELD(c, key, "job", lm_id_str(job).s);
     EXPECT_FIELD(c, key, "error", "");
-    redisReply *rep = raw(c, "SMEMBERS lumen:job:%s:objs", hex(job).s);
+    redisReply *rep = raw(c, "SMEMBERS lumen:job:%s:objs", lm_id_str(job).s);
     CU_ASSERT(rep->type == REDIS_REPLY_ARRAY && rep->elements == 1 &&
-              strcmp(rep->element[0]->str, hex(objs[0].id).s) == 0);
+              strcmp(rep->element[0]->str, lm_id_str(objs[0].id).s) == 0);
     freeReplyObject(rep);
-    snprintf(locs, sizeof locs, "lumen:obj:%s", hex(objs[1].id).s);
+    snprintf(locs, sizeof locs, "lumen:obj:%s", lm_id_str(objs[1].id).s);
     EXPECT_FIELD(c, locs, "job", "");
     EXPECT_FIELD(c, locs, "task", "");
-    snprintf(locs, sizeof locs, "lumen:obj:%s:locs", hex(objs[0].id).s);
+    snprintf(locs, sizeof locs, "lumen:obj:%s:locs", lm_id_str(objs[0].id).s);
 
     lm_id a = lm_id_random(), b = lm_id_random();
     LM_ASSERT_OK(lm_redis_obj_ready(r, objs[0].id, 100, a, (lm_id){{0}}));
     EXPECT_FIELD(c, key, "state", "READY");
     EXPECT_FIELD(c, key, "size", "100");
-    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER %s %s", locs, hex(a).s), 1);
+    CU_ASSERT_EQUAL(raw_int(c, "SISMEMBER %s %s", locs, lm_id_str(a).s), 1);
     LM_ASSERT_OK(lm_redis_obj_loc_add(r, objs[0].id, b));
     LM_ASSERT_OK(lm_redis_obj_loc_add(r, objs[0].id, b)); /* idempotent */
     CU_ASSERT_EQUAL(raw_int(c, "SCARD %s", locs), 2);
@@ -527,17 +509,17 @@ static void test_job_release(void) {
     LM_ASSERT_OK(lm_redis_obj_ready(r, kept, 3, store, other));
     LM_ASSERT_OK(lm_redis_job_start(r, job));
     char key[128];
-    snprintf(key, sizeof key, "lumen:obj:%s", hex(put).s);
-    EXPECT_FIELD(c, key, "job", hex(job).s);
-    CU_ASSERT_EQUAL(raw_int(c, "SCARD lumen:job:%s:objs", hex(job).s), 2);
+    snprintf(key, sizeof key, "lumen:obj:%s", lm_id_str(put).s);
+    EXPECT_FIELD(c, key, "job", lm_id_str(job).s);
+    CU_ASSERT_EQUAL(raw_int(c, "SCARD lumen:job:%s:objs", lm_id_str(job).s), 2);
 
     LM_ASSERT_OK(lm_redis_job_release(r, job));
-    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", hex(put).s), 0);
-    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s:locs", hex(put).s), 0);
-    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", hex(made.id).s), 0);
-    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:job:%s:objs", hex(job).s), 0);
-    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:job:%s", hex(job).s), 1); /* history stays */
-    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", hex(kept).s), 1); /* other jobs untouched */
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", lm_id_str(put).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s:locs", lm_id_str(put).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", lm_id_str(made.id).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:job:%s:objs", lm_id_str(job).s), 0);
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:job:%s", lm_id_str(job).s), 1); /* history stays */
+    CU_ASSERT_EQUAL(raw_int(c, "EXISTS lumen:obj:%s", lm_id_str(kept).s), 1); /* other jobs untouched */
     LM_ASSERT_OK(lm_redis_job_release(r, job)); /* twice is fine */
 
     redisFree(c);
@@ -553,34 +535,34 @@ static void test_actor_and_job_layout(void) {
                          .worker = lm_id_random(), .state = LM_ACTOR_ALIVE, .name = "counter-1",
                          .job = lm_id_random()};
     char key[128];
-    snprintf(key, sizeof key, "lumen:actor:%s", hex(a.id).s);
+    snprintf(key, sizeof key, "lumen:actor:%s", lm_id_str(a.id).s);
     LM_ASSERT_OK(lm_redis_actor_put(r, &a));
     CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 6);
     EXPECT_FIELD(c, key, "class", "wordcount.Counter");
-    EXPECT_FIELD(c, key, "worker", hex(a.worker).s);
+    EXPECT_FIELD(c, key, "worker", lm_id_str(a.worker).s);
     EXPECT_FIELD(c, key, "state", "ALIVE");
     EXPECT_FIELD(c, key, "restarts", "0");
     EXPECT_FIELD(c, key, "name", "counter-1");
-    EXPECT_FIELD(c, key, "job", hex(a.job).s);
+    EXPECT_FIELD(c, key, "job", lm_id_str(a.job).s);
     lm_id w2 = lm_id_random();
     LM_ASSERT_OK(lm_redis_actor_set_state(r, a.id, LM_ACTOR_RESTARTING, w2, 1));
     EXPECT_FIELD(c, key, "state", "RESTARTING");
-    EXPECT_FIELD(c, key, "worker", hex(w2).s);
+    EXPECT_FIELD(c, key, "worker", lm_id_str(w2).s);
     EXPECT_FIELD(c, key, "restarts", "1");
 
     lm_id job = lm_id_random();
-    snprintf(key, sizeof key, "lumen:job:%s", hex(job).s);
-    uint64_t t0 = wall_ms();
+    snprintf(key, sizeof key, "lumen:job:%s", lm_id_str(job).s);
+    uint64_t t0 = lm_wall_ms();
     LM_ASSERT_OK(lm_redis_job_start(r, job));
-    uint64_t t1 = wall_ms();
+    uint64_t t1 = lm_wall_ms();
     EXPECT_FIELD(c, key, "state", "RUNNING");
     EXPECT_TIME(c, key, "started_ms", t0, t1);
     EXPECT_FIELD(c, key, "finished_ms", "0");
     EXPECT_FIELD(c, key, "tasks", "0");
-    t0 = wall_ms();
+    t0 = lm_wall_ms();
     LM_ASSERT_OK(lm_redis_job_finish(r, job, 42));
     EXPECT_FIELD(c, key, "state", "FINISHED");
-    EXPECT_TIME(c, key, "finished_ms", t0, wall_ms());
+    EXPECT_TIME(c, key, "finished_ms", t0, lm_wall_ms());
     EXPECT_FIELD(c, key, "tasks", "42");
 
     CU_ASSERT_STRING_EQUAL(lm_task_state_name(LM_TASK_FINISHED), "FINISHED");
@@ -625,13 +607,13 @@ static void test_prefix(void) {
 
     char want[8][128];
     snprintf(want[0], 128, "test:nodes");
-    snprintf(want[1], 128, "test:node:%s", hex(node).s);
-    snprintf(want[2], 128, "test:task:%s", hex(task).s);
-    snprintf(want[3], 128, "test:obj:%s", hex(obj).s);
-    snprintf(want[4], 128, "test:obj:%s:locs", hex(obj).s);
-    snprintf(want[5], 128, "test:actor:%s", hex(actor).s);
-    snprintf(want[6], 128, "test:job:%s", hex(job).s);
-    snprintf(want[7], 128, "test:job:%s:objs", hex(job).s);
+    snprintf(want[1], 128, "test:node:%s", lm_id_str(node).s);
+    snprintf(want[2], 128, "test:task:%s", lm_id_str(task).s);
+    snprintf(want[3], 128, "test:obj:%s", lm_id_str(obj).s);
+    snprintf(want[4], 128, "test:obj:%s:locs", lm_id_str(obj).s);
+    snprintf(want[5], 128, "test:actor:%s", lm_id_str(actor).s);
+    snprintf(want[6], 128, "test:job:%s", lm_id_str(job).s);
+    snprintf(want[7], 128, "test:job:%s:objs", lm_id_str(job).s);
     redisReply *keys = raw(c, "KEYS *");
     CU_ASSERT_EQUAL(keys->elements, 8);
     for (size_t i = 0; i < keys->elements; i++) {
@@ -647,7 +629,7 @@ static void test_prefix(void) {
     freeReplyObject(raw(c, "PUBLISH test:events from-redis-cli"));
     CU_ASSERT_FATAL(collector_wait(&col, 2, 0, 5000));
     char ready[128];
-    snprintf(ready, sizeof ready, "obj_ready %s %s", hex(obj).s, hex(node).s);
+    snprintf(ready, sizeof ready, "obj_ready %s %s", lm_id_str(obj).s, lm_id_str(node).s);
     CU_ASSERT_STRING_EQUAL(col.msgs[0], ready);
     CU_ASSERT_STRING_EQUAL(col.msgs[1], "from-redis-cli");
 
@@ -737,7 +719,7 @@ static void test_census(void) {
 
     /* Keys that are not records. */
     char id[LM_ID_HEX_LEN + 1];
-    snprintf(id, sizeof id, "%s", hex(lm_id_random()).s);
+    snprintf(id, sizeof id, "%s", lm_id_str(lm_id_random()).s);
     const char *fake[] = {"lumen:task:short", "lumen:tasks:%s", "other:task:%s", "lumen:task:%s:x",
                           "lumen:task:%.31sg", "lumen:obj:%s:extra", "tzx:task:%s", "lumen:%s"};
     for (size_t i = 0; i < sizeof fake / sizeof fake[0]; i++) {
@@ -763,8 +745,8 @@ static void test_census(void) {
     /* More distinct states than rows: the rest share the last one, named
      * "other"; an empty state counts as "?". */
     for (int i = 0; i < 10; i++)
-        freeReplyObject(raw(c, "HSET lumen:actor:%s state S%d", hex(lm_id_random()).s, i));
-    freeReplyObject(raw(c, "HSET lumen:actor:%s state %b", hex(lm_id_random()).s, "", (size_t)0));
+        freeReplyObject(raw(c, "HSET lumen:actor:%s state S%d", lm_id_str(lm_id_random()).s, i));
+    freeReplyObject(raw(c, "HSET lumen:actor:%s state %b", lm_id_str(lm_id_random()).s, "", (size_t)0));
     LM_ASSERT_OK(lm_redis_census(r, &g[2], 1));
     CU_ASSERT_EQUAL(g[2].total, 13);
     CU_ASSERT_EQUAL_FATAL(g[2].nby, LM_CENSUS_ROWS);
@@ -951,7 +933,7 @@ static void test_redis_restart(void) {
     lm_node_list_free(list);
     redisContext *c = raw_connect(s, NULL);
     char key[128];
-    snprintf(key, sizeof key, "lumen:task:%s", hex(t.id).s);
+    snprintf(key, sizeof key, "lumen:task:%s", lm_id_str(t.id).s);
     EXPECT_FIELD(c, key, "state", "RUNNING");
     EXPECT_FIELD(c, key, "attempts", "3");
     redisFree(c);

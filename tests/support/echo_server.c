@@ -1,4 +1,5 @@
 /* echo_server.c - see echo_server.h. */
+#include "clock.h"
 #include "echo_server.h"
 
 #include <pthread.h>
@@ -62,12 +63,8 @@ static void on_delayed_cancel(lm_rpc_call *call, void *arg) {
 static void *delayed_main(void *arg) {
     delayed *d = arg;
     echo_server *e = d->e;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
     uint32_t ms = d->req->delay_ms == ECHO_NEVER ? 3600 * 1000u : d->req->delay_ms;
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    struct timespec until = lm_timespec_in(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&e->mu);
     while (!d->cancelled)
         if (pthread_cond_timedwait(&e->cond, &e->mu, &until) != 0) break;

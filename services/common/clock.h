@@ -1,0 +1,18 @@
+/* clock.h - the two clocks Lumen reads, and deadlines for timed waits. */
+#ifndef LM_CLOCK_H
+#define LM_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* Milliseconds since the epoch: what records and logs show. */
+uint64_t lm_wall_ms(void);
+
+/* Milliseconds on the monotonic clock: what timeouts measure. */
+uint64_t lm_mono_ms(void);
+
+/* The moment ms milliseconds from now on `clock`, as pthread_cond_timedwait
+ * wants it (CLOCK_REALTIME unless the condvar was set to another clock). */
+struct timespec lm_timespec_in(clockid_t clock, int64_t ms);
+
+#endif
