@@ -34,18 +34,7 @@ static int lumen(const char *first, ...) {
     for (const char *a = first; a != NULL && n < 39; a = va_arg(ap, const char *)) argv[n++] = (char *)a;
     va_end(ap);
     argv[n] = NULL;
-    unlink(out_path);
-    pid_t pid = lm_test_spawn(argv, out_path);
-    int status = -1;
-    if (pid > 0) waitpid(pid, &status, 0);
-    output[0] = '\0';
-    FILE *f = fopen(out_path, "r");
-    if (f != NULL) {
-        size_t len = fread(output, 1, sizeof output - 1, f);
-        output[len] = '\0';
-        fclose(f);
-    }
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    int code = lm_test_run(argv, out_path, true, output, sizeof output);
     fprintf(stderr, "\n$ lumen %s ... -> %d\n%s", first ? first : "", code, output);
     return code;
 }

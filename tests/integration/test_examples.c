@@ -32,24 +32,7 @@ static int run(const char *prog, ...) {
     for (const char *a; n < 31 && (a = va_arg(ap, const char *)) != NULL;) argv[n++] = (char *)a;
     va_end(ap);
     argv[n] = NULL;
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *f = freopen(out_path, "w", stdout);
-        if (f == NULL) _exit(126);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int status = -1;
-    if (pid > 0) waitpid(pid, &status, 0);
-    output[0] = '\0';
-    FILE *f = fopen(out_path, "r");
-    if (f != NULL) {
-        size_t len = fread(output, 1, sizeof output - 1, f);
-        output[len] = '\0';
-        fclose(f);
-    }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return lm_test_run(argv, out_path, false, output, sizeof output);
 }
 
 /* The last line of `output`, into out. */

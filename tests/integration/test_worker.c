@@ -14,7 +14,7 @@
 
 #include <lumen/lumen.h>
 
-#include "cluster.h"
+#include "client_suite.h"
 #include "log.h"
 #include "test_util.h"
 
@@ -22,23 +22,11 @@ static lm_test_cluster *cluster;
 static lumen_client *client;
 
 static int suite_init(void) {
-    lm_log_set_level(LM_LOG_WARN);
     lm_test_cluster_opts opts = {.workers = 2, .slots = 2};
-    lumen_status st = lm_test_cluster_start(&opts, &cluster);
-    if (!LM_IS_OK(st)) {
-        fprintf(stderr, "cluster: %s\n", st.msg);
-        return 1;
-    }
-    st = lumen_connect(lm_test_cluster_scheduler(cluster), NULL, &client);
-    if (!LM_IS_OK(st)) fprintf(stderr, "connect: %s\n", st.msg);
-    return LM_IS_OK(st) ? 0 : 1;
+    return lm_test_client_suite_start(&opts, &cluster, &client);
 }
 
-static int suite_cleanup(void) {
-    lumen_close(client);
-    lm_test_cluster_stop(cluster);
-    return 0;
-}
+static int suite_cleanup(void) { return lm_test_client_suite_stop(cluster, client); }
 
 /* Calls fn with string args and waits for its result: a C string, or the
  * error's message (then *st is not OK). */

@@ -100,6 +100,34 @@ pid_t lm_test_spawn(char *const argv[], const char *log_path) {
     _exit(127);
 }
 
+int lm_test_run(char *const argv[], const char *out_path, bool with_stderr, char *output, size_t cap) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) _exit(126);
+        dup2(fd, STDOUT_FILENO);
+        if (with_stderr) dup2(fd, STDERR_FILENO);
+        close(fd);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status = -1;
+    if (pid > 0) waitpid(pid, &status, 0);
+    output[0] = '\0';
+    FILE *f = fopen(out_path, "r");
+    if (f != NULL) {
+        size_t len = fread(output, 1, cap - 1, f);
+        output[len] = '\0';
+        fclose(f);
+    }
+    return pid > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 int lm_test_stop(pid_t pid, int sig, unsigned timeout_ms) {
     if (pid <= 0) return -1;
     kill(pid, sig);

@@ -7,6 +7,7 @@
 #define LM_TEST_UTIL_H
 
 #include <CUnit/CUnit.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -64,6 +65,12 @@ void lm_test_sleep_ms(unsigned ms);
  * (NULL: inherited). Returns the pid, or -1. The child dies with the test
  * process (PR_SET_PDEATHSIG), so a crashed test leaves nothing running. */
 pid_t lm_test_spawn(char *const argv[], const char *log_path);
+
+/* Runs argv[0] (a path) to completion with its stdout - and stderr too when
+ * with_stderr - written to out_path, then read back into output (at most
+ * cap - 1 bytes, NUL-terminated). Returns the exit code, or -1 when it did
+ * not exit normally. */
+int lm_test_run(char *const argv[], const char *out_path, bool with_stderr, char *output, size_t cap);
 
 /* Sends sig and reaps the child, waiting at most timeout_ms before SIGKILL.
  * Returns the wait status, or -1 if pid was not a child. */
