@@ -6,6 +6,7 @@
  */
 #include <hiredis.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -358,6 +359,25 @@ static void test_job_end_releases_objects(void) {
     free(data);
 }
 
+/* A worker killed with SIGKILL mid-task: the scheduler notices the missed
+ * heartbeats and the task runs again on the other worker. Runs last: it
+ * leaves the cluster with one worker. */
+static void test_worker_killed_mid_task(void) {
+    enum { N = 4 };
+    lumen_ref refs[N];
+    for (int i = 0; i < N; i++) LM_ASSERT_OK(call_str("test.sleep", "1500", &refs[i]));
+    lm_test_sleep_ms(500); /* both workers are running some of them */
+    lm_test_cluster_kill_worker(cluster, 0, SIGKILL);
+    for (int i = 0; i < N; i++) {
+        lumen_status st;
+        char *s = get_str(refs[i], LM_TEST_TIMEOUT(30000), &st);
+        LM_ASSERT_OK(st);
+        CU_ASSERT_STRING_EQUAL(s, "slept");
+        free(s);
+    }
+    test_echo(); /* the cluster goes on with the worker it has left */
+}
+
 static void test_connect_errors(void) {
     lumen_client *c = NULL;
     char addr[32];
@@ -386,6 +406,7 @@ int main(void) {
         {"records in redis", test_redis_records},
         {"job end releases its objects", test_job_end_releases_objects},
         {"connect errors", test_connect_errors},
+        {"a worker killed mid-task: its tasks run elsewhere", test_worker_killed_mid_task},
         CU_TEST_INFO_NULL,
     };
     return lm_test_main("cluster", tests, suite_init, suite_cleanup);
