@@ -254,20 +254,32 @@ static void most_frequent_word(void) {
         return;
     }
     char *local_argv[] = {mfw, "--input", corpus, "--method", "local", NULL};
-    char local_answer[256];
-    double local = run_program(local_argv, local_answer, sizeof local_answer);
     char chunks[16];
     snprintf(chunks, sizeof chunks, "%d", chunks_per_job);
     char *exact_argv[] = {mfw, "--address", (char *)lm_test_cluster_scheduler(cluster), "--input", corpus,
                           "--method", "exact", "--chunks", chunks, NULL};
-    char exact_answer[256];
-    double exact = run_program(exact_argv, exact_answer, sizeof exact_answer);
+    /* The first job on a fresh cluster pays for first-touch memory in every
+     * process (stores, workers' argument buffers); later jobs reuse it. Both
+     * are reported; the comparison uses the best of three warm runs against
+     * the best of three local counts. */
+    char local_answer[256], exact_answer[256], cold_answer[256];
+    double cold = run_program(exact_argv, cold_answer, sizeof cold_answer);
+    double exact = 1e9, local = 1e9;
+    for (int i = 0; i < 3; i++) {
+        double t = run_program(exact_argv, exact_answer, sizeof exact_answer);
+        if (t >= 0 && t < exact) exact = t;
+        t = run_program(local_argv, local_answer, sizeof local_answer);
+        if (t >= 0 && t < local) local = t;
+    }
     const char *name = quick ? "most_frequent_word_32mb" : "most_frequent_word_256mb";
-    printf("%s: %.2f s (exact, %d workers, %s chunks; answer \"%s\")\n", name, exact,
-           lm_test_cluster_workers(cluster), chunks, exact_answer);
-    printf("%s_local: %.2f s (single-threaded count in one process; answer \"%s\")\n", name, local, local_answer);
+    printf("%s: %.2f s (exact, %d workers, %s chunks, best of 3 on a warm cluster; answer \"%s\")\n", name,
+           exact, lm_test_cluster_workers(cluster), chunks, exact_answer);
+    printf("%s_first_job: %.2f s (the same job on the fresh cluster; answer \"%s\")\n", name, cold, cold_answer);
+    printf("%s_local: %.2f s (single-threaded count in one process, best of 3; answer \"%s\")\n", name, local,
+           local_answer);
     printf("%s_ratio: %.2f x the local count%s\n", name, exact / local,
-           strcmp(exact_answer, local_answer) == 0 ? "" : " (ANSWERS DIFFER)");
+           strcmp(exact_answer, local_answer) == 0 && strcmp(cold_answer, local_answer) == 0 ? ""
+                                                                                           : " (ANSWERS DIFFER)");
     unlink(corpus);
 }
 
