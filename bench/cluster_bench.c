@@ -5,8 +5,9 @@
  *
  *   cluster_bench [--quick] [--workers N] [--slots N] [--chunks N] [--only NAME]
  *
- * Defaults: 2 workers with 1 slot each (one executor per core on the 2-core
- * reference machine) and the job split into 2 chunks per slot.
+ * Defaults: 2 workers with 2 slots each (a worker's default is one slot per
+ * core; the reference machine has 2) and the job split into 2 chunks per
+ * worker.
  * Prints `metric: value unit` lines. most_frequent_word_256mb runs the
  * example programs (gen_corpus, most_frequent_word) on a generated corpus,
  * exact method with 2 workers, beside the single-threaded local count of
@@ -284,7 +285,7 @@ static void most_frequent_word(void) {
 }
 
 int main(int argc, char **argv) {
-    int workers = 2, slots = 1;
+    int workers = 2, slots = 2;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) workers = atoi(argv[++i]);
@@ -301,7 +302,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cluster_bench: --workers and --slots want a positive number\n");
         return 2;
     }
-    if (chunks_per_job <= 0) chunks_per_job = 2 * workers * slots;
+    if (chunks_per_job <= 0) chunks_per_job = 2 * workers;
     lm_test_cluster_opts opts = {.workers = workers, .slots = slots};
     lumen_status st = lm_test_cluster_start(&opts, &cluster);
     if (!LM_IS_OK(st)) die("cluster", st);
