@@ -250,7 +250,7 @@ static void obj_free(sobj *o) {
 
 static snode *node_by_addr(scheduler *s, const char *addr);
 static void waiters_recount(scheduler *s, sobj *o, outbox *out);
-static void task_resolved_arg(scheduler *s, lm_id task_id, outbox *out);
+static void task_resolved_arg(scheduler *s, lm_id task_id);
 static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out);
 
 /* An object leaves PENDING: wake its dependents and waiters. */
@@ -265,7 +265,7 @@ static void obj_settled(scheduler *s, sobj *o, outbox *out) {
             char h[LM_ID_HEX_LEN + 1];
             task_fail(s, t, lm_status_wrap(*o->error, "argument %s", hex(o->id, h)), out);
         } else {
-            task_resolved_arg(s, t->id, out);
+            task_resolved_arg(s, t->id);
         }
     }
     free(deps.ids);
@@ -543,8 +543,7 @@ static void task_free(stask *t) {
     free(t);
 }
 
-static void task_resolved_arg(scheduler *s, lm_id task_id, outbox *out) {
-    (void)out;
+static void task_resolved_arg(scheduler *s, lm_id task_id) {
     stask *t = lm_idmap_get(s->tasks, task_id);
     if (t != NULL && t->phase == TASK_WAITING && --t->unresolved == 0) ready_push(s, t);
 }
