@@ -567,6 +567,32 @@ static sjob *job_get(scheduler *s, lm_id id) {
     return j;
 }
 
+/* A READY object the scheduler did not make, held by the store at location. */
+static sobj *obj_at(scheduler *s, lm_id id, lm_id job, const char *location, uint64_t size) {
+    sobj *o = obj_new(s, id, job);
+    o->state = OBJ_READY;
+    o->size = size;
+    o->location = strdup(location);
+    snode *store = node_by_addr(s, location);
+    if (store != NULL) o->store = store->id;
+    return o;
+}
+
+/* An object another client put, found through its locations in Redis (a
+ * round trip under the lock, but only for refs no one here has seen). */
+static sobj *obj_from_redis(scheduler *s, lm_id id, lm_id job) {
+    lm_id *stores = NULL;
+    size_t n = 0;
+    sobj *o = NULL;
+    if (!LM_IS_OK(lm_redis_obj_locs(s->redis, id, &stores, &n))) return NULL;
+    for (size_t i = 0; i < n && o == NULL; i++) {
+        snode *store = lm_idmap_get(s->nodes, stores[i]);
+        if (store != NULL && store->alive) o = obj_at(s, id, job, store->addr, 0);
+    }
+    free(stores);
+    return o;
+}
+
 /* Adds one submitted task; takes ownership of spec. */
 static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     lm_id id, job;
@@ -622,15 +648,12 @@ static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
             continue;
         }
         sobj *o = lm_idmap_get(s->objs, ref);
-        if (o == NULL && location != NULL && location[0] != '\0') {
-            /* A client's put: it tells where it stored the object. */
-            o = obj_new(s, ref, job);
-            o->state = OBJ_READY;
-            o->size = size;
-            o->location = strdup(location);
-            snode *store = node_by_addr(s, location);
-            if (store != NULL) o->store = store->id;
-            id_push(&j->objs, ref);
+        if (o == NULL) {
+            /* A put: the client says where it stored the object, or (another
+             * client's put) Redis knows. */
+            o = location != NULL && location[0] != '\0' ? obj_at(s, ref, job, location, size)
+                                                         : obj_from_redis(s, ref, job);
+            if (o != NULL) id_push(&j->objs, ref);
         }
         char h[LM_ID_HEX_LEN + 1];
         if (o == NULL) {

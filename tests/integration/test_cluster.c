@@ -128,6 +128,33 @@ static void test_put_and_pass_as_argument(void) {
     free(s);
 }
 
+/* Another client's put, known only by its ref: the scheduler finds it
+ * through Redis. */
+static void test_ref_put_by_another_client(void) {
+    lumen_client *other = NULL;
+    LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(cluster), NULL, &other));
+    const char *text = "shared between clients";
+    lumen_ref obj, r;
+    LM_ASSERT_OK(lumen_put(other, text, strlen(text), &obj));
+    lumen_arg a = lumen_arg_ref(obj);
+    LM_ASSERT_OK(lumen_call(client, "test.echo", &a, 1, NULL, &r));
+    lumen_status st;
+    char *s = get_str(r, 10000, &st);
+    LM_ASSERT_OK(st);
+    CU_ASSERT_STRING_EQUAL(s, text);
+    free(s);
+    lumen_close(other);
+    /* A ref nobody made fails its task with a clear error. */
+    lumen_ref bogus;
+    memset(&bogus, 0x5a, sizeof bogus);
+    a = lumen_arg_ref(bogus);
+    LM_ASSERT_OK(lumen_call(client, "test.echo", &a, 1, NULL, &r));
+    s = get_str(r, 10000, &st);
+    LM_ASSERT_CODE(st, LUMEN_NOT_FOUND);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s, "unknown object"));
+    free(s);
+}
+
 /* Results bigger than the inline limit go through the object store, and
  * big inline arguments are put there by the client. */
 static void test_big_arguments_and_results(void) {
@@ -396,6 +423,7 @@ int main(void) {
         {"10,000 small tasks", test_ten_thousand_tasks},
         {"map and reduce", test_map_reduce},
         {"put, then pass as an argument", test_put_and_pass_as_argument},
+        {"a ref put by another client", test_ref_put_by_another_client},
         {"big arguments and results", test_big_arguments_and_results},
         {"1 GiB object put and read back", test_gigabyte_object},
         {"errors are clear; the cluster keeps serving", test_errors_are_clear_and_cluster_keeps_serving},
