@@ -30,6 +30,7 @@
 #include "objclient.h"
 #include "process.h"
 #include "rpc.h"
+#include "rundir.h"
 #include "scheduler.pb-c.h"
 
 #define DEFAULT_ADDRESS "127.0.0.1:7400"
@@ -571,8 +572,10 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
     lm_rpc_method_find(&lumen__scheduler__descriptor, "FreeObjects", &c->free_objects);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "StartJob", &c->start_job);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "EndJob", &c->end_job);
-    lm_rpc_client_opts ropts = {.token = opts && opts->token ? opts->token : getenv("LUMEN_TOKEN")};
+    char *token = lm_cluster_token(opts ? opts->token : NULL, NULL);
+    lm_rpc_client_opts ropts = {.token = token};
     lumen_status st = lm_rpc_client_new(&ropts, &c->rpc);
+    free(token);
     if (LM_IS_OK(st)) st = refresh_stores(c);
     if (LM_IS_OK(st)) st = job_call(c, c->start_job);
     if (!LM_IS_OK(st)) {

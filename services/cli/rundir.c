@@ -11,24 +11,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "rundir.h"
 
 const char *cli_run_dir(const char *flag) {
     static char dir[512];
-    const char *env = getenv("LUMEN_RUN_DIR");
-    if (flag != NULL && flag[0] != '\0') snprintf(dir, sizeof dir, "%s", flag);
-    else if (env != NULL && env[0] != '\0') snprintf(dir, sizeof dir, "%s", env);
-    else snprintf(dir, sizeof dir, "/tmp/lumen-%u", (unsigned)getuid());
+    lm_run_dir(flag, dir, sizeof dir);
     return dir;
 }
 
-char *cli_token(const char *flag, const char *run_dir) {
-    const char *env = getenv("LUMEN_TOKEN");
-    char file[256];
-    if (flag != NULL && flag[0] != '\0') return strdup(flag);
-    if (env != NULL && env[0] != '\0') return strdup(env);
-    if (run_dir != NULL && cli_read_file(run_dir, "token", file, sizeof file)) return strdup(file);
-    return strdup("");
-}
+char *cli_token(const char *flag, const char *run_dir) { return lm_cluster_token(flag, run_dir); }
 
 static void path_of(char *out, size_t cap, const char *run_dir, const char *name) {
     snprintf(out, cap, "%s/%s", run_dir, name);
@@ -54,14 +45,7 @@ lumen_status cli_write_file(const char *run_dir, const char *name, const char *t
 }
 
 bool cli_read_file(const char *run_dir, const char *name, char *out, size_t cap) {
-    char path[768];
-    path_of(path, sizeof path, run_dir, name);
-    FILE *f = fopen(path, "re");
-    if (f == NULL) return false;
-    bool ok = fgets(out, (int)cap, f) != NULL;
-    fclose(f);
-    if (ok) out[strcspn(out, "\r\n")] = '\0';
-    return ok && out[0] != '\0';
+    return lm_run_dir_read(run_dir, name, out, cap);
 }
 
 unsigned long long cli_proc_start_ticks(pid_t pid) {

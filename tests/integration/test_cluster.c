@@ -405,6 +405,45 @@ static void test_worker_killed_mid_task(void) {
     test_echo(); /* the cluster goes on with the worker it has left */
 }
 
+/* A cluster with a token: clients find it in the call options, in
+ * $LUMEN_TOKEN, or in the run dir `lumen start` wrote it to. */
+static void test_token(void) {
+    lm_test_cluster *guarded = NULL;
+    lm_test_cluster_opts opts = {.workers = 1, .slots = 1, .token = "t0k3n-for-tests"};
+    LM_ASSERT_OK(lm_test_cluster_start(&opts, &guarded));
+    const char *addr = lm_test_cluster_scheduler(guarded);
+    char *dir = lm_test_tmpdir("token");
+    setenv("LUMEN_RUN_DIR", dir, 1); /* an empty run dir: no token there */
+    lumen_client *c = NULL;
+    LM_ASSERT_CODE(lumen_connect(addr, NULL, &c), LUMEN_UNAUTHENTICATED);
+    lumen_connect_opts wrong = {.token = "guess"};
+    LM_ASSERT_CODE(lumen_connect(addr, &wrong, &c), LUMEN_UNAUTHENTICATED);
+    lumen_connect_opts right = {.token = "t0k3n-for-tests"};
+    LM_ASSERT_OK(lumen_connect(addr, &right, &c));
+    lumen_close(c);
+
+    char path[600];
+    snprintf(path, sizeof path, "%s/token", dir);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("t0k3n-for-tests\n", f);
+    fclose(f);
+    LM_ASSERT_OK(lumen_connect(addr, NULL, &c)); /* from the run dir */
+    lumen_ref r;
+    lumen_arg a = lumen_arg_bytes("guarded", 7);
+    LM_ASSERT_OK(lumen_call(c, "test.echo", &a, 1, NULL, &r));
+    lumen_bytes b = {0};
+    LM_ASSERT_OK(lumen_get(c, r, 20000, &b));
+    CU_ASSERT_TRUE(b.len == 7 && memcmp(b.data, "guarded", 7) == 0);
+    lumen_bytes_free(&b);
+    lumen_close(c);
+
+    unsetenv("LUMEN_RUN_DIR");
+    lm_test_rmtree(dir);
+    free(dir);
+    lm_test_cluster_stop(guarded);
+}
+
 static void test_connect_errors(void) {
     lumen_client *c = NULL;
     char addr[32];
@@ -434,6 +473,7 @@ int main(void) {
         {"records in redis", test_redis_records},
         {"job end releases its objects", test_job_end_releases_objects},
         {"connect errors", test_connect_errors},
+        {"a cluster with a token", test_token},
         {"a worker killed mid-task: its tasks run elsewhere", test_worker_killed_mid_task},
         CU_TEST_INFO_NULL,
     };

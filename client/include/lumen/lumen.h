@@ -100,7 +100,8 @@ typedef struct lumen_ref {
 LUMEN_EXPORT char *lumen_ref_hex(lumen_ref ref, char out[33]);
 
 typedef struct lumen_connect_opts {
-    const char *token;      /* NULL: $LUMEN_TOKEN, else the token file of `lumen start` */
+    const char *token;      /* NULL: $LUMEN_TOKEN, else the token `lumen start` left in its
+                               run dir ($LUMEN_RUN_DIR, else /tmp/lumen-<uid>) */
     int64_t rpc_timeout_ms; /* 0: 10000 */
 } lumen_connect_opts;
 
