@@ -147,7 +147,9 @@ static void report_push(lm_worker *w, report *r) {
     if (w->reports_tail) w->reports_tail->next = r;
     else w->reports = r;
     w->reports_tail = r;
-    pthread_cond_broadcast(&w->report_cond);
+    /* While a TaskDone is in flight its completion wakes the reporter;
+     * waking it for every result meanwhile would only cost a switch. */
+    if (!w->report_in_flight) pthread_cond_signal(&w->report_cond);
     pthread_mutex_unlock(&w->mu);
 }
 
