@@ -553,24 +553,16 @@ static void *slot_main(void *arg) {
 
 /* ------------------------------------------------------------- handlers */
 
-/* Our own copy of a spec that lives in a request (pack + unpack). */
-static Lumen__TaskSpec *copy_spec(const Lumen__TaskSpec *spec) {
-    size_t len = lumen__task_spec__get_packed_size(spec);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (buf == NULL) return NULL;
-    lumen__task_spec__pack(spec, buf);
-    Lumen__TaskSpec *copy = lumen__task_spec__unpack(NULL, len, buf);
-    free(buf);
-    return copy;
-}
-
 static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     lm_worker *w = ctx;
-    const Lumen__RunTasksRequest *req = (const Lumen__RunTasksRequest *)msg;
+    /* Specs are taken from the request rather than copied (as the scheduler
+     * does): each is its own allocation, and taken entries are left NULL,
+     * which freeing the request skips. */
+    Lumen__RunTasksRequest *req = (Lumen__RunTasksRequest *)msg;
     queued *head = NULL, **tail = &head;
     uint32_t accepted = 0;
     for (size_t i = 0; i < req->n_tasks; i++) {
-        const Lumen__TaskSpec *spec = req->tasks[i];
+        Lumen__TaskSpec *spec = req->tasks[i];
         lm_id id;
         if (!lm_id_from_bytes(spec->task_id.data, spec->task_id.len, &id)) {
             lm_warn("RunTasks from %s: task %zu has a %zu-byte id; dropped", lm_rpc_call_peer(call), i,
@@ -582,11 +574,12 @@ static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx)
             continue;
         }
         queued *q = calloc(1, sizeof *q);
-        if (q == NULL || (q->spec = copy_spec(spec)) == NULL) {
-            free(q);
+        if (q == NULL) {
             report_status(w, id, lm_status(LUMEN_RESOURCE_EXHAUSTED, "the worker is out of memory"));
             continue;
         }
+        q->spec = spec;
+        req->tasks[i] = NULL;
         q->id = id;
         *tail = q;
         tail = &q->next;
