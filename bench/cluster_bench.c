@@ -11,7 +11,11 @@
  * Prints `metric: value unit` lines. most_frequent_word_256mb runs the
  * example programs (gen_corpus, most_frequent_word) on a generated corpus,
  * exact method with 2 workers, beside the single-threaded local count of
- * the same file in the same run. Never passes or fails on time.
+ * the same file in the same run. The actor figures (1_1_actor_calls_sync,
+ * 1_1_actor_calls_async, n_n_actor_calls_async, actor_creation; --only
+ * actors runs all four) call bench.Counter.small from build/lib/lumen/
+ * liblumenbench.so, a method returning two bytes like Ray's `small_value`.
+ * Never passes or fails on time.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -38,6 +42,11 @@ static void die(const char *what, lumen_status st) {
 }
 
 static bool wanted(const char *name) { return only == NULL || strcmp(only, name) == 0; }
+
+/* name, or every benchmark of its group ("actors"). */
+static bool wanted_in(const char *group, const char *name) {
+    return wanted(name) || (only != NULL && strcmp(only, group) == 0);
+}
 
 static double seconds_since(uint64_t t0) { return (double)(lm_test_now_us() - t0) / 1e6; }
 
@@ -201,6 +210,160 @@ static void wait_1k_refs(void) {
     lumen_close(c);
 }
 
+/* ---------------------------------------------------------------- actors */
+
+#define ACTOR_CLASS "bench.Counter"
+#define ACTOR_METHOD "small"
+#define ACTOR_BATCH 1000
+/* Generous: the first call of an actor also waits for its creation. */
+#define ACTOR_GET_MS 60000
+
+static lumen_actor actor_new(lumen_client *c) {
+    lumen_actor a;
+    lumen_status st = lumen_actor_new(c, ACTOR_CLASS, NULL, 0, NULL, &a);
+    if (!LM_IS_OK(st)) die("actor_new " ACTOR_CLASS, st);
+    return a;
+}
+
+static lumen_ref actor_call(lumen_client *c, lumen_actor a) {
+    lumen_ref r;
+    lumen_status st = lumen_actor_call(c, a, ACTOR_METHOD, NULL, 0, &r);
+    if (!LM_IS_OK(st)) die("actor_call " ACTOR_CLASS "." ACTOR_METHOD, st);
+    return r;
+}
+
+/* Gets the n results in order (checking each is the method's "ok") and frees them. */
+static void actor_get_all(lumen_client *c, lumen_ref *refs, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        lumen_bytes b;
+        lumen_status st = lumen_get(c, refs[i], ACTOR_GET_MS, &b);
+        if (!LM_IS_OK(st)) die("get " ACTOR_CLASS "." ACTOR_METHOD " result", st);
+        if (b.len != 2 || memcmp(b.data, "ok", 2) != 0) {
+            lumen_bytes_free(&b);
+            die("get " ACTOR_CLASS "." ACTOR_METHOD " result",
+                (lumen_status){.code = LUMEN_INTERNAL, .msg = "unexpected result bytes"});
+        }
+        lumen_bytes_free(&b);
+    }
+    lumen_status st = lumen_free(c, refs, n);
+    if (!LM_IS_OK(st)) die("free actor results", st);
+}
+
+/* One call and its result: the actor is up once this returns. */
+static void actor_sync_call(lumen_client *c, lumen_actor a) {
+    lumen_ref r = actor_call(c, a);
+    actor_get_all(c, &r, 1);
+}
+
+static void actor_kill(lumen_client *c, lumen_actor a) {
+    lumen_status st = lumen_actor_kill(c, a);
+    if (!LM_IS_OK(st)) die("actor_kill", st);
+}
+
+/* Ray's pattern: submit a batch of calls, then get all of them; n calls in
+ * all. Returns the seconds taken. */
+static double actor_calls_async(lumen_client *c, lumen_actor a, int n) {
+    lumen_ref refs[ACTOR_BATCH];
+    uint64_t t0 = lm_test_now_us();
+    for (int done = 0; done < n;) {
+        int batch = n - done < ACTOR_BATCH ? n - done : ACTOR_BATCH;
+        for (int i = 0; i < batch; i++) refs[i] = actor_call(c, a);
+        actor_get_all(c, refs, (size_t)batch);
+        done += batch;
+    }
+    return seconds_since(t0);
+}
+
+static void actor_calls_sync_1_1(void) {
+    lumen_client *c = connect_client();
+    lumen_actor a = actor_new(c);
+    for (int i = 0; i < 10; i++) actor_sync_call(c, a); /* created, and warm */
+    double budget = quick ? 0.5 : 2.0, secs;
+    long n = 0;
+    uint64_t t0 = lm_test_now_us();
+    do {
+        for (int i = 0; i < 50; i++) actor_sync_call(c, a);
+        n += 50;
+    } while ((secs = seconds_since(t0)) < budget);
+    printf("1_1_actor_calls_sync: %.0f calls/s (%ld calls one at a time, %.0f us each)\n", n / secs, n,
+           secs * 1e6 / n);
+    actor_kill(c, a);
+    lumen_close(c);
+}
+
+static void actor_calls_async_1_1(void) {
+    lumen_client *c = connect_client();
+    lumen_actor a = actor_new(c);
+    int n = quick ? 2000 : 10000;
+    actor_calls_async(c, a, ACTOR_BATCH); /* created, and warm */
+    printf("1_1_actor_calls_async: %.0f calls/s (%d calls, in batches of %d submitted then got)\n",
+           n / actor_calls_async(c, a, n), n, ACTOR_BATCH);
+    actor_kill(c, a);
+    lumen_close(c);
+}
+
+typedef struct actor_client_run {
+    int n;
+    pthread_barrier_t *ready; /* every client has its actor up; the clock starts */
+} actor_client_run;
+
+static void *actor_client_thread(void *arg) {
+    actor_client_run *run = arg;
+    lumen_client *c = connect_client();
+    lumen_actor a = actor_new(c);
+    actor_calls_async(c, a, 100); /* created, and warm */
+    pthread_barrier_wait(run->ready);
+    actor_calls_async(c, a, run->n);
+    actor_kill(c, a);
+    lumen_close(c);
+    return NULL;
+}
+
+/* n clients (threads, each with a lumen_client of its own), each calling an
+ * actor of its own; n is the cluster's slot count. */
+static void actor_calls_async_n_n(int clients) {
+    int n = quick ? 2000 : 10000;
+    pthread_t *threads = calloc((size_t)clients, sizeof *threads);
+    actor_client_run *runs = calloc((size_t)clients, sizeof *runs);
+    pthread_barrier_t ready;
+    pthread_barrier_init(&ready, NULL, (unsigned)clients + 1);
+    for (int i = 0; i < clients; i++) {
+        runs[i] = (actor_client_run){.n = n, .ready = &ready};
+        pthread_create(&threads[i], NULL, actor_client_thread, &runs[i]);
+    }
+    pthread_barrier_wait(&ready);
+    uint64_t t0 = lm_test_now_us();
+    for (int i = 0; i < clients; i++) pthread_join(threads[i], NULL);
+    double secs = seconds_since(t0);
+    printf("n_n_actor_calls_async: %.0f calls/s (%d clients, an actor each, %d calls each in batches of %d)\n",
+           (double)clients * n / secs, clients, n, ACTOR_BATCH);
+    pthread_barrier_destroy(&ready);
+    free(runs);
+    free(threads);
+}
+
+/* Creates m actors, then makes one call on each and gets every result, so
+ * each creation is really done; kills them after (not timed). */
+static void actor_creation(void) {
+    lumen_client *c = connect_client();
+    lumen_actor warm = actor_new(c); /* the job's first actor, not timed */
+    actor_sync_call(c, warm);
+    int m = quick ? 20 : 100;
+    lumen_actor *actors = malloc((size_t)m * sizeof *actors);
+    lumen_ref *refs = malloc((size_t)m * sizeof *refs);
+    uint64_t t0 = lm_test_now_us();
+    for (int i = 0; i < m; i++) actors[i] = actor_new(c);
+    for (int i = 0; i < m; i++) refs[i] = actor_call(c, actors[i]);
+    actor_get_all(c, refs, (size_t)m);
+    double secs = seconds_since(t0);
+    printf("actor_creation: %.0f actors/s (%d actors, each created and called once)\n", m / secs, m);
+    for (int i = 0; i < m; i++) actor_kill(c, actors[i]);
+    actor_kill(c, warm);
+    free(refs);
+    free(actors);
+    lumen_close(c);
+}
+
 /* ---------------------------------------------------------------- the job */
 
 /* Runs argv, returning the wall time; stdout's last line goes to last. */
@@ -312,6 +475,10 @@ int main(int argc, char **argv) {
     if (wanted("put_get_calls")) put_get_calls();
     if (wanted("gigabytes")) put_get_gigabytes();
     if (wanted("wait_1k")) wait_1k_refs();
+    if (wanted_in("actors", "1_1_actor_calls_sync")) actor_calls_sync_1_1();
+    if (wanted_in("actors", "1_1_actor_calls_async")) actor_calls_async_1_1();
+    if (wanted_in("actors", "n_n_actor_calls_async")) actor_calls_async_n_n(workers * slots);
+    if (wanted_in("actors", "actor_creation")) actor_creation();
     if (wanted("most_frequent_word")) most_frequent_word();
     lm_test_cluster_stop(cluster);
     return 0;

@@ -25,8 +25,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "client_internal.h"
 #include "clock.h"
-#include "idmap.h"
 #include "objclient.h"
 #include "process.h"
 #include "rpc.h"
@@ -34,37 +34,7 @@
 #include "scheduler.pb-c.h"
 
 #define DEFAULT_ADDRESS "127.0.0.1:7400"
-#define DEFAULT_TIMEOUT_MS 10000
 #define SUBMIT_BATCH_MAX 4096
-
-typedef struct put_info {
-    char *location;
-    uint64_t size;
-} put_info;
-
-struct lumen_client {
-    lm_rpc_client *rpc;
-    char *address;
-    int64_t timeout_ms;
-    lm_id job;
-    lm_rpc_method submit, wait, cluster_info, free_objects, start_job, end_job;
-
-    pthread_mutex_t mu;
-    pthread_cond_t acked_cond;
-    Lumen__TaskSpec **pending;
-    size_t npending, cap_pending;
-    bool submitting;
-    size_t in_flight;        /* tasks in the SubmitTasks in flight */
-    uint64_t queued, acked;  /* tasks queued / answered by the scheduler (or failed to send) */
-    lumen_status submit_error;
-
-    lm_idmap *puts; /* put_info* by object id */
-    char **stores;
-    size_t nstores, next_store;
-    uint64_t inline_max;
-    bool has_library;
-    lm_id library;
-};
 
 /* ------------------------------------------------------------- helpers */
 
@@ -81,20 +51,7 @@ char *lumen_ref_hex(lumen_ref ref, char out[33]) {
     return lm_id_to_hex(id, out);
 }
 
-static lm_id ref_id(lumen_ref r) {
-    lm_id id;
-    memcpy(id.bytes, r.id, LM_ID_BYTES);
-    return id;
-}
-
-static lumen_ref id_ref(lm_id id) {
-    lumen_ref r;
-    memcpy(r.id, id.bytes, LM_ID_BYTES);
-    return r;
-}
-
-/* A heap copy of n bytes (protobuf-c frees message fields with free()). */
-static ProtobufCBinaryData bytes_copy(const void *data, size_t n) {
+ProtobufCBinaryData client_bytes_copy(const void *data, size_t n) {
     ProtobufCBinaryData b = {n, malloc(n ? n : 1)};
     if (n) memcpy(b.data, data, n);
     return b;
@@ -246,18 +203,22 @@ static lumen_status submit_status(lumen_client *c) {
     return st;
 }
 
-static lumen_status make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *out) {
+lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *out) {
     lumen__arg__init(out);
     if (in->is_ref) {
         lm_id id = ref_id(in->ref);
         out->value_case = LUMEN__ARG__VALUE_REF;
-        out->ref = bytes_copy(id.bytes, LM_ID_BYTES);
+        out->ref = client_bytes_copy(id.bytes, LM_ID_BYTES);
         uint64_t size = 0;
         char *loc = put_location(c, id, &size);
         if (loc != NULL) {
             out->location = loc;
             out->size = size;
+            return lm_ok();
         }
+        pthread_mutex_lock(&c->mu);
+        actor_result_to_arg(c, id, out); /* one of our actor calls' results */
+        pthread_mutex_unlock(&c->mu);
         return lm_ok();
     }
     pthread_mutex_lock(&c->mu);
@@ -268,41 +229,41 @@ static lumen_status make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *o
         lumen_status st = put_with_id(c, id, in->data, in->len);
         if (!LM_IS_OK(st)) return st;
         lumen_arg ref = lumen_arg_ref(id_ref(id));
-        return make_arg(c, &ref, out);
+        return client_make_arg(c, &ref, out);
     }
     out->value_case = LUMEN__ARG__VALUE_INLINE;
-    out->inline_ = bytes_copy(in->data, in->len);
+    out->inline_ = client_bytes_copy(in->data, in->len);
     return lm_ok();
 }
 
-lumen_status lumen_call(lumen_client *c, const char *function, const lumen_arg *args, size_t nargs,
-                        const lumen_call_opts *opts, lumen_ref *out) {
-    if (function == NULL || *function == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no function name");
+lumen_status client_spec_new(lumen_client *c, const char *function, const lumen_arg *args, size_t nargs,
+                             uint32_t max_retries, int64_t timeout_ms, uint64_t memory_limit,
+                             const lumen_ref *library, Lumen__TaskSpec **out) {
+    *out = NULL;
     lm_id task = lm_id_random();
     Lumen__TaskSpec *spec = malloc(sizeof *spec);
+    if (spec == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     lumen__task_spec__init(spec);
-    spec->task_id = bytes_copy(task.bytes, LM_ID_BYTES);
-    spec->job_id = bytes_copy(c->job.bytes, LM_ID_BYTES);
+    spec->task_id = client_bytes_copy(task.bytes, LM_ID_BYTES);
+    spec->job_id = client_bytes_copy(c->job.bytes, LM_ID_BYTES);
     spec->function = strdup(function);
     spec->num_returns = 1;
+    spec->max_retries = max_retries;
+    spec->timeout_ms = timeout_ms > 0 ? (uint64_t)timeout_ms : 0;
+    spec->memory_limit = memory_limit;
     spec->args = calloc(nargs ? nargs : 1, sizeof *spec->args);
     lumen_status st = lm_ok();
     for (size_t i = 0; i < nargs && LM_IS_OK(st); i++) {
         spec->args[i] = malloc(sizeof *spec->args[i]);
         spec->n_args++;
-        st = make_arg(c, &args[i], spec->args[i]);
-    }
-    if (opts != NULL) {
-        spec->max_retries = opts->max_retries;
-        spec->timeout_ms = opts->timeout_ms > 0 ? (uint64_t)opts->timeout_ms : 0;
-        spec->memory_limit = opts->memory_limit;
+        st = client_make_arg(c, &args[i], spec->args[i]);
     }
     pthread_mutex_lock(&c->mu);
-    bool has_lib = (opts != NULL && opts->library != NULL) || c->has_library;
-    lm_id lib = (opts != NULL && opts->library != NULL) ? ref_id(*opts->library) : c->library;
+    bool has_lib = library != NULL || c->has_library;
+    lm_id lib = library != NULL ? ref_id(*library) : c->library;
     pthread_mutex_unlock(&c->mu);
     if (LM_IS_OK(st) && has_lib) {
-        spec->library_id = bytes_copy(lib.bytes, LM_ID_BYTES);
+        spec->library_id = client_bytes_copy(lib.bytes, LM_ID_BYTES);
         spec->library_location = put_location(c, lib, NULL);
         if (spec->library_location == NULL)
             st = lm_status(LUMEN_NOT_FOUND, "the library was not uploaded by this client");
@@ -311,6 +272,20 @@ lumen_status lumen_call(lumen_client *c, const char *function, const lumen_arg *
         lm_rpc_message_free(&spec->base);
         return st;
     }
+    *out = spec;
+    return lm_ok();
+}
+
+lumen_status lumen_call(lumen_client *c, const char *function, const lumen_arg *args, size_t nargs,
+                        const lumen_call_opts *opts, lumen_ref *out) {
+    if (function == NULL || *function == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no function name");
+    Lumen__TaskSpec *spec = NULL;
+    lumen_status st = client_spec_new(c, function, args, nargs, opts ? opts->max_retries : 0,
+                                      opts ? opts->timeout_ms : 0, opts ? opts->memory_limit : 0,
+                                      opts ? opts->library : NULL, &spec);
+    if (!LM_IS_OK(st)) return st;
+    lm_id task;
+    lm_id_from_bytes(spec->task_id.data, spec->task_id.len, &task);
     pthread_mutex_lock(&c->mu);
     if (c->npending == c->cap_pending) {
         c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 64;
@@ -397,6 +372,10 @@ lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen
         free(loc);
         return st;
     }
+    pthread_mutex_lock(&c->mu);
+    bool ours = actor_result_known(c, id);
+    pthread_mutex_unlock(&c->mu);
+    if (ours) return actor_result_get(c, id, timeout_ms, out);
     Lumen__WaitObjectsReply *reply = NULL;
     lumen_status st = wait_objects(c, &id, 1, 1, timeout_ms, &reply);
     if (st.code == LUMEN_DEADLINE_EXCEEDED) {
@@ -424,6 +403,19 @@ lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen
 
 lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready, int64_t timeout_ms,
                         int *ready, size_t *num_done) {
+    /* Only results of our own actor calls: answered here, as they arrive. */
+    bool all_ours = n > 0;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < n && all_ours; i++) all_ours = actor_result_known(c, ref_id(refs[i]));
+    pthread_mutex_unlock(&c->mu);
+    if (all_ours) {
+        lm_id *ids = malloc(n * sizeof *ids);
+        if (ids == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        for (size_t i = 0; i < n; i++) ids[i] = ref_id(refs[i]);
+        lumen_status st = actor_results_wait(c, ids, n, num_ready, timeout_ms, ready, num_done);
+        free(ids);
+        return st;
+    }
     lm_id *ids = malloc((n ? n : 1) * sizeof *ids);
     size_t *index = malloc((n ? n : 1) * sizeof *index);
     size_t asked = 0, local = 0;
@@ -465,6 +457,7 @@ lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n) {
         lm_id id = ref_id(refs[i]);
         pthread_mutex_lock(&c->mu);
         put_info *p = lm_idmap_remove(c->puts, id);
+        actor_result_forget(c, id); /* the scheduler holds a copy too: freed below */
         pthread_mutex_unlock(&c->mu);
         if (p != NULL) {
             lm_objstore_delete(c->rpc, p->location, &id, 1, c->timeout_ms, NULL);
@@ -542,7 +535,11 @@ static void free_put(void *arg, lm_id key, void *value) {
 }
 
 static void client_free(lumen_client *c) {
-    lm_rpc_client_free(c->rpc); /* runs the last submission callback */
+    pthread_mutex_lock(&c->mu);
+    c->closing = true;
+    pthread_mutex_unlock(&c->mu);
+    lm_rpc_client_free(c->rpc); /* runs the last submission and actor callbacks */
+    actor_client_fini(c);
     for (size_t i = 0; i < c->npending; i++) lm_rpc_message_free(&c->pending[i]->base);
     free(c->pending);
     lm_idmap_each(c->puts, free_put, NULL);
@@ -572,12 +569,19 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
     lm_rpc_method_find(&lumen__scheduler__descriptor, "FreeObjects", &c->free_objects);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "StartJob", &c->start_job);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "EndJob", &c->end_job);
+    actor_client_init(c);
     char *token = lm_cluster_token(opts ? opts->token : NULL, NULL);
     lm_rpc_client_opts ropts = {.token = token};
     lumen_status st = lm_rpc_client_new(&ropts, &c->rpc);
     free(token);
     if (LM_IS_OK(st)) st = refresh_stores(c);
-    if (LM_IS_OK(st)) st = job_call(c, c->start_job);
+    if (LM_IS_OK(st) && opts != NULL && opts->job != NULL) {
+        c->joined = true;
+        if (!lm_id_from_hex(opts->job, &c->job))
+            st = lm_status(LUMEN_INVALID_ARGUMENT, "job \"%s\" is not 32 hex digits", opts->job);
+    } else if (LM_IS_OK(st)) {
+        st = job_call(c, c->start_job);
+    }
     if (!LM_IS_OK(st)) {
         st = lm_status_wrap(st, "cannot connect to the Lumen scheduler at %s", c->address);
         client_free(c);
@@ -590,6 +594,6 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
 void lumen_close(lumen_client *c) {
     if (c == NULL) return;
     wait_submitted(c, c->timeout_ms);
-    job_call(c, c->end_job); /* the scheduler releases the job's objects */
+    if (!c->joined) job_call(c, c->end_job); /* the scheduler releases the job's objects and actors */
     client_free(c);
 }

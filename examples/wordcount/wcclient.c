@@ -16,7 +16,12 @@
 
 #include "wordtable.h"
 
-typedef enum method { METHOD_EXACT, METHOD_SEED, METHOD_LOCAL } method;
+typedef enum method { METHOD_EXACT, METHOD_SEED, METHOD_ACTORS, METHOD_ACTORS_EXACT, METHOD_LOCAL } method;
+
+static const char *const method_names[] = {
+    [METHOD_EXACT] = "exact", [METHOD_SEED] = "seed", [METHOD_ACTORS] = "actors",
+    [METHOD_ACTORS_EXACT] = "actors-exact", [METHOD_LOCAL] = "local",
+};
 
 typedef struct options {
     const char *address; /* NULL: lumen_connect's default */
@@ -24,6 +29,7 @@ typedef struct options {
     const char *token;
     const char *library; /* a .so to upload, or NULL: the workers' library path */
     size_t chunks;
+    size_t actors; /* actors-exact: how many counters the chunks are dealt to */
     size_t k;
     method how;
     int64_t timeout_ms;
@@ -40,9 +46,13 @@ typedef struct run {
     const options *opt;
     const input *in;
     lumen_client *client;
+    lumen_ref library; /* the uploaded library, when uploaded */
+    bool uploaded;
     lumen_ref *chunks; /* one per chunk, put in the object store */
-    lumen_ref *counts; /* exact: each chunk's count task, submitted as soon as it is put */
-    size_t n;
+    lumen_ref *counts; /* each chunk's work submitted as soon as it is put: exact, its
+                          count task; actors-exact, its add call */
+    lumen_actor *actors; /* actors: one per chunk; actors-exact: min(--actors, n) */
+    size_t n, nactors;
     double t0;
 } run;
 
@@ -55,20 +65,29 @@ static double now_s(void) {
 static void usage(const wc_program *p, FILE *f) {
     fprintf(f,
             "usage: %s --input FILE [--address HOST:PORT] [--chunks N]%s\n"
-            "          [--method exact%s|local] [--token T] [--library LIB.so] [--timeout SECONDS]\n"
+            "          [--method exact|actors-exact%s|local] [--actors N] [--token T] [--library LIB.so]\n"
+            "          [--timeout SECONDS]\n"
             "%s\n"
             "  --input FILE       the text to count (words: runs of non-whitespace bytes)\n"
             "  --address A        the scheduler (default: $LUMEN_ADDRESS, else 127.0.0.1:7400)\n"
-            "  --chunks N         pieces the input is split into, one task each (default 16)\n"
+            "  --chunks N         pieces the input is split into, counted in parallel (default 16)\n"
             "%s"
             "  --method M         exact: count every word per chunk, merge in a tree in the\n"
-            "                     cluster (default)%s; local: one thread in this process\n"
+            "                     cluster (default);\n"
+            "                     actors-exact: --actors actors each count their share of the\n"
+            "                     chunks, their tables are merged in the cluster;\n"
+            "%s"
+            "                     local: one thread in this process\n"
+            "  --actors N         actors-exact: how many counting actors (default 4)\n"
             "  --token T          the cluster's token (default: $LUMEN_TOKEN)\n"
             "  --library LIB.so   upload this function library instead of using the workers'\n"
             "  --timeout SECONDS  give up after this long (default 600)\n",
-            p->name, p->top_flag ? " [--top K]" : "", p->seed_method ? "|seed" : "", p->summary,
+            p->name, p->top_flag ? " [--top K]" : "", p->seed_method ? "|seed|actors" : "", p->summary,
             p->top_flag ? "  --top K            how many of the most frequent words (default 10)\n" : "",
-            p->seed_method ? ";\n                     seed: the two-round course algorithm (may miss the answer)" : "");
+            p->seed_method ? "                     seed: the two-round course algorithm with tasks (may miss\n"
+                             "                     the answer);\n"
+                             "                     actors: the same two rounds, one actor per chunk;\n"
+                           : "");
 }
 
 static int bad_args(const wc_program *p, const char *fmt, const char *arg) {
@@ -87,8 +106,19 @@ static bool parse_count(const char *s, size_t max, size_t *out) {
     return true;
 }
 
+/* The two-round methods (seed, actors) only answer "the most frequent". */
+static bool parse_method(const wc_program *p, const char *name, method *out) {
+    for (size_t m = 0; m < sizeof method_names / sizeof method_names[0]; m++) {
+        if (strcmp(name, method_names[m]) != 0) continue;
+        if ((m == METHOD_SEED || m == METHOD_ACTORS) && !p->seed_method) return false;
+        *out = (method)m;
+        return true;
+    }
+    return false;
+}
+
 static int parse_args(const wc_program *p, int argc, char **argv, options *o) {
-    *o = (options){.chunks = 16, .k = p->top_flag ? 10 : 1, .how = METHOD_EXACT, .timeout_ms = 600000};
+    *o = (options){.chunks = 16, .actors = 4, .k = p->top_flag ? 10 : 1, .how = METHOD_EXACT, .timeout_ms = 600000};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -111,10 +141,9 @@ static int parse_args(const wc_program *p, int argc, char **argv, options *o) {
             if (!parse_count(v, 30 * 86400, &n)) return bad_args(p, "--timeout wants seconds, not \"%s\"", v);
             o->timeout_ms = (int64_t)n * 1000;
         } else if (strcmp(a, "--method") == 0) {
-            if (strcmp(v, "exact") == 0) o->how = METHOD_EXACT;
-            else if (strcmp(v, "local") == 0) o->how = METHOD_LOCAL;
-            else if (strcmp(v, "seed") == 0 && p->seed_method) o->how = METHOD_SEED;
-            else return bad_args(p, "unknown method \"%s\"", v);
+            if (!parse_method(p, v, &o->how)) return bad_args(p, "unknown method \"%s\"", v);
+        } else if (strcmp(a, "--actors") == 0) {
+            if (!parse_count(v, 1u << 20, &o->actors)) return bad_args(p, "--actors wants 1..1048576, not \"%s\"", v);
         } else {
             return bad_args(p, "unknown option %s", a);
         }
@@ -214,111 +243,214 @@ static void phase(run *r, const char *name) {
     r->t0 = t;
 }
 
+/* Gets a ref only to learn that its producer succeeded. */
+static int get_ok(run *r, lumen_ref ref, const char *what) {
+    lumen_bytes b = {NULL, 0};
+    lumen_status st = lumen_get(r->client, ref, r->opt->timeout_ms, &b);
+    lumen_bytes_free(&b);
+    return st.code == LUMEN_OK ? 0 : fail(r, what, st);
+}
+
+static lumen_actor_opts actor_opts(const run *r) {
+    return (lumen_actor_opts){.library = r->uploaded ? &r->library : NULL};
+}
+
+/* One chunk's share of a round of the two-round methods: a task on the
+ * chunk (seed) or a call of its actor (actors), both named `step`; round 2
+ * passes the candidate list. */
+static lumen_status submit_step(run *r, size_t i, const char *step, const void *list, size_t list_len,
+                                lumen_ref *out) {
+    lumen_arg cands = lumen_arg_bytes(list, list_len);
+    size_t ncands = list != NULL ? 1 : 0;
+    if (r->opt->how == METHOD_ACTORS) return lumen_actor_call(r->client, r->actors[i], step, &cands, ncands, out);
+    char fn[64];
+    snprintf(fn, sizeof fn, "wordcount.%s", step);
+    lumen_arg args[2] = {lumen_arg_ref(r->chunks[i]), cands};
+    return lumen_call(r->client, fn, args, 1 + ncands, NULL, out);
+}
+
+/* Runs `step` for every chunk and adds the tables it returns to t. */
+static int run_round(run *r, const char *step, const void *list, size_t list_len, lumen_ref *refs, wc_table *t) {
+    for (size_t i = 0; i < r->n; i++) {
+        lumen_status st = submit_step(r, i, step, list, list_len, &refs[i]);
+        if (st.code != LUMEN_OK) return fail(r, step, st);
+    }
+    for (size_t i = 0; i < r->n; i++)
+        if (get_merge(r, refs[i], t, step) != 0) return 1;
+    return 0;
+}
+
 /* Round 1: every chunk's most common word; round 2: every chunk counts
  * every candidate; the client sums and picks. Misses a word that is never
- * first in a chunk but first overall. */
-static int run_seed(run *r, wc_table *totals) {
-    lumen_ref *round = calloc(r->n, sizeof *round);
+ * first in a chunk but first overall. With actors, each chunk was counted
+ * once, when its actor was made: the rounds only read its table. */
+static int run_two_rounds(run *r, wc_table *totals) {
+    lumen_ref *refs = calloc(r->n ? r->n : 1, sizeof *refs);
     wc_table *cands = wc_table_new(r->n);
-    int rc = round && cands ? 0 : 1;
-    lumen_arg *args = calloc(r->n ? r->n : 1, sizeof *args);
-    for (size_t i = 0; rc == 0 && i < r->n; i++) args[i] = lumen_arg_ref(r->chunks[i]);
-    lumen_status st = {LUMEN_OK, ""};
-    if (rc == 0 && r->n > 0) st = lumen_map(r->client, "wordcount.most_frequent", args, r->n, NULL, round);
-    if (st.code != LUMEN_OK) rc = fail(r, "round 1", st);
-    for (size_t i = 0; rc == 0 && i < r->n; i++) rc = get_merge(r, round[i], cands, "round 1");
     void *list = NULL;
     size_t list_len = 0;
+    int rc = refs && cands ? run_round(r, "most_frequent", NULL, 0, refs, cands) : 1;
     if (rc == 0) {
         phase(r, "round 1 (top word per chunk)");
         fprintf(stderr, "%s: %zu candidate(s) from round 1\n", r->prog->name, wc_table_size(cands));
         rc = wc_table_serialize(cands, &list, &list_len) != 0;
     }
-    for (size_t i = 0; rc == 0 && i < r->n; i++) {
-        lumen_arg a[2] = {lumen_arg_ref(r->chunks[i]), lumen_arg_bytes(list, list_len)};
-        st = lumen_call(r->client, "wordcount.count_candidates", a, 2, NULL, &round[i]);
-        if (st.code != LUMEN_OK) rc = fail(r, "round 2", st);
-    }
-    for (size_t i = 0; rc == 0 && i < r->n; i++) rc = get_merge(r, round[i], totals, "round 2");
+    if (rc == 0) rc = run_round(r, "count_candidates", list, list_len, refs, totals);
     if (rc == 0) phase(r, "round 2 (candidate counts)");
     free(list);
-    free(args);
-    free(round);
+    free(refs);
     wc_table_free(cands);
     return rc;
 }
 
-/* Counts every word of every chunk (those tasks were submitted as the
- * chunks were put), merges the tables in a tree of tasks in the cluster,
- * and asks the cluster for the top K: only K lines come back. */
-static int run_exact(run *r, lumen_bytes *text) {
-    int rc = 0;
-    lumen_status st;
-    lumen_ref root, top;
-    if ((st = lumen_reduce(r->client, "wordcount.merge", r->counts, r->n, NULL, &root)).code != LUMEN_OK)
-        rc = fail(r, "reduce wordcount.merge", st);
+/* Merges n tables in a tree of tasks in the cluster and asks it for the top
+ * K (only K lines come back): *top is the answer's future. */
+static int submit_merge_top(run *r, const lumen_ref *tables, size_t n, lumen_ref *top) {
+    lumen_ref root;
+    lumen_status st = lumen_reduce(r->client, "wordcount.merge", tables, n, NULL, &root);
+    if (st.code != LUMEN_OK) return fail(r, "reduce wordcount.merge", st);
     char kbuf[24];
     snprintf(kbuf, sizeof kbuf, "%zu", r->opt->k);
     lumen_arg targs[2] = {lumen_arg_ref(root), lumen_arg_bytes(kbuf, strlen(kbuf))};
-    if (rc == 0 && (st = lumen_call(r->client, "wordcount.top", targs, 2, NULL, &top)).code != LUMEN_OK)
-        rc = fail(r, "call wordcount.top", st);
+    st = lumen_call(r->client, "wordcount.top", targs, 2, NULL, top);
+    return st.code == LUMEN_OK ? 0 : fail(r, "call wordcount.top", st);
+}
+
+/* The answer's lines, as a malloc'ed copy like every method's answer. */
+static int get_answer(run *r, lumen_ref top, const char *what, lumen_bytes *text) {
     lumen_bytes got = {NULL, 0};
-    if (rc == 0 && (st = lumen_get(r->client, top, r->opt->timeout_ms, &got)).code != LUMEN_OK)
-        rc = fail(r, "count, merge and top", st);
-    if (rc == 0) {
-        phase(r, "merge tree, top");
-        /* A malloc'ed copy, like every method's answer. */
-        text->data = malloc(got.len + 1);
-        text->len = text->data ? got.len : 0;
-        if (text->data != NULL && got.len > 0) memcpy(text->data, got.data, got.len);
-    }
+    lumen_status st = lumen_get(r->client, top, r->opt->timeout_ms, &got);
+    if (st.code != LUMEN_OK) return fail(r, what, st);
+    text->data = malloc(got.len + 1);
+    text->len = text->data ? got.len : 0;
+    if (text->data != NULL && got.len > 0) memcpy(text->data, got.data, got.len);
     lumen_bytes_free(&got);
+    return 0;
+}
+
+/* Counts every word of every chunk (those tasks were submitted as the
+ * chunks were put), then merges and picks in the cluster. */
+static int run_exact(run *r, lumen_bytes *text) {
+    lumen_ref top;
+    int rc = submit_merge_top(r, r->counts, r->n, &top);
+    if (rc == 0) rc = get_answer(r, top, "count, merge and top", text);
+    if (rc == 0) phase(r, "merge tree, top");
+    return rc;
+}
+
+/* The actors have been adding their chunks since they were put; each one's
+ * table is asked for (it runs after its adds: one caller's calls keep their
+ * order) and the tables are merged and picked from in the cluster. */
+static int run_actors_exact(run *r, lumen_bytes *text) {
+    lumen_ref *tables = calloc(r->nactors, sizeof *tables), top;
+    int rc = tables != NULL ? 0 : 1;
+    for (size_t j = 0; rc == 0 && j < r->nactors; j++) {
+        lumen_status st = lumen_actor_call(r->client, r->actors[j], "counts", NULL, 0, &tables[j]);
+        if (st.code != LUMEN_OK) rc = fail(r, "call counts", st);
+    }
+    if (rc == 0) rc = submit_merge_top(r, tables, r->nactors, &top);
+    /* A failed add leaves its actor's table short: the answer would be wrong. */
+    for (size_t i = 0; rc == 0 && i < r->n; i++) rc = get_ok(r, r->counts[i], "add a chunk to an actor");
+    if (rc == 0) phase(r, "actors counted every chunk");
+    if (rc == 0) rc = get_answer(r, top, "actor tables, merge and top", text);
+    if (rc == 0) phase(r, "merge tree, top");
+    free(tables);
+    return rc;
+}
+
+/* What each method starts as soon as a chunk is put (chunk r->n). */
+static int start_chunk(run *r) {
+    size_t i = r->n;
+    lumen_arg chunk = lumen_arg_ref(r->chunks[i]);
+    lumen_actor_opts aopts = actor_opts(r);
+    lumen_status st = {LUMEN_OK, ""};
+    switch (r->opt->how) {
+    case METHOD_EXACT:
+        if ((st = lumen_call(r->client, "wordcount.count", &chunk, 1, NULL, &r->counts[i])).code != LUMEN_OK)
+            return fail(r, "call wordcount.count", st);
+        return 0;
+    case METHOD_ACTORS: /* each actor owns its chunk: made with it, counting it once */
+        if ((st = lumen_actor_new(r->client, "wordcount.Counter", &chunk, 1, &aopts, &r->actors[i])).code != LUMEN_OK)
+            return fail(r, "create a wordcount.Counter", st);
+        r->nactors++;
+        return 0;
+    case METHOD_ACTORS_EXACT: /* chunks are dealt round-robin; actors are made as needed */
+        if (i < r->opt->actors) {
+            if ((st = lumen_actor_new(r->client, "wordcount.Counter", NULL, 0, &aopts, &r->actors[i])).code != LUMEN_OK)
+                return fail(r, "create a wordcount.Counter", st);
+            r->nactors++;
+        }
+        st = lumen_actor_call(r->client, r->actors[i % r->opt->actors], "add", &chunk, 1, &r->counts[i]);
+        return st.code == LUMEN_OK ? 0 : fail(r, "call add", st);
+    default:
+        return 0;
+    }
+}
+
+/* Empty pieces (a text shorter than the chunk count) are skipped. */
+static int put_chunks(run *r, const size_t *bounds) {
+    for (size_t i = 0; i < r->opt->chunks; i++) {
+        if (bounds[i + 1] == bounds[i]) continue;
+        lumen_status st = lumen_put(r->client, r->in->data + bounds[i], bounds[i + 1] - bounds[i], &r->chunks[r->n]);
+        if (st.code != LUMEN_OK) return fail(r, "put chunk", st);
+        if (start_chunk(r) != 0) return 1;
+        r->n++;
+    }
+    fprintf(stderr, "%s: %zu chunk(s) of about %zu bytes\n", r->prog->name, r->n, r->n ? r->in->len / r->n : 0);
+    static const char *const started[METHOD_LOCAL + 1] = {
+        [METHOD_EXACT] = "connect, split, put, count",
+        [METHOD_ACTORS] = "connect, split, put, actors",
+        [METHOD_ACTORS_EXACT] = "connect, split, put, add",
+    };
+    phase(r, started[r->opt->how] ? started[r->opt->how] : "connect, split, put");
+    return 0;
+}
+
+static int connect_cluster(run *r) {
+    lumen_connect_opts copts = {.token = r->opt->token};
+    lumen_status st = lumen_connect(r->opt->address, &copts, &r->client);
+    if (st.code != LUMEN_OK) return fail(r, "connect", st);
+    if (r->opt->library == NULL) return 0;
+    if ((st = lumen_library_upload(r->client, r->opt->library, &r->library)).code != LUMEN_OK)
+        return fail(r, "upload library", st);
+    r->uploaded = true;
+    return 0;
+}
+
+/* The answer from the chunks put (none: no words, an empty answer). */
+static int run_method(run *r, lumen_bytes *text) {
+    if (r->n == 0) return 0;
+    if (r->opt->how == METHOD_EXACT) return run_exact(r, text);
+    if (r->opt->how == METHOD_ACTORS_EXACT) return run_actors_exact(r, text);
+    wc_table *totals = wc_table_new(64);
+    int rc = totals ? run_two_rounds(r, totals) : 1;
+    if (rc == 0) rc = top_text(r->prog->name, totals, r->opt->k, text);
+    wc_table_free(totals);
     return rc;
 }
 
 static int run_cluster(const wc_program *p, const options *o, const input *in, lumen_bytes *text) {
     run r = {.prog = p, .opt = o, .in = in, .t0 = now_s()};
     double start = r.t0;
+    bool with_actors = o->how == METHOD_ACTORS || o->how == METHOD_ACTORS_EXACT;
     size_t *bounds = malloc((o->chunks + 1) * sizeof *bounds);
     r.chunks = calloc(o->chunks, sizeof *r.chunks);
     r.counts = calloc(o->chunks, sizeof *r.counts);
-    if (bounds == NULL || r.chunks == NULL || r.counts == NULL) {
+    r.actors = with_actors ? calloc(o->chunks, sizeof *r.actors) : NULL;
+    int rc = 0;
+    if (bounds == NULL || r.chunks == NULL || r.counts == NULL || (with_actors && r.actors == NULL)) {
         fprintf(stderr, "%s: out of memory\n", p->name);
-        free(bounds);
-        free(r.chunks);
-        free(r.counts);
-        return 1;
-    }
-    wc_split(in->data, in->len, o->chunks, bounds);
-    lumen_connect_opts copts = {.token = o->token};
-    lumen_status st = lumen_connect(o->address, &copts, &r.client);
-    int rc = st.code == LUMEN_OK ? 0 : fail(&r, "connect", st);
-    if (rc == 0 && o->library != NULL && (st = lumen_library_upload(r.client, o->library, NULL)).code != LUMEN_OK)
-        rc = fail(&r, "upload library", st);
-    /* Empty pieces (a text shorter than the chunk count) are skipped. */
-    for (size_t i = 0; rc == 0 && i < o->chunks; i++) {
-        if (bounds[i + 1] == bounds[i]) continue;
-        st = lumen_put(r.client, in->data + bounds[i], bounds[i + 1] - bounds[i], &r.chunks[r.n]);
-        if (st.code != LUMEN_OK) rc = fail(&r, "put chunk", st);
-        lumen_arg chunk = lumen_arg_ref(r.chunks[r.n]);
-        if (rc == 0 && o->how == METHOD_EXACT &&
-            (st = lumen_call(r.client, "wordcount.count", &chunk, 1, NULL, &r.counts[r.n])).code != LUMEN_OK)
-            rc = fail(&r, "call wordcount.count", st);
-        r.n++;
+        rc = 1;
     }
     if (rc == 0) {
-        fprintf(stderr, "%s: %zu chunk(s) of about %zu bytes\n", p->name, r.n, r.n ? in->len / r.n : 0);
-        phase(&r, o->how == METHOD_EXACT ? "connect, split, put, count" : "connect, split, put");
+        wc_split(in->data, in->len, o->chunks, bounds);
+        rc = connect_cluster(&r);
     }
-    if (rc == 0 && o->how == METHOD_EXACT) rc = r.n > 0 ? run_exact(&r, text) : 0;
-    if (rc == 0 && o->how == METHOD_SEED) {
-        wc_table *totals = wc_table_new(64);
-        rc = totals ? run_seed(&r, totals) : 1;
-        if (rc == 0) rc = top_text(p->name, totals, o->k, text);
-        wc_table_free(totals);
-    }
+    if (rc == 0) rc = put_chunks(&r, bounds);
+    if (rc == 0) rc = run_method(&r, text);
     if (rc == 0) fprintf(stderr, "%s: total %.3f s\n", p->name, now_s() - start);
-    lumen_close(r.client);
+    lumen_close(r.client); /* ends the job: its actors and objects go with it */
+    free(r.actors);
     free(r.chunks);
     free(r.counts);
     free(bounds);

@@ -1,8 +1,8 @@
 /*
  * wcclient.h - the client side of the word-count examples, shared by
  * most_frequent_word and word_count: reading and splitting the input, the
- * three ways to count (exact and seed on the cluster, local in-process), and
- * the programs' common command line.
+ * ways to count (exact, seed, actors and actors-exact on the cluster, local
+ * in-process), and the programs' common command line.
  */
 #ifndef WC_CLIENT_H
 #define WC_CLIENT_H
@@ -14,7 +14,7 @@ typedef struct wc_program {
     const char *name;
     const char *summary;
     bool top_flag;   /* takes --top K (else K = 1) */
-    bool seed_method; /* offers --method seed */
+    bool seed_method; /* offers the two-round methods: --method seed and actors */
 } wc_program;
 
 /*

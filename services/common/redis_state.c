@@ -773,26 +773,29 @@ lumen_status lm_redis_obj_locs(lm_redis *r, lm_id obj, lm_id **stores, size_t *n
 
 /* ---- actors ---- */
 
-lumen_status lm_redis_actor_put(lm_redis *r, const lm_actor_record *rec) {
-    cmd c;
-    hset_start(&c, &r->cfg, "actor", rec->id);
-    f_str(&c, "class", rec->class_name);
-    f_id(&c, "worker", rec->worker);
-    f_str(&c, "state", lm_actor_state_name(rec->state));
-    f_u64(&c, "restarts", rec->restarts);
-    f_str(&c, "name", rec->name);
-    f_id(&c, "job", rec->job);
-    return run(r, "actor put", &c, NULL);
+static void actor_cmd(cmd *c, const conn_cfg *cfg, const lm_actor_record *rec) {
+    hset_start(c, cfg, "actor", rec->id);
+    f_str(c, "class", rec->class_name);
+    f_id(c, "worker", rec->worker);
+    f_str(c, "state", lm_actor_state_name(rec->state));
+    f_u64(c, "restarts", rec->restarts);
+    f_u64(c, "incarnation", rec->incarnation);
+    f_u64(c, "calls", rec->calls);
+    f_str(c, "name", rec->name);
+    f_id(c, "job", rec->job);
+    f_str(c, "error", rec->error);
 }
 
-lumen_status lm_redis_actor_set_state(lm_redis *r, lm_id actor, lm_actor_state state,
-                                      lm_id worker, uint32_t restarts) {
+lumen_status lm_redis_actors_put(lm_redis *r, const lm_actor_record *recs, size_t n) {
+    batch b = {0};
     cmd c;
-    hset_start(&c, &r->cfg, "actor", actor);
-    f_str(&c, "state", lm_actor_state_name(state));
-    f_id(&c, "worker", worker);
-    f_u64(&c, "restarts", restarts);
-    return run(r, "actor set state", &c, NULL);
+    for (size_t i = 0; i < n; i++) {
+        actor_cmd(&c, &r->cfg, &recs[i]);
+        batch_add(&b, &c);
+    }
+    lumen_status st = exec(r, &b, "actors put", NULL);
+    batch_fini(&b);
+    return st;
 }
 
 /* ---- jobs ---- */

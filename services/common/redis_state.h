@@ -13,7 +13,8 @@
  *                           finished_ms [spec: the encoded spec, binary]
  *   <p>obj:<id>       hash: size state task job error
  *   <p>obj:<id>:locs  set of object-store node ids holding a copy
- *   <p>actor:<id>     hash: class worker state restarts name job
+ *   <p>actor:<id>     hash: class worker state restarts incarnation calls
+ *                           name job error
  *   <p>job:<id>       hash: state started_ms finished_ms tasks
  *   <p>job:<id>:objs  set of object ids the job owns
  *   <p>events         pub/sub channel: "<type> <id>[ <detail>]" per event
@@ -176,13 +177,15 @@ typedef struct lm_actor_record {
     lm_id worker;
     lm_actor_state state;
     uint32_t restarts;
-    const char *name; /* NULL: "" (unnamed) */
+    uint32_t incarnation;
+    uint64_t calls;    /* method calls finished */
+    const char *name;  /* NULL: "" (unnamed) */
     lm_id job;
+    const char *error; /* why it is DEAD; NULL: "" */
 } lm_actor_record;
 
-lumen_status lm_redis_actor_put(lm_redis *r, const lm_actor_record *rec);
-lumen_status lm_redis_actor_set_state(lm_redis *r, lm_id actor, lm_actor_state state,
-                                      lm_id worker, uint32_t restarts);
+/* n records in one round trip. */
+lumen_status lm_redis_actors_put(lm_redis *r, const lm_actor_record *recs, size_t n);
 
 /* ---- jobs ---- */
 /* state RUNNING, started_ms now, finished_ms 0, tasks 0. */

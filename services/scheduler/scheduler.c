@@ -19,120 +19,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "idmap.h"
 #include "log.h"
 #include "objstore.pb-c.h"
-#include "redis_state.h"
-#include "scheduler.pb-c.h"
+#include "sched_internal.h"
 #include "worker.pb-c.h"
-#include "writer.h"
 
-#define DISPATCH_DEPTH(slots) ((slots) * 2 + 4) /* tasks queued per worker beyond running */
-
-typedef struct id_vec {
-    lm_id *ids;
-    size_t n, cap;
-} id_vec;
-
-typedef struct ptr_vec {
-    void **items;
-    size_t n, cap;
-} ptr_vec;
-
-typedef enum { OBJ_PENDING, OBJ_READY, OBJ_FAILED } obj_state;
-typedef enum { TASK_WAITING, TASK_READY, TASK_RUNNING, TASK_DONE } task_phase;
-
-typedef struct snode {
-    lm_id id;
-    bool is_worker;
-    char *addr;
-    uint32_t slots;
-    int in_flight; /* tasks sent to it and not reported done */
-    bool alive;
-    uint64_t last_beat_ms;
-    lm_id objstore_id;
-    uint64_t memory_limit, bytes_used;
-} snode;
-
-typedef struct waiter waiter;
-
-typedef struct sobj {
-    lm_id id, job;
-    obj_state state;
-    uint64_t size;
-    bool is_inline;
-    uint8_t *data; /* inline value */
-    char *location; /* object store address when not inline */
-    lm_id store;
-    lumen_status *error;
-    lm_id producer; /* zero for objects the scheduler did not make */
-    id_vec dependents; /* tasks waiting for it */
-    ptr_vec waiters;
-    int pins;          /* tasks not finished that take it */
-    bool freed;        /* the client let go: drop once unpinned */
-} sobj;
-
-typedef struct stask {
-    lm_id id, job;
-    Lumen__TaskSpec *spec;
-    int unresolved;
-    task_phase phase;
-    lm_id worker;
-    uint32_t attempts, max_retries;
-    uint64_t submitted_ms;
-    bool orphan; /* its job ended while it ran */
-    struct stask *next;
-} stask;
-
-typedef struct sjob {
-    lm_id id;
-    id_vec tasks, objs;
-} sjob;
-
-struct waiter {
-    scheduler *s;
-    lm_rpc_call *call;
-    lm_id *ids;
-    size_t n;
-    size_t need, have;
-    bool done;
-    int refs; /* the call's, plus one per object list it is on */
-};
-
-/* A call to answer once `mu` is released. */
-typedef struct answer {
-    lm_rpc_call *call;
-    ProtobufCMessage *reply; /* NULL: fail with st */
-    void (*reply_free)(ProtobufCMessage *);
-    lumen_status st;
-} answer;
-
-typedef struct outbox {
-    answer *items;
-    size_t n, cap;
-} outbox;
-
-struct scheduler {
-    const lm_config *cfg;
-    pthread_mutex_t mu;
-    lm_idmap *nodes, *tasks, *objs, *jobs;
-    lm_idmap *unknown_waiters; /* ptr_vec of waiters by object id not seen yet */
-    ptr_vec node_list; /* every snode, for placement and lookups by address */
-    stask *ready_head, *ready_tail;
-
-    lm_redis *redis;
-    sched_writer *writer;
-    lm_rpc_client *rpc;
-    lm_rpc_method run_tasks, release_job, delete_objects;
-
-    pthread_t monitor;
-    pthread_cond_t monitor_cond;
-    bool stopping;
-};
 
 /* ------------------------------------------------------------- helpers */
 
-static void id_push(id_vec *v, lm_id id) {
+void sched_id_push(id_vec *v, lm_id id) {
     if (v->n == v->cap) {
         v->cap = v->cap ? 2 * v->cap : 4;
         v->ids = realloc(v->ids, v->cap * sizeof *v->ids);
@@ -140,7 +35,7 @@ static void id_push(id_vec *v, lm_id id) {
     v->ids[v->n++] = id;
 }
 
-static void ptr_push(ptr_vec *v, void *p) {
+void sched_ptr_push(ptr_vec *v, void *p) {
     if (v->n == v->cap) {
         v->cap = v->cap ? 2 * v->cap : 4;
         v->items = realloc(v->items, v->cap * sizeof *v->items);
@@ -148,7 +43,7 @@ static void ptr_push(ptr_vec *v, void *p) {
     v->items[v->n++] = p;
 }
 
-static void outbox_add(outbox *o, answer a) {
+void sched_outbox_add(outbox *o, answer a) {
     if (o->n == o->cap) {
         o->cap = o->cap ? 2 * o->cap : 8;
         o->items = realloc(o->items, o->cap * sizeof *o->items);
@@ -157,7 +52,7 @@ static void outbox_add(outbox *o, answer a) {
 }
 
 /* Answers everything collected; call without `mu`. */
-static void outbox_send(outbox *o) {
+void sched_outbox_send(outbox *o) {
     for (size_t i = 0; i < o->n; i++) {
         answer *a = &o->items[i];
         if (a->reply != NULL) {
@@ -172,14 +67,6 @@ static void outbox_send(outbox *o) {
     o->n = o->cap = 0;
 }
 
-static bool id_field(ProtobufCBinaryData b, lm_id *out) { return lm_id_from_bytes(b.data, b.len, out); }
-
-static ProtobufCBinaryData id_bytes(const lm_id *id) {
-    ProtobufCBinaryData b = {LM_ID_BYTES, (uint8_t *)id->bytes};
-    return b;
-}
-
-static const char *hex(lm_id id, char buf[LM_ID_HEX_LEN + 1]) { return lm_id_to_hex(id, buf); }
 
 /* ------------------------------------------------------------- records */
 
@@ -284,7 +171,7 @@ static void obj_set_failed(scheduler *s, sobj *o, lumen_status st, outbox *out) 
 static void obj_maybe_release(scheduler *s, sobj *o, ptr_vec *deletes) {
     if (!o->freed || o->pins > 0 || o->state == OBJ_PENDING || o->waiters.n > 0) return;
     lm_idmap_remove(s->objs, o->id);
-    if (!o->is_inline && o->location != NULL && deletes != NULL) ptr_push(deletes, o);
+    if (!o->is_inline && o->location != NULL && deletes != NULL) sched_ptr_push(deletes, o);
     else obj_free(o);
 }
 
@@ -350,7 +237,7 @@ static void waiter_answer(scheduler *s, waiter *w, outbox *out) {
     w->done = true;
     unknown_detach(s, w);
     Lumen__WaitObjectsReply *r = wait_reply_build(s, w->ids, w->n);
-    outbox_add(out, (answer){w->call, &r->base, wait_reply_free, lm_ok()});
+    sched_outbox_add(out, (answer){w->call, &r->base, wait_reply_free, lm_ok()});
     waiter_unref(w); /* the call's reference */
 }
 
@@ -412,10 +299,13 @@ static snode *pick_worker(scheduler *s, const stask *t) {
     lm_id near = preferred_store(s, t);
     snode *best = NULL, *best_near = NULL;
     double best_load = 1e18, best_near_load = 1e18;
+    /* An actor holds no slot once made (like Ray's default), but actors
+     * are spread: each one counts as a task in flight where it lives. */
+    bool creation = is_actor_creation(t->spec);
     for (size_t i = 0; i < s->node_list.n; i++) {
         snode *w = s->node_list.items[i];
         if (!w->is_worker || !w->alive || w->slots == 0 || w->in_flight >= (int)DISPATCH_DEPTH(w->slots)) continue;
-        double load = (double)w->in_flight / w->slots;
+        double load = (double)(w->in_flight + (creation ? (int)w->actors : 0)) / w->slots;
         if (load < best_load) best = w, best_load = load;
         if (!lm_id_is_zero(near) && lm_id_equal(w->objstore_id, near) && w->in_flight < (int)w->slots &&
             load < best_near_load)
@@ -463,7 +353,7 @@ static void dispatch_spec(scheduler *s, const stask *t, Lumen__TaskSpec *out, Lu
 }
 
 /* Places every ready task it can and sends one RunTasks per worker. */
-static void dispatch(scheduler *s, outbox *out) {
+void sched_dispatch(scheduler *s, outbox *out) {
     dispatch_batch *batches = NULL;
     size_t nbatches = 0;
     while (s->ready_head != NULL) {
@@ -483,7 +373,7 @@ static void dispatch(scheduler *s, outbox *out) {
             batches[b] = (dispatch_batch){s, w->id, w->addr, {0}};
             nbatches++;
         }
-        id_push(&batches[b].tasks, t->id);
+        sched_id_push(&batches[b].tasks, t->id);
     }
     if (s->ready_head == NULL) s->ready_tail = NULL;
 
@@ -555,9 +445,10 @@ static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out) {
     task_unpin_args(s, t, NULL);
     sobj *o = lm_idmap_get(s->objs, lm_id_for_return(t->id, 0));
     if (o != NULL) obj_set_failed(s, o, st, out);
+    if (is_actor_creation(t->spec)) actors_created(s, t, st, out);
 }
 
-static sjob *job_get(scheduler *s, lm_id id) {
+sjob *sched_job_get(scheduler *s, lm_id id) {
     sjob *j = lm_idmap_get(s->jobs, id);
     if (j == NULL) {
         j = calloc(1, sizeof *j);
@@ -594,7 +485,7 @@ static sobj *obj_from_redis(scheduler *s, lm_id id, lm_id job) {
 }
 
 /* Adds one submitted task; takes ownership of spec. */
-static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
+lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     lm_id id, job;
     if (!id_field(spec->task_id, &id) || !id_field(spec->job_id, &job)) {
         lm_rpc_message_free(&spec->base);
@@ -615,14 +506,14 @@ static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     t->max_retries = spec->max_retries ? spec->max_retries : (uint32_t)s->cfg->scheduler.max_retries;
     t->submitted_ms = lm_wall_ms();
     lm_idmap_put(s->tasks, id, t);
-    sjob *j = job_get(s, job);
-    id_push(&j->tasks, id);
+    sjob *j = sched_job_get(s, job);
+    sched_id_push(&j->tasks, id);
 
     lm_id result_id = lm_id_for_return(id, 0);
     sobj *result = lm_idmap_get(s->objs, result_id);
     if (result == NULL) {
         result = obj_new(s, result_id, job);
-        id_push(&j->objs, result_id);
+        sched_id_push(&j->objs, result_id);
     }
     result->producer = id;
     record_task(s, t, LM_TASK_PENDING, NULL);
@@ -650,10 +541,13 @@ static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
         sobj *o = lm_idmap_get(s->objs, ref);
         if (o == NULL) {
             /* A put: the client says where it stored the object, or (another
-             * client's put) Redis knows. */
+             * client's put) Redis knows. An actor call's result still being
+             * made: its worker will report it. */
+            bool direct = i < spec->n_args && spec->args[i]->direct;
             o = location != NULL && location[0] != '\0' ? obj_at(s, ref, job, location, size)
-                                                         : obj_from_redis(s, ref, job);
-            if (o != NULL) id_push(&j->objs, ref);
+                : direct                                ? obj_new(s, ref, job)
+                                                        : obj_from_redis(s, ref, job);
+            if (o != NULL) sched_id_push(&j->objs, ref);
         }
         char h[LM_ID_HEX_LEN + 1];
         if (o == NULL) {
@@ -663,7 +557,7 @@ static lumen_status admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
         } else {
             o->pins++;
             if (o->state == OBJ_PENDING) {
-                id_push(&o->dependents, id);
+                sched_id_push(&o->dependents, id);
                 t->unresolved++;
             }
         }
@@ -696,7 +590,7 @@ static void collect_lost(void *arg, lm_id key, void *value) {
     (void)key;
     lost_sweep *sw = arg;
     stask *t = value;
-    if (t->phase == TASK_RUNNING && lm_id_equal(t->worker, sw->worker)) ptr_push(&sw->tasks, t);
+    if (t->phase == TASK_RUNNING && lm_id_equal(t->worker, sw->worker)) sched_ptr_push(&sw->tasks, t);
 }
 
 /* Puts a task that did not finish back in line, or fails it when it has
@@ -729,6 +623,7 @@ static void node_lost(scheduler *s, snode *w, const char *why, outbox *out) {
     snprintf(reason, sizeof reason, "worker %s died", w->addr);
     for (size_t i = 0; i < sw.tasks.n; i++) task_retry(s, sw.tasks.items[i], reason, out);
     free(sw.tasks.items);
+    actors_node_lost(s, w, out);
 }
 
 /* ------------------------------------------------------------- handlers */
@@ -751,7 +646,7 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
         n->id = id;
         n->is_worker = strcmp(info->kind, "worker") == 0;
         lm_idmap_put(s->nodes, id, n);
-        ptr_push(&s->node_list, n);
+        sched_ptr_push(&s->node_list, n);
     }
     free(n->addr);
     n->addr = strdup(info->addr);
@@ -761,9 +656,9 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     if (!n->alive) n->in_flight = 0; /* new, or back after being declared dead: nothing of ours runs there */
     n->alive = true;
     n->last_beat_ms = lm_wall_ms();
-    dispatch(s, &out);
+    sched_dispatch(s, &out);
     pthread_mutex_unlock(&s->mu);
-    outbox_send(&out);
+    sched_outbox_send(&out);
 
     lm_node_record rec = {.id = id, .kind = n->is_worker ? LM_NODE_WORKER : LM_NODE_OBJSTORE, .addr = info->addr,
                           .slots = info->slots, .slots_free = info->slots, .memory_limit = info->memory_limit};
@@ -818,16 +713,16 @@ static void handle_submit(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     for (size_t i = 0; i < n; i++) {
         Lumen__TaskSpec *spec = req->tasks[i];
         req->tasks[i] = NULL;
-        lumen_status st = admit(s, spec, &out);
+        lumen_status st = sched_admit(s, spec, &out);
         lumen__status__init(&statuses[i]);
         statuses[i].code = st.code;
         memcpy(messages[i], st.msg, sizeof messages[i]);
         statuses[i].message = st.code ? messages[i] : (char *)"";
         status_ptrs[i] = &statuses[i];
     }
-    dispatch(s, &out);
+    sched_dispatch(s, &out);
     pthread_mutex_unlock(&s->mu);
-    outbox_send(&out);
+    sched_outbox_send(&out);
     Lumen__SubmitTasksReply reply = LUMEN__SUBMIT_TASKS_REPLY__INIT;
     reply.n_results = n;
     reply.results = status_ptrs;
@@ -837,29 +732,10 @@ static void handle_submit(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     free(messages);
 }
 
-/* Marks a finished task's result and wakes what waits for it. */
-static void task_done(scheduler *s, const Lumen__TaskResult *r, outbox *out, ptr_vec *deletes) {
-    lm_id id;
-    if (!id_field(r->task_id, &id)) return;
-    stask *t = lm_idmap_get(s->tasks, id);
-    if (t == NULL || t->phase != TASK_RUNNING) return; /* stale or duplicate report */
-    snode *w = lm_idmap_get(s->nodes, t->worker);
-    if (w != NULL && w->in_flight > 0) w->in_flight--;
-    if (t->orphan) { /* its job ended while it ran */
-        lm_idmap_remove(s->tasks, id);
-        task_free(t);
-        return;
-    }
-    lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
-    if (code != LUMEN_OK) {
-        task_fail(s, t, lm_status(code, "%s", r->status->message), out);
-        return;
-    }
-    t->phase = TASK_DONE;
-    record_task(s, t, LM_TASK_FINISHED, NULL);
-    task_unpin_args(s, t, deletes);
-    sobj *o = lm_idmap_get(s->objs, lm_id_for_return(id, 0));
-    if (o == NULL || o->state != OBJ_PENDING) return;
+/* A pending object gets a reported result: its value inline, or where it
+ * was stored. `what` names the producer in errors. */
+static void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, const char *what, outbox *out) {
+    if (o->state != OBJ_PENDING) return; /* a duplicate report (a re-run) */
     if (r->n_inline_results > 0) {
         o->is_inline = true;
         o->size = r->inline_results[0].len;
@@ -874,13 +750,63 @@ static void task_done(scheduler *s, const Lumen__TaskResult *r, outbox *out, ptr
             if (sn != NULL) o->location = strdup(sn->addr);
         }
         if (o->location == NULL) {
-            obj_set_failed(s, o, lm_status(LUMEN_OBJECT_LOST, "%s: result stored in an unknown object store",
-                                           t->spec->function), out);
+            obj_set_failed(s, o, lm_status(LUMEN_OBJECT_LOST, "%s: result stored in an unknown object store", what),
+                           out);
             return;
         }
     }
     o->state = OBJ_READY;
     obj_settled(s, o, out);
+}
+
+/* The outcome of an actor method call, which the scheduler did not place:
+ * its result object appears (or a placeholder a task waits on settles). */
+static void direct_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, outbox *out) {
+    lm_id job, actor;
+    if (!id_field(r->job_id, &job) || !id_field(r->actor_id, &actor)) return;
+    actors_call_done(s, actor);
+    sjob *j = lm_idmap_get(s->jobs, job);
+    if (j == NULL) return; /* the job ended: no one will read it */
+    lm_id id = lm_id_for_return(task, 0);
+    sobj *o = lm_idmap_get(s->objs, id);
+    if (o == NULL) {
+        o = obj_new(s, id, job);
+        sched_id_push(&j->objs, id);
+    }
+    lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
+    if (code != LUMEN_OK) obj_set_failed(s, o, lm_status(code, "%s", r->status->message), out);
+    else obj_set_result(s, o, r, "an actor call", out);
+}
+
+/* Marks a finished task's result and wakes what waits for it. */
+static void task_done(scheduler *s, const Lumen__TaskResult *r, outbox *out, ptr_vec *deletes) {
+    lm_id id;
+    if (!id_field(r->task_id, &id)) return;
+    if (r->actor_id.len > 0) {
+        direct_result(s, r, id, out);
+        return;
+    }
+    stask *t = lm_idmap_get(s->tasks, id);
+    if (t == NULL || t->phase != TASK_RUNNING) return; /* stale or duplicate report */
+    snode *w = lm_idmap_get(s->nodes, t->worker);
+    if (w != NULL && w->in_flight > 0) w->in_flight--;
+    lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
+    if (t->orphan) { /* its job ended while it ran */
+        if (code == LUMEN_OK && is_actor_creation(t->spec)) actors_orphan_created(s, t);
+        lm_idmap_remove(s->tasks, id);
+        task_free(t);
+        return;
+    }
+    if (code != LUMEN_OK) {
+        task_fail(s, t, lm_status(code, "%s", r->status->message), out);
+        return;
+    }
+    t->phase = TASK_DONE;
+    record_task(s, t, LM_TASK_FINISHED, NULL);
+    task_unpin_args(s, t, deletes);
+    if (is_actor_creation(t->spec)) actors_created(s, t, lm_ok(), out);
+    sobj *o = lm_idmap_get(s->objs, lm_id_for_return(id, 0));
+    if (o != NULL) obj_set_result(s, o, r, t->spec->function, out);
 }
 
 static void send_deletes(scheduler *s, ptr_vec *deletes);
@@ -892,9 +818,9 @@ static void handle_task_done(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     ptr_vec deletes = {0};
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < req->n_results; i++) task_done(s, req->results[i], &out, &deletes);
-    dispatch(s, &out);
+    sched_dispatch(s, &out);
     pthread_mutex_unlock(&s->mu);
-    outbox_send(&out);
+    sched_outbox_send(&out);
     send_deletes(s, &deletes);
     Lumen__TaskDoneReply reply = LUMEN__TASK_DONE_REPLY__INIT;
     lm_rpc_reply(call, &reply.base);
@@ -930,20 +856,20 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
         waiter_answer(s, w, &out);
     } else if (!lm_rpc_call_on_cancel(call, on_wait_cancel, w)) {
         w->done = true;
-        outbox_add(&out, (answer){call, NULL, NULL, lm_status(LUMEN_CANCELLED, "wait cancelled")});
+        sched_outbox_add(&out, (answer){call, NULL, NULL, lm_status(LUMEN_CANCELLED, "wait cancelled")});
         waiter_unref(w);
     } else {
         for (size_t i = 0; i < n; i++) {
             sobj *o = lm_idmap_get(s->objs, w->ids[i]);
             ptr_vec *list = o != NULL ? (o->state == OBJ_PENDING ? &o->waiters : NULL) : unknown_list(s, w->ids[i]);
             if (list != NULL) {
-                ptr_push(list, w);
+                sched_ptr_push(list, w);
                 w->refs++;
             }
         }
     }
     pthread_mutex_unlock(&s->mu);
-    outbox_send(&out);
+    sched_outbox_send(&out);
 }
 
 static void on_wait_cancel(lm_rpc_call *call, void *arg) {
@@ -1047,7 +973,7 @@ static void handle_start_job(lm_rpc_call *call, const ProtobufCMessage *msg, voi
         return;
     }
     pthread_mutex_lock(&s->mu);
-    job_get(s, id);
+    sched_job_get(s, id);
     pthread_mutex_unlock(&s->mu);
     lumen_status st = lm_redis_job_start(s->redis, id);
     if (!LM_IS_OK(st)) lm_warn("job start: %s", st.msg);
@@ -1056,7 +982,8 @@ static void handle_start_job(lm_rpc_call *call, const ProtobufCMessage *msg, voi
 }
 
 /* Forgets a job's tasks and objects; its stores drop the objects. */
-static void job_end(scheduler *s, sjob *j) {
+static void job_end(scheduler *s, sjob *j, outbox *out) {
+    actors_job_end(s, j, out);
     for (size_t i = 0; i < j->objs.n; i++) {
         sobj *o = lm_idmap_remove(s->objs, j->objs.ids[i]);
         if (o != NULL) obj_free(o);
@@ -1083,6 +1010,7 @@ static void job_end(scheduler *s, sjob *j) {
     }
     free(j->objs.ids);
     free(j->tasks.ids);
+    free(j->actors.ids);
     free(j);
 }
 
@@ -1094,10 +1022,11 @@ static void handle_end_job(lm_rpc_call *call, const ProtobufCMessage *msg, void 
         lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "EndJob needs a 16-byte job_id");
         return;
     }
+    outbox out = {0};
     pthread_mutex_lock(&s->mu);
     sjob *j = lm_idmap_remove(s->jobs, id);
     size_t ntasks = j ? j->tasks.n : 0;
-    if (j != NULL) job_end(s, j);
+    if (j != NULL) job_end(s, j, &out);
     char **stores = calloc(s->node_list.n + 1, sizeof *stores);
     size_t nstores = 0;
     for (size_t i = 0; i < s->node_list.n; i++) {
@@ -1105,6 +1034,7 @@ static void handle_end_job(lm_rpc_call *call, const ProtobufCMessage *msg, void 
         if (!n->is_worker && n->alive) stores[nstores++] = strdup(n->addr);
     }
     pthread_mutex_unlock(&s->mu);
+    sched_outbox_send(&out);
     ProtobufCBinaryData job_bytes = id_bytes(&id);
     Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
     rel.job_id = job_bytes;
@@ -1145,9 +1075,9 @@ static void on_run_tasks_done(void *arg, lumen_status st, ProtobufCMessage *repl
         outbox out = {0};
         pthread_mutex_lock(&s->mu);
         run_tasks_failed(s, batch, st, &out);
-        dispatch(s, &out);
+        sched_dispatch(s, &out);
         pthread_mutex_unlock(&s->mu);
-        outbox_send(&out);
+        sched_outbox_send(&out);
         lm_redis_node_mark_dead(s->redis, batch->worker);
     }
     free(batch->tasks.ids);
@@ -1175,12 +1105,13 @@ static void *monitor_main(void *arg) {
                 char why[64];
                 snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)(now - n->last_beat_ms));
                 node_lost(s, n, why, &out);
-                id_push(&dead, n->id);
+                sched_id_push(&dead, n->id);
             }
         }
-        if (dead.n > 0) dispatch(s, &out);
+        if (dead.n > 0) sched_dispatch(s, &out);
+        actors_expire_waits(s, &out);
         pthread_mutex_unlock(&s->mu);
-        outbox_send(&out);
+        sched_outbox_send(&out);
         for (size_t i = 0; i < dead.n; i++) {
             lm_redis_node_mark_dead(s->redis, dead.ids[i]);
             lm_redis_publish(s->redis, LM_EVENT_NODE_DIED, dead.ids[i], NULL);
@@ -1204,6 +1135,10 @@ static const lm_rpc_method_impl scheduler_methods[] = {
     {"FreeObjects", LM_RPC_UNARY, handle_free},
     {"StartJob", LM_RPC_UNARY, handle_start_job},
     {"EndJob", LM_RPC_UNARY, handle_end_job},
+    {"CreateActor", LM_RPC_UNARY, actors_handle_create},
+    {"GetActor", LM_RPC_UNARY, actors_handle_get},
+    {"KillActor", LM_RPC_UNARY, actors_handle_kill},
+    {"ActorDied", LM_RPC_UNARY, actors_handle_died},
     {NULL, 0, NULL},
 };
 
@@ -1235,11 +1170,13 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     s->tasks = lm_idmap_new();
     s->objs = lm_idmap_new();
     s->jobs = lm_idmap_new();
+    s->actors = lm_idmap_new();
     s->unknown_waiters = lm_idmap_new();
     s->writer = sched_writer_new(redis);
     lm_rpc_method_find(&lumen__worker__descriptor, "RunTasks", &s->run_tasks);
     lm_rpc_method_find(&lumen__object_store__descriptor, "ReleaseJob", &s->release_job);
     lm_rpc_method_find(&lumen__object_store__descriptor, "Delete", &s->delete_objects);
+    lm_rpc_method_find(&lumen__worker__descriptor, "StopActor", &s->stop_actor);
     pthread_create(&s->monitor, NULL, monitor_main, s);
     *out = s;
     return lm_ok();
@@ -1268,6 +1205,7 @@ static void free_job_entry(void *arg, lm_id key, void *value) {
     sjob *j = value;
     free(j->objs.ids);
     free(j->tasks.ids);
+    free(j->actors.ids);
     free(j);
 }
 
@@ -1283,6 +1221,7 @@ void scheduler_free(scheduler *s) {
     lm_idmap_each(s->tasks, free_task_entry, NULL);
     lm_idmap_each(s->objs, free_obj_entry, NULL);
     lm_idmap_each(s->jobs, free_job_entry, NULL);
+    actors_free_all(s);
     lm_idmap_each(s->unknown_waiters, free_unknown_entry, NULL);
     lm_idmap_free(s->unknown_waiters);
     for (size_t i = 0; i < s->node_list.n; i++) {
@@ -1294,6 +1233,7 @@ void scheduler_free(scheduler *s) {
     lm_idmap_free(s->tasks);
     lm_idmap_free(s->objs);
     lm_idmap_free(s->jobs);
+    lm_idmap_free(s->actors);
     lm_idmap_free(s->nodes);
     lm_redis_free(s->redis);
     pthread_mutex_destroy(&s->mu);

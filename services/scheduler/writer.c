@@ -21,6 +21,8 @@ typedef struct queue {
     size_t ntasks, cap_tasks;
     lm_obj_record *objs;
     size_t nobjs, cap_objs;
+    lm_actor_record *actors;
+    size_t nactors, cap_actors;
 } queue;
 
 struct sched_writer {
@@ -55,11 +57,22 @@ static void push_obj(queue *q, const lm_obj_record *o) {
     q->objs[q->nobjs++] = *o;
 }
 
+static void push_actor(queue *q, const lm_actor_record *a) {
+    if (q->nactors == q->cap_actors) {
+        q->cap_actors = q->cap_actors ? 2 * q->cap_actors : 16;
+        q->actors = realloc(q->actors, q->cap_actors * sizeof *q->actors);
+    }
+    q->actors[q->nactors++] = *a;
+}
+
+static size_t queue_len(const queue *q) { return q->ntasks + q->nobjs + q->nactors; }
+
 /* Moves every record of src to the end of dst. */
 static void move_all(queue *dst, queue *src) {
     for (size_t i = 0; i < src->ntasks; i++) push_task(dst, &src->tasks[i]);
     for (size_t i = 0; i < src->nobjs; i++) push_obj(dst, &src->objs[i]);
-    src->ntasks = src->nobjs = 0;
+    for (size_t i = 0; i < src->nactors; i++) push_actor(dst, &src->actors[i]);
+    src->ntasks = src->nobjs = src->nactors = 0;
 }
 
 /* Only the first record of a batch wakes the writer: the rest join it
@@ -88,53 +101,81 @@ void sched_writer_obj(sched_writer *w, const lm_obj_record *rec) {
     pthread_mutex_unlock(&w->mu);
 }
 
+void sched_writer_actor(sched_writer *w, const lm_actor_record *rec) {
+    lm_actor_record a = *rec;
+    a.class_name = dup_str(rec->class_name);
+    a.name = dup_str(rec->name);
+    a.error = dup_str(rec->error);
+    pthread_mutex_lock(&w->mu);
+    push_actor(&w->pending, &a);
+    record_queued(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Frees the strings a queued record owns. */
+static void drop_task(void *rec) {
+    lm_task_record *t = rec;
+    free((char *)t->fn);
+    free((char *)t->error);
+}
+
+static void drop_obj(void *rec) { free((char *)((lm_obj_record *)rec)->error); }
+
+static void drop_actor(void *rec) {
+    lm_actor_record *a = rec;
+    free((char *)a->class_name);
+    free((char *)a->name);
+    free((char *)a->error);
+}
+
 static void queue_clear(queue *q) {
-    for (size_t i = 0; i < q->ntasks; i++) {
-        free((char *)q->tasks[i].fn);
-        free((char *)q->tasks[i].error);
-    }
-    for (size_t i = 0; i < q->nobjs; i++) free((char *)q->objs[i].error);
-    q->ntasks = q->nobjs = 0;
+    for (size_t i = 0; i < q->ntasks; i++) drop_task(&q->tasks[i]);
+    for (size_t i = 0; i < q->nobjs; i++) drop_obj(&q->objs[i]);
+    for (size_t i = 0; i < q->nactors; i++) drop_actor(&q->actors[i]);
+    q->ntasks = q->nobjs = q->nactors = 0;
 }
 
 static void queue_free(queue *q) {
     queue_clear(q);
     free(q->tasks);
     free(q->objs);
+    free(q->actors);
+}
+
+/* Keeps only the last record of each id among n records of `size` bytes
+ * (each starts with its lm_id), in order; dropped ones are freed. */
+static size_t keep_latest_of(void *recs, size_t n, size_t size, void (*drop)(void *), lm_idmap *seen) {
+    static char mark;
+    char *base = recs;
+    size_t keep = n;
+    for (size_t i = n; i-- > 0;) {
+        char *rec = base + i * size;
+        lm_id id;
+        memcpy(&id, rec, sizeof id);
+        if (lm_idmap_get(seen, id) != NULL) {
+            drop(rec);
+            continue;
+        }
+        lm_idmap_put(seen, id, &mark);
+        memmove(base + --keep * size, rec, size);
+    }
+    memmove(base, base + keep * size, (n - keep) * size);
+    n -= keep;
+    for (size_t i = 0; i < n; i++) {
+        lm_id id;
+        memcpy(&id, base + i * size, sizeof id);
+        lm_idmap_remove(seen, id);
+    }
+    return n;
 }
 
 /* A record that a later one in the same batch supersedes need not be
- * written: keep the last record of each id, in order. Under load a task's
- * PENDING, RUNNING and FINISHED often share one batch. */
+ * written. Under load a task's PENDING, RUNNING and FINISHED often share
+ * one batch. */
 static void keep_latest(queue *q, lm_idmap *seen) {
-    static char mark;
-    size_t keep = q->ntasks;
-    for (size_t i = q->ntasks; i-- > 0;) {
-        lm_task_record *t = &q->tasks[i];
-        if (lm_idmap_get(seen, t->id) != NULL) {
-            free((char *)t->fn);
-            free((char *)t->error);
-            continue;
-        }
-        lm_idmap_put(seen, t->id, &mark);
-        q->tasks[--keep] = *t;
-    }
-    memmove(q->tasks, q->tasks + keep, (q->ntasks - keep) * sizeof *q->tasks);
-    q->ntasks -= keep;
-    for (size_t i = 0; i < q->ntasks; i++) lm_idmap_remove(seen, q->tasks[i].id);
-    keep = q->nobjs;
-    for (size_t i = q->nobjs; i-- > 0;) {
-        lm_obj_record *o = &q->objs[i];
-        if (lm_idmap_get(seen, o->id) != NULL) {
-            free((char *)o->error);
-            continue;
-        }
-        lm_idmap_put(seen, o->id, &mark);
-        q->objs[--keep] = *o;
-    }
-    memmove(q->objs, q->objs + keep, (q->nobjs - keep) * sizeof *q->objs);
-    q->nobjs -= keep;
-    for (size_t i = 0; i < q->nobjs; i++) lm_idmap_remove(seen, q->objs[i].id);
+    q->ntasks = keep_latest_of(q->tasks, q->ntasks, sizeof *q->tasks, drop_task, seen);
+    q->nobjs = keep_latest_of(q->objs, q->nobjs, sizeof *q->objs, drop_obj, seen);
+    q->nactors = keep_latest_of(q->actors, q->nactors, sizeof *q->actors, drop_actor, seen);
 }
 
 static lumen_status write_batch(sched_writer *w, queue *q) {
@@ -147,6 +188,7 @@ static lumen_status write_batch(sched_writer *w, queue *q) {
         size_t n = q->nobjs - i < BATCH_MAX ? q->nobjs - i : BATCH_MAX;
         st = lm_redis_objs_put(w->redis, q->objs + i, n);
     }
+    if (LM_IS_OK(st) && q->nactors > 0) st = lm_redis_actors_put(w->redis, q->actors, q->nactors);
     return st;
 }
 
@@ -161,17 +203,16 @@ static void *writer_main(void *arg) {
     lm_idmap *seen = lm_idmap_new();
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (w->pending.ntasks == 0 && w->pending.nobjs == 0 && !w->stopping)
-            pthread_cond_wait(&w->cond, &w->mu);
-        if (w->pending.ntasks == 0 && w->pending.nobjs == 0) break; /* stopping, all written */
-        if (!w->stopping && w->pending.ntasks + w->pending.nobjs < BATCH_MAX && !w->flushing)
+        while (queue_len(&w->pending) == 0 && !w->stopping) pthread_cond_wait(&w->cond, &w->mu);
+        if (queue_len(&w->pending) == 0) break; /* stopping, all written */
+        if (!w->stopping && queue_len(&w->pending) < BATCH_MAX && !w->flushing)
             timed_wait(&w->cond, &w->mu, COALESCE_MS);
         /* Swap: the hot path keeps queueing while this batch is written. */
         w->signalled_at = w->queued;
         queue tmp = batch;
         batch = w->pending;
         w->pending = tmp;
-        uint64_t count = batch.ntasks + batch.nobjs;
+        uint64_t count = queue_len(&batch);
         pthread_mutex_unlock(&w->mu);
         keep_latest(&batch, seen);
         lumen_status st = write_batch(w, &batch);

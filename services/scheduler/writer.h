@@ -1,5 +1,5 @@
 /*
- * writer.h - the scheduler's write-behind to Redis. Task and object records
+ * writer.h - the scheduler's write-behind to Redis. Task, object and actor records
  * are queued by the hot path (no Redis round trip per task) and written by
  * one thread in pipelined batches; if Redis is down the batch is kept and
  * retried, so nothing queued is dropped while the scheduler lives.
@@ -17,6 +17,7 @@ sched_writer *sched_writer_new(lm_redis *r);
 /* Queues copies of the records (strings are copied). */
 void sched_writer_task(sched_writer *w, const lm_task_record *rec);
 void sched_writer_obj(sched_writer *w, const lm_obj_record *rec);
+void sched_writer_actor(sched_writer *w, const lm_actor_record *rec);
 
 /* Waits (up to timeout_ms) until everything queued so far is written. */
 bool sched_writer_flush(sched_writer *w, int64_t timeout_ms);

@@ -4,9 +4,12 @@
  *   lumen-executor --fd N [--library-path DIRS]
  *
  * Spawned by lumen-worker with one end of a socketpair as fd N. Loads every
- * .so of the library path (their constructors register functions through
- * lumen_remote_register), then answers ExecRequest frames with ExecReply
- * frames, one task at a time, until the socket closes. User code runs in
+ * .so of the library path (their constructors register functions and actor
+ * classes through lumen_remote_register / lumen_actor_register), then
+ * answers ExecRequest frames with ExecReply frames, one at a time, until the
+ * socket closes. An executor that constructed an actor hosts it for the rest
+ * of its life: later requests call its methods, and its destructor runs when
+ * the worker closes the socket. User code runs in
  * this process so that a crash, a leak or an endless loop costs only this
  * process: the worker turns its death into the task's error and spawns a new
  * one. Links protobuf-c, never gRPC.
@@ -40,6 +43,7 @@
 
 struct lumen_task_ctx {
     char id[33];
+    char job[33];
     unsigned attempt;
     char *error;    /* lumen_task_fail's message */
     int fail_errno; /* errno when lumen_task_fail was called: ENOMEM tells a failed allocation */
@@ -50,8 +54,21 @@ typedef struct registered_fn {
     lumen_remote_fn fn;
 } registered_fn;
 
+typedef struct actor_class {
+    char *name;
+    lumen_actor_new_fn constructor;
+    lumen_actor_free_fn destructor;
+    const lumen_method *methods;
+    size_t nmethods;
+} actor_class;
+
 static registered_fn *fns;
 static size_t nfns, fns_cap;
+static actor_class *classes;
+static size_t nclasses;
+/* The actor this executor hosts (after an EXEC_ACTOR_NEW that succeeded). */
+static const actor_class *hosted;
+static void *hosted_state;
 static char **loaded; /* paths dlopen'ed, so each library loads once */
 static size_t nloaded;
 static void **handles;
@@ -117,6 +134,22 @@ void lumen_remote_register(const char *name, lumen_remote_fn fn) {
     nfns++;
 }
 
+void lumen_actor_register(const char *class_name, lumen_actor_new_fn constructor, lumen_actor_free_fn destructor,
+                          const lumen_method *methods, size_t nmethods) {
+    if (class_name == NULL || constructor == NULL || (methods == NULL && nmethods > 0)) return;
+    actor_class c = {NULL, constructor, destructor, methods, nmethods};
+    for (size_t i = 0; i < nclasses; i++)
+        if (strcmp(classes[i].name, class_name) == 0) { /* a later library (an upload) replaces it */
+            c.name = classes[i].name;
+            classes[i] = c;
+            return;
+        }
+    classes = realloc(classes, (nclasses + 1) * sizeof *classes);
+    if (classes == NULL) die_oom();
+    c.name = xstrdup(class_name);
+    classes[nclasses++] = c;
+}
+
 int lumen_task_fail(lumen_task_ctx *ctx, const char *fmt, ...) {
     int saved = errno;
     if (ctx == NULL) return -1;
@@ -132,6 +165,8 @@ int lumen_task_fail(lumen_task_ctx *ctx, const char *fmt, ...) {
 const char *lumen_task_id(const lumen_task_ctx *ctx) { return ctx ? ctx->id : ""; }
 
 unsigned lumen_task_attempt(const lumen_task_ctx *ctx) { return ctx ? ctx->attempt : 0; }
+
+const char *lumen_task_job(const lumen_task_ctx *ctx) { return ctx ? ctx->job : ""; }
 
 /* ------------------------------------------------------------ libraries */
 
@@ -196,15 +231,30 @@ static lumen_remote_fn find_fn(const char *name) {
     return NULL;
 }
 
-/* `unknown function "x" (registered: a, b)`. */
-static char *unknown_fn_message(const char *name) {
-    size_t cap = 64 + strlen(name), len = 0;
-    for (size_t i = 0; i < nfns; i++) cap += strlen(fns[i].name) + 2;
+static const actor_class *find_class(const char *name) {
+    for (size_t i = 0; i < nclasses; i++)
+        if (strcmp(classes[i].name, name) == 0) return &classes[i];
+    return NULL;
+}
+
+static lumen_method_fn find_method(const actor_class *c, const char *name) {
+    for (size_t i = 0; i < c->nmethods; i++)
+        if (c->methods[i].name != NULL && strcmp(c->methods[i].name, name) == 0) return c->methods[i].fn;
+    return NULL;
+}
+
+/* `unknown <what> "x" (<known>: a, b)`, naming every candidate: items are
+ * n structs, stride bytes apart, whose first member is the name. */
+static char *unknown_message(const char *what, const char *name, const char *known, const void *items, size_t n,
+                             size_t stride) {
+    size_t cap = 64 + strlen(what) + strlen(name) + strlen(known), len = 0;
+    for (size_t i = 0; i < n; i++) cap += strlen(*(char *const *)((const char *)items + i * stride)) + 2;
     char *s = xmalloc(cap);
-    len += (size_t)snprintf(s, cap, "unknown function \"%s\" (registered: ", name);
-    for (size_t i = 0; i < nfns; i++)
-        len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? ", " : "", fns[i].name);
-    snprintf(s + len, cap - len, "%s)", nfns ? "" : "none");
+    len += (size_t)snprintf(s, cap, "unknown %s \"%s\" (%s: ", what, name, known);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? ", " : "",
+                                *(char *const *)((const char *)items + i * stride));
+    snprintf(s + len, cap - len, "%s)", n ? "" : "none");
     return s;
 }
 
@@ -334,6 +384,63 @@ static int map_args(const Lumen__ExecRequest *req, int fd, lumen_bytes **args, s
     return 0;
 }
 
+/* What a request runs, found by name before its arguments are mapped. */
+typedef struct target {
+    lumen_remote_fn fn;         /* EXEC_TASK */
+    const actor_class *cls;     /* EXEC_ACTOR_NEW */
+    lumen_method_fn method;     /* EXEC_ACTOR_CALL */
+    char *label;                /* for messages: "lib.fn", "lib.Class", "lib.Class.method" */
+} target;
+
+static int find_target(const Lumen__ExecRequest *req, target *t, outcome *o) {
+    memset(t, 0, sizeof *t);
+    switch (req->kind) {
+    case LUMEN__EXEC_KIND__EXEC_ACTOR_NEW:
+        t->label = xstrdup(req->function);
+        if (hosted != NULL) {
+            o->code = LUMEN_FAILED_PRECONDITION;
+            o->message = xprintf("this executor already hosts an actor of %s", hosted->name);
+        } else if ((t->cls = find_class(req->function)) == NULL) {
+            o->code = LUMEN_NOT_FOUND;
+            o->message = unknown_message("actor class", req->function, "registered", classes, nclasses,
+                                         sizeof *classes);
+        }
+        break;
+    case LUMEN__EXEC_KIND__EXEC_ACTOR_CALL:
+        t->label = xprintf("%s.%s", hosted ? hosted->name : "?", req->function);
+        if (hosted == NULL) {
+            o->code = LUMEN_FAILED_PRECONDITION;
+            o->message = xprintf("no actor lives in this executor");
+        } else if ((t->method = find_method(hosted, req->function)) == NULL) {
+            o->code = LUMEN_NOT_FOUND;
+            o->message = unknown_message("method", req->function, hosted->name, hosted->methods, hosted->nmethods,
+                                         sizeof *hosted->methods);
+        }
+        break;
+    default:
+        t->label = xstrdup(req->function);
+        if ((t->fn = find_fn(req->function)) == NULL) {
+            o->code = LUMEN_NOT_FOUND;
+            o->message = unknown_message("function", req->function, "registered", fns, nfns, sizeof *fns);
+        }
+        break;
+    }
+    return o->code == 0 ? 0 : -1;
+}
+
+/* Runs the target; the return code of the user's function. */
+static int invoke(const target *t, lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    if (t->fn != NULL) return t->fn(ctx, args, nargs, out);
+    if (t->method != NULL) return t->method(ctx, hosted_state, args, nargs, out);
+    void *state = NULL;
+    int rc = t->cls->constructor(ctx, args, nargs, &state);
+    if (rc == 0) {
+        hosted = t->cls;
+        hosted_state = state;
+    }
+    return rc;
+}
+
 static outcome run(const Lumen__ExecRequest *req, int args_fd) {
     outcome o = {0};
     for (size_t i = 0; i < req->n_libraries; i++) {
@@ -344,10 +451,9 @@ static outcome run(const Lumen__ExecRequest *req, int args_fd) {
             return o;
         }
     }
-    lumen_remote_fn fn = find_fn(req->function);
-    if (fn == NULL) {
-        o.code = LUMEN_NOT_FOUND;
-        o.message = unknown_fn_message(req->function);
+    target t;
+    if (find_target(req, &t, &o) != 0) {
+        free(t.label);
         return o;
     }
     lumen_bytes *args = NULL;
@@ -357,14 +463,16 @@ static outcome run(const Lumen__ExecRequest *req, int args_fd) {
     if (map_args(req, args_fd, &args, &nargs, &map, &map_len, &err) != 0) {
         o.code = LUMEN_INTERNAL;
         o.message = err;
+        free(t.label);
         return o;
     }
     lumen_task_ctx ctx = {.attempt = req->attempt};
     hex(req->task_id.data, req->task_id.len, ctx.id, sizeof ctx.id);
+    hex(req->job_id.data, req->job_id.len, ctx.job, sizeof ctx.job);
     limit_state ls;
-    limit_begin(&ls, req->memory_limit, req->function);
+    limit_begin(&ls, req->memory_limit, t.label);
     errno = 0;
-    int rc = fn(&ctx, args, nargs, &o.result);
+    int rc = invoke(&t, &ctx, args, nargs, &o.result);
     int after = errno;
     limit_end(&ls);
     fflush(NULL); /* what the function printed reaches the worker's log now */
@@ -372,15 +480,15 @@ static outcome run(const Lumen__ExecRequest *req, int args_fd) {
     bool oom = ls.active && (ctx.fail_errno == ENOMEM || (ctx.error == NULL && after == ENOMEM));
     if (rc != 0 && oom) {
         o.code = LUMEN_RESOURCE_EXHAUSTED;
-        o.message = xprintf("%s exceeded its memory limit of %llu bytes%s%s%s", req->function,
+        o.message = xprintf("%s exceeded its memory limit of %llu bytes%s%s%s", t.label,
                             (unsigned long long)req->memory_limit, ctx.error ? " (" : "",
                             ctx.error ? ctx.error : "", ctx.error ? ")" : "");
     } else if (rc != 0) {
         o.code = LUMEN_TASK_FAILED;
-        o.message = ctx.error ? xstrdup(ctx.error) : xprintf("%s failed (returned %d)", req->function, rc);
+        o.message = ctx.error ? xstrdup(ctx.error) : xprintf("%s failed (returned %d)", t.label, rc);
     } else if (o.result.data == NULL && o.result.len > 0) {
         o.code = LUMEN_INTERNAL;
-        o.message = xprintf("%s returned %zu bytes at NULL", req->function, o.result.len);
+        o.message = xprintf("%s returned %zu bytes at NULL", t.label, o.result.len);
         o.result.len = 0;
     }
     if (rc != 0) { /* a failed function's output is not a result */
@@ -389,6 +497,7 @@ static outcome run(const Lumen__ExecRequest *req, int args_fd) {
     }
     free(ctx.error);
     free(args);
+    free(t.label);
     if (map != NULL) munmap(map, map_len);
     return o;
 }
@@ -476,6 +585,11 @@ static void usage(void) {
 }
 
 static void free_all(void) {
+    /* An actor ends with its executor: its destructor runs on a clean exit. */
+    if (hosted != NULL && hosted->destructor != NULL) hosted->destructor(hosted_state);
+    hosted = NULL;
+    for (size_t i = 0; i < nclasses; i++) free(classes[i].name);
+    free(classes);
     for (size_t i = 0; i < nloaded; i++) free(loaded[i]);
     /* Libraries stay loaded: their functions may be referenced by atexit
      * handlers of the libraries themselves. */

@@ -44,6 +44,7 @@ typedef struct executor {
 
 struct lm_exec_pool {
     char *exe, *library_path;
+    char **env; /* the executors' environment: ours plus opts.env */
     int slots;
     executor *ex;
     pthread_mutex_t mu;
@@ -82,7 +83,7 @@ static lumen_status spawn(lm_exec_pool *p, executor *e) {
     snprintf(fdarg, sizeof fdarg, "%d", EXECUTOR_FD);
     char *argv[] = {p->exe, "--fd", fdarg, "--library-path", p->library_path, NULL};
     pid_t pid;
-    int rc = posix_spawn(&pid, p->exe, &fa, &attr, argv, environ);
+    int rc = posix_spawn(&pid, p->exe, &fa, &attr, argv, p->env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(child);
@@ -123,6 +124,34 @@ static bool stopping(lm_exec_pool *p) {
     return s;
 }
 
+static void free_env(char **env) {
+    for (size_t i = 0; env != NULL && env[i] != NULL; i++) free(env[i]);
+    free(env);
+}
+
+/* A copy of our environment with extra entries, which replace variables
+ * of the same name; NULL when out of memory. */
+static char **make_env(const char *const *extra) {
+    size_t n = 0, nextra = 0;
+    while (environ[n] != NULL) n++;
+    while (extra != NULL && extra[nextra] != NULL) nextra++;
+    char **env = calloc(n + nextra + 1, sizeof *env);
+    size_t k = 0;
+    for (size_t i = 0; env != NULL && i < nextra + n; i++) {
+        const char *entry = i < nextra ? extra[i] : environ[i - nextra];
+        size_t name_len = strcspn(entry, "=");
+        bool replaced = false;
+        for (size_t j = 0; i >= nextra && j < nextra && !replaced; j++)
+            replaced = strncmp(extra[j], entry, name_len) == 0 && extra[j][name_len] == '=';
+        if (replaced) continue;
+        if ((env[k++] = strdup(entry)) == NULL) {
+            free_env(env);
+            return NULL;
+        }
+    }
+    return env;
+}
+
 /* Respawns e after its process ended; logged, not fatal: the next run on
  * e tries again. */
 static void respawn(lm_exec_pool *p, executor *e) {
@@ -140,11 +169,12 @@ lumen_status lm_exec_pool_new(const lm_exec_pool_opts *opts, lm_exec_pool **out)
     if (p == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     p->exe = strdup(opts->executor_path);
     p->library_path = strdup(opts->library_path ? opts->library_path : "");
+    p->env = make_env(opts->env);
     p->slots = opts->slots;
     p->ex = calloc((size_t)opts->slots, sizeof *p->ex);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->idle, NULL);
-    lumen_status st = p->exe && p->library_path && p->ex ? lm_ok()
+    lumen_status st = p->exe && p->library_path && p->env && p->ex ? lm_ok()
                                                          : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     for (int i = 0; p->ex != NULL && i < p->slots; i++) {
         p->ex[i].sock = -1;
@@ -265,6 +295,10 @@ static int args_memfd(executor *e, const lm_exec_task *t, lumen_status *st) {
 static int send_task(executor *e, const lm_exec_task *t, int args_fd) {
     Lumen__ExecRequest req = LUMEN__EXEC_REQUEST__INIT;
     req.task_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)t->task_id.bytes};
+    req.job_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)t->job_id.bytes};
+    req.kind = t->kind == LM_EXEC_ACTOR_NEW    ? LUMEN__EXEC_KIND__EXEC_ACTOR_NEW
+               : t->kind == LM_EXEC_ACTOR_CALL ? LUMEN__EXEC_KIND__EXEC_ACTOR_CALL
+                                               : LUMEN__EXEC_KIND__EXEC_TASK;
     req.function = (char *)t->function;
     req.attempt = t->attempt;
     req.memory_limit = t->memory_limit;
@@ -498,5 +532,6 @@ void lm_exec_pool_free(lm_exec_pool *p) {
     free(p->ex);
     free(p->exe);
     free(p->library_path);
+    free_env(p->env);
     free(p);
 }

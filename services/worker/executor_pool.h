@@ -27,10 +27,21 @@ typedef struct lm_exec_pool_opts {
     const char *executor_path; /* the lumen-executor binary */
     const char *library_path;  /* colon-separated directories of .so files; may be "" */
     int slots;                 /* executors, >= 1 */
+    const char *const *env;    /* NULL, or NULL-terminated "NAME=value" entries added to the
+                                  executors' environment (copied) */
 } lm_exec_pool_opts;
+
+/* What a request runs in the executor. */
+typedef enum lm_exec_kind {
+    LM_EXEC_TASK,       /* the function `function` */
+    LM_EXEC_ACTOR_NEW,  /* the constructor of class `function`: the executor then hosts the actor */
+    LM_EXEC_ACTOR_CALL, /* method `function` of the actor the executor hosts */
+} lm_exec_kind;
 
 typedef struct lm_exec_task {
     lm_id task_id;
+    lm_id job_id;
+    lm_exec_kind kind;
     const char *function;
     const lumen_bytes *args; /* read during the call only */
     size_t nargs;

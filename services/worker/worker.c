@@ -24,6 +24,7 @@
 #include "scheduler.pb-c.h"
 #include "shmbuf.h"
 #include "worker.pb-c.h"
+#include "worker_internal.h"
 
 #define DEFAULT_INLINE_RESULT_MAX (100u << 10)
 #define SERVER_MAX_MESSAGE (64u << 20)
@@ -34,76 +35,6 @@
 #define BACKOFF_MAX_MS 5000
 /* How long a stopping worker keeps trying to deliver its last reports. */
 #define STOP_FLUSH_MS 3000
-
-/* A task waiting for a slot. */
-typedef struct queued {
-    Lumen__TaskSpec *spec; /* our own unpacked copy */
-    lm_id id;
-    struct queued *next;
-} queued;
-
-/* A finished task waiting to be reported. */
-typedef struct report {
-    lm_id task;
-    lumen_status status;
-    uint8_t *inline_data; /* NULL unless the result travels inline */
-    size_t inline_len;
-    bool stored;          /* the result is in our object store */
-    uint64_t size;
-    struct report *next;
-} report;
-
-/* An uploaded library in run_dir/libs. */
-typedef struct library {
-    lm_id id;
-    char *path;
-    bool ready, fetching;
-    struct library *next;
-} library;
-
-typedef struct slot {
-    lm_worker *w;
-    pthread_t thread;
-    bool active;    /* preparing or running a task */
-    bool cancelled; /* its task was cancelled while its arguments were fetched */
-    lm_id task;
-    lm_shmbuf args; /* its tasks' arguments, back to back; reused task after task */
-} slot;
-
-struct lm_worker {
-    const lm_config *cfg;
-    const lm_worker_config *wc;
-    lm_id node_id, objstore_id;
-    char addr[300];
-    char *run_dir;
-    bool own_run_dir; /* made by us: removed at stop */
-    lm_health health;
-    lm_rpc_server *srv;
-    lm_rpc_client *cli;
-    lm_exec_pool *pool;
-    lm_node_agent *agent;
-    lm_rpc_method task_done;
-    atomic_uint_fast64_t inline_max;
-    int nslots;
-
-    pthread_mutex_t mu; /* everything below */
-    pthread_cond_t work; /* a task was queued, or stopping */
-    pthread_cond_t lib_cond;
-    pthread_cond_t report_cond;
-    bool stopping;
-    queued *head, *tail;
-    unsigned queued_count;
-    slot *slots;
-    library *libs;
-    report *reports, *reports_tail; /* waiting to be sent */
-    bool report_in_flight;
-    bool reporter_stop;
-    int64_t retry_at_ms;
-    unsigned backoff_ms;
-
-    pthread_t reporter, joiner;
-    bool reporter_started, joiner_started;
-};
 
 /* Waits on cond until woken or until the monotonic time `until` (0: none). */
 static void wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t until) {
@@ -140,8 +71,7 @@ static void report_free(report *r) {
     }
 }
 
-/* Queues a finished task for the next TaskDone. Takes r. */
-static void report_push(lm_worker *w, report *r) {
+void worker_report_push(lm_worker *w, report *r) {
     r->next = NULL;
     pthread_mutex_lock(&w->mu);
     if (w->reports_tail) w->reports_tail->next = r;
@@ -161,7 +91,7 @@ static void report_status(lm_worker *w, lm_id task, lumen_status st) {
     }
     r->task = task;
     r->status = st;
-    report_push(w, r);
+    worker_report_push(w, r);
 }
 
 typedef struct batch {
@@ -258,6 +188,10 @@ static void send_batch(lm_worker *w, report *items, size_t n) {
                 tr->result_sizes = &sizes[i];
                 tr->objstore_node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->objstore_id.bytes};
             }
+            if (!lm_id_is_zero(r->actor)) {
+                tr->job_id = (ProtobufCBinaryData){LM_ID_BYTES, r->job.bytes};
+                tr->actor_id = (ProtobufCBinaryData){LM_ID_BYTES, r->actor.bytes};
+            }
             ptrs[i] = tr;
         }
         Lumen__TaskDoneRequest req = LUMEN__TASK_DONE_REQUEST__INIT;
@@ -330,9 +264,8 @@ static lumen_status write_file(const char *path, const void *data, size_t len) {
     return lm_ok();
 }
 
-/* The local path of the task's uploaded library, fetched once (other slots
- * needing it meanwhile wait for the first fetch). *path is the caller's. */
-static lumen_status ensure_library(lm_worker *w, const Lumen__TaskSpec *spec, char **path) {
+/* Other slots needing a library while it is fetched wait for that fetch. */
+lumen_status worker_ensure_library(lm_worker *w, const Lumen__TaskSpec *spec, char **path) {
     lm_id id;
     if (!lm_id_from_bytes(spec->library_id.data, spec->library_id.len, &id))
         return lm_status(LUMEN_INVALID_ARGUMENT, "library_id must be 16 bytes, got %zu", spec->library_id.len);
@@ -389,7 +322,7 @@ static lumen_status ensure_library(lm_worker *w, const Lumen__TaskSpec *spec, ch
 
 /* ---------------------------------------------------------------- slots */
 
-/* Where a fetched argument goes: at its offset in the slot's buffer. */
+/* Where a fetched argument goes: at its offset in the buffer. */
 typedef struct arg_place {
     lm_shmbuf *buf;
     uint64_t off;
@@ -401,24 +334,21 @@ static void *place_arg(void *arg, uint64_t size, lumen_status *st) {
     return LM_IS_OK(*st) ? p->buf->base + p->off : NULL;
 }
 
-/* Puts the task's arguments back to back into the slot's buffer (refs are
- * fetched straight into it, inline ones copied) and points args[] at them. */
-static lumen_status fetch_args(slot *s, const Lumen__TaskSpec *spec, lumen_bytes *args) {
-    lm_worker *w = s->w;
+lumen_status worker_fetch_args(lm_worker *w, lm_shmbuf *buf, const Lumen__TaskSpec *spec, lumen_bytes *args) {
     /* One reservation for the sizes the scheduler announced; only a hint
      * (the fetches grow the buffer to the real sizes), so its failure is not. */
     uint64_t expect = 0;
     for (size_t i = 0; i < spec->n_args; i++)
         expect += spec->args[i]->value_case == LUMEN__ARG__VALUE_INLINE ? spec->args[i]->inline_.len
                                                                           : spec->args[i]->size;
-    (void)lm_shmbuf_reserve(&s->args, expect);
+    (void)lm_shmbuf_reserve(buf, expect);
     lumen_status st = lm_ok();
     uint64_t off = 0;
     for (size_t i = 0; LM_IS_OK(st) && i < spec->n_args; off += args[i].len, i++) {
         const Lumen__Arg *a = spec->args[i];
         if (a->value_case == LUMEN__ARG__VALUE_INLINE) {
-            st = lm_shmbuf_reserve(&s->args, off + a->inline_.len);
-            if (LM_IS_OK(st) && a->inline_.len > 0) memcpy(s->args.base + off, a->inline_.data, a->inline_.len);
+            st = lm_shmbuf_reserve(buf, off + a->inline_.len);
+            if (LM_IS_OK(st) && a->inline_.len > 0) memcpy(buf->base + off, a->inline_.data, a->inline_.len);
             args[i].len = a->inline_.len;
             continue;
         }
@@ -429,7 +359,7 @@ static lumen_status fetch_args(slot *s, const Lumen__TaskSpec *spec, lumen_bytes
         if (a->location == NULL || a->location[0] == '\0')
             return lm_status(LUMEN_OBJECT_LOST, "argument %zu (object %s) has no location", i,
                              lm_id_to_hex(id, hex));
-        arg_place place = {&s->args, off};
+        arg_place place = {buf, off};
         st = lm_objstore_get_into(w->cli, a->location, id, true, io_timeout_ms(w, a->size), place_arg, &place,
                                   &args[i].len);
         if (!LM_IS_OK(st)) return lm_status(LUMEN_OBJECT_LOST, "argument %zu: %s", i, st.msg);
@@ -437,7 +367,7 @@ static lumen_status fetch_args(slot *s, const Lumen__TaskSpec *spec, lumen_bytes
     if (!LM_IS_OK(st)) return st;
     /* Only now: the buffer may have moved while it grew. */
     off = 0;
-    for (size_t i = 0; i < spec->n_args; off += args[i].len, i++) args[i].data = s->args.base + off;
+    for (size_t i = 0; i < spec->n_args; off += args[i].len, i++) args[i].data = buf->base + off;
     return lm_ok();
 }
 
@@ -448,8 +378,7 @@ static bool slot_cancelled(slot *s) {
     return c;
 }
 
-/* Stores or inlines a successful result; fills r. */
-static lumen_status keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, const lm_exec_result *res,
+lumen_status worker_keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, const lm_exec_result *res,
                                 report *r) {
     if (res->len <= atomic_load(&w->inline_max)) {
         r->inline_data = malloc(res->len ? res->len : 1);
@@ -458,9 +387,7 @@ static lumen_status keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id
         r->inline_len = res->len;
         return lm_ok();
     }
-    lm_id job = {0};
-    lm_id_from_bytes(spec->job_id.data, spec->job_id.len, &job);
-    lumen_status st = lm_objstore_put(w->cli, w->wc->objstore_addr, lm_id_for_return(task, 0), job, res->data,
+    lumen_status st = lm_objstore_put(w->cli, w->wc->objstore_addr, lm_id_for_return(task, 0), worker_spec_job(spec), res->data,
                                       res->len, io_timeout_ms(w, res->len), NULL);
     if (!LM_IS_OK(st)) return lm_status_wrap(st, "storing the result");
     r->stored = true;
@@ -468,22 +395,32 @@ static lumen_status keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id
     return lm_ok();
 }
 
+int64_t worker_timeout_ms(const lm_worker *w, const Lumen__TaskSpec *spec) {
+    return spec->timeout_ms ? (int64_t)spec->timeout_ms : w->wc->task_timeout_ms;
+}
+
+uint64_t worker_memory_limit(const lm_worker *w, const Lumen__TaskSpec *spec) {
+    return spec->memory_limit ? spec->memory_limit : w->wc->task_memory_limit;
+}
+
 static void run_task(slot *s, const Lumen__TaskSpec *spec, lm_id task, report *r) {
     lm_worker *w = s->w;
-    if (spec->actor_id.len > 0) {
-        r->status = lm_status(LUMEN_UNIMPLEMENTED, "this worker does not host actors yet");
+    if (spec->actor_id.len > 0) { /* an actor's constructor */
+        actor_host_create(w, spec, task, r);
         return;
     }
     lumen_bytes *args = calloc(spec->n_args ? spec->n_args : 1, sizeof *args);
     char *lib = NULL;
     lumen_status st = args ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    if (LM_IS_OK(st)) st = fetch_args(s, spec, args);
-    if (LM_IS_OK(st) && spec->library_id.len > 0) st = ensure_library(w, spec, &lib);
+    if (LM_IS_OK(st)) st = worker_fetch_args(w, &s->args, spec, args);
+    if (LM_IS_OK(st) && spec->library_id.len > 0) st = worker_ensure_library(w, spec, &lib);
     if (LM_IS_OK(st) && slot_cancelled(s)) st = lm_status(LUMEN_CANCELLED, "%s was cancelled", spec->function);
     if (LM_IS_OK(st)) {
         const char *libs[1] = {lib};
         lm_exec_task t = {
             .task_id = task,
+            .job_id = worker_spec_job(spec),
+            .kind = LM_EXEC_TASK,
             .function = spec->function,
             .args = args,
             .nargs = spec->n_args,
@@ -491,13 +428,13 @@ static void run_task(slot *s, const Lumen__TaskSpec *spec, lm_id task, report *r
             .attempt = spec->attempt,
             .libraries = libs,
             .nlibraries = lib ? 1 : 0,
-            .timeout_ms = spec->timeout_ms ? (int64_t)spec->timeout_ms : w->wc->task_timeout_ms,
-            .memory_limit = spec->memory_limit ? spec->memory_limit : w->wc->task_memory_limit,
+            .timeout_ms = worker_timeout_ms(w, spec),
+            .memory_limit = worker_memory_limit(w, spec),
         };
         lm_exec_result res;
         lm_exec_pool_run(w->pool, &t, &res);
         st = res.status;
-        if (LM_IS_OK(st)) st = keep_result(w, spec, task, &res, r);
+        if (LM_IS_OK(st)) st = worker_keep_result(w, spec, task, &res, r);
         lm_exec_result_free(&res);
     }
     free(args);
@@ -538,7 +475,7 @@ static void *slot_main(void *arg) {
                 r->inline_data = NULL;
                 r->stored = false;
             }
-            report_push(w, r);
+            worker_report_push(w, r);
         } else {
             lm_error("out of memory: task dropped");
         }
@@ -653,6 +590,8 @@ static void cancel_task(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
 static const lm_rpc_method_impl worker_methods[] = {
     {"RunTasks", LM_RPC_UNARY, run_tasks},
     {"CancelTask", LM_RPC_UNARY, cancel_task},
+    {"CallActor", LM_RPC_UNARY, actor_host_call},
+    {"StopActor", LM_RPC_UNARY, actor_host_stop},
     {NULL, 0, NULL},
 };
 
@@ -753,6 +692,19 @@ static lumen_status executor_path(const lm_worker_config *wc, char *out, size_t 
     return lm_ok();
 }
 
+/* Tasks that call actors or submit tasks connect to the cluster from the
+ * executor: they find it, and the token, in their environment. */
+static lumen_status executor_env(lm_worker *w) {
+    w->exec_env = calloc(3, sizeof *w->exec_env);
+    if (w->exec_env == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    size_t n = 0;
+    if (asprintf(&w->exec_env[n++], "LUMEN_ADDRESS=%s", w->cfg->cluster.scheduler_addr) < 0) w->exec_env[--n] = NULL;
+    const char *token = w->cfg->cluster.token;
+    if (token != NULL && token[0] != '\0' && asprintf(&w->exec_env[n++], "LUMEN_TOKEN=%s", token) < 0)
+        w->exec_env[--n] = NULL;
+    return n > 0 ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+}
+
 static lumen_status make_dir(const char *path) {
     char buf[PATH_MAX];
     snprintf(buf, sizeof buf, "%s", path);
@@ -812,6 +764,9 @@ lumen_status lm_worker_start(const lm_config *cfg, lm_worker **out) {
     cond_init_monotonic(&w->lib_cond);
     cond_init_monotonic(&w->report_cond);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "TaskDone", &w->task_done);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "ActorDied", &w->actor_died);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "WaitObjects", &w->wait_objects);
+    cond_init_monotonic(&w->actors_gone);
     w->health.role = "worker";
     w->health.node_id = w->node_id;
     atomic_init(&w->health.serving, false);
@@ -823,8 +778,11 @@ lumen_status lm_worker_start(const lm_config *cfg, lm_worker **out) {
     char exe[PATH_MAX];
     lumen_status st = w->slots ? prepare_run_dir(w) : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     if (LM_IS_OK(st)) st = executor_path(w->wc, exe, sizeof exe);
+    if (LM_IS_OK(st)) st = executor_env(w);
+    if (LM_IS_OK(st) && (w->executor_path = strdup(exe)) == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     if (LM_IS_OK(st)) {
-        lm_exec_pool_opts po = {.executor_path = exe, .library_path = w->wc->library_path, .slots = w->nslots};
+        lm_exec_pool_opts po = {.executor_path = exe, .library_path = w->wc->library_path, .slots = w->nslots,
+                                .env = (const char *const *)w->exec_env};
         st = lm_exec_pool_new(&po, &w->pool);
     }
     if (LM_IS_OK(st)) {
@@ -871,11 +829,14 @@ const char *lm_worker_addr(const lm_worker *w) { return w->addr; }
 void lm_worker_free(lm_worker *w) {
     if (w == NULL) return;
     atomic_store(&w->health.serving, false);
-    if (w->srv) lm_rpc_server_shutdown(w->srv, 0); /* no RunTasks after this */
     pthread_mutex_lock(&w->mu);
-    w->stopping = true;
+    w->stopping = true; /* RunTasks and new actors are refused from now on */
     pthread_cond_broadcast(&w->work);
     pthread_mutex_unlock(&w->mu);
+    /* Before the server's shutdown, which waits for every call to be
+     * answered: actors answer their queued calls as they stop. */
+    actor_host_stop_all(w);
+    if (w->srv) lm_rpc_server_shutdown(w->srv, 0);
     if (w->joiner_started) pthread_join(w->joiner, NULL);
     lm_node_agent_free(w->agent); /* heartbeats stop */
 
@@ -912,6 +873,10 @@ void lm_worker_free(lm_worker *w) {
     }
     free(w->run_dir);
     free(w->slots);
+    for (size_t i = 0; w->exec_env != NULL && w->exec_env[i] != NULL; i++) free(w->exec_env[i]);
+    free(w->exec_env);
+    free(w->executor_path);
+    pthread_cond_destroy(&w->actors_gone);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->lib_cond);

@@ -2,8 +2,9 @@
  * test_examples.c - the word-count examples: the counting module's rules
  * (whitespace, ties, the serialized table), and most_frequent_word /
  * word_count on generated corpora against real clusters of 1 and 4 workers,
- * where every cluster method must agree with the local count - except the
- * seed method on its documented counterexample (examples/README.md).
+ * where every cluster method (tasks and actors) must agree with the local
+ * count - except the two-round methods (seed, actors) on their documented
+ * counterexample (examples/README.md).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -44,19 +45,26 @@ static void last_line(char *out, size_t cap) {
     snprintf(out, cap, "%.*s", (int)(len - start), output + start);
 }
 
-/* Runs most_frequent_word and returns its answer line (static storage). */
-static const char *answer(const char *addr, const char *file, const char *method, const char *chunks) {
+/* Runs most_frequent_word, with one more flag and its value when flag is
+ * not NULL, and returns its answer line (static storage). */
+static const char *answer_with(const char *addr, const char *file, const char *method, const char *chunks,
+                               const char *flag, const char *value) {
     static char line[4][256];
     static int which;
     char *out = line[which++ % 4];
     out[0] = '\0';
     int rc = addr ? run("most_frequent_word", "--address", addr, "--input", file, "--method", method, "--chunks",
-                        chunks, NULL)
+                        chunks, flag, value, NULL)
                   : run("most_frequent_word", "--input", file, "--method", method, NULL);
     CU_ASSERT_EQUAL(rc, 0);
     last_line(out, sizeof line[0]);
-    fprintf(stderr, "\n  most_frequent_word --method %s --chunks %s: \"%s\"\n", method, chunks, out);
+    fprintf(stderr, "\n  most_frequent_word --method %s --chunks %s %s %s: \"%s\"\n", method, chunks,
+            flag ? flag : "", flag ? value : "", out);
     return out;
+}
+
+static const char *answer(const char *addr, const char *file, const char *method, const char *chunks) {
+    return answer_with(addr, file, method, chunks, NULL, NULL);
 }
 
 static int suite_init(void) {
@@ -161,6 +169,8 @@ static void test_local_and_bad_args(void) {
     CU_ASSERT_EQUAL(run("most_frequent_word", "--input", corpus, "--method", "guess", NULL), 2);
     CU_ASSERT_EQUAL(run("most_frequent_word", "--method", "local", NULL), 2);
     CU_ASSERT_EQUAL(run("word_count", "--input", corpus, "--method", "seed", NULL), 2);
+    CU_ASSERT_EQUAL(run("word_count", "--input", corpus, "--method", "actors", NULL), 2);
+    CU_ASSERT_EQUAL(run("most_frequent_word", "--input", corpus, "--method", "actors-exact", "--actors", "0", NULL), 2);
     CU_ASSERT_EQUAL(run("most_frequent_word", "--input", "/nonexistent", "--method", "local", NULL), 1);
 }
 
@@ -179,12 +189,21 @@ static void agree_with_local(lm_test_cluster *c) {
     CU_ASSERT_STRING_EQUAL(answer(addr, corpus, "exact", "8"), local);
     CU_ASSERT_STRING_EQUAL(answer(addr, corpus, "exact", "1"), local);
     CU_ASSERT_STRING_EQUAL(answer(addr, corpus, "seed", "8"), local);
+    /* The seed's rounds with one actor per chunk, and the actors that
+     * accumulate: 4 of them (the default) sharing 8 chunks, 1 taking all. */
+    CU_ASSERT_STRING_EQUAL(answer(addr, corpus, "actors", "8"), local);
+    CU_ASSERT_STRING_EQUAL(answer(addr, corpus, "actors-exact", "8"), local);
+    CU_ASSERT_STRING_EQUAL(answer_with(addr, corpus, "actors-exact", "5", "--actors", "1"), local);
 
-    /* word_count's whole top 25 matches too, order and ties included. */
+    /* word_count's whole top 25 matches too, order and ties included; with
+     * actors, 3 of them take 6 chunks round-robin. */
     static char top_local[sizeof output];
     CU_ASSERT_EQUAL(run("word_count", "--input", corpus, "--top", "25", "--method", "local", NULL), 0);
     snprintf(top_local, sizeof top_local, "%s", output);
     CU_ASSERT_EQUAL(run("word_count", "--address", addr, "--input", corpus, "--top", "25", "--chunks", "6", NULL), 0);
+    CU_ASSERT_STRING_EQUAL(output, top_local);
+    CU_ASSERT_EQUAL(run("word_count", "--address", addr, "--input", corpus, "--top", "25", "--chunks", "6",
+                        "--method", "actors-exact", "--actors", "3", NULL), 0);
     CU_ASSERT_STRING_EQUAL(output, top_local);
 }
 
@@ -204,6 +223,12 @@ static void test_four_workers_and_the_counterexample(void) {
      * becomes a candidate, cat (2 per chunk, 6 in all) never does. */
     CU_ASSERT_STRING_EQUAL(answer(addr, counterexample, "exact", "3"), "cat 6");
     CU_ASSERT_STRING_EQUAL(answer(addr, counterexample, "seed", "3"), "ant 3");
+    CU_ASSERT_STRING_EQUAL(answer(addr, counterexample, "actors", "3"), "ant 3");
+    CU_ASSERT_STRING_EQUAL(answer(addr, counterexample, "actors-exact", "3"), "cat 6");
+    /* An uploaded library: the actors are made from it (lumen_actor_opts.library). */
+    const char *library = LUMEN_TEST_LIB_DIR "/libwordcount.so";
+    CU_ASSERT_STRING_EQUAL(answer_with(addr, counterexample, "actors", "3", "--library", library), "ant 3");
+    CU_ASSERT_STRING_EQUAL(answer_with(addr, counterexample, "actors-exact", "3", "--library", library), "cat 6");
     lm_test_cluster_stop(c);
 }
 
@@ -213,8 +238,8 @@ int main(void) {
         {"serialized tables: round trip, merge, malformed", test_table_roundtrip_and_merge},
         {"splitting never cuts a word", test_split_never_cuts_a_word},
         {"local method and bad arguments", test_local_and_bad_args},
-        {"1 worker: exact, seed, top-K agree with local", test_one_worker},
-        {"4 workers: agree; seed misses the counterexample", test_four_workers_and_the_counterexample},
+        {"1 worker: exact, seed, actors, actors-exact, top-K agree with local", test_one_worker},
+        {"4 workers: agree; seed and actors miss the counterexample", test_four_workers_and_the_counterexample},
         CU_TEST_INFO_NULL,
     };
     return lm_test_main("examples", tests, suite_init, suite_cleanup);

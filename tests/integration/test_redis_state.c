@@ -536,19 +536,30 @@ static void test_actor_and_job_layout(void) {
                          .job = lm_id_random()};
     char key[128];
     snprintf(key, sizeof key, "lumen:actor:%s", lm_id_str(a.id).s);
-    LM_ASSERT_OK(lm_redis_actor_put(r, &a));
-    CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 6);
+    LM_ASSERT_OK(lm_redis_actors_put(r, &a, 1));
+    CU_ASSERT_EQUAL(raw_int(c, "HLEN %s", key), 9);
     EXPECT_FIELD(c, key, "class", "wordcount.Counter");
     EXPECT_FIELD(c, key, "worker", lm_id_str(a.worker).s);
     EXPECT_FIELD(c, key, "state", "ALIVE");
     EXPECT_FIELD(c, key, "restarts", "0");
     EXPECT_FIELD(c, key, "name", "counter-1");
     EXPECT_FIELD(c, key, "job", lm_id_str(a.job).s);
-    lm_id w2 = lm_id_random();
-    LM_ASSERT_OK(lm_redis_actor_set_state(r, a.id, LM_ACTOR_RESTARTING, w2, 1));
-    EXPECT_FIELD(c, key, "state", "RESTARTING");
-    EXPECT_FIELD(c, key, "worker", lm_id_str(w2).s);
+    EXPECT_FIELD(c, key, "error", "");
+    /* A later record of the same actor (a batch of two) overwrites it. */
+    lm_actor_record later[2] = {a, a};
+    later[1].worker = lm_id_random();
+    later[1].state = LM_ACTOR_DEAD;
+    later[1].restarts = 1;
+    later[1].incarnation = 2;
+    later[1].calls = 12345;
+    later[1].error = "its worker died";
+    LM_ASSERT_OK(lm_redis_actors_put(r, later, 2));
+    EXPECT_FIELD(c, key, "state", "DEAD");
+    EXPECT_FIELD(c, key, "worker", lm_id_str(later[1].worker).s);
     EXPECT_FIELD(c, key, "restarts", "1");
+    EXPECT_FIELD(c, key, "incarnation", "2");
+    EXPECT_FIELD(c, key, "calls", "12345");
+    EXPECT_FIELD(c, key, "error", "its worker died");
 
     lm_id job = lm_id_random();
     snprintf(key, sizeof key, "lumen:job:%s", lm_id_str(job).s);
@@ -596,8 +607,7 @@ static void test_prefix(void) {
     LM_ASSERT_OK(lm_redis_obj_ready(r, obj, 7, node, (lm_id){{0}}));
     LM_ASSERT_OK(lm_redis_obj_set_state(r, obj, LM_OBJ_READY, NULL));
     LM_ASSERT_OK(lm_redis_obj_loc_add(r, obj, node));
-    LM_ASSERT_OK(lm_redis_actor_put(r, &ar));
-    LM_ASSERT_OK(lm_redis_actor_set_state(r, actor, LM_ACTOR_DEAD, node, 0));
+    LM_ASSERT_OK(lm_redis_actors_put(r, &ar, 1));
     LM_ASSERT_OK(lm_redis_job_start(r, job));
     LM_ASSERT_OK(lm_redis_job_finish(r, job, 1));
     lm_node_list *list = NULL;
@@ -699,9 +709,10 @@ static void test_census(void) {
     LM_ASSERT_OK(lm_redis_obj_loc_add(r, objs[0].id, store));
     lm_actor_record a1 = {.id = lm_id_random(), .class_name = "A", .state = LM_ACTOR_ALIVE};
     lm_actor_record a2 = {.id = lm_id_random(), .class_name = "B", .state = LM_ACTOR_PENDING};
-    LM_ASSERT_OK(lm_redis_actor_put(r, &a1));
-    LM_ASSERT_OK(lm_redis_actor_put(r, &a2));
-    LM_ASSERT_OK(lm_redis_actor_set_state(r, a2.id, LM_ACTOR_DEAD, store, 1));
+    LM_ASSERT_OK(lm_redis_actors_put(r, &a1, 1));
+    LM_ASSERT_OK(lm_redis_actors_put(r, &a2, 1));
+    a2.state = LM_ACTOR_DEAD;
+    LM_ASSERT_OK(lm_redis_actors_put(r, &a2, 1));
     LM_ASSERT_OK(lm_redis_job_start(r, job));
     LM_ASSERT_OK(lm_redis_job_start(r, job2));
     LM_ASSERT_OK(lm_redis_job_finish(r, job2, 3));
@@ -714,7 +725,7 @@ static void test_census(void) {
     LM_ASSERT_OK(lm_redis_tasks_put(rp, pt, 3));
     LM_ASSERT_OK(lm_redis_objs_put(rp, &po, 1));
     LM_ASSERT_OK(lm_redis_obj_loc_add(rp, po.id, store));
-    LM_ASSERT_OK(lm_redis_actor_put(rp, &a1));
+    LM_ASSERT_OK(lm_redis_actors_put(rp, &a1, 1));
     LM_ASSERT_OK(lm_redis_job_start(rp, job));
 
     /* Keys that are not records. */

@@ -158,3 +158,118 @@ static int print(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lum
     return reply_str(out, "printed");
 }
 LUMEN_REMOTE("test.print", print)
+
+/* ------------------------------------------------------------ actors */
+
+/*
+ * test.Counter: a running total. Constructor: an optional decimal start
+ * value (anything else fails the constructor). Methods (decimal text in and
+ * out): add(n) -> the new total, get -> the total, fail(text) -> an error,
+ * crash -> SIGSEGV, sleep(ms) -> "slept", pid -> "<pid> <ppid>" (the
+ * executor hosting the actor and its parent, the worker).
+ */
+typedef struct counter {
+    long long total;
+} counter;
+
+static int counter_new(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, void **state) {
+    long long start = 0;
+    if (nargs >= 1 && !number(&args[0], &start)) {
+        char *s = text(&args[0]);
+        int rc = lumen_task_fail(ctx, "test.Counter: start value '%s' is not a decimal number", s ? s : "");
+        free(s);
+        return rc;
+    }
+    counter *c = calloc(1, sizeof *c);
+    if (c == NULL) return lumen_task_fail(ctx, "test.Counter: out of memory");
+    c->total = start;
+    *state = c;
+    return 0;
+}
+
+static void counter_free(void *state) { free(state); }
+
+static int reply_number(lumen_bytes *out, long long v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    return reply_str(out, buf);
+}
+
+static int counter_add(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    counter *c = state;
+    long long v;
+    if (nargs != 1 || !number(&args[0], &v))
+        return lumen_task_fail(ctx, "test.Counter.add wants 1 decimal number, got %zu args", nargs);
+    c->total += v;
+    return reply_number(out, c->total);
+}
+
+static int counter_get(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)ctx, (void)args, (void)nargs;
+    return reply_number(out, ((counter *)state)->total);
+}
+
+static int counter_fail(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs,
+                        lumen_bytes *out) {
+    (void)state, (void)out;
+    char *s = nargs ? text(&args[0]) : NULL;
+    int rc = lumen_task_fail(ctx, "failed on purpose: %s", s ? s : "");
+    free(s);
+    return rc;
+}
+
+static int counter_crash(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs,
+                         lumen_bytes *out) {
+    (void)ctx, (void)state, (void)args, (void)nargs, (void)out;
+    raise(SIGSEGV);
+    return 0;
+}
+
+static int counter_sleep(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs,
+                         lumen_bytes *out) {
+    (void)state;
+    return do_sleep(ctx, args, nargs, out);
+}
+
+static int counter_pid(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)ctx, (void)state, (void)args, (void)nargs;
+    char buf[48];
+    snprintf(buf, sizeof buf, "%ld %ld", (long)getpid(), (long)getppid());
+    return reply_str(out, buf);
+}
+
+LUMEN_ACTOR("test.Counter", counter_new, counter_free, LUMEN_METHOD("add", counter_add),
+            LUMEN_METHOD("get", counter_get), LUMEN_METHOD("fail", counter_fail),
+            LUMEN_METHOD("crash", counter_crash), LUMEN_METHOD("sleep", counter_sleep),
+            LUMEN_METHOD("pid", counter_pid))
+
+/*
+ * test.call_actor(handle, n): a task that calls an actor. It joins the
+ * task's job through the public client API (the worker gives executors the
+ * cluster's address and token), calls add(n) on the actor whose handle is
+ * its first argument, and returns that call's result.
+ */
+static int call_actor(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    if (nargs != 2) return lumen_task_fail(ctx, "test.call_actor wants (actor handle, number), got %zu args", nargs);
+    lumen_actor actor;
+    lumen_status st = lumen_actor_from_bytes(args[0].data, args[0].len, &actor);
+    if (st.code != LUMEN_OK) return lumen_task_fail(ctx, "test.call_actor: bad handle: %s", st.msg);
+    lumen_client *c = NULL;
+    lumen_connect_opts opts = {.job = lumen_task_job(ctx)};
+    st = lumen_connect(NULL, &opts, &c);
+    if (st.code != LUMEN_OK)
+        return lumen_task_fail(ctx, "test.call_actor: connect to job %s: %s: %s", opts.job,
+                               lumen_code_name(st.code), st.msg);
+    lumen_arg a = lumen_arg_bytes(args[1].data, args[1].len);
+    lumen_ref r;
+    lumen_bytes b = {0};
+    st = lumen_actor_call(c, actor, "add", &a, 1, &r);
+    if (st.code == LUMEN_OK) st = lumen_get(c, r, 60000, &b);
+    lumen_close(c);
+    if (st.code != LUMEN_OK)
+        return lumen_task_fail(ctx, "test.call_actor: add: %s: %s", lumen_code_name(st.code), st.msg);
+    int rc = reply(out, b.data, b.len);
+    lumen_bytes_free(&b);
+    return rc;
+}
+LUMEN_REMOTE("test.call_actor", call_actor)

@@ -55,7 +55,8 @@ extern "C" {
     X(OBJECT_LOST, 101, "object lost")                                 \
     X(WORKER_DIED, 102, "worker died")                                 \
     X(IO, 103, "I/O error")                                            \
-    X(CONFIG, 104, "configuration error")
+    X(CONFIG, 104, "configuration error")                              \
+    X(ACTOR_DIED, 105, "actor died")
 
 typedef enum lumen_code {
 #define LUMEN_CODE_ENUM_(name, value, text) LUMEN_##name = value,
@@ -103,6 +104,9 @@ typedef struct lumen_connect_opts {
     const char *token;      /* NULL: $LUMEN_TOKEN, else the token `lumen start` left in its
                                run dir ($LUMEN_RUN_DIR, else /tmp/lumen-<uid>) */
     int64_t rpc_timeout_ms; /* 0: 10000 */
+    const char *job;        /* NULL: start a job of our own. Else the 32-hex-digit id of a
+                               running job to work in (a task's lumen_task_job): objects made
+                               belong to it, and lumen_close leaves it running. */
 } lumen_connect_opts;
 
 /*
@@ -191,6 +195,68 @@ LUMEN_EXPORT lumen_status lumen_reduce(lumen_client *c, const char *function, co
  * *out (may be NULL) names it for lumen_call_opts.library.
  */
 LUMEN_EXPORT lumen_status lumen_library_upload(lumen_client *c, const char *path, lumen_ref *out);
+
+/* ------------------------------------------------------------- actors */
+
+/*
+ * An actor: an instance of a class registered with LUMEN_ACTOR in a function
+ * library, living in one worker, whose methods run there one at a time
+ * against its private state. A handle is a plain value (the actor's id): copy
+ * it, pass it to tasks as lumen_arg_actor, rebuild it with lumen_actor_from_bytes.
+ */
+typedef struct lumen_actor {
+    uint8_t id[16];
+} lumen_actor;
+
+typedef struct lumen_actor_opts {
+    const char *name;          /* NULL: anonymous. Else unique among the cluster's live actors;
+                                  other clients find it with lumen_actor_get_named */
+    uint32_t max_restarts;     /* times it is re-created (constructor run again, on another
+                                  worker) after its worker or process dies; 0: it stays dead */
+    uint32_t max_task_retries; /* times a method call that was in flight when it died is run
+                                  again on the restarted actor; 0: such calls fail (WORKER_DIED) */
+    int64_t timeout_ms;        /* run time limit of the constructor and of each method call;
+                                  0: the worker's default. A call over it ends the actor. */
+    uint64_t memory_limit;     /* bytes the actor may allocate; 0: the worker's default */
+    const lumen_ref *library;  /* uploaded library holding the class; NULL: the client's default */
+} lumen_actor_opts;
+
+/*
+ * Creates an actor of `class_name` ("library.Class"): the scheduler places it
+ * on a worker, which runs the constructor with args. Returns at once; calls
+ * made meanwhile run once it is up. A constructor's failure fails every call
+ * with its error. ALREADY_EXISTS when opts->name is taken. The actor belongs to
+ * the client's job and ends with it.
+ */
+LUMEN_EXPORT lumen_status lumen_actor_new(lumen_client *c, const char *class_name, const lumen_arg *args,
+                                          size_t nargs, const lumen_actor_opts *opts, lumen_actor *out);
+
+/*
+ * Calls a method and returns at once: *out is a future for its result (read it
+ * with lumen_get / lumen_wait, pass it to tasks and other calls). Calls made by
+ * one client to one actor run in the order they were made. The call goes to the
+ * actor's worker directly, not through the scheduler. Errors of the method
+ * (unknown method, failure, the actor dying) are reported by lumen_get on *out.
+ */
+LUMEN_EXPORT lumen_status lumen_actor_call(lumen_client *c, lumen_actor actor, const char *method,
+                                           const lumen_arg *args, size_t nargs, lumen_ref *out);
+
+/* Ends the actor (no restart); calls not yet run fail. NOT_FOUND for an unknown actor. */
+LUMEN_EXPORT lumen_status lumen_actor_kill(lumen_client *c, lumen_actor actor);
+
+/* The live actor named `name`, waiting up to timeout_ms for it to be created
+ * (0: no wait); NOT_FOUND when there is none. */
+LUMEN_EXPORT lumen_status lumen_actor_get_named(lumen_client *c, const char *name, int64_t timeout_ms,
+                                                lumen_actor *out);
+
+/* A handle as a task argument (its 16 id bytes, inline), and back. */
+static inline lumen_arg lumen_arg_actor(const lumen_actor *actor) {
+    return lumen_arg_bytes(actor->id, sizeof actor->id);
+}
+LUMEN_EXPORT lumen_status lumen_actor_from_bytes(const void *data, size_t len, lumen_actor *out);
+
+/* Its id as 32 hex digits (the form in Redis keys): out holds 33 bytes. */
+LUMEN_EXPORT char *lumen_actor_hex(lumen_actor actor, char out[33]);
 
 #ifdef __cplusplus
 }

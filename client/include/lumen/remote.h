@@ -14,6 +14,20 @@
  *       return 0;
  *   }
  *   LUMEN_REMOTE("wordcount.most_frequent", most_frequent);
+ *
+ * An actor class is a constructor making the instance's state from
+ * arguments, methods taking that state, and a destructor:
+ *
+ *   static int counter_new(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs,
+ *                          void **state) { *state = calloc(1, sizeof(long)); return 0; }
+ *   static int counter_add(lumen_task_ctx *ctx, void *state, const lumen_bytes *args,
+ *                          size_t nargs, lumen_bytes *out) { ... }
+ *   static void counter_free(void *state) { free(state); }
+ *   LUMEN_ACTOR("test.Counter", counter_new, counter_free,
+ *               LUMEN_METHOD("add", counter_add), LUMEN_METHOD("get", counter_get));
+ *
+ * Each actor lives in an executor process of its own: its methods run one
+ * at a time, and a crash ends only that actor.
  */
 #ifndef LUMEN_REMOTE_H
 #define LUMEN_REMOTE_H
@@ -46,8 +60,48 @@ LUMEN_EXPORT int lumen_task_fail(lumen_task_ctx *ctx, const char *fmt, ...)
 LUMEN_EXPORT const char *lumen_task_id(const lumen_task_ctx *ctx);
 LUMEN_EXPORT unsigned lumen_task_attempt(const lumen_task_ctx *ctx);
 
+/* The job the task belongs to, as 32 hex digits: pass it as
+ * lumen_connect_opts.job to work in that job from inside the task (call
+ * actors, submit tasks). The worker gives its executors the cluster's
+ * address and token in LUMEN_ADDRESS and LUMEN_TOKEN. */
+LUMEN_EXPORT const char *lumen_task_job(const lumen_task_ctx *ctx);
+
 /* Provided by the executor that loads the library; called by LUMEN_REMOTE. */
 LUMEN_EXPORT void lumen_remote_register(const char *name, lumen_remote_fn fn);
+
+/* ------------------------------------------------------------ actor classes */
+
+/* Makes the instance's state (*state, anything; NULL is fine) from the
+ * constructor's arguments. Returns 0, or non-zero through lumen_task_fail. */
+typedef int (*lumen_actor_new_fn)(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, void **state);
+
+/* A method: like a remote function, with the instance's state. */
+typedef int (*lumen_method_fn)(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs,
+                               lumen_bytes *out);
+
+/* Frees the state when the actor ends (killed, its job ended). May be NULL. */
+typedef void (*lumen_actor_free_fn)(void *state);
+
+typedef struct lumen_method {
+    const char *name;
+    lumen_method_fn fn;
+} lumen_method;
+
+/* Provided by the executor; called by LUMEN_ACTOR. methods[] must outlive
+ * the library (LUMEN_ACTOR keeps it static). */
+LUMEN_EXPORT void lumen_actor_register(const char *class_name, lumen_actor_new_fn constructor,
+                                       lumen_actor_free_fn destructor, const lumen_method *methods,
+                                       size_t nmethods);
+
+#define LUMEN_METHOD(name, fn) {(name), (fn)}
+
+/* Registers an actor class when the library is loaded. */
+#define LUMEN_ACTOR(name, ctor, dtor, ...)                                                    \
+    __attribute__((constructor)) static void lumen_register_actor_##ctor##_(void) {           \
+        static const lumen_method lumen_methods_[] = {__VA_ARGS__};                           \
+        lumen_actor_register((name), (ctor), (dtor), lumen_methods_,                          \
+                             sizeof lumen_methods_ / sizeof lumen_methods_[0]);               \
+    }
 
 /* Registers fn under name when the library is loaded. */
 #define LUMEN_REMOTE(name, fn)                                                    \

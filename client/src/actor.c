@@ -1,0 +1,587 @@
+/*
+ * actor.c - liblumen's actors (see lumen.h).
+ *
+ * Creating, finding and killing an actor go through the scheduler; method
+ * calls go to the actor's worker directly (CallActor). Per actor, calls
+ * queue in the order they were made and one CallActor is in flight at a
+ * time, carrying everything queued since the previous one: batches grow with
+ * the load, and the worker runs them in that order. Its reply carries the
+ * results, kept here by object id so lumen_get / lumen_wait answer without a
+ * scheduler round trip (the worker reports them to the scheduler as well,
+ * for tasks and other clients).
+ *
+ * The actor's address comes from GetActor. When a CallActor fails because
+ * the actor is not there any more (its worker or process died), its calls
+ * are sent again to the next incarnation while max_task_retries allows
+ * (calls the worker refused never ran and are always sent again); the rest
+ * fail with ACTOR_DIED, and the scheduler hears of those failures from
+ * here (no worker will report them), so nothing waiting on them hangs.
+ */
+#include "clock.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client_internal.h"
+#include "objclient.h"
+#include "scheduler.pb-c.h"
+#include "worker.pb-c.h"
+
+/* A CallActor carries at most this many calls, and about this many bytes. */
+#define BATCH_MAX_CALLS 2048
+#define BATCH_MAX_BYTES (4u << 20)
+/* How long a batch of calls may run on the worker before the call gives up
+ * (methods have no limit unless the actor was made with one). */
+#define CALL_DEADLINE_MS (60 * 60 * 1000)
+/* How long one GetActor waits for the actor to come up (the next one is
+ * sent when it expires, while calls are queued). */
+#define RESOLVE_WAIT_MS 30000
+
+typedef struct call_result {
+    bool done;
+    lumen_status status;
+    uint8_t *data; /* inline value (done, OK, no location) */
+    size_t len;
+    char *location; /* or the store holding it */
+    uint64_t size;
+} call_result;
+
+typedef struct queued_call {
+    Lumen__TaskSpec *spec;
+    uint32_t attempts; /* sends that may have run it */
+} queued_call;
+
+typedef struct call_queue {
+    queued_call *items;
+    size_t n, cap;
+} call_queue;
+
+typedef struct actor_handle {
+    lumen_client *c;
+    lm_id id;
+    char *addr; /* its worker, while known */
+    uint32_t incarnation, max_task_retries;
+    bool dead;
+    lumen_status error;  /* why it is dead */
+    call_queue queue;    /* not sent yet, in order */
+    call_queue sent;     /* in the CallActor in flight */
+    bool busy;           /* a CallActor or GetActor is in flight */
+} actor_handle;
+
+static lm_id actor_id(lumen_actor a) {
+    lm_id id;
+    memcpy(id.bytes, a.id, LM_ID_BYTES);
+    return id;
+}
+
+static lumen_actor id_actor(lm_id id) {
+    lumen_actor a;
+    memcpy(a.id, id.bytes, LM_ID_BYTES);
+    return a;
+}
+
+char *lumen_actor_hex(lumen_actor actor, char out[33]) { return lm_id_to_hex(actor_id(actor), out); }
+
+lumen_status lumen_actor_from_bytes(const void *data, size_t len, lumen_actor *out) {
+    if (data == NULL || len != sizeof out->id)
+        return lm_status(LUMEN_INVALID_ARGUMENT, "an actor handle is %zu bytes, got %zu", sizeof out->id, len);
+    memcpy(out->id, data, sizeof out->id);
+    return lm_ok();
+}
+
+/* ------------------------------------------------------------- results */
+
+static void result_free(call_result *r) {
+    free(r->data);
+    free(r->location);
+    free(r);
+}
+
+bool actor_result_known(lumen_client *c, lm_id id) { return lm_idmap_get(c->results, id) != NULL; }
+
+bool actor_result_forget(lumen_client *c, lm_id id) {
+    call_result *r = lm_idmap_remove(c->results, id);
+    if (r != NULL) result_free(r);
+    return r != NULL;
+}
+
+void actor_result_to_arg(lumen_client *c, lm_id id, Lumen__Arg *arg) {
+    call_result *r = lm_idmap_get(c->results, id);
+    if (r == NULL) return;
+    if (r->done && LM_IS_OK(r->status) && r->location == NULL) { /* small and here: send the value */
+        free(arg->ref.data);
+        arg->ref = (ProtobufCBinaryData){0};
+        arg->value_case = LUMEN__ARG__VALUE_INLINE;
+        arg->inline_ = client_bytes_copy(r->data, r->len);
+    } else if (r->done && LM_IS_OK(r->status)) {
+        arg->location = strdup(r->location);
+        arg->size = r->size;
+    } else { /* the scheduler learns of it from the worker (or from us) */
+        arg->direct = true;
+    }
+}
+
+/* Waits (mu held) until the result is done or `until` (realtime) passes. */
+static call_result *await_result(lumen_client *c, lm_id id, const struct timespec *until) {
+    call_result *r;
+    while ((r = lm_idmap_get(c->results, id)) != NULL && !r->done)
+        if (pthread_cond_timedwait(&c->result_cond, &c->mu, until) != 0) break;
+    return r;
+}
+
+lumen_status actor_result_get(lumen_client *c, lm_id id, int64_t timeout_ms, lumen_bytes *out) {
+    struct timespec until = lm_timespec_in(CLOCK_REALTIME, timeout_ms > 0 ? timeout_ms : 0);
+    char hex[LM_ID_HEX_LEN + 1];
+    pthread_mutex_lock(&c->mu);
+    call_result *r = await_result(c, id, &until);
+    lumen_status st = lm_ok();
+    char *location = NULL;
+    uint64_t size = 0;
+    if (r == NULL) {
+        st = lm_status(LUMEN_NOT_FOUND, "object %s was freed", lm_id_to_hex(id, hex));
+    } else if (!r->done) {
+        st = lm_status(LUMEN_DEADLINE_EXCEEDED, "object %s not ready after %lld ms", lm_id_to_hex(id, hex),
+                       (long long)timeout_ms);
+    } else if (!LM_IS_OK(r->status)) {
+        st = r->status;
+    } else if (r->location != NULL) {
+        location = strdup(r->location);
+        size = r->size;
+    } else {
+        out->data = malloc(r->len ? r->len : 1);
+        out->len = r->len;
+        if (out->data == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        else if (r->len) memcpy(out->data, r->data, r->len);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (location != NULL) {
+        size_t len = 0;
+        st = lm_objstore_get(c->rpc, location, id, false, c->timeout_ms + (int64_t)(size >> 20) * 100, &out->data,
+                             &len);
+        out->len = len;
+        free(location);
+    }
+    return st;
+}
+
+lumen_status actor_results_wait(lumen_client *c, const lm_id *ids, size_t n, size_t num_ready, int64_t timeout_ms,
+                                int *ready, size_t *num_done) {
+    struct timespec until = lm_timespec_in(CLOCK_REALTIME, timeout_ms > 0 ? timeout_ms : 0);
+    size_t want = num_ready > n ? n : num_ready, done = 0;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        done = 0;
+        for (size_t i = 0; i < n; i++) {
+            call_result *r = lm_idmap_get(c->results, ids[i]);
+            ready[i] = r == NULL || r->done; /* a freed one counts as settled */
+            done += (size_t)ready[i];
+        }
+        if (done >= want || pthread_cond_timedwait(&c->result_cond, &c->mu, &until) != 0) break;
+    }
+    if (done < want) { /* timed out: report what is ready now */
+        done = 0;
+        for (size_t i = 0; i < n; i++) {
+            call_result *r = lm_idmap_get(c->results, ids[i]);
+            ready[i] = r == NULL || r->done;
+            done += (size_t)ready[i];
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (num_done != NULL) *num_done = done;
+    return lm_ok();
+}
+
+/* Settles a call's result (mu held). Takes `data`. */
+static void settle(lumen_client *c, lm_id task, lumen_status st, uint8_t *data, size_t len, const char *location,
+                   uint64_t size) {
+    call_result *r = lm_idmap_get(c->results, lm_id_for_return(task, 0));
+    if (r == NULL || r->done) { /* freed meanwhile, or a duplicate */
+        free(data);
+        return;
+    }
+    r->done = true;
+    r->status = st;
+    r->data = data;
+    r->len = len;
+    r->location = location ? strdup(location) : NULL;
+    r->size = size;
+}
+
+/* ------------------------------------------------------------- queues */
+
+static void queue_push(call_queue *q, queued_call call) {
+    if (q->n == q->cap) {
+        q->cap = q->cap ? 2 * q->cap : 64;
+        q->items = realloc(q->items, q->cap * sizeof *q->items);
+    }
+    q->items[q->n++] = call;
+}
+
+/* Moves src's calls in front of dst's (they were made first). */
+static void queue_prepend(call_queue *dst, call_queue *src) {
+    for (size_t i = 0; i < dst->n; i++) queue_push(src, dst->items[i]);
+    free(dst->items);
+    *dst = *src;
+    *src = (call_queue){0};
+}
+
+static void queue_free(call_queue *q) {
+    for (size_t i = 0; i < q->n; i++)
+        if (q->items[i].spec != NULL) lm_rpc_message_free(&q->items[i].spec->base);
+    free(q->items);
+    *q = (call_queue){0};
+}
+
+/* Tells the scheduler these calls failed for good: no worker will report
+ * them, and a task may wait on their results. Best effort, async. */
+static void on_reported(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    (void)arg, (void)st;
+    lm_rpc_message_free(reply);
+}
+
+static void report_failures(actor_handle *h, const queued_call *calls, size_t n, lumen_status st) {
+    lumen_client *c = h->c;
+    if (n == 0) return;
+    Lumen__TaskResult *results = calloc(n, sizeof *results);
+    Lumen__TaskResult **ptrs = calloc(n, sizeof *ptrs);
+    Lumen__Status status = LUMEN__STATUS__INIT;
+    status.code = st.code;
+    status.message = st.msg;
+    if (results != NULL && ptrs != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            lumen__task_result__init(&results[i]);
+            results[i].task_id = calls[i].spec->task_id;
+            results[i].status = &status;
+            results[i].job_id = (ProtobufCBinaryData){LM_ID_BYTES, c->job.bytes};
+            results[i].actor_id = (ProtobufCBinaryData){LM_ID_BYTES, h->id.bytes};
+            ptrs[i] = &results[i];
+        }
+        Lumen__TaskDoneRequest req = LUMEN__TASK_DONE_REQUEST__INIT;
+        req.n_results = n;
+        req.results = ptrs;
+        lm_rpc_unary_async(c->rpc, c->address, c->task_done, &req.base, c->timeout_ms, on_reported, NULL);
+    }
+    free(results);
+    free(ptrs);
+}
+
+/* Fails every call of q with st and empties it (mu held). */
+static void fail_calls(actor_handle *h, call_queue *q, lumen_status st) {
+    for (size_t i = 0; i < q->n; i++) {
+        lm_id task;
+        lm_id_from_bytes(q->items[i].spec->task_id.data, q->items[i].spec->task_id.len, &task);
+        settle(h->c, task, st, NULL, 0, NULL, 0);
+    }
+    report_failures(h, q->items, q->n, st);
+    queue_free(q);
+    pthread_cond_broadcast(&h->c->result_cond);
+}
+
+/* ------------------------------------------------------------- sending */
+
+static void kick(actor_handle *h);
+
+static void on_resolved(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    actor_handle *h = arg;
+    lumen_client *c = h->c;
+    Lumen__ActorInfo *info = (Lumen__ActorInfo *)reply;
+    pthread_mutex_lock(&c->mu);
+    h->busy = false;
+    if (c->closing) {
+        pthread_mutex_unlock(&c->mu);
+        lm_rpc_message_free(reply);
+        return;
+    }
+    if (LM_IS_OK(st) && strcmp(info->state, "ALIVE") == 0 && info->addr[0] != '\0') {
+        free(h->addr);
+        h->addr = strdup(info->addr);
+        h->incarnation = info->incarnation;
+        h->max_task_retries = info->max_task_retries;
+    } else if (LM_IS_OK(st) && strcmp(info->state, "DEAD") == 0) {
+        h->dead = true;
+        h->error = info->error ? lm_status((lumen_code)info->error->code, "%s", info->error->message)
+                               : lm_status(LUMEN_ACTOR_DIED, "the actor is dead");
+    } else if (st.code != LUMEN_DEADLINE_EXCEEDED) { /* not just slow to come up */
+        fail_calls(h, &h->queue, LM_IS_OK(st) ? lm_status(LUMEN_INTERNAL, "actor in state %s", info->state)
+                                              : lm_status_wrap(st, "looking up the actor"));
+    }
+    kick(h);
+    pthread_mutex_unlock(&c->mu);
+    lm_rpc_message_free(reply);
+}
+
+/* Asks the scheduler where the actor lives now (mu held, h not busy). */
+static void resolve(actor_handle *h) {
+    lumen_client *c = h->c;
+    Lumen__GetActorRequest req = LUMEN__GET_ACTOR_REQUEST__INIT;
+    req.actor_id = (ProtobufCBinaryData){LM_ID_BYTES, h->id.bytes};
+    req.wait_ms = RESOLVE_WAIT_MS;
+    req.after_incarnation = h->incarnation;
+    h->busy = true;
+    lumen_status st = lm_rpc_unary_async(c->rpc, c->address, c->get_actor, &req.base,
+                                         RESOLVE_WAIT_MS + c->timeout_ms, on_resolved, h);
+    if (!LM_IS_OK(st)) {
+        h->busy = false;
+        fail_calls(h, &h->queue, lm_status_wrap(st, "looking up the actor"));
+    }
+}
+
+/* Whether the calls of a failed CallActor may have run: a worker that
+ * refused them (not its actor, or not this incarnation) ran none. */
+static bool may_have_run(lumen_code code) { return code != LUMEN_NOT_FOUND && code != LUMEN_FAILED_PRECONDITION; }
+
+static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    actor_handle *h = arg;
+    lumen_client *c = h->c;
+    Lumen__ActorCallReply *r = (Lumen__ActorCallReply *)reply;
+    pthread_mutex_lock(&c->mu);
+    h->busy = false;
+    if (c->closing) {
+        pthread_mutex_unlock(&c->mu);
+        lm_rpc_message_free(reply);
+        return;
+    }
+    if (LM_IS_OK(st) && r->n_results == h->sent.n) {
+        call_queue again = {0}; /* not run: the actor died before them */
+        for (size_t i = 0; i < r->n_results; i++) {
+            const Lumen__TaskResult *tr = r->results[i];
+            lm_id task;
+            lm_id_from_bytes(h->sent.items[i].spec->task_id.data, LM_ID_BYTES, &task);
+            lumen_code code = tr->status ? (lumen_code)tr->status->code : LUMEN_OK;
+            if (code == LUMEN_ABORTED) {
+                queue_push(&again, h->sent.items[i]);
+                h->sent.items[i].spec = NULL;
+            } else if (code != LUMEN_OK) {
+                settle(c, task, lm_status(code, "%s", tr->status->message), NULL, 0, NULL, 0);
+            } else if (tr->n_inline_results > 0) {
+                ProtobufCBinaryData v = tr->inline_results[0];
+                uint8_t *copy = malloc(v.len ? v.len : 1);
+                if (copy != NULL && v.len) memcpy(copy, v.data, v.len);
+                settle(c, task, copy ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory"), copy,
+                       v.len, NULL, 0);
+            } else {
+                settle(c, task, lm_ok(), NULL, 0, tr->location, tr->n_result_sizes ? tr->result_sizes[0] : 0);
+            }
+        }
+        queue_free(&h->sent);
+        if (again.n > 0) {
+            queue_prepend(&h->queue, &again);
+            free(h->addr);
+            h->addr = NULL; /* the next incarnation, or the news of its death */
+        }
+        pthread_cond_broadcast(&c->result_cond);
+    } else {
+        if (LM_IS_OK(st))
+            st = lm_status(LUMEN_INTERNAL, "the worker answered %zu results for %zu calls", r->n_results, h->sent.n);
+        /* The actor is not where we thought: calls that may have run go
+         * again only while retries allow; the others wait for the next
+         * incarnation. */
+        bool ran = may_have_run(st.code);
+        call_queue again = {0}, failed = {0};
+        for (size_t i = 0; i < h->sent.n; i++) {
+            queued_call call = h->sent.items[i];
+            if (ran) call.attempts++;
+            if (!ran || call.attempts <= h->max_task_retries) queue_push(&again, call);
+            else queue_push(&failed, call);
+        }
+        free(h->sent.items);
+        h->sent = (call_queue){0};
+        char hex[LM_ID_HEX_LEN + 1];
+        if (failed.n > 0)
+            fail_calls(h, &failed,
+                       lm_status(LUMEN_ACTOR_DIED, "actor %s was lost while the call ran (%s); max_task_retries is %u",
+                                 lm_id_to_hex(h->id, hex), st.msg, h->max_task_retries));
+        queue_prepend(&h->queue, &again);
+        free(h->addr);
+        h->addr = NULL; /* resolve again: a restart has a new incarnation */
+    }
+    kick(h);
+    pthread_mutex_unlock(&c->mu);
+    lm_rpc_message_free(reply);
+}
+
+/* Sends what is queued, in order (mu held, h not busy, address known). */
+static void send_calls(actor_handle *h) {
+    lumen_client *c = h->c;
+    size_t n = 0, bytes = 0;
+    while (n < h->queue.n && n < BATCH_MAX_CALLS) {
+        size_t sz = lumen__task_spec__get_packed_size(h->queue.items[n].spec);
+        if (n > 0 && bytes + sz > BATCH_MAX_BYTES) break;
+        bytes += sz;
+        n++;
+    }
+    Lumen__TaskSpec **specs = malloc(n * sizeof *specs);
+    if (specs == NULL) return; /* retried on the next call or completion */
+    for (size_t i = 0; i < n; i++) {
+        specs[i] = h->queue.items[i].spec;
+        queue_push(&h->sent, h->queue.items[i]);
+    }
+    memmove(h->queue.items, h->queue.items + n, (h->queue.n - n) * sizeof *h->queue.items);
+    h->queue.n -= n;
+    Lumen__ActorCallRequest req = LUMEN__ACTOR_CALL_REQUEST__INIT;
+    req.actor_id = (ProtobufCBinaryData){LM_ID_BYTES, h->id.bytes};
+    req.incarnation = h->incarnation;
+    req.n_calls = n;
+    req.calls = specs;
+    h->busy = true;
+    lumen_status st = lm_rpc_unary_async(c->rpc, h->addr, c->call_actor, &req.base, CALL_DEADLINE_MS, on_called, h);
+    free(specs);
+    if (!LM_IS_OK(st)) { /* no callback comes: handle it as one */
+        pthread_mutex_unlock(&c->mu);
+        on_called(h, st, NULL);
+        pthread_mutex_lock(&c->mu);
+    }
+}
+
+/* Moves the actor's calls along (mu held): whatever is next, if nothing is
+ * in flight. */
+static void kick(actor_handle *h) {
+    if (h->busy || h->c->closing || h->queue.n == 0) return;
+    if (h->dead) fail_calls(h, &h->queue, h->error);
+    else if (h->addr == NULL) resolve(h);
+    else send_calls(h);
+}
+
+/* ------------------------------------------------------------- handles */
+
+/* The client's handle of an actor, made on first use (mu held). */
+static actor_handle *handle_of(lumen_client *c, lm_id id) {
+    actor_handle *h = lm_idmap_get(c->actors, id);
+    if (h == NULL && (h = calloc(1, sizeof *h)) != NULL) {
+        h->c = c;
+        h->id = id;
+        lm_idmap_put(c->actors, id, h);
+    }
+    return h;
+}
+
+static void handle_free(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    actor_handle *h = value;
+    queue_free(&h->queue);
+    queue_free(&h->sent);
+    free(h->addr);
+    free(h);
+}
+
+static void result_entry_free(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    result_free(value);
+}
+
+void actor_client_init(lumen_client *c) {
+    c->actors = lm_idmap_new();
+    c->results = lm_idmap_new();
+    pthread_cond_init(&c->result_cond, NULL);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "CreateActor", &c->create_actor);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "GetActor", &c->get_actor);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "KillActor", &c->kill_actor);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "TaskDone", &c->task_done);
+    lm_rpc_method_find(&lumen__worker__descriptor, "CallActor", &c->call_actor);
+}
+
+void actor_client_fini(lumen_client *c) {
+    lm_idmap_each(c->actors, handle_free, NULL);
+    lm_idmap_free(c->actors);
+    lm_idmap_each(c->results, result_entry_free, NULL);
+    lm_idmap_free(c->results);
+    pthread_cond_destroy(&c->result_cond);
+}
+
+/* ------------------------------------------------------------- the API */
+
+lumen_status lumen_actor_new(lumen_client *c, const char *class_name, const lumen_arg *args, size_t nargs,
+                             const lumen_actor_opts *opts, lumen_actor *out) {
+    if (class_name == NULL || *class_name == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no actor class name");
+    Lumen__TaskSpec *spec = NULL;
+    lumen_status st = client_spec_new(c, class_name, args, nargs, 0, opts ? opts->timeout_ms : 0,
+                                      opts ? opts->memory_limit : 0, opts ? opts->library : NULL, &spec);
+    if (!LM_IS_OK(st)) return st;
+    lm_id id = lm_id_random();
+    spec->actor_id = client_bytes_copy(id.bytes, LM_ID_BYTES);
+    Lumen__CreateActorRequest req = LUMEN__CREATE_ACTOR_REQUEST__INIT;
+    req.spec = spec;
+    req.name = opts && opts->name ? (char *)opts->name : (char *)"";
+    req.max_restarts = opts ? opts->max_restarts : 0;
+    req.max_task_retries = opts ? opts->max_task_retries : 0;
+    ProtobufCMessage *reply = NULL;
+    st = lm_rpc_unary(c->rpc, c->address, c->create_actor, &req.base, &reply, c->timeout_ms);
+    lm_rpc_message_free(&spec->base);
+    lm_rpc_message_free(reply);
+    if (!LM_IS_OK(st)) return st;
+    pthread_mutex_lock(&c->mu);
+    actor_handle *h = handle_of(c, id);
+    if (h != NULL) h->max_task_retries = req.max_task_retries;
+    pthread_mutex_unlock(&c->mu);
+    *out = id_actor(id);
+    return lm_ok();
+}
+
+lumen_status lumen_actor_call(lumen_client *c, lumen_actor actor, const char *method, const lumen_arg *args,
+                              size_t nargs, lumen_ref *out) {
+    if (method == NULL || *method == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no method name");
+    Lumen__TaskSpec *spec = NULL;
+    /* The library (if any) came with the constructor: the executor has it. */
+    lumen_status st = client_spec_new(c, method, args, nargs, 0, 0, 0, NULL, &spec);
+    if (!LM_IS_OK(st)) return st;
+    free(spec->library_id.data);
+    spec->library_id = (ProtobufCBinaryData){0};
+    spec->method = strdup(method);
+    lm_id task;
+    lm_id_from_bytes(spec->task_id.data, spec->task_id.len, &task);
+    call_result *r = calloc(1, sizeof *r);
+    pthread_mutex_lock(&c->mu);
+    actor_handle *h = handle_of(c, actor_id(actor));
+    if (h == NULL || r == NULL || spec->method == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        free(r);
+        lm_rpc_message_free(&spec->base);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    lm_id result = lm_id_for_return(task, 0);
+    lm_idmap_put(c->results, result, r);
+    queue_push(&h->queue, (queued_call){spec, 0});
+    kick(h);
+    pthread_mutex_unlock(&c->mu);
+    *out = id_ref(result);
+    return lm_ok();
+}
+
+lumen_status lumen_actor_kill(lumen_client *c, lumen_actor actor) {
+    Lumen__KillActorRequest req = LUMEN__KILL_ACTOR_REQUEST__INIT;
+    lm_id id = actor_id(actor);
+    req.actor_id = (ProtobufCBinaryData){LM_ID_BYTES, id.bytes};
+    ProtobufCMessage *reply = NULL;
+    lumen_status st = lm_rpc_unary(c->rpc, c->address, c->kill_actor, &req.base, &reply, c->timeout_ms);
+    bool found = LM_IS_OK(st) && ((Lumen__KillActorReply *)reply)->found;
+    lm_rpc_message_free(reply);
+    char hex[LM_ID_HEX_LEN + 1];
+    if (LM_IS_OK(st) && !found) st = lm_status(LUMEN_NOT_FOUND, "actor %s is unknown", lm_id_to_hex(id, hex));
+    return st;
+}
+
+lumen_status lumen_actor_get_named(lumen_client *c, const char *name, int64_t timeout_ms, lumen_actor *out) {
+    if (name == NULL || *name == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no actor name");
+    Lumen__GetActorRequest req = LUMEN__GET_ACTOR_REQUEST__INIT;
+    req.name = (char *)name;
+    req.wait_ms = timeout_ms > 0 ? (uint64_t)timeout_ms : 0;
+    ProtobufCMessage *reply = NULL;
+    lumen_status st =
+        lm_rpc_unary(c->rpc, c->address, c->get_actor, &req.base, &reply, (int64_t)req.wait_ms + c->timeout_ms);
+    if (!LM_IS_OK(st)) return st;
+    Lumen__ActorInfo *info = (Lumen__ActorInfo *)reply;
+    lm_id id;
+    if (!lm_id_from_bytes(info->actor_id.data, info->actor_id.len, &id)) {
+        lm_rpc_message_free(reply);
+        return lm_status(LUMEN_INTERNAL, "the scheduler answered a %zu-byte actor id", info->actor_id.len);
+    }
+    pthread_mutex_lock(&c->mu);
+    actor_handle *h = handle_of(c, id);
+    if (h != NULL) h->max_task_retries = info->max_task_retries;
+    pthread_mutex_unlock(&c->mu);
+    lm_rpc_message_free(reply);
+    *out = id_actor(id);
+    return lm_ok();
+}

@@ -1,0 +1,178 @@
+/*
+ * sched_internal.h - the scheduler's state, shared by its modules:
+ * scheduler.c (nodes, tasks, objects, waits, jobs) and actors.c (actor
+ * lifecycle). Everything here is guarded by scheduler.mu unless it says
+ * otherwise. Not an interface for anything outside services/scheduler.
+ */
+#ifndef LM_SCHED_INTERNAL_H
+#define LM_SCHED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "id.h"
+#include "idmap.h"
+#include "redis_state.h"
+#include "rpc.h"
+#include "scheduler.h"
+#include "scheduler.pb-c.h"
+#include "writer.h"
+
+#define DISPATCH_DEPTH(slots) ((slots) * 2 + 4) /* tasks queued per worker beyond running */
+
+typedef struct id_vec {
+    lm_id *ids;
+    size_t n, cap;
+} id_vec;
+
+typedef struct ptr_vec {
+    void **items;
+    size_t n, cap;
+} ptr_vec;
+
+typedef enum { OBJ_PENDING, OBJ_READY, OBJ_FAILED } obj_state;
+typedef enum { TASK_WAITING, TASK_READY, TASK_RUNNING, TASK_DONE } task_phase;
+
+typedef struct snode {
+    lm_id id;
+    bool is_worker;
+    char *addr;
+    uint32_t slots;
+    int in_flight; /* tasks sent to it and not reported done */
+    bool alive;
+    uint64_t last_beat_ms;
+    lm_id objstore_id;
+    uint64_t memory_limit, bytes_used;
+    unsigned actors; /* hosted (placed and not dead), for spreading them */
+} snode;
+
+typedef struct waiter waiter;
+
+typedef struct sobj {
+    lm_id id, job;
+    obj_state state;
+    uint64_t size;
+    bool is_inline;
+    uint8_t *data; /* inline value */
+    char *location; /* object store address when not inline */
+    lm_id store;
+    lumen_status *error;
+    lm_id producer; /* zero for objects the scheduler did not make */
+    id_vec dependents; /* tasks waiting for it */
+    ptr_vec waiters;
+    int pins;          /* tasks not finished that take it */
+    bool freed;        /* the client let go: drop once unpinned */
+} sobj;
+
+typedef struct stask {
+    lm_id id, job;
+    Lumen__TaskSpec *spec;
+    int unresolved;
+    task_phase phase;
+    lm_id worker;
+    uint32_t attempts, max_retries;
+    uint64_t submitted_ms;
+    bool orphan; /* its job ended while it ran */
+    struct stask *next;
+} stask;
+
+typedef struct sjob {
+    lm_id id;
+    id_vec tasks, objs, actors;
+} sjob;
+
+struct waiter {
+    scheduler *s;
+    lm_rpc_call *call;
+    lm_id *ids;
+    size_t n;
+    size_t need, have;
+    bool done;
+    int refs; /* the call's, plus one per object list it is on */
+};
+
+/* A call to answer once `mu` is released. */
+typedef struct answer {
+    lm_rpc_call *call;
+    ProtobufCMessage *reply; /* NULL: fail with st */
+    void (*reply_free)(ProtobufCMessage *);
+    lumen_status st;
+} answer;
+
+typedef struct outbox {
+    answer *items;
+    size_t n, cap;
+} outbox;
+
+struct scheduler {
+    const lm_config *cfg;
+    pthread_mutex_t mu;
+    lm_idmap *nodes, *tasks, *objs, *jobs;
+    lm_idmap *actors;              /* sactor* by actor id (actors.c) */
+    ptr_vec actor_waits;           /* GetActor calls waiting (actors.c) */
+    lm_idmap *unknown_waiters; /* ptr_vec of waiters by object id not seen yet */
+    ptr_vec node_list; /* every snode, for placement and lookups by address */
+    stask *ready_head, *ready_tail;
+
+    lm_redis *redis;
+    sched_writer *writer;
+    lm_rpc_client *rpc;
+    lm_rpc_method run_tasks, release_job, delete_objects, stop_actor;
+
+    pthread_t monitor;
+    pthread_cond_t monitor_cond;
+    bool stopping;
+};
+
+/* ---- scheduler.c ---- */
+
+void sched_id_push(id_vec *v, lm_id id);
+void sched_ptr_push(ptr_vec *v, void *p);
+void sched_outbox_add(outbox *o, answer a);
+/* Answers everything collected; call without `mu`. */
+void sched_outbox_send(outbox *o);
+
+static inline bool id_field(ProtobufCBinaryData b, lm_id *out) { return lm_id_from_bytes(b.data, b.len, out); }
+
+static inline ProtobufCBinaryData id_bytes(const lm_id *id) {
+    ProtobufCBinaryData b = {LM_ID_BYTES, (uint8_t *)id->bytes};
+    return b;
+}
+
+static inline const char *hex(lm_id id, char buf[LM_ID_HEX_LEN + 1]) { return lm_id_to_hex(id, buf); }
+
+/* Adds a submitted task (taking spec); its failures go to its result ref. */
+lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out);
+/* Places every ready task it can. */
+void sched_dispatch(scheduler *s, outbox *out);
+sjob *sched_job_get(scheduler *s, lm_id id);
+
+/* ---- actors.c ---- */
+
+/* The actor whose creation task t is finished: ALIVE on t's worker, or
+ * DEAD with st (its constructor failed, or could not run). */
+void actors_created(scheduler *s, const stask *t, lumen_status st, outbox *out);
+/* A direct call's result was reported (counts the actor's calls). */
+void actors_call_done(scheduler *s, lm_id actor);
+/* A worker died: its actors restart elsewhere or die. */
+void actors_node_lost(scheduler *s, snode *w, outbox *out);
+/* A creation task finished after its job ended: the actor is stopped. */
+void actors_orphan_created(scheduler *s, const stask *t);
+/* A job ended: its actors are stopped and forgotten. */
+void actors_job_end(scheduler *s, sjob *j, outbox *out);
+/* Answers the lookups that waited past their time (the monitor calls it). */
+void actors_expire_waits(scheduler *s, outbox *out);
+/* A constructor call (an actor's creation task), not a method call. */
+static inline bool is_actor_creation(const Lumen__TaskSpec *spec) {
+    return spec->actor_id.len > 0 && (spec->method == NULL || spec->method[0] == '\0');
+}
+void actors_free_all(scheduler *s);
+
+void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx);
+void actors_handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx);
+void actors_handle_kill(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx);
+void actors_handle_died(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx);
+
+#endif
