@@ -450,6 +450,11 @@ lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t
     return st;
 }
 
+static void on_freed(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    (void)arg, (void)st; /* frees are advice: a lost one is undone by the job's end */
+    lm_rpc_message_free(reply);
+}
+
 lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n) {
     ProtobufCBinaryData *raw = malloc((n ? n : 1) * sizeof *raw);
     size_t nraw = 0;
@@ -469,13 +474,13 @@ lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n) {
     }
     lumen_status st = lm_ok();
     if (nraw > 0) {
-        st = wait_submitted(c, c->timeout_ms);
+        /* Nothing to wait for: the scheduler also takes frees of ids it has
+         * not seen yet (a submission on its way, an actor call not reported). */
         Lumen__FreeObjectsRequest req = LUMEN__FREE_OBJECTS_REQUEST__INIT;
         req.n_object_ids = nraw;
         req.object_ids = raw;
-        ProtobufCMessage *out = NULL;
-        if (LM_IS_OK(st)) st = lm_rpc_unary(c->rpc, c->address, c->free_objects, &req.base, &out, c->timeout_ms);
-        lm_rpc_message_free(out);
+        req.job_id = (ProtobufCBinaryData){LM_ID_BYTES, c->job.bytes};
+        st = lm_rpc_unary_async(c->rpc, c->address, c->free_objects, &req.base, c->timeout_ms, on_freed, NULL);
     }
     free(raw);
     return st;

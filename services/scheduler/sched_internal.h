@@ -81,6 +81,7 @@ typedef struct stask {
 typedef struct sjob {
     lm_id id;
     id_vec tasks, objs, actors;
+    lm_idmap *freed_early; /* ids the client freed before they existed here */
 } sjob;
 
 struct waiter {

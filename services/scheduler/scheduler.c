@@ -92,6 +92,9 @@ static sobj *obj_new(scheduler *s, lm_id id, lm_id job) {
     o->id = id;
     o->job = job;
     lm_idmap_put(s->objs, id, o);
+    sjob *j = lm_idmap_get(s->jobs, job);
+    if (j != NULL && j->freed_early != NULL && lm_idmap_remove(j->freed_early, id) != NULL)
+        o->freed = true; /* dropped as soon as it settles and nothing needs it */
     /* Waits that arrived before the task that makes it. */
     ptr_vec *early = lm_idmap_remove(s->unknown_waiters, id);
     if (early != NULL) {
@@ -740,7 +743,7 @@ static void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, co
         o->is_inline = true;
         o->size = r->inline_results[0].len;
         o->data = malloc(o->size ? o->size : 1);
-        memcpy(o->data, r->inline_results[0].data, o->size);
+        if (o->size) memcpy(o->data, r->inline_results[0].data, o->size);
     } else {
         lm_id store;
         o->size = r->n_result_sizes > 0 ? r->result_sizes[0] : 0;
@@ -761,7 +764,7 @@ static void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, co
 
 /* The outcome of an actor method call, which the scheduler did not place:
  * its result object appears (or a placeholder a task waits on settles). */
-static void direct_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, outbox *out) {
+static void direct_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, outbox *out, ptr_vec *deletes) {
     lm_id job, actor;
     if (!id_field(r->job_id, &job) || !id_field(r->actor_id, &actor)) return;
     actors_call_done(s, actor);
@@ -776,6 +779,7 @@ static void direct_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, 
     lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
     if (code != LUMEN_OK) obj_set_failed(s, o, lm_status(code, "%s", r->status->message), out);
     else obj_set_result(s, o, r, "an actor call", out);
+    obj_maybe_release(s, o, deletes);
 }
 
 /* Marks a finished task's result and wakes what waits for it. */
@@ -783,7 +787,7 @@ static void task_done(scheduler *s, const Lumen__TaskResult *r, outbox *out, ptr
     lm_id id;
     if (!id_field(r->task_id, &id)) return;
     if (r->actor_id.len > 0) {
-        direct_result(s, r, id, out);
+        direct_result(s, r, id, out, deletes);
         return;
     }
     stask *t = lm_idmap_get(s->tasks, id);
@@ -806,7 +810,9 @@ static void task_done(scheduler *s, const Lumen__TaskResult *r, outbox *out, ptr
     task_unpin_args(s, t, deletes);
     if (is_actor_creation(t->spec)) actors_created(s, t, lm_ok(), out);
     sobj *o = lm_idmap_get(s->objs, lm_id_for_return(id, 0));
-    if (o != NULL) obj_set_result(s, o, r, t->spec->function, out);
+    if (o == NULL) return;
+    obj_set_result(s, o, r, t->spec->function, out);
+    obj_maybe_release(s, o, deletes); /* freed while it ran */
 }
 
 static void send_deletes(scheduler *s, ptr_vec *deletes);
@@ -950,10 +956,19 @@ static void handle_free(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     scheduler *s = ctx;
     const Lumen__FreeObjectsRequest *req = (const Lumen__FreeObjectsRequest *)msg;
     ptr_vec deletes = {0};
+    lm_id job;
+    bool has_job = id_field(req->job_id, &job);
+    static char mark;
     pthread_mutex_lock(&s->mu);
+    sjob *j = has_job ? lm_idmap_get(s->jobs, job) : NULL;
     for (size_t i = 0; i < req->n_object_ids; i++) {
         lm_id id;
-        sobj *o = id_field(req->object_ids[i], &id) ? lm_idmap_get(s->objs, id) : NULL;
+        if (!id_field(req->object_ids[i], &id)) continue;
+        sobj *o = lm_idmap_get(s->objs, id);
+        if (o == NULL && j != NULL) { /* not here yet: dropped when it comes */
+            if (j->freed_early == NULL) j->freed_early = lm_idmap_new();
+            lm_idmap_put(j->freed_early, id, &mark);
+        }
         if (o == NULL) continue;
         o->freed = true;
         obj_maybe_release(s, o, &deletes);
@@ -1011,6 +1026,7 @@ static void job_end(scheduler *s, sjob *j, outbox *out) {
     free(j->objs.ids);
     free(j->tasks.ids);
     free(j->actors.ids);
+    lm_idmap_free(j->freed_early);
     free(j);
 }
 
@@ -1206,6 +1222,7 @@ static void free_job_entry(void *arg, lm_id key, void *value) {
     free(j->objs.ids);
     free(j->tasks.ids);
     free(j->actors.ids);
+    lm_idmap_free(j->freed_early);
     free(j);
 }
 

@@ -147,6 +147,7 @@ static void queue_free(queue *q) {
 static size_t keep_latest_of(void *recs, size_t n, size_t size, void (*drop)(void *), lm_idmap *seen) {
     static char mark;
     char *base = recs;
+    if (n == 0) return 0; /* recs may be NULL */
     size_t keep = n;
     for (size_t i = n; i-- > 0;) {
         char *rec = base + i * size;

@@ -31,6 +31,8 @@
 /* TaskDone batches stay well below gRPC's 4 MiB receive limit. */
 #define REPORT_MAX_BYTES (2u << 20)
 #define REPORT_MAX_RESULTS 1000
+/* How long an actor call's report may wait for others to share a TaskDone. */
+#define ACTOR_REPORT_DELAY_MS 5
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 /* How long a stopping worker keeps trying to deliver its last reports. */
@@ -77,9 +79,16 @@ void worker_report_push(lm_worker *w, report *r) {
     if (w->reports_tail) w->reports_tail->next = r;
     else w->reports = r;
     w->reports_tail = r;
+    /* Actor calls' callers have their results already: their reports wait
+     * a little for company instead of costing the scheduler a call each.
+     * A task's report goes at once (someone waits on the scheduler). */
+    int64_t due = lm_id_is_zero(r->actor) ? 0 : (int64_t)lm_mono_ms() + ACTOR_REPORT_DELAY_MS;
+    if (w->reports == r || due < w->report_due_ms) w->report_due_ms = due;
     /* While a TaskDone is in flight its completion wakes the reporter;
-     * waking it for every result meanwhile would only cost a switch. */
-    if (!w->report_in_flight) pthread_cond_signal(&w->report_cond);
+     * waking it for every result meanwhile would only cost a switch. An
+     * idle reporter learns of the first report (and sets its timer), or
+     * of one that cannot wait. */
+    if (!w->report_in_flight && (due == 0 || w->reports == r)) pthread_cond_signal(&w->report_cond);
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -218,15 +227,18 @@ static void *reporter_main(void *arg) {
         bool idle = w->reports == NULL || w->report_in_flight;
         int64_t now = (int64_t)lm_mono_ms();
         if (give_up && (now >= give_up || (w->reports == NULL && !w->report_in_flight))) break;
-        if (idle || now < w->retry_at_ms) {
+        int64_t not_before = w->retry_at_ms > w->report_due_ms ? w->retry_at_ms : w->report_due_ms;
+        if (give_up) not_before = w->retry_at_ms; /* stopping: no more waiting for company */
+        if (idle || now < not_before) {
             int64_t until = give_up;
-            if (!idle && (until == 0 || w->retry_at_ms < until)) until = w->retry_at_ms;
+            if (!idle && (until == 0 || not_before < until)) until = not_before;
             wait_until(&w->report_cond, &w->mu, until);
             continue;
         }
         size_t n;
         report *items = take_batch(w, &n);
         w->report_in_flight = true;
+        w->report_due_ms = 0; /* what is left (over the batch limit) goes next */
         pthread_mutex_unlock(&w->mu);
         send_batch(w, items, n);
         pthread_mutex_lock(&w->mu);

@@ -87,6 +87,7 @@ struct lm_worker {
     library *libs;
     report *reports, *reports_tail; /* waiting to be sent */
     bool report_in_flight;
+    int64_t report_due_ms; /* monotonic: when the queued reports should go (0: now) */
     bool reporter_stop;
     int64_t retry_at_ms;
     unsigned backoff_ms;
