@@ -129,7 +129,7 @@ static void info_free(ProtobufCMessage *m) { protobuf_c_message_free_unpacked(m,
 static void answer_info(scheduler *s, lm_rpc_call *call, const sactor *a, outbox *out) {
     snode *w = lm_idmap_get(s->nodes, a->worker);
     Lumen__ActorInfo *info = info_build(a, w ? w->addr : NULL);
-    sched_outbox_add(out, (answer){call, &info->base, info_free, lm_ok()});
+    sched_outbox_reply(out, call, &info->base, info_free);
 }
 
 /* Asks worker `node` to stop the actor (no answer awaited). */
@@ -167,11 +167,11 @@ static void answer_wait(scheduler *s, actor_wait *w, sactor *a, outbox *out) {
     char h[LM_ID_HEX_LEN + 1];
     if (a != NULL) answer_info(s, w->call, a, out);
     else if (w->name)
-        sched_outbox_add(out, (answer){w->call, NULL, NULL, lm_status(LUMEN_NOT_FOUND, "no actor is named \"%s\"",
-                                                                      w->name)});
+        sched_outbox_fail(out, w->call, lm_status(LUMEN_NOT_FOUND, "no actor is named \"%s\"",
+                                                                      w->name));
     else
-        sched_outbox_add(out, (answer){w->call, NULL, NULL, lm_status(LUMEN_NOT_FOUND, "actor %s is unknown",
-                                                                      hex(w->id, h))});
+        sched_outbox_fail(out, w->call, lm_status(LUMEN_NOT_FOUND, "actor %s is unknown",
+                                                                      hex(w->id, h)));
     wait_free(w);
 }
 
@@ -199,7 +199,7 @@ void actors_expire_waits(scheduler *s, outbox *out) {
         char h[LM_ID_HEX_LEN + 1];
         lumen_status st = w->name ? lm_status(LUMEN_NOT_FOUND, "no actor named \"%s\" appeared in time", w->name)
                                   : lm_status(LUMEN_DEADLINE_EXCEEDED, "actor %s is not up yet", hex(w->id, h));
-        sched_outbox_add(out, (answer){w->call, NULL, NULL, st});
+        sched_outbox_fail(out, w->call, st);
         wait_free(w);
     }
     s->actor_waits.n = keep;
@@ -343,7 +343,7 @@ void actors_free_all(scheduler *s) {
     outbox out = {0};
     for (size_t i = 0; i < s->actor_waits.n; i++) {
         actor_wait *w = s->actor_waits.items[i];
-        sched_outbox_add(&out, (answer){w->call, NULL, NULL, lm_status(LUMEN_UNAVAILABLE, "the scheduler is stopping")});
+        sched_outbox_fail(&out, w->call, lm_status(LUMEN_UNAVAILABLE, "the scheduler is stopping"));
         wait_free(w);
     }
     free(s->actor_waits.items);
@@ -381,9 +381,8 @@ void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     if (a != NULL) { /* a resubmission: the same actor */
         answer_info(s, call, a, &out);
     } else if (named != NULL) {
-        sched_outbox_add(&out, (answer){call, NULL, NULL,
-                                        lm_status(LUMEN_ALREADY_EXISTS, "an actor named \"%s\" already exists (%s)",
-                                                  req->name, hex(named->id, h))});
+        sched_outbox_fail(&out, call, lm_status(LUMEN_ALREADY_EXISTS, "an actor named \"%s\" already exists (%s)",
+                                                  req->name, hex(named->id, h)));
     } else {
         a = calloc(1, sizeof *a);
         a->id = id;

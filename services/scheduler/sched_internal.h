@@ -8,6 +8,7 @@
 #define LM_SCHED_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -91,7 +92,7 @@ struct waiter {
     size_t n;
     size_t need, have;
     bool done;
-    int refs; /* the call's, plus one per object list it is on */
+    atomic_int refs; /* the call's (until it is answered), plus one per object list it is on */
 };
 
 /* A call to answer once `mu` is released. */
@@ -100,6 +101,10 @@ typedef struct answer {
     ProtobufCMessage *reply; /* NULL: fail with st */
     void (*reply_free)(ProtobufCMessage *);
     lumen_status st;
+    /* NULL, or run once the answer is sent: the call's on_cancel (which
+     * may run until then) can use what this releases. */
+    void (*after)(void *arg);
+    void *after_arg;
 } answer;
 
 typedef struct outbox {
@@ -132,6 +137,9 @@ struct scheduler {
 void sched_id_push(id_vec *v, lm_id id);
 void sched_ptr_push(ptr_vec *v, void *p);
 void sched_outbox_add(outbox *o, answer a);
+/* Shorthands: answer with a heap reply (freed with reply_free once sent), or fail. */
+void sched_outbox_reply(outbox *o, lm_rpc_call *call, ProtobufCMessage *reply, void (*reply_free)(ProtobufCMessage *));
+void sched_outbox_fail(outbox *o, lm_rpc_call *call, lumen_status st);
 /* Answers everything collected; call without `mu`. */
 void sched_outbox_send(outbox *o);
 

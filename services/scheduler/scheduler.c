@@ -51,6 +51,14 @@ void sched_outbox_add(outbox *o, answer a) {
     o->items[o->n++] = a;
 }
 
+void sched_outbox_reply(outbox *o, lm_rpc_call *call, ProtobufCMessage *reply, void (*reply_free)(ProtobufCMessage *)) {
+    sched_outbox_add(o, (answer){call, reply, reply_free, lm_ok(), NULL, NULL});
+}
+
+void sched_outbox_fail(outbox *o, lm_rpc_call *call, lumen_status st) {
+    sched_outbox_add(o, (answer){call, NULL, NULL, st, NULL, NULL});
+}
+
 /* Answers everything collected; call without `mu`. */
 void sched_outbox_send(outbox *o) {
     for (size_t i = 0; i < o->n; i++) {
@@ -61,6 +69,7 @@ void sched_outbox_send(outbox *o) {
         } else {
             lm_rpc_fail_status(a->call, a->st);
         }
+        if (a->after != NULL) a->after(a->after_arg);
     }
     free(o->items);
     o->items = NULL;
@@ -105,10 +114,12 @@ static sobj *obj_new(scheduler *s, lm_id id, lm_id job) {
 }
 
 static void waiter_unref(waiter *w) {
-    if (--w->refs > 0) return;
+    if (atomic_fetch_sub(&w->refs, 1) > 1) return;
     free(w->ids);
     free(w);
 }
+
+static void waiter_release(void *arg) { waiter_unref(arg); }
 
 /* Takes a finished waiter off the lists of ids it waited for unseen. */
 static void unknown_detach(scheduler *s, waiter *w) {
@@ -117,7 +128,7 @@ static void unknown_detach(scheduler *s, waiter *w) {
         for (size_t k = 0; list != NULL && k < list->n; k++) {
             if (list->items[k] != w) continue;
             list->items[k] = list->items[--list->n];
-            w->refs--; /* never the last: the caller holds one */
+            atomic_fetch_sub(&w->refs, 1); /* never the last: the caller holds one */
             break;
         }
         if (list != NULL && list->n == 0) {
@@ -240,8 +251,9 @@ static void waiter_answer(scheduler *s, waiter *w, outbox *out) {
     w->done = true;
     unknown_detach(s, w);
     Lumen__WaitObjectsReply *r = wait_reply_build(s, w->ids, w->n);
-    sched_outbox_add(out, (answer){w->call, &r->base, wait_reply_free, lm_ok()});
-    waiter_unref(w); /* the call's reference */
+    /* The call's reference goes once the answer is out: until then its
+     * on_cancel may still run and look at w. */
+    sched_outbox_add(out, (answer){w->call, &r->base, wait_reply_free, lm_ok(), waiter_release, w});
 }
 
 static void waiters_recount(scheduler *s, sobj *o, outbox *out) {
@@ -851,7 +863,7 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     }
     /* num_ready 0 asks for the states as they are, without waiting. */
     w->need = req->num_ready > n ? n : req->num_ready;
-    w->refs = 1;
+    atomic_init(&w->refs, 1);
     outbox out = {0};
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < n; i++) {
@@ -862,7 +874,7 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
         waiter_answer(s, w, &out);
     } else if (!lm_rpc_call_on_cancel(call, on_wait_cancel, w)) {
         w->done = true;
-        sched_outbox_add(&out, (answer){call, NULL, NULL, lm_status(LUMEN_CANCELLED, "wait cancelled")});
+        sched_outbox_fail(&out, call, lm_status(LUMEN_CANCELLED, "wait cancelled"));
         waiter_unref(w);
     } else {
         for (size_t i = 0; i < n; i++) {
@@ -870,7 +882,7 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
             ptr_vec *list = o != NULL ? (o->state == OBJ_PENDING ? &o->waiters : NULL) : unknown_list(s, w->ids[i]);
             if (list != NULL) {
                 sched_ptr_push(list, w);
-                w->refs++;
+                atomic_fetch_add(&w->refs, 1);
             }
         }
     }
