@@ -3,6 +3,7 @@
 #include "node_agent.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,11 +13,28 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
+/* The scheduler answers a watch within its lease (30 s); this covers it. */
+#define WATCH_DEADLINE_MS (60 * 1000)
+
+/* The open WatchNode call's state. It outlives the agent while a call is
+ * in flight: the call's completion runs on the RPC client's thread, which
+ * may be after the agent is freed (the client cancels it when it is freed,
+ * and the scheduler then sees the node go). */
+typedef struct watch {
+    atomic_int refs; /* the agent's, plus the call in flight's */
+    pthread_mutex_t mu;
+    bool in_flight, stopping;
+    lm_rpc_client *rpc;
+    char *scheduler_addr;
+    lm_rpc_method method;
+    lm_id node_id;
+} watch;
 
 struct lm_node_agent {
     lm_node_agent_opts opts; /* strings below are the agent's copies */
     char *scheduler_addr, *kind, *addr, *objstore_addr;
     lm_rpc_method register_method, heartbeat_method;
+    watch *watch;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;
@@ -88,6 +106,60 @@ static bool heartbeat_once(lm_node_agent *a) {
     return !again;
 }
 
+static void watch_unref(watch *w) {
+    if (atomic_fetch_sub(&w->refs, 1) > 1) return;
+    pthread_mutex_destroy(&w->mu);
+    free(w->scheduler_addr);
+    free(w);
+}
+
+static void watch_start_locked(watch *w);
+
+static void watch_done(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    watch *w = arg;
+    lm_rpc_message_free(reply);
+    pthread_mutex_lock(&w->mu);
+    w->in_flight = false;
+    /* A lease that ran its course is renewed at once; after a failure the
+     * agent's next beat tries again (no spinning on a scheduler that is down). */
+    if (LM_IS_OK(st) && !w->stopping) watch_start_locked(w);
+    pthread_mutex_unlock(&w->mu);
+    watch_unref(w);
+}
+
+static void watch_start_locked(watch *w) {
+    if (w->in_flight || w->stopping) return;
+    Lumen__WatchNodeRequest req = LUMEN__WATCH_NODE_REQUEST__INIT;
+    req.node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->node_id.bytes};
+    atomic_fetch_add(&w->refs, 1);
+    w->in_flight = true;
+    lumen_status st = lm_rpc_unary_async(w->rpc, w->scheduler_addr, w->method, &req.base, WATCH_DEADLINE_MS,
+                                         watch_done, w);
+    if (!LM_IS_OK(st)) {
+        w->in_flight = false;
+        atomic_fetch_sub(&w->refs, 1); /* never the last: the agent holds one */
+    }
+}
+
+/* Opens the watch if none is open (each beat: it recovers from failures). */
+static void watch_ensure(lm_node_agent *a) {
+    pthread_mutex_lock(&a->watch->mu);
+    watch_start_locked(a->watch);
+    pthread_mutex_unlock(&a->watch->mu);
+}
+
+static watch *watch_new(const lm_node_agent *a) {
+    watch *w = calloc(1, sizeof *w);
+    if (w == NULL) return NULL;
+    atomic_init(&w->refs, 1);
+    pthread_mutex_init(&w->mu, NULL);
+    w->rpc = a->opts.rpc;
+    w->scheduler_addr = strdup(a->scheduler_addr);
+    w->node_id = a->opts.node_id;
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "WatchNode", &w->method);
+    return w;
+}
+
 static void *agent_main(void *arg) {
     lm_node_agent *a = arg;
     uint32_t backoff = BACKOFF_MIN_MS;
@@ -101,8 +173,11 @@ static void *agent_main(void *arg) {
         }
         lm_info("registered with the scheduler at %s as %s %s", a->scheduler_addr, a->kind, a->addr);
         backoff = BACKOFF_MIN_MS;
-        while (nap(a, a->interval_ms))
+        if (a->watch != NULL) watch_ensure(a);
+        while (nap(a, a->interval_ms)) {
             if (!heartbeat_once(a)) break; /* the scheduler forgot us: register again */
+            if (a->watch != NULL) watch_ensure(a);
+        }
         pthread_mutex_lock(&a->mu);
         bool stopping = a->stopping;
         pthread_mutex_unlock(&a->mu);
@@ -128,6 +203,7 @@ lumen_status lm_node_agent_start(const lm_node_agent_opts *opts, lm_node_agent *
     lm_rpc_method_find(&lumen__scheduler__descriptor, "Heartbeat", &a->heartbeat_method);
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cond, NULL);
+    a->watch = watch_new(a); /* without it (no memory), death is noticed by heartbeats only */
     pthread_create(&a->thread, NULL, agent_main, a);
     *out = a;
     return lm_ok();
@@ -147,6 +223,12 @@ void lm_node_agent_free(lm_node_agent *a) {
     pthread_cond_broadcast(&a->cond);
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->thread, NULL);
+    if (a->watch != NULL) {
+        pthread_mutex_lock(&a->watch->mu);
+        a->watch->stopping = true; /* the open call ends when the RPC client is freed */
+        pthread_mutex_unlock(&a->watch->mu);
+        watch_unref(a->watch);
+    }
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cond);
     free(a->scheduler_addr);

@@ -2,7 +2,10 @@
  * node_agent.h - a worker's or object store's membership in the cluster:
  * registers with the scheduler, then heartbeats until freed. Runs in its own
  * thread; registration is retried with backoff while the scheduler is
- * unreachable, and repeated when the scheduler asks (it restarted).
+ * unreachable, and repeated when the scheduler asks (it restarted). It also
+ * keeps a WatchNode call open, so the scheduler learns of the node's death
+ * from its broken connection at once (heartbeats are the fallback for a
+ * node that hangs or a network that drops packets silently).
  */
 #ifndef LM_NODE_AGENT_H
 #define LM_NODE_AGENT_H

@@ -42,6 +42,7 @@ int main(int argc, char **argv) {
     int sig = lm_service_wait_for_stop();
     lm_info("signal %d: stopping", sig);
     atomic_store(&health.serving, false);
+    scheduler_stop(sched); /* the calls the shutdown cancels are not nodes dying */
     lm_rpc_server_shutdown(srv, 2000);
     lm_rpc_server_free(srv);
     scheduler_free(sched);

@@ -47,6 +47,7 @@ typedef struct snode {
     lm_id objstore_id;
     uint64_t memory_limit, bytes_used;
     unsigned actors; /* hosted (placed and not dead), for spreading them */
+    struct node_watch *watch; /* its open WatchNode call, if any */
 } snode;
 
 typedef struct waiter waiter;

@@ -689,6 +689,97 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     lm_rpc_reply(call, &reply.base);
 }
 
+/* A node's open WatchNode call: answered when its lease ends, or taken as
+ * the node's death when it is cancelled first (the node's connection broke). */
+#define WATCH_LEASE_MS 30000
+
+typedef struct node_watch {
+    scheduler *s;
+    lm_rpc_call *call;
+    lm_id node;
+    uint64_t ends_ms; /* monotonic */
+    bool done;        /* answered, or being answered */
+} node_watch;
+
+static void watch_free(void *arg) { free(arg); }
+
+static void watch_reply_free(ProtobufCMessage *m) { free(m); }
+
+/* Ends a watch with OK (its lease is over, or a newer one replaces it). mu held. */
+static void watch_end(node_watch *w, outbox *out) {
+    w->done = true;
+    Lumen__WatchNodeReply *reply = malloc(sizeof *reply);
+    lumen__watch_node_reply__init(reply);
+    reply->lease_ms = WATCH_LEASE_MS;
+    sched_outbox_add(out, (answer){w->call, &reply->base, watch_reply_free, lm_ok(), watch_free, w});
+}
+
+static void on_watch_cancel(lm_rpc_call *call, void *arg) {
+    node_watch *w = arg;
+    scheduler *s = w->s;
+    outbox out = {0};
+    pthread_mutex_lock(&s->mu);
+    bool mine = !w->done;
+    snode *n = mine ? lm_idmap_get(s->nodes, w->node) : NULL;
+    if (mine) w->done = true;
+    if (n != NULL && n->watch == w) n->watch = NULL;
+    else n = NULL;
+    if (n != NULL && s->stopping) n = NULL; /* our own shutdown cancelled it */
+    if (n != NULL) {
+        node_lost(s, n, "its connection to the scheduler broke", &out);
+        sched_dispatch(s, &out);
+    }
+    pthread_mutex_unlock(&s->mu);
+    sched_outbox_send(&out);
+    if (!mine) return; /* the answer under way frees it */
+    if (n != NULL) lm_redis_node_mark_dead(s->redis, w->node);
+    lm_rpc_fail(call, LUMEN_CANCELLED, "the watch was cancelled");
+    free(w);
+}
+
+static void handle_watch(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+    scheduler *s = ctx;
+    const Lumen__WatchNodeRequest *req = (const Lumen__WatchNodeRequest *)msg;
+    lm_id id;
+    if (!id_field(req->node_id, &id)) {
+        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "WatchNode needs a 16-byte node_id");
+        return;
+    }
+    node_watch *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        lm_rpc_fail(call, LUMEN_RESOURCE_EXHAUSTED, "the scheduler is out of memory");
+        return;
+    }
+    *w = (node_watch){s, call, id, lm_mono_ms() + WATCH_LEASE_MS, false};
+    outbox out = {0};
+    pthread_mutex_lock(&s->mu);
+    snode *n = lm_idmap_get(s->nodes, id);
+    if (n == NULL || !n->alive) {
+        sched_outbox_fail(&out, call, lm_status(LUMEN_NOT_FOUND, "register the node before watching it"));
+        free(w);
+    } else if (!lm_rpc_call_on_cancel(call, on_watch_cancel, w)) {
+        sched_outbox_fail(&out, call, lm_status(LUMEN_CANCELLED, "the watch was cancelled"));
+        free(w);
+    } else {
+        if (n->watch != NULL) watch_end(n->watch, &out);
+        n->watch = w;
+    }
+    pthread_mutex_unlock(&s->mu);
+    sched_outbox_send(&out);
+}
+
+/* Answers the watches whose lease ended (the monitor calls it). mu held. */
+static void watches_renew(scheduler *s, outbox *out) {
+    uint64_t now = lm_mono_ms();
+    for (size_t i = 0; i < s->node_list.n; i++) {
+        snode *n = s->node_list.items[i];
+        if (n->watch != NULL && (now >= n->watch->ends_ms || !n->alive)) {
+            watch_end(n->watch, out);
+            n->watch = NULL;
+        }
+    }
+}
+
 static void handle_heartbeat(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     scheduler *s = ctx;
     const Lumen__HeartbeatRequest *req = (const Lumen__HeartbeatRequest *)msg;
@@ -1138,6 +1229,7 @@ static void *monitor_main(void *arg) {
         }
         if (dead.n > 0) sched_dispatch(s, &out);
         actors_expire_waits(s, &out);
+        watches_renew(s, &out);
         pthread_mutex_unlock(&s->mu);
         sched_outbox_send(&out);
         for (size_t i = 0; i < dead.n; i++) {
@@ -1156,6 +1248,7 @@ static void *monitor_main(void *arg) {
 static const lm_rpc_method_impl scheduler_methods[] = {
     {"RegisterNode", LM_RPC_UNARY, handle_register},
     {"Heartbeat", LM_RPC_UNARY, handle_heartbeat},
+    {"WatchNode", LM_RPC_UNARY, handle_watch},
     {"SubmitTasks", LM_RPC_UNARY, handle_submit},
     {"TaskDone", LM_RPC_UNARY, handle_task_done},
     {"WaitObjects", LM_RPC_UNARY, handle_wait},
@@ -1236,6 +1329,12 @@ static void free_job_entry(void *arg, lm_id key, void *value) {
     free(j->actors.ids);
     lm_idmap_free(j->freed_early);
     free(j);
+}
+
+void scheduler_stop(scheduler *s) {
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void scheduler_free(scheduler *s) {

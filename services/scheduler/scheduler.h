@@ -19,6 +19,10 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out);
 /* Adds lumen.Scheduler to a server (before it starts). */
 lumen_status scheduler_add_service(scheduler *s, lm_rpc_server *srv);
 
+/* The scheduler is going away: from now on a node's watch that ends is not
+ * taken as the node's death. Call before shutting the RPC server down. */
+void scheduler_stop(scheduler *s);
+
 /* Stops the threads and frees everything. Call after the RPC server is shut
  * down. NULL-safe. */
 void scheduler_free(scheduler *s);
