@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lumen/lumen.h>
@@ -447,6 +449,62 @@ static void most_frequent_word(void) {
     unlink(corpus);
 }
 
+static uint64_t wall_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/*
+ * From a worker's SIGKILL to its tasks running again elsewhere, on a
+ * cluster of its own: one worker runs two long tasks, a second worker
+ * joins, the first is killed; the re-runs report when they started.
+ */
+static void worker_death_recovery(void) {
+    lm_test_cluster *small = NULL;
+    lm_test_cluster_opts opts = {.workers = 1, .slots = 2};
+    lumen_status st = lm_test_cluster_start(&opts, &small);
+    if (!LM_IS_OK(st)) die("recovery cluster", st);
+    lumen_client *c = NULL;
+    st = lumen_connect(lm_test_cluster_scheduler(small), NULL, &c);
+    lumen_ref refs[2];
+    lumen_arg long_sleep = lumen_arg_bytes("60000", 5);
+    for (int i = 0; LM_IS_OK(st) && i < 2; i++) st = lumen_call(c, "bench.started_at", &long_sleep, 1, NULL, &refs[i]);
+    if (LM_IS_OK(st)) st = lm_test_cluster_add_worker(small, NULL);
+    if (LM_IS_OK(st)) st = lm_test_cluster_wait_nodes(small, 3, 20000); /* 2 workers + the store */
+    if (!LM_IS_OK(st)) {
+        lm_test_cluster_stop(small);
+        die("recovery setup", st);
+    }
+    lm_test_sleep_ms(500); /* both tasks run on worker 0 by now */
+    uint64_t killed = wall_us();
+    lm_test_cluster_kill_worker(small, 0, SIGKILL);
+    double first = 1e18, last = 0;
+    int rerun = 0;
+    for (int i = 0; i < 2; i++) {
+        lumen_bytes out = {0};
+        st = lumen_get(c, refs[i], 30000, &out);
+        if (!LM_IS_OK(st)) break;
+        unsigned long long started = 0;
+        unsigned attempt = 0;
+        char text[64] = "";
+        memcpy(text, out.data, out.len < sizeof text - 1 ? out.len : sizeof text - 1);
+        if (sscanf(text, "%llu %u", &started, &attempt) == 2 && attempt > 0) {
+            double ms = ((double)started - (double)killed) / 1000.0;
+            first = ms < first ? ms : first;
+            last = ms > last ? ms : last;
+            rerun++;
+        }
+        lumen_bytes_free(&out);
+    }
+    lumen_close(c);
+    lm_test_cluster_stop(small);
+    if (!LM_IS_OK(st)) die("recovery get", st);
+    printf("worker_death_recovery: %.1f ms (SIGKILL of a worker to its tasks running again on another; "
+           "%d of 2 re-run, the last after %.1f ms)\n",
+           rerun ? first : -1.0, rerun, last);
+}
+
 int main(int argc, char **argv) {
     int workers = 2, slots = 2;
     for (int i = 1; i < argc; i++) {
@@ -481,5 +539,7 @@ int main(int argc, char **argv) {
     if (wanted_in("actors", "actor_creation")) actor_creation();
     if (wanted("most_frequent_word")) most_frequent_word();
     lm_test_cluster_stop(cluster);
+    cluster = NULL;
+    if (wanted("worker_death_recovery")) worker_death_recovery();
     return 0;
 }

@@ -8,7 +8,7 @@ set -euo pipefail
 
 BUILD_PACKAGES="cmake make gcc pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libhiredis-dev libconfig-dev libcunit1-dev"
-TEST_PACKAGES="redis-server redis-tools clang libclang-rt-14-dev procps"
+TEST_PACKAGES="redis-server redis-tools clang libclang-rt-14-dev procps openssl"
 RUNTIME_PACKAGES="libgrpc29 libprotobuf-c1 libhiredis0.14 libconfig9 redis-tools ca-certificates"
 
 missing() {

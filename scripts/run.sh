@@ -20,8 +20,10 @@ chunks=${LUMEN_CHUNKS:-16}
 "$root/scripts/build.sh" "$build"
 bin=$build/bin
 
-# A private run dir: this run's logs and pid files, removed at the end.
+# A private run dir: this run's logs, pid files and token, removed at the
+# end. Exported: the programs below find the cluster's token there.
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/lumen-run.XXXXXX")
+export LUMEN_RUN_DIR=$run_dir
 cleanup() {
     "$bin/lumen" stop --run-dir "$run_dir" >/dev/null 2>&1 || true
     rm -rf "$run_dir"

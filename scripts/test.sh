@@ -2,7 +2,8 @@
 # test.sh - the README's test command. On a fresh Debian 12 machine: installs
 # what is missing, builds, runs every test (they start their own redis-server
 # and Lumen services on free loopback ports and stop them), then builds and
-# runs the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# runs the whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# then gives every fuzz target a short run (scripts/fuzz.sh, docs/fuzzing.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,3 +22,5 @@ suite() {
 suite "$root/build"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   suite "$root/build-asan" -DLUMEN_SANITIZE=ON -DLUMEN_BENCH=OFF
+# About a minute in all: a smoke test of the fuzz targets, not a campaign.
+scripts/fuzz.sh 10

@@ -557,6 +557,17 @@ static void client_free(lumen_client *c) {
     free(c);
 }
 
+/* The usual causes of a refused connection, for its message. */
+static const char *connect_hint(lumen_code code, const lm_rpc_tls *tls) {
+    if (code == LUMEN_UNAUTHENTICATED) return " (its token: opts.token, LUMEN_TOKEN or `lumen start`'s run dir)";
+    if (code != LUMEN_UNAVAILABLE) return "";
+    return tls->ca_file[0] ? " (is it up? Over TLS: are tls_ca, tls_cert and tls_key right?)"
+                           : " (is it up? Does it want TLS: tls_ca or LUMEN_TLS_CA?)";
+}
+
+/* A connect option if given, else its environment variable. */
+static const char *opt_or_env(const char *opt, const char *env) { return opt != NULL ? opt : env_or(env, ""); }
+
 lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, lumen_client **out) {
     *out = NULL;
     lm_process_tune_malloc();
@@ -576,7 +587,11 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
     lm_rpc_method_find(&lumen__scheduler__descriptor, "EndJob", &c->end_job);
     actor_client_init(c);
     char *token = lm_cluster_token(opts ? opts->token : NULL, NULL);
-    lm_rpc_client_opts ropts = {.token = token};
+    lm_rpc_client_opts ropts = {
+        .token = token,
+        .tls = {opt_or_env(opts ? opts->tls_cert : NULL, "LUMEN_TLS_CERT"),
+                opt_or_env(opts ? opts->tls_key : NULL, "LUMEN_TLS_KEY"),
+                opt_or_env(opts ? opts->tls_ca : NULL, "LUMEN_TLS_CA")}};
     lumen_status st = lm_rpc_client_new(&ropts, &c->rpc);
     free(token);
     if (LM_IS_OK(st)) st = refresh_stores(c);
@@ -588,7 +603,8 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
         st = job_call(c, c->start_job);
     }
     if (!LM_IS_OK(st)) {
-        st = lm_status_wrap(st, "cannot connect to the Lumen scheduler at %s", c->address);
+        st = lm_status_wrap(st, "cannot connect to the Lumen scheduler at %s%s", c->address,
+                            connect_hint(st.code, &ropts.tls));
         client_free(c);
         return st;
     }

@@ -27,6 +27,7 @@ typedef struct options {
     const char *address; /* NULL: lumen_connect's default */
     const char *input;
     const char *token;
+    const char *tls_ca, *tls_cert, *tls_key; /* NULL: $LUMEN_TLS_CA, ... */
     const char *library; /* a .so to upload, or NULL: the workers' library path */
     size_t chunks;
     size_t actors; /* actors-exact: how many counters the chunks are dealt to */
@@ -66,7 +67,7 @@ static void usage(const wc_program *p, FILE *f) {
     fprintf(f,
             "usage: %s --input FILE [--address HOST:PORT] [--chunks N]%s\n"
             "          [--method exact|actors-exact%s|local] [--actors N] [--token T] [--library LIB.so]\n"
-            "          [--timeout SECONDS]\n"
+            "          [--timeout SECONDS] [--tls-ca FILE --tls-cert FILE --tls-key FILE]\n"
             "%s\n"
             "  --input FILE       the text to count (words: runs of non-whitespace bytes)\n"
             "  --address A        the scheduler (default: $LUMEN_ADDRESS, else 127.0.0.1:7400)\n"
@@ -79,7 +80,11 @@ static void usage(const wc_program *p, FILE *f) {
             "%s"
             "                     local: one thread in this process\n"
             "  --actors N         actors-exact: how many counting actors (default 4)\n"
-            "  --token T          the cluster's token (default: $LUMEN_TOKEN)\n"
+            "  --token T          the cluster's token (default: $LUMEN_TOKEN, else the token\n"
+            "                     file of `lumen start` on this machine)\n"
+            "  --tls-ca FILE      TLS: the CA of the services' certificates (default $LUMEN_TLS_CA)\n"
+            "  --tls-cert FILE    TLS: this client's certificate and key, PEM (default\n"
+            "  --tls-key FILE     $LUMEN_TLS_CERT, $LUMEN_TLS_KEY)\n"
             "  --library LIB.so   upload this function library instead of using the workers'\n"
             "  --timeout SECONDS  give up after this long (default 600)\n",
             p->name, p->top_flag ? " [--top K]" : "", p->seed_method ? "|seed|actors" : "", p->summary,
@@ -132,6 +137,9 @@ static int parse_args(const wc_program *p, int argc, char **argv, options *o) {
         if (strcmp(a, "--input") == 0) o->input = v;
         else if (strcmp(a, "--address") == 0) o->address = v;
         else if (strcmp(a, "--token") == 0) o->token = v;
+        else if (strcmp(a, "--tls-ca") == 0) o->tls_ca = v;
+        else if (strcmp(a, "--tls-cert") == 0) o->tls_cert = v;
+        else if (strcmp(a, "--tls-key") == 0) o->tls_key = v;
         else if (strcmp(a, "--library") == 0) o->library = v;
         else if (strcmp(a, "--chunks") == 0) {
             if (!parse_count(v, 1u << 20, &o->chunks)) return bad_args(p, "--chunks wants 1..1048576, not \"%s\"", v);
@@ -407,7 +415,8 @@ static int put_chunks(run *r, const size_t *bounds) {
 }
 
 static int connect_cluster(run *r) {
-    lumen_connect_opts copts = {.token = r->opt->token};
+    lumen_connect_opts copts = {
+        .token = r->opt->token, .tls_ca = r->opt->tls_ca, .tls_cert = r->opt->tls_cert, .tls_key = r->opt->tls_key};
     lumen_status st = lumen_connect(r->opt->address, &copts, &r->client);
     if (st.code != LUMEN_OK) return fail(r, "connect", st);
     if (r->opt->library == NULL) return 0;

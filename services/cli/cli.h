@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "rpc.h"
 #include "status.h"
 
 /* ---- arguments (args.c) ---- */
@@ -59,9 +60,30 @@ const char *cli_run_dir(const char *flag);
  * Returns a malloc'ed string. */
 char *cli_token(const char *flag, const char *run_dir);
 
-/* Small files in the run dir: "<run_dir>/<name>" holding one line. */
+/* The run dir is a directory of ours that no one else may write to: the
+ * token is written there, and others must not swap files under it. */
+lumen_status cli_run_dir_check(const char *run_dir);
+
+/* Small files in the run dir: "<run_dir>/<name>" holding one line, created
+ * with exactly `mode` (never through a link or a file left there). */
 lumen_status cli_write_file(const char *run_dir, const char *name, const char *text, mode_t mode);
 bool cli_read_file(const char *run_dir, const char *name, char *out, size_t cap);
+void cli_remove_file(const char *run_dir, const char *name);
+
+/* ---- the cluster's token and the CLI's RPC client (auth.c) ---- */
+
+#define CLI_TOKEN_BYTES 32 /* random bytes of a generated token (64 hex digits) */
+#define CLI_TOKEN_MAX 200  /* longest token accepted (the run dir's reader keeps 255) */
+
+/* A new random token (getrandom): CLI_TOKEN_BYTES as hex; free(*out). */
+lumen_status cli_token_new(char **out);
+
+/* Printable ASCII without spaces, at most CLI_TOKEN_MAX characters. */
+bool cli_token_valid(const char *token);
+
+/* An RPC client carrying token (may be "") and the TLS material of the
+ * configuration in the environment (LUMEN_TLS_CERT, _KEY, _CA). */
+lumen_status cli_rpc_client_new(const char *token, lm_rpc_client **out);
 
 /* A process `lumen start` runs in the background, known by its pid file
  * <run_dir>/pids/<name>.pid ("<pid> <start time in clock ticks>"). */

@@ -24,7 +24,7 @@ static const cli_command health_cmd = {
     "health", "HOST:PORT [--token T] [--timeout SECONDS]",
     "Asks the Lumen service at HOST:PORT whether it is serving; prints its role and node id.\n"
     "Exit status: 0 serving, 1 not serving or unreachable, 2 bad arguments.",
-    NULL, health_flags, 1,
+    "TLS: the certificate files of LUMEN_TLS_CA, LUMEN_TLS_CERT and LUMEN_TLS_KEY.\n", health_flags, 1,
 };
 
 int cli_cmd_health(int argc, char **argv) {
@@ -42,16 +42,16 @@ int cli_cmd_health(int argc, char **argv) {
     char *token = cli_token(f.token, cli_run_dir(f.run_dir));
     lm_rpc_init();
     lm_rpc_client *cli = NULL;
-    lm_rpc_client_opts copts = {.token = token, .wait_for_ready = false};
     char *role = NULL;
     lm_id node;
-    lumen_status st = lm_rpc_client_new(&copts, &cli);
+    lumen_status st = cli_rpc_client_new(token, &cli);
     if (LM_IS_OK(st)) st = lm_health_check(cli, args[0], timeout_s * 1000, &role, &node);
     if (LM_IS_OK(st)) {
         char hex[LM_ID_HEX_LEN + 1];
         printf("%s: %s SERVING (node %s)\n", args[0], role, lm_id_is_zero(node) ? "-" : lm_id_to_hex(node, hex));
     } else {
-        fprintf(stderr, "lumen health: %s: %s\n", args[0], st.msg);
+        fprintf(stderr, "lumen health: %s: %s%s\n", args[0], st.msg,
+                st.code == LUMEN_UNAUTHENTICATED ? " (give it with --token, LUMEN_TOKEN or --run-dir)" : "");
     }
     free(role);
     lm_rpc_client_free(cli);

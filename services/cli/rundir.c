@@ -25,15 +25,31 @@ static void path_of(char *out, size_t cap, const char *run_dir, const char *name
     snprintf(out, cap, "%s/%s", run_dir, name);
 }
 
+lumen_status cli_run_dir_check(const char *run_dir) {
+    struct stat st;
+    if (lstat(run_dir, &st) != 0) return lm_status_errno(LUMEN_IO, errno, run_dir);
+    if (!S_ISDIR(st.st_mode)) return lm_status(LUMEN_FAILED_PRECONDITION, "run dir %s is not a directory", run_dir);
+    if (st.st_uid != geteuid())
+        return lm_status(LUMEN_FAILED_PRECONDITION, "run dir %s belongs to uid %u, not to you: pick another --run-dir",
+                         run_dir, (unsigned)st.st_uid);
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return lm_status(LUMEN_FAILED_PRECONDITION, "run dir %s is writable by others (chmod go-w %s)", run_dir,
+                         run_dir);
+    return lm_ok();
+}
+
 lumen_status cli_write_file(const char *run_dir, const char *name, const char *text, mode_t mode) {
     char path[768], tmp[800];
     path_of(path, sizeof path, run_dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    /* Written whole, then renamed: a reader never sees half a file. */
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* Written whole, then renamed: a reader never sees half a file. A fresh
+     * file (O_EXCL, no link followed) gets exactly `mode`, whatever was left
+     * under the name before. */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) return lm_status_errno(LUMEN_IO, errno, tmp);
     size_t len = strlen(text);
-    bool ok = write(fd, text, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
+    bool ok = fchmod(fd, mode) == 0 && write(fd, text, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
     int err = errno;
     if (close(fd) != 0 && ok) ok = false, err = errno;
     if (!ok || rename(tmp, path) != 0) {
@@ -42,6 +58,12 @@ lumen_status cli_write_file(const char *run_dir, const char *name, const char *t
         return lm_status_errno(LUMEN_IO, err, path);
     }
     return lm_ok();
+}
+
+void cli_remove_file(const char *run_dir, const char *name) {
+    char path[768];
+    path_of(path, sizeof path, run_dir, name);
+    unlink(path);
 }
 
 bool cli_read_file(const char *run_dir, const char *name, char *out, size_t cap) {

@@ -28,6 +28,7 @@
 #include "health.h"
 #include "redis_state.h"
 #include "rpc.h"
+#include "rundir.h"
 
 #define MAX_WORKERS 256
 #define MAX_SERVICES (MAX_WORKERS + 3)
@@ -39,6 +40,15 @@ typedef struct service {
     char local[300];  /* where this machine checks its health */
     char log[700];
 } service;
+
+/* Where the cluster's token came from: it decides what start says. */
+typedef enum token_source {
+    TOKEN_NEW,     /* generated here (a head given none) */
+    TOKEN_GIVEN,   /* --token or $LUMEN_TOKEN */
+    TOKEN_RUN_DIR, /* the run dir's token file (a join on the head's machine) */
+    TOKEN_NONE,    /* --token "": no authentication, on purpose */
+    TOKEN_MISSING, /* a join that found none: the scheduler decides */
+} token_source;
 
 typedef struct plan {
     bool head, own_redis;
@@ -53,7 +63,9 @@ typedef struct plan {
     long workers, slots;
     const char *objstore_memory, *log_level;
     int64_t timeout_ms;
-    char *token;
+    char *token;            /* "": none */
+    token_source token_from;
+    lm_config cfg;          /* the environment's: Redis password, TLS */
     uint64_t started_ms; /* wall clock: registrations older than this are not ours */
     service svc[MAX_SERVICES];
     size_t n;
@@ -79,7 +91,8 @@ static const cli_flag start_flags[] = {
     {"objstore-memory", "SIZE", "object store memory before spilling to disk, e.g. 2GiB", &f.memory},
     {"run-dir", "DIR", "logs, pid files, scratch (default $LUMEN_RUN_DIR, else /tmp/lumen-<uid>)",
      &f.run_dir},
-    {"token", "T", "the cluster's token: every call must carry it (default $LUMEN_TOKEN)", &f.token},
+    {"token", "T", "the cluster's token: every call must carry it (default $LUMEN_TOKEN, else the run "
+                   "dir's; a head without one makes one; \"\": none, the cluster is open)", &f.token},
     {"library-path", "DIRS", "more colon-separated directories of function libraries", &f.library_path},
     {"bind", "HOST", "address the services listen on (default 127.0.0.1; 0.0.0.0 for all)", &f.bind},
     {"advertise", "HOST", "host other machines reach this one at (default: --bind, or the IP of "
@@ -96,10 +109,12 @@ static const cli_command start_cmd = {
     "(--head | --address HOST:PORT) [options]",
     "Starts this machine's part of a Lumen cluster as background processes.",
     "Logs go to <run-dir>/logs/<name>.log, pid files to <run-dir>/pids; `lumen stop` stops\n"
-    "them all. Examples:\n"
+    "them all. A head makes a random token unless given one and keeps it in <run-dir>/token\n"
+    "(mode 0600), where clients and `lumen` on this machine find it; other machines need it as\n"
+    "LUMEN_TOKEN (or --token). Services listen on 127.0.0.1 unless told --bind. Examples:\n"
     "  lumen start --head --workers 4              a one-machine cluster\n"
     "  lumen start --head --bind 0.0.0.0           a head other machines can join\n"
-    "  lumen start --address 10.0.0.5:7400         join it from another machine\n",
+    "  LUMEN_TOKEN=... lumen start --address 10.0.0.5:7400   join it from another machine\n",
     start_flags,
     0,
 };
@@ -174,13 +189,30 @@ static lumen_status mkdir_p(const char *path, mode_t mode) {
     }
 }
 
-/* The cluster's token: --token, else $LUMEN_TOKEN, else none.
- * TODO(reliability): generate a random token here when none is given, so a
- * started cluster is never open; clients read it from <run-dir>/token. */
-static char *start_token(const char *flag) {
+/* The cluster's token: --token (an empty one: none), else $LUMEN_TOKEN,
+ * else for a join the run dir's (the head runs here), else for a head a new
+ * random one, so that a cluster is never open unless asked to be. */
+static lumen_status start_token(plan *p) {
     const char *env = getenv("LUMEN_TOKEN");
-    if (flag != NULL && flag[0] != '\0') return strdup(flag);
-    return strdup(env != NULL ? env : "");
+    char saved[CLI_TOKEN_MAX + 56];
+    const char *given = f.token != NULL ? f.token : env != NULL && env[0] != '\0' ? env : NULL;
+    if (given != NULL) {
+        if (!cli_token_valid(given)) /* --token was checked with the other flags */
+            return lm_status(LUMEN_INVALID_ARGUMENT, "LUMEN_TOKEN must be printable ASCII without spaces, "
+                             "at most %d characters", CLI_TOKEN_MAX);
+        p->token_from = given[0] != '\0' ? TOKEN_GIVEN : TOKEN_NONE;
+        p->token = strdup(given);
+    } else if (!p->head && cli_read_file(p->run_dir, "token", saved, sizeof saved)) {
+        p->token_from = TOKEN_RUN_DIR;
+        p->token = strdup(saved);
+    } else if (!p->head) {
+        p->token_from = TOKEN_MISSING;
+        p->token = strdup("");
+    } else {
+        p->token_from = TOKEN_NEW;
+        return cli_token_new(&p->token);
+    }
+    return p->token != NULL ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
 }
 
 static int parse_start(plan *p) {
@@ -221,6 +253,9 @@ static int parse_start(plan *p) {
             return cli_bad_arg(&start_cmd, "--timeout wants seconds (1..3600), not \"%s\"", f.timeout);
         p->timeout_ms = v * 1000;
     }
+    if (f.token != NULL && !cli_token_valid(f.token))
+        return cli_bad_arg(&start_cmd, "--token wants printable ASCII without spaces, at most %d characters",
+                           CLI_TOKEN_MAX);
     if (f.address != NULL && !LM_IS_OK(lm_parse_addr(f.address, 0, NULL, 0, NULL)))
         return cli_bad_arg(&start_cmd, "--address wants HOST:PORT, not \"%s\"", f.address);
     if (f.redis != NULL && !LM_IS_OK(lm_parse_addr(f.redis, 0, NULL, 0, NULL)))
@@ -365,46 +400,6 @@ static void undo(plan *p) {
     if (p->n > 0) fprintf(stderr, "lumen start: stopped the %zu process(es) it had started\n", p->n);
 }
 
-static lumen_status start_redis(plan *p) {
-    service *s = new_service(p, "redis", p->adv_host, p->redis_port);
-    if (!port_free(p->bind, p->redis_port))
-        return lm_status(LUMEN_ALREADY_EXISTS,
-                         "port %u on %s is in use: a Redis already runs there? Use it with --redis %s, "
-                         "or pick another --redis-port", p->redis_port, p->bind, s->addr);
-    char dir[600], port[8];
-    snprintf(dir, sizeof dir, "%s/redis-%u", p->run_dir, p->redis_port);
-    snprintf(port, sizeof port, "%u", p->redis_port);
-    lumen_status st = mkdir_p(dir, 0700);
-    /* AOF on: the cluster's state survives a Redis restart. Protected mode
-     * refuses other hosts when Redis has no password, so it is off only when
-     * the user asked to listen beyond loopback. */
-    char *argv[] = {"redis-server", "--port", port, "--bind", p->bind, "--dir", dir,
-                    "--appendonly", "yes", "--daemonize", "no", "--logfile", "",
-                    "--protected-mode", is_wildcard(p->bind) ? "no" : "yes", NULL};
-    if (LM_IS_OK(st)) st = spawn(p, s, argv);
-    if (!LM_IS_OK(st)) return st;
-    if (is_wildcard(p->bind))
-        fprintf(stderr, "lumen start: warning: Redis listens on all addresses without a password\n");
-
-    lm_redis_opts ropts = {.addr = s->local, .timeout_ms = 500};
-    for (int64_t until = mono_ms() + p->timeout_ms;;) {
-        lm_redis *r = NULL;
-        st = lm_redis_connect(&ropts, &r);
-        lm_redis_free(r);
-        if (LM_IS_OK(st)) return st;
-        if (exited(s) || mono_ms() > until) return failed(s, st);
-        sleep_ms(50);
-    }
-}
-
-static lumen_status check_redis(const plan *p) {
-    lm_redis_opts ropts = {.addr = p->redis, .timeout_ms = 2000};
-    lm_redis *r = NULL;
-    lumen_status st = lm_redis_connect(&ropts, &r);
-    lm_redis_free(r);
-    return LM_IS_OK(st) ? st : lm_status_wrap(st, "the cluster's Redis (give it with --redis)");
-}
-
 /* Appends "--name value" pairs to a NULL-terminated argv. */
 typedef struct args {
     char *v[48];
@@ -416,6 +411,83 @@ static void add(args *a, const char *name, const char *value) {
     a->v[a->n++] = (char *)name;
     if (value != NULL) a->v[a->n++] = (char *)value;
     a->v[a->n] = NULL;
+}
+
+/* s as a double-quoted string of redis.conf. */
+static void redis_quote(const char *s, char *out, size_t cap) {
+    size_t n = 0;
+    out[n++] = '"';
+    for (const unsigned char *c = (const unsigned char *)s; *c != '\0' && n + 6 < cap; c++) {
+        if (*c < ' ' || *c > '~') {
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", *c);
+            continue;
+        }
+        if (*c == '"' || *c == '\\') out[n++] = '\\';
+        out[n++] = (char)*c;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+/* The Redis password goes to a file only we can read, not into argv: a
+ * command line is visible to every user of the machine. */
+static lumen_status redis_conf(const plan *p, const char *rel, char *path, size_t cap) {
+    char quoted[1024], text[1100];
+    redis_quote(p->cfg.cluster.redis_password, quoted, sizeof quoted);
+    snprintf(text, sizeof text, "requirepass %s", quoted);
+    snprintf(path, cap, "%s/%s", p->run_dir, rel);
+    return cli_write_file(p->run_dir, rel, text, 0600);
+}
+
+static lumen_status start_redis(plan *p) {
+    service *s = new_service(p, "redis", p->adv_host, p->redis_port);
+    if (!port_free(p->bind, p->redis_port))
+        return lm_status(LUMEN_ALREADY_EXISTS,
+                         "port %u on %s is in use: a Redis already runs there? Use it with --redis %s, "
+                         "or pick another --redis-port", p->redis_port, p->bind, s->addr);
+    char dir[600], port[8], rel[64], conf[700];
+    snprintf(dir, sizeof dir, "%s/redis-%u", p->run_dir, p->redis_port);
+    snprintf(port, sizeof port, "%u", p->redis_port);
+    snprintf(rel, sizeof rel, "redis-%u/redis.conf", p->redis_port);
+    bool password = p->cfg.cluster.redis_password[0] != '\0';
+    lumen_status st = mkdir_p(dir, 0700);
+    if (LM_IS_OK(st) && password) st = redis_conf(p, rel, conf, sizeof conf);
+    /* AOF on: the cluster's state survives a Redis restart. Protected mode
+     * refuses other hosts when Redis has no password, so it is off only when
+     * the user asked to listen beyond loopback. */
+    args a = {.n = 0};
+    add(&a, "redis-server", NULL);
+    if (password) add(&a, conf, NULL); /* a config file comes first */
+    add(&a, "--port", port);
+    add(&a, "--bind", p->bind);
+    add(&a, "--dir", dir);
+    add(&a, "--appendonly", "yes");
+    add(&a, "--daemonize", "no");
+    add(&a, "--logfile", "");
+    add(&a, "--protected-mode", is_wildcard(p->bind) ? "no" : "yes");
+    if (LM_IS_OK(st)) st = spawn(p, s, a.v);
+    if (!LM_IS_OK(st)) return st;
+    if (is_wildcard(p->bind) && !password)
+        fprintf(stderr, "lumen start: warning: Redis listens on all addresses without a password "
+                        "(set LUMEN_REDIS_PASSWORD)\n");
+
+    lm_redis_opts ropts = {.addr = s->local, .password = p->cfg.cluster.redis_password, .timeout_ms = 500};
+    for (int64_t until = mono_ms() + p->timeout_ms;;) {
+        lm_redis *r = NULL;
+        st = lm_redis_connect(&ropts, &r);
+        lm_redis_free(r);
+        if (LM_IS_OK(st)) return st;
+        if (exited(s) || mono_ms() > until) return failed(s, st);
+        sleep_ms(50);
+    }
+}
+
+static lumen_status check_redis(const plan *p) {
+    lm_redis_opts ropts = {.addr = p->redis, .password = p->cfg.cluster.redis_password, .timeout_ms = 2000};
+    lm_redis *r = NULL;
+    lumen_status st = lm_redis_connect(&ropts, &r);
+    lm_redis_free(r);
+    return LM_IS_OK(st) ? st : lm_status_wrap(st, "the cluster's Redis (give it with --redis)");
 }
 
 /* The flags every service takes: where it listens, Redis, log level. */
@@ -490,11 +562,33 @@ static lumen_status start_worker(plan *p, const char *objstore_addr, uint16_t fr
     return spawn(p, s, a.v);
 }
 
+/* What a join sent the scheduler, for the message when it is refused. */
+static const char *token_sent(const plan *p) {
+    switch (p->token_from) {
+    case TOKEN_GIVEN: return "the token given (--token or LUMEN_TOKEN)";
+    case TOKEN_RUN_DIR: return "the token of the run dir (a previous cluster's?)";
+    case TOKEN_MISSING: return "a call without a token (none given, none in the run dir)";
+    default: return "a call without a token (--token \"\")";
+    }
+}
+
+/* A join asks the scheduler first, so that a missing or wrong token fails
+ * at once and says what to do, not after the timeout as unregistered nodes. */
+static lumen_status check_scheduler(const plan *p, lm_rpc_client *cli) {
+    lumen_status st;
+    for (int64_t until = mono_ms() + p->timeout_ms;; sleep_ms(200)) {
+        st = lm_health_check(cli, p->scheduler, 2000, NULL, NULL);
+        if (LM_IS_OK(st) || st.code == LUMEN_UNAUTHENTICATED || mono_ms() > until) break;
+    }
+    if (st.code == LUMEN_UNAUTHENTICATED)
+        return lm_status(st.code, "the scheduler at %s refused %s: set LUMEN_TOKEN (or --token) to the cluster's "
+                         "token, which the head keeps in its run dir's token file", p->scheduler, token_sent(p));
+    return LM_IS_OK(st) ? st : lm_status_wrap(st, "cannot reach the scheduler at %s", p->scheduler);
+}
+
 /* After the last fork: every gRPC service answers Health SERVING. */
-static lumen_status wait_healthy(plan *p) {
-    lm_rpc_client *cli = NULL;
-    lm_rpc_client_opts copts = {.token = p->token};
-    lumen_status st = lm_rpc_client_new(&copts, &cli);
+static lumen_status wait_healthy(plan *p, lm_rpc_client *cli) {
+    lumen_status st = lm_ok();
     int64_t until = mono_ms() + p->timeout_ms;
     for (size_t i = 0; LM_IS_OK(st) && i < p->n; i++) {
         service *s = &p->svc[i];
@@ -509,14 +603,14 @@ static lumen_status wait_healthy(plan *p) {
             sleep_ms(50);
         }
     }
-    lm_rpc_client_free(cli);
     return st;
 }
 
 /* Every object store and worker started here is ALIVE in Redis, so a
  * `lumen status` right after start shows them. */
 static lumen_status wait_registered(plan *p) {
-    lm_redis_opts ropts = {.addr = p->redis, .timeout_ms = 2000};
+    lm_redis_opts ropts = {.addr = p->redis, .password = p->cfg.cluster.redis_password,
+                           .prefix = p->cfg.cluster.key_prefix, .timeout_ms = 2000};
     lm_redis *r = NULL;
     lumen_status st = lm_redis_connect(&ropts, &r);
     int64_t until = mono_ms() + p->timeout_ms;
@@ -548,16 +642,57 @@ static lumen_status wait_registered(plan *p) {
     return st;
 }
 
+/* Health checks and the join's check, after the last fork. */
+static lumen_status wait_ready(plan *p) {
+    lm_rpc_init();
+    lm_rpc_client *cli = NULL;
+    lumen_status st = cli_rpc_client_new(p->token, &cli);
+    if (LM_IS_OK(st) && !p->head) st = check_scheduler(p, cli);
+    if (LM_IS_OK(st)) st = wait_healthy(p, cli);
+    if (LM_IS_OK(st)) st = wait_registered(p);
+    lm_rpc_client_free(cli);
+    lm_rpc_shutdown();
+    return st;
+}
+
+static bool is_loopback(const char *host) {
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
+/* Warnings about what the chosen settings leave open, before anything runs. */
+static void warn_open(const plan *p) {
+    if (p->head && p->token_from == TOKEN_NONE)
+        fprintf(stderr, "lumen start: warning: --token \"\": the cluster has no token, so any process that "
+                        "reaches its ports can run code as you\n");
+    if (!is_loopback(p->bind) && p->cfg.cluster.tls_cert[0] == '\0')
+        fprintf(stderr, "lumen start: warning: services listen on %s without TLS: calls and the token cross the "
+                        "network in plaintext (LUMEN_TLS_CERT, see docs/security.md)\n", p->bind);
+}
+
+/* How others join and connect. The token itself is never printed (output
+ * ends up in logs): only where it is kept. */
 static void print_started(const plan *p) {
     printf("%s (run dir %s):\n", p->head ? "Started a Lumen cluster" : "Joined the Lumen cluster", p->run_dir);
     if (!p->own_redis) printf("  %-16s %-22s (not started here)\n", "redis", p->redis);
     for (size_t i = 0; i < p->n; i++)
         printf("  %-16s %-22s pid %-7d log %s\n", p->svc[i].proc.name, p->svc[i].addr, (int)p->svc[i].proc.pid,
                p->svc[i].log);
-    printf("\nTo add another machine's workers:\n  lumen start --address %s --redis %s\n", p->scheduler,
-           p->redis);
-    printf("To connect a client: lumen_connect(\"%s\", ...), or set LUMEN_ADDRESS=%s%s\n", p->scheduler,
-           p->scheduler, p->token[0] ? " and LUMEN_TOKEN" : "");
+    bool token = p->token[0] != '\0';
+    char usual[512];
+    lm_run_dir(NULL, usual, sizeof usual); /* where clients look by themselves */
+    bool own_dir = strcmp(usual, p->run_dir) != 0;
+    if (token) printf("\nEvery call must carry the cluster's token, kept in %s/token (mode 0600).\n", p->run_dir);
+    else printf("\nThe cluster has no token: anything that reaches its ports can use it.\n");
+    printf("To add workers (on another machine%s%s):\n  lumen start --address %s --redis %s\n",
+           token ? ", with LUMEN_TOKEN set to the token" : "",
+           p->cfg.cluster.redis_password[0] ? ", with LUMEN_REDIS_PASSWORD" : "", p->scheduler, p->redis);
+    if (is_loopback(p->bind))
+        printf("  (services listen on %s only: other machines need a head started with --bind)\n", p->bind);
+    printf("To connect a client: lumen_connect(\"%s\", ...), or set LUMEN_ADDRESS=%s\n", p->scheduler,
+           p->scheduler);
+    if (token)
+        printf("  on this machine it finds the token by itself%s%s; elsewhere set LUMEN_TOKEN\n",
+               own_dir ? " with LUMEN_RUN_DIR=" : "", own_dir ? p->run_dir : "");
     printf("  e.g. most_frequent_word --address %s --input FILE\n", p->scheduler);
     printf("To see the cluster: lumen status%s%s\nTo stop what runs here: lumen stop%s%s\n",
            f.run_dir ? " --run-dir " : "", f.run_dir ? p->run_dir : "", f.run_dir ? " --run-dir " : "",
@@ -567,14 +702,18 @@ static void print_started(const plan *p) {
 static lumen_status start(plan *p) {
     lumen_status st = find_binaries(p);
     char sub[PATH_MAX];
+    if (LM_IS_OK(st)) st = lm_config_load(NULL, &p->cfg);
     if (LM_IS_OK(st)) st = mkdir_p(p->run_dir, 0700);
+    if (LM_IS_OK(st)) st = cli_run_dir_check(p->run_dir);
     snprintf(sub, sizeof sub, "%s/logs", p->run_dir);
     if (LM_IS_OK(st)) st = mkdir_p(sub, 0755);
     snprintf(sub, sizeof sub, "%s/pids", p->run_dir);
     if (LM_IS_OK(st)) st = mkdir_p(sub, 0755);
     if (!LM_IS_OK(st)) return st;
     library_path(p);
-    p->token = start_token(f.token);
+    st = start_token(p);
+    if (!LM_IS_OK(st)) return st;
+    warn_open(p);
     /* Services read the token from the environment, not argv: a command
      * line is visible to every user of the machine. */
     if (p->token[0] != '\0') setenv("LUMEN_TOKEN", p->token, 1);
@@ -589,20 +728,11 @@ static lumen_status start(plan *p) {
     for (long i = 0; LM_IS_OK(st) && i < p->workers; i++)
         st = start_worker(p, objstore_addr, (uint16_t)(p->taken[p->ntaken - 1] + 1));
     /* The last fork is behind us: gRPC may start now. */
-    if (LM_IS_OK(st)) {
-        lm_rpc_init();
-        st = wait_healthy(p);
-        if (LM_IS_OK(st)) st = wait_registered(p);
-        lm_rpc_shutdown();
-    }
+    if (LM_IS_OK(st)) st = wait_ready(p);
     if (LM_IS_OK(st)) st = cli_write_file(p->run_dir, "address", p->scheduler, 0644);
     if (LM_IS_OK(st)) st = cli_write_file(p->run_dir, "redis", p->redis, 0644);
     if (LM_IS_OK(st) && p->token[0] != '\0') st = cli_write_file(p->run_dir, "token", p->token, 0600);
-    if (LM_IS_OK(st) && p->token[0] == '\0') {
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/token", p->run_dir);
-        unlink(path); /* a previous cluster's */
-    }
+    if (LM_IS_OK(st) && p->token[0] == '\0') cli_remove_file(p->run_dir, "token"); /* a previous cluster's */
     return st;
 }
 
@@ -619,9 +749,11 @@ int cli_cmd_start(int argc, char **argv) {
         fprintf(stderr, "lumen start: %s\n", st.msg);
         undo(&p);
         free(p.token);
+        lm_config_free(&p.cfg);
         return 1;
     }
     print_started(&p);
     free(p.token);
+    lm_config_free(&p.cfg);
     return 0;
 }

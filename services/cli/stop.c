@@ -21,7 +21,7 @@ static const cli_flag stop_flags[] = {
 static const cli_command stop_cmd = {
     "stop", "[--run-dir DIR] [--timeout SECONDS]",
     "Stops every process `lumen start` began on this machine (from the run dir's pid files):\n"
-    "workers and object stores first, then the scheduler, then Redis.",
+    "workers and object stores first, then the scheduler, then Redis; then removes the token file.",
     NULL, stop_flags, 0,
 };
 
@@ -74,6 +74,8 @@ int cli_cmd_stop(int argc, char **argv) {
     }
     free(alive);
     free(procs);
+    /* The token of a cluster gone is of no use, and a secret the fewer. */
+    cli_remove_file(run_dir, "token");
     if (n == 0) printf("nothing to stop in %s\n", run_dir);
     else printf("stopped %zu process(es) in %s\n", stopped, run_dir);
     return 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "input_limits.h"
 #include "rpc.h"
 
 #define HUGE_PAGE (2u << 20)
@@ -89,9 +90,23 @@ static lumen_status check_repeat(const lm_chunk_asm *a, const Lumen__ObjectChunk
     return lm_ok();
 }
 
+/* Every chunk after the first moves the stream forward, and there are not
+ * too many of them: a sender cannot keep a stream (and its buffer) busy. */
+static lumen_status check_progress(const lm_chunk_asm *a, const Lumen__ObjectChunk *c) {
+    uint64_t limit = a->opts.max_chunks ? a->opts.max_chunks : LM_LIMIT_OBJECT_CHUNKS;
+    if (a->chunks >= limit)
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "object %s: more than %llu chunks (the limit) at offset %llu",
+                         lm_id_str(a->id).s, (unsigned long long)limit, (unsigned long long)c->offset);
+    if (a->chunks > 0 && c->data.len == 0)
+        return lm_status(LUMEN_INVALID_ARGUMENT, "object %s: empty chunk at offset %llu (only an empty object's "
+                         "single chunk may be empty)", lm_id_str(a->id).s, (unsigned long long)c->offset);
+    return lm_ok();
+}
+
 lumen_status lm_chunk_asm_feed(lm_chunk_asm *a, const Lumen__ObjectChunk *c) {
     if (a->failed) return lm_status(LUMEN_INVALID_ARGUMENT, "object stream already failed");
     lumen_status st = a->started ? check_repeat(a, c) : start(a, c);
+    if (LM_IS_OK(st)) st = check_progress(a, c);
     if (!LM_IS_OK(st)) return refuse(a, st);
     if (c->offset != a->received)
         return refuse(a, lm_status(LUMEN_INVALID_ARGUMENT, "object %s: chunk at offset %llu, expected offset %llu",
@@ -104,6 +119,7 @@ lumen_status lm_chunk_asm_feed(lm_chunk_asm *a, const Lumen__ObjectChunk *c) {
                                    (unsigned long long)a->total));
     if (c->data.len > 0) memcpy(a->data + a->received, c->data.data, c->data.len);
     a->received += c->data.len;
+    a->chunks++;
     return lm_ok();
 }
 

@@ -9,7 +9,10 @@
  * object id and total_size (and optionally a 16-byte job_id); every chunk's
  * offset is where the previous one ended; no byte lies past total_size; the
  * stream ends exactly at total_size. An empty object is one chunk with
- * total_size 0. Later chunks may repeat id and total_size but not change them.
+ * total_size 0; every later chunk carries bytes, and a stream has at most
+ * LM_LIMIT_OBJECT_CHUNKS chunks (input_limits.h), so a sender cannot keep a stream
+ * going without moving it forward. Later chunks may repeat id and total_size
+ * but not change them.
  */
 #ifndef LM_CHUNK_H
 #define LM_CHUNK_H
@@ -31,6 +34,7 @@ typedef void *(*lm_chunk_alloc_fn)(void *arg, uint64_t size, lumen_status *st);
 
 typedef struct lm_chunk_asm_opts {
     uint64_t max_bytes;   /* largest total_size accepted; 0: no limit */
+    uint64_t max_chunks;  /* most chunks in the stream; 0: LM_LIMIT_OBJECT_CHUNKS */
     /* A buffer of the caller's (never freed by the assembler): total_size
      * must fit in cap. Else, when alloc is set, alloc(alloc_arg, size) gives
      * the buffer (also never freed by the assembler). Else the assembler
@@ -49,6 +53,7 @@ typedef struct lm_chunk_asm {
     lm_id id, job;  /* job: zero when the stream named none */
     uint64_t total; /* total_size from the first chunk */
     uint64_t received;
+    uint64_t chunks;  /* accepted so far */
     uint8_t *data;  /* total bytes, filled up to received */
 } lm_chunk_asm;
 
@@ -58,8 +63,9 @@ void lm_chunk_asm_init(lm_chunk_asm *a, const lm_chunk_asm_opts *opts);
 /*
  * Checks one chunk and copies its bytes into place. Errors: INVALID_ARGUMENT
  * for a stream that breaks the rules above, RESOURCE_EXHAUSTED for an object
- * over max_bytes ("object of N bytes exceeds the limit of M") or a buffer
- * that cannot be had. After an error the assembler accepts nothing more.
+ * over max_bytes ("object of N bytes exceeds the limit of M"), a stream over
+ * max_chunks or a buffer that cannot be had. After an error the assembler
+ * accepts nothing more.
  */
 lumen_status lm_chunk_asm_feed(lm_chunk_asm *a, const Lumen__ObjectChunk *chunk);
 

@@ -102,6 +102,10 @@ static bool heartbeat_once(lm_node_agent *a) {
         return st.code != LUMEN_NOT_FOUND;
     }
     bool again = ((Lumen__HeartbeatReply *)out)->reregister;
+    if (((Lumen__HeartbeatReply *)out)->declared_dead) {
+        lm_warn("the scheduler declared this node dead; dropping its work and registering again");
+        if (a->opts.declared_dead != NULL) a->opts.declared_dead(a->opts.registered_arg);
+    }
     lm_rpc_message_free(out);
     return !again;
 }

@@ -40,7 +40,11 @@ typedef struct lm_node_agent_opts {
     /* Called (on the agent's thread) after each successful registration
      * with what the scheduler answered; may be NULL. */
     void (*registered)(void *arg, uint32_t heartbeat_interval_ms, uint64_t inline_result_max);
-    void *registered_arg;
+    void *registered_arg; /* for both callbacks */
+    /* Called (on the agent's thread) when the scheduler says it declared
+     * the node dead and ran its work elsewhere, before registering again;
+     * may be NULL. */
+    void (*declared_dead)(void *arg);
 } lm_node_agent_opts;
 
 /* Starts the agent's thread; strings in opts are copied. */

@@ -16,6 +16,7 @@
 #include "chunk.h"
 #include "dir_writer.h"
 #include "health.h"
+#include "input_limits.h"
 #include "log.h"
 #include "node_agent.h"
 #include "objstore.pb-c.h"
@@ -24,7 +25,7 @@
 
 #define SERVER_THREADS 4
 /* A chunk plus its framing must stay under every peer's receive limit. */
-#define MAX_CHUNK_BYTES (LM_RPC_DEFAULT_MAX_MESSAGE / 2)
+#define MAX_CHUNK_BYTES (LM_LIMIT_MESSAGE_BYTES / 2)
 
 struct lm_objstore_server {
     lm_id node_id;
@@ -129,8 +130,9 @@ static void handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     lm_objstore_server *srv = ctx;
     const Lumen__GetRequest *req = (const Lumen__GetRequest *)msg;
     lm_id id;
-    if (!id_field(req->object_id, &id)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "get: object_id must be 16 bytes (got %zu)", req->object_id.len);
+    lumen_status st = lm_limits_id(req->object_id, "get: object_id", &id);
+    if (!LM_IS_OK(st)) {
+        lm_rpc_fail_status(call, st);
         return;
     }
     get_call *g = calloc(1, sizeof *g);
@@ -145,7 +147,7 @@ static void handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     g->length = req->length;
     lm_rpc_call_set_data(call, g, get_call_free);
     if (!req->wait) {
-        lumen_status st = lm_store_open(srv->store, id, &g->reader);
+        st = lm_store_open(srv->store, id, &g->reader);
         if (st.code == LUMEN_NOT_FOUND)
             lm_rpc_fail(call, LUMEN_NOT_FOUND, "object %s not in store %s", lm_id_str(id).s, srv->addr);
         else if (!LM_IS_OK(st)) lm_rpc_fail_status(call, st);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "input_limits.h"
 #include "log.h"
 #include "objstore.pb-c.h"
 #include "sched_internal.h"
@@ -344,7 +345,7 @@ static void run_tasks_failed(scheduler *s, dispatch_batch *batch, lumen_status s
 static void dispatch_spec(scheduler *s, const stask *t, Lumen__TaskSpec *out, Lumen__Arg *args,
                           Lumen__Arg **arg_ptrs) {
     *out = *t->spec;
-    out->attempt = t->attempts;
+    out->attempt = t->attempts - 1; /* counted when placed: the first run is attempt 0 */
     out->args = arg_ptrs;
     for (size_t i = 0; i < t->spec->n_args; i++) {
         args[i] = *t->spec->args[i];
@@ -499,20 +500,36 @@ static sobj *obj_from_redis(scheduler *s, lm_id id, lm_id job) {
     return o;
 }
 
-/* Adds one submitted task; takes ownership of spec. */
+/* Keeps args [0, n) of a task refused during admission: failing it releases
+ * the arguments in its spec, which must be those it pinned. */
+static void spec_keep_args(Lumen__TaskSpec *spec, size_t n) {
+    for (size_t i = n; i < spec->n_args; i++) lumen__arg__free_unpacked(spec->args[i], NULL);
+    if (n < spec->n_args) spec->n_args = n;
+}
+
+/*
+ * Adds one submitted task; takes ownership of spec. Ids that are not 16
+ * bytes are refused in the answer (no task could carry the failure); a spec
+ * over a limit of input_limits.h becomes a task that fails at once, so its result
+ * says why (an actor's creation, whose caller ignores the answer, too).
+ */
 lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     lm_id id, job;
-    if (!id_field(spec->task_id, &id) || !id_field(spec->job_id, &job)) {
+    lumen_status st = lm_limits_id(spec->task_id, "task_id", &id);
+    if (LM_IS_OK(st)) st = lm_limits_id(spec->job_id, "job_id", &job);
+    if (!LM_IS_OK(st)) {
         lm_rpc_message_free(&spec->base);
-        return lm_status(LUMEN_INVALID_ARGUMENT, "task_id and job_id must be 16 bytes");
-    }
-    if (spec->function == NULL || spec->function[0] == '\0' || strlen(spec->function) > 256) {
-        lm_rpc_message_free(&spec->base);
-        return lm_status(LUMEN_INVALID_ARGUMENT, "a task needs a function name of 1..256 bytes");
+        return st;
     }
     if (lm_idmap_get(s->tasks, id) != NULL) { /* a resubmission: tasks are idempotent */
         lm_rpc_message_free(&spec->base);
         return lm_ok();
+    }
+    lumen_status failed = lm_limits_spec(spec);
+    if (!LM_IS_OK(failed)) { /* nothing is pinned; the record keeps a name of bounded size */
+        spec_keep_args(spec, 0);
+        if (spec->function != NULL && strlen(spec->function) > LM_LIMIT_NAME_BYTES)
+            spec->function[LM_LIMIT_NAME_BYTES] = '\0';
     }
     stask *t = calloc(1, sizeof *t);
     t->id = id;
@@ -534,8 +551,10 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     record_task(s, t, LM_TASK_PENDING, NULL);
     record_obj(s, result);
 
-    lumen_status failed = lm_ok();
-    for (size_t i = 0; i <= spec->n_args && LM_IS_OK(failed); i++) {
+    /* Pins every ref argument (then the library, if any); stops at the first
+     * that cannot be had, at index i. */
+    size_t i = 0;
+    for (; LM_IS_OK(failed) && i <= spec->n_args; i++) {
         lm_id ref;
         const char *location = NULL;
         uint64_t size = 0;
@@ -543,7 +562,8 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
             Lumen__Arg *a = spec->args[i];
             if (a->value_case != LUMEN__ARG__VALUE_REF) continue;
             if (!id_field(a->ref, &ref)) {
-                failed = lm_status(LUMEN_INVALID_ARGUMENT, "argument %zu: a ref must be 16 bytes", i);
+                failed = lm_status(LUMEN_INVALID_ARGUMENT, "argument %zu: a ref must be %d bytes, got %zu", i,
+                                   LM_ID_BYTES, a->ref.len);
                 break;
             }
             location = a->location;
@@ -567,18 +587,22 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
         char h[LM_ID_HEX_LEN + 1];
         if (o == NULL) {
             failed = lm_status(LUMEN_NOT_FOUND, "argument %s is an unknown object", hex(ref, h));
-        } else if (o->state == OBJ_FAILED) {
+            break;
+        }
+        if (o->state == OBJ_FAILED) {
             failed = lm_status_wrap(*o->error, "argument %s", hex(ref, h));
-        } else {
-            o->pins++;
-            if (o->state == OBJ_PENDING) {
-                sched_id_push(&o->dependents, id);
-                t->unresolved++;
-            }
+            break;
+        }
+        o->pins++;
+        if (o->state == OBJ_PENDING) {
+            sched_id_push(&o->dependents, id);
+            t->unresolved++;
         }
     }
     if (!LM_IS_OK(failed)) {
-        /* Reported through the result ref, like any task failure. */
+        /* Reported through the result ref, like any task failure; only the
+         * arguments before i were pinned. */
+        spec_keep_args(spec, i < spec->n_args ? i : spec->n_args);
         task_fail(s, t, failed, out);
         return lm_ok();
     }
@@ -793,6 +817,7 @@ static void handle_heartbeat(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     snode *n = lm_idmap_get(s->nodes, id);
     /* Unknown (the scheduler restarted) or declared dead: register again. */
     reply.reregister = n == NULL || !n->alive;
+    reply.declared_dead = n != NULL && !n->alive;
     if (!reply.reregister) {
         n->last_beat_ms = lm_wall_ms();
         n->bytes_used = req->bytes_used;
@@ -811,6 +836,11 @@ static void handle_submit(lm_rpc_call *call, const ProtobufCMessage *msg, void *
      * separate allocation, and NULL entries are skipped when it is freed. */
     Lumen__SubmitTasksRequest *req = (Lumen__SubmitTasksRequest *)msg;
     size_t n = req->n_tasks;
+    lumen_status limit = lm_limits_batch(n, "SubmitTasks");
+    if (!LM_IS_OK(limit)) {
+        lm_rpc_fail_status(call, limit);
+        return;
+    }
     Lumen__Status *statuses = calloc(n ? n : 1, sizeof *statuses);
     Lumen__Status **status_ptrs = calloc(n ? n : 1, sizeof *status_ptrs);
     char (*messages)[sizeof(((lumen_status *)0)->msg)] = calloc(n ? n : 1, sizeof *messages);
@@ -886,7 +916,7 @@ static void direct_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, 
 }
 
 /* Marks a finished task's result and wakes what waits for it. */
-static void task_done(scheduler *s, const Lumen__TaskResult *r, outbox *out, ptr_vec *deletes) {
+static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outbox *out, ptr_vec *deletes) {
     lm_id id;
     if (!id_field(r->task_id, &id)) return;
     if (r->actor_id.len > 0) {
@@ -895,9 +925,12 @@ static void task_done(scheduler *s, const Lumen__TaskResult *r, outbox *out, ptr
     }
     stask *t = lm_idmap_get(s->tasks, id);
     if (t == NULL || t->phase != TASK_RUNNING) return; /* stale or duplicate report */
+    lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
+    /* A node declared dead whose task runs again elsewhere: its result is
+     * as good as the re-run's (tasks are idempotent), its failure is not. */
+    if (!lm_id_equal(node, t->worker) && code != LUMEN_OK) return;
     snode *w = lm_idmap_get(s->nodes, t->worker);
     if (w != NULL && w->in_flight > 0) w->in_flight--;
-    lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
     if (t->orphan) { /* its job ended while it ran */
         if (code == LUMEN_OK && is_actor_creation(t->spec)) actors_orphan_created(s, t);
         lm_idmap_remove(s->tasks, id);
@@ -926,7 +959,9 @@ static void handle_task_done(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     outbox out = {0};
     ptr_vec deletes = {0};
     pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < req->n_results; i++) task_done(s, req->results[i], &out, &deletes);
+    lm_id node = {{0}};
+    id_field(req->node_id, &node); /* clients report failed actor calls without one */
+    for (size_t i = 0; i < req->n_results; i++) task_done(s, node, req->results[i], &out, &deletes);
     sched_dispatch(s, &out);
     pthread_mutex_unlock(&s->mu);
     sched_outbox_send(&out);
@@ -1163,11 +1198,7 @@ static void handle_end_job(lm_rpc_call *call, const ProtobufCMessage *msg, void 
         free(stores[i]);
     }
     free(stores);
-    /* Records written behind must land before the job's objects are erased. */
-    sched_writer_flush(s->writer, s->cfg->cluster.rpc_timeout_ms);
-    lumen_status st = lm_redis_job_finish(s->redis, id, ntasks);
-    if (LM_IS_OK(st)) st = lm_redis_job_release(s->redis, id);
-    if (!LM_IS_OK(st)) lm_warn("job end: %s", st.msg);
+    sched_writer_job_end(s->writer, id, ntasks);
     Lumen__JobReply reply = LUMEN__JOB_REPLY__INIT;
     lm_rpc_reply(call, &reply.base);
 }

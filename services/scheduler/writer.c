@@ -16,6 +16,13 @@
  * round trip then carries a few milliseconds of work instead of one record. */
 #define COALESCE_MS 2
 
+/* A job that ended: its record finished and its objects' records erased,
+ * after every record queued before it. */
+typedef struct job_end {
+    lm_id id;
+    uint64_t tasks;
+} job_end;
+
 typedef struct queue {
     lm_task_record *tasks;
     size_t ntasks, cap_tasks;
@@ -23,6 +30,8 @@ typedef struct queue {
     size_t nobjs, cap_objs;
     lm_actor_record *actors;
     size_t nactors, cap_actors;
+    job_end *jobs;
+    size_t njobs, cap_jobs;
 } queue;
 
 struct sched_writer {
@@ -65,14 +74,23 @@ static void push_actor(queue *q, const lm_actor_record *a) {
     q->actors[q->nactors++] = *a;
 }
 
-static size_t queue_len(const queue *q) { return q->ntasks + q->nobjs + q->nactors; }
+static void push_job(queue *q, const job_end *j) {
+    if (q->njobs == q->cap_jobs) {
+        q->cap_jobs = q->cap_jobs ? 2 * q->cap_jobs : 8;
+        q->jobs = realloc(q->jobs, q->cap_jobs * sizeof *q->jobs);
+    }
+    q->jobs[q->njobs++] = *j;
+}
+
+static size_t queue_len(const queue *q) { return q->ntasks + q->nobjs + q->nactors + q->njobs; }
 
 /* Moves every record of src to the end of dst. */
 static void move_all(queue *dst, queue *src) {
     for (size_t i = 0; i < src->ntasks; i++) push_task(dst, &src->tasks[i]);
     for (size_t i = 0; i < src->nobjs; i++) push_obj(dst, &src->objs[i]);
     for (size_t i = 0; i < src->nactors; i++) push_actor(dst, &src->actors[i]);
-    src->ntasks = src->nobjs = src->nactors = 0;
+    for (size_t i = 0; i < src->njobs; i++) push_job(dst, &src->jobs[i]);
+    src->ntasks = src->nobjs = src->nactors = src->njobs = 0;
 }
 
 /* Only the first record of a batch wakes the writer: the rest join it
@@ -112,6 +130,14 @@ void sched_writer_actor(sched_writer *w, const lm_actor_record *rec) {
     pthread_mutex_unlock(&w->mu);
 }
 
+void sched_writer_job_end(sched_writer *w, lm_id job, uint64_t tasks) {
+    job_end j = {job, tasks};
+    pthread_mutex_lock(&w->mu);
+    push_job(&w->pending, &j);
+    record_queued(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
 /* Frees the strings a queued record owns. */
 static void drop_task(void *rec) {
     lm_task_record *t = rec;
@@ -132,7 +158,7 @@ static void queue_clear(queue *q) {
     for (size_t i = 0; i < q->ntasks; i++) drop_task(&q->tasks[i]);
     for (size_t i = 0; i < q->nobjs; i++) drop_obj(&q->objs[i]);
     for (size_t i = 0; i < q->nactors; i++) drop_actor(&q->actors[i]);
-    q->ntasks = q->nobjs = q->nactors = 0;
+    q->ntasks = q->nobjs = q->nactors = q->njobs = 0;
 }
 
 static void queue_free(queue *q) {
@@ -140,6 +166,7 @@ static void queue_free(queue *q) {
     free(q->tasks);
     free(q->objs);
     free(q->actors);
+    free(q->jobs);
 }
 
 /* Keeps only the last record of each id among n records of `size` bytes
@@ -190,6 +217,12 @@ static lumen_status write_batch(sched_writer *w, queue *q) {
         st = lm_redis_objs_put(w->redis, q->objs + i, n);
     }
     if (LM_IS_OK(st) && q->nactors > 0) st = lm_redis_actors_put(w->redis, q->actors, q->nactors);
+    /* Last: a job's objects are erased after their records landed. Both
+     * writes set values, so a batch that failed halfway is simply redone. */
+    for (size_t i = 0; LM_IS_OK(st) && i < q->njobs; i++) {
+        st = lm_redis_job_finish(w->redis, q->jobs[i].id, q->jobs[i].tasks);
+        if (LM_IS_OK(st)) st = lm_redis_job_release(w->redis, q->jobs[i].id);
+    }
     return st;
 }
 

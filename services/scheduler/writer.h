@@ -19,6 +19,11 @@ void sched_writer_task(sched_writer *w, const lm_task_record *rec);
 void sched_writer_obj(sched_writer *w, const lm_obj_record *rec);
 void sched_writer_actor(sched_writer *w, const lm_actor_record *rec);
 
+/* Queues a job's end: its record is finished and its objects' records are
+ * erased once everything queued before is written (never on the caller's
+ * thread, so a Redis that is down holds up nobody). */
+void sched_writer_job_end(sched_writer *w, lm_id job, uint64_t tasks);
+
 /* Waits (up to timeout_ms) until everything queued so far is written. */
 bool sched_writer_flush(sched_writer *w, int64_t timeout_ms);
 

@@ -17,6 +17,7 @@
 #include "executor_pool.h"
 #include "health.h"
 #include "id.h"
+#include "input_limits.h"
 #include "log.h"
 #include "node_agent.h"
 #include "objclient.h"
@@ -508,18 +509,27 @@ static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx)
      * does): each is its own allocation, and taken entries are left NULL,
      * which freeing the request skips. */
     Lumen__RunTasksRequest *req = (Lumen__RunTasksRequest *)msg;
+    lumen_status limit = lm_limits_batch(req->n_tasks, "RunTasks");
+    if (!LM_IS_OK(limit)) {
+        lm_warn("RunTasks from %s refused: %s", lm_rpc_call_peer(call), limit.msg);
+        lm_rpc_fail_status(call, limit);
+        return;
+    }
     queued *head = NULL, **tail = &head;
     uint32_t accepted = 0;
+    size_t dropped = 0;
+    lumen_status why_dropped = lm_ok();
     for (size_t i = 0; i < req->n_tasks; i++) {
         Lumen__TaskSpec *spec = req->tasks[i];
         lm_id id;
-        if (!lm_id_from_bytes(spec->task_id.data, spec->task_id.len, &id)) {
-            lm_warn("RunTasks from %s: task %zu has a %zu-byte id; dropped", lm_rpc_call_peer(call), i,
-                    spec->task_id.len);
+        lumen_status st = lm_limits_id(spec->task_id, "task_id", &id);
+        if (!LM_IS_OK(st)) { /* no id to report a failure under: logged below, once */
+            if (dropped++ == 0) why_dropped = lm_status_wrap(st, "task %zu", i);
             continue;
         }
-        if (spec->function == NULL || spec->function[0] == '\0') {
-            report_status(w, id, lm_status(LUMEN_INVALID_ARGUMENT, "task has no function name"));
+        st = lm_limits_spec(spec);
+        if (!LM_IS_OK(st)) {
+            report_status(w, id, st);
             continue;
         }
         queued *q = calloc(1, sizeof *q);
@@ -534,6 +544,9 @@ static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx)
         tail = &q->next;
         accepted++;
     }
+    if (dropped > 0)
+        lm_warn("RunTasks from %s: %zu task(s) dropped; the first: %s", lm_rpc_call_peer(call), dropped,
+                why_dropped.msg);
     pthread_mutex_lock(&w->mu);
     bool stopping = w->stopping;
     if (!stopping && head != NULL) {
@@ -626,6 +639,34 @@ static void on_registered(void *arg, uint32_t heartbeat_interval_ms, uint64_t in
     atomic_store(&w->inline_max, inline_result_max ? inline_result_max : DEFAULT_INLINE_RESULT_MAX);
 }
 
+/* The scheduler gave our work to others (it thought us dead): what is
+ * queued or running here is dropped, so no task runs twice at once; our
+ * actors live elsewhere now. */
+static void on_declared_dead(void *arg) {
+    lm_worker *w = arg;
+    queued *dropped;
+    lm_id *running = calloc((size_t)w->nslots, sizeof *running);
+    int nrunning = 0;
+    pthread_mutex_lock(&w->mu);
+    dropped = w->head;
+    w->head = w->tail = NULL;
+    w->queued_count = 0;
+    for (int i = 0; i < w->nslots; i++)
+        if (w->slots[i].active) {
+            w->slots[i].cancelled = true;
+            if (running != NULL) running[nrunning++] = w->slots[i].task;
+        }
+    pthread_mutex_unlock(&w->mu);
+    for (queued *q = dropped, *next; q; q = next) {
+        next = q->next;
+        lumen__task_spec__free_unpacked(q->spec, NULL);
+        free(q);
+    }
+    for (int i = 0; i < nrunning; i++) lm_exec_pool_cancel(w->pool, running[i]);
+    free(running);
+    actor_host_stop_all(w);
+}
+
 /* Finds the object store's node id (retrying until it answers), then
  * starts the node agent. */
 static void *join_main(void *arg) {
@@ -656,6 +697,7 @@ static void *join_main(void *arg) {
         .sample = sample_load,
         .sample_arg = w,
         .registered = on_registered,
+        .declared_dead = on_declared_dead,
         .registered_arg = w,
     };
     lm_node_agent *agent = NULL;
@@ -705,16 +747,28 @@ static lumen_status executor_path(const lm_worker_config *wc, char *out, size_t 
 }
 
 /* Tasks that call actors or submit tasks connect to the cluster from the
- * executor: they find it, and the token, in their environment. */
+ * executor: they find it, the token and the TLS files in their environment
+ * (the client library reads these variables). */
 static lumen_status executor_env(lm_worker *w) {
-    w->exec_env = calloc(3, sizeof *w->exec_env);
+    const lm_cluster_config *cc = &w->cfg->cluster;
+    const struct {
+        const char *name, *value;
+    } vars[] = {
+        {"LUMEN_ADDRESS", cc->scheduler_addr}, {"LUMEN_TOKEN", cc->token}, {"LUMEN_TLS_CA", cc->tls_ca},
+        {"LUMEN_TLS_CERT", cc->tls_cert},      {"LUMEN_TLS_KEY", cc->tls_key},
+    };
+    size_t nvars = sizeof vars / sizeof vars[0], n = 0;
+    w->exec_env = calloc(nvars + 1, sizeof *w->exec_env);
     if (w->exec_env == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    size_t n = 0;
-    if (asprintf(&w->exec_env[n++], "LUMEN_ADDRESS=%s", w->cfg->cluster.scheduler_addr) < 0) w->exec_env[--n] = NULL;
-    const char *token = w->cfg->cluster.token;
-    if (token != NULL && token[0] != '\0' && asprintf(&w->exec_env[n++], "LUMEN_TOKEN=%s", token) < 0)
-        w->exec_env[--n] = NULL;
-    return n > 0 ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < nvars; i++) {
+        if (vars[i].value == NULL || vars[i].value[0] == '\0') continue;
+        if (asprintf(&w->exec_env[n], "%s=%s", vars[i].name, vars[i].value) < 0) {
+            w->exec_env[n] = NULL;
+            return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        n++;
+    }
+    return lm_ok();
 }
 
 static lumen_status make_dir(const char *path) {

@@ -1,8 +1,11 @@
 /*
  * test_cli.c - the `lumen` command line tool, run as a user would: start a
  * cluster in a temp run dir on free ports, see it in `lumen status`, ask a
- * service's health, stop it and check every process is gone; bad arguments
- * exit 2 with a message.
+ * service's health, join it from "another machine" (a second run dir), stop
+ * it and check every process is gone; bad arguments exit 2 with a message.
+ * Security by default: the head makes a token, keeps it 0600 in the run dir
+ * and never prints it; `lumen`, joins and clients on the machine find it
+ * there; a wrong token is refused at once; `--token ""` opens a cluster.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,8 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <lumen/lumen.h>
 
 #include "cluster.h"
 #include "test_util.h"
@@ -51,6 +57,9 @@ static int suite_init(void) {
     if (dir == NULL) return 1;
     snprintf(run_dir, sizeof run_dir, "%s/run", dir);
     snprintf(out_path, sizeof out_path, "%s/out.txt", dir);
+    /* The default run dir, where no token is: found only when asked for. */
+    setenv("LUMEN_RUN_DIR", dir, 1);
+    unsetenv("LUMEN_TOKEN");
     return 0;
 }
 
@@ -108,18 +117,102 @@ static int process_gone(pid_t pid) {
     return close_paren != NULL && (close_paren[2] == 'Z' || close_paren[2] == 'X');
 }
 
+/* Whether the file holds text (false when it cannot be read). */
+static bool file_has(const char *path, const char *text) {
+    static char buf[1 << 20];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, text) != NULL;
+}
+
+/* The token the head made: 0600, random hex, in no output and no log. */
+static void check_token_file(char *token, size_t cap) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/token", run_dir);
+    struct stat st;
+    CU_ASSERT_FATAL(stat(path, &st) == 0);
+    CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_FATAL(f != NULL && fgets(token, (int)cap, f) != NULL);
+    fclose(f);
+    token[strcspn(token, "\n")] = '\0';
+    CU_ASSERT(strlen(token) >= 32 && strspn(token, "0123456789abcdef") == strlen(token));
+    CU_ASSERT(strstr(output, token) == NULL);
+    const char *logs[] = {"scheduler", "objstore", "worker"};
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "ls %s/logs/*.log", run_dir);
+    FILE *ls = popen(cmd, "r");
+    int seen = 0;
+    while (ls != NULL && fgets(path, sizeof path, ls) != NULL) {
+        path[strcspn(path, "\n")] = '\0';
+        CU_ASSERT(!file_has(path, token));
+        for (size_t i = 0; i < 3; i++) seen += strstr(path, logs[i]) != NULL;
+    }
+    if (ls != NULL) pclose(ls);
+    CU_ASSERT(seen >= 3);
+}
+
+/* A client on this machine finds the token in the run dir by itself. */
+static void check_client_finds_token(const char *sched) {
+    setenv("LUMEN_RUN_DIR", run_dir, 1);
+    lumen_client *c = NULL;
+    lumen_status st = lumen_connect(sched, NULL, &c);
+    setenv("LUMEN_RUN_DIR", dir, 1);
+    if (!LM_IS_OK(st)) fprintf(stderr, "\nconnect: %s\n", st.msg);
+    CU_ASSERT_FATAL(LM_IS_OK(st));
+    lumen_arg a = lumen_arg_bytes("found it", 8);
+    lumen_ref r;
+    lumen_bytes b = {0};
+    st = lumen_call(c, "test.echo", &a, 1, NULL, &r);
+    if (LM_IS_OK(st)) st = lumen_get(c, r, LM_TEST_TIMEOUT(20000), &b);
+    LM_ASSERT_OK(st);
+    CU_ASSERT(b.len == 8 && memcmp(b.data, "found it", 8) == 0);
+    lumen_bytes_free(&b);
+    lumen_close(c);
+}
+
+/* Joins: on the head's machine with its token; elsewhere with a wrong one,
+ * refused at once and told what to do. */
+static void check_joins(const char *sched, const char *redis) {
+    char port[8], other[700];
+    snprintf(port, sizeof port, "%u", lm_test_free_port());
+    CU_ASSERT_EQUAL(lumen("start", "--address", sched, "--redis", redis, "--port", port, "--workers", "1",
+                          "--slots", "1", "--run-dir", run_dir, NULL),
+                    0);
+    ASSERT_OUTPUT_HAS("Joined the Lumen cluster");
+    CU_ASSERT_EQUAL(lumen("status", "--run-dir", run_dir, NULL), 0);
+    ASSERT_OUTPUT_HAS("Nodes: 5 alive (3 workers, 3 slots");
+
+    snprintf(other, sizeof other, "%s/elsewhere", dir);
+    snprintf(port, sizeof port, "%u", lm_test_free_port());
+    uint64_t t0 = lm_test_now_us();
+    CU_ASSERT_EQUAL(lumen("start", "--address", sched, "--redis", redis, "--port", port, "--workers", "0",
+                          "--token", "guess", "--run-dir", other, NULL),
+                    1);
+    CU_ASSERT(lm_test_now_us() - t0 < (uint64_t)LM_TEST_TIMEOUT(10000) * 1000);
+    ASSERT_OUTPUT_HAS("refused the token given");
+    ASSERT_OUTPUT_HAS("LUMEN_TOKEN");
+    ASSERT_OUTPUT_HAS("stopped the 1 process(es)");
+}
+
 static void test_start_status_health_stop(void) {
-    char port[8], redis_port[8], sched[32], join[64];
-    uint16_t p = lm_test_free_port();
+    char port[8], redis_port[8], sched[32], redis[32], join[64], token[128];
+    uint16_t p = lm_test_free_port(), rp = lm_test_free_port();
     snprintf(port, sizeof port, "%u", p);
-    snprintf(redis_port, sizeof redis_port, "%u", lm_test_free_port());
+    snprintf(redis_port, sizeof redis_port, "%u", rp);
     snprintf(sched, sizeof sched, "127.0.0.1:%u", p);
+    snprintf(redis, sizeof redis, "127.0.0.1:%u", rp);
     snprintf(join, sizeof join, "lumen start --address %s", sched);
 
     CU_ASSERT_EQUAL_FATAL(lumen("start", "--head", "--port", port, "--redis-port", redis_port, "--workers", "2",
                                 "--slots", "1", "--run-dir", run_dir, "--dashboard-port", "0", NULL),
                           0);
     ASSERT_OUTPUT_HAS(join);
+    ASSERT_OUTPUT_HAS("LUMEN_RUN_DIR="); /* how clients here find the token of this run dir */
+    check_token_file(token, sizeof token);
     pid_t pids[16];
     int n = read_pids(pids, 16);
     CU_ASSERT_EQUAL(n, 5); /* redis, scheduler, objstore, 2 workers */
@@ -129,24 +222,61 @@ static void test_start_status_health_stop(void) {
     ASSERT_OUTPUT_HAS("objstore");
     ASSERT_OUTPUT_HAS("Tasks: 0");
 
-    CU_ASSERT_EQUAL(lumen("health", sched, NULL), 0);
+    CU_ASSERT_EQUAL(lumen("health", sched, "--run-dir", run_dir, NULL), 0);
     ASSERT_OUTPUT_HAS("scheduler SERVING");
+    CU_ASSERT_EQUAL(lumen("health", sched, NULL), 1); /* no token in the default run dir */
+    ASSERT_OUTPUT_HAS("token");
+    CU_ASSERT_EQUAL(lumen("health", sched, "--token", "guess", NULL), 1);
+    check_client_finds_token(sched);
+    check_joins(sched, redis);
 
     /* A second head on the same ports must refuse, and leave the first alone. */
     CU_ASSERT_EQUAL(lumen("start", "--head", "--port", port, "--redis-port", redis_port, "--run-dir", run_dir,
                           NULL),
                     1);
     ASSERT_OUTPUT_HAS("in use");
-    CU_ASSERT_EQUAL(read_pids(pids, 16), 5);
+    n = read_pids(pids, 16);
+    CU_ASSERT_EQUAL(n, 7);
 
     CU_ASSERT_EQUAL(lumen("stop", "--run-dir", run_dir, NULL), 0);
-    ASSERT_OUTPUT_HAS("stopped 5 process(es)");
+    ASSERT_OUTPUT_HAS("stopped 7 process(es)");
     for (int i = 0; i < n; i++) CU_ASSERT(process_gone(pids[i]));
     CU_ASSERT_EQUAL(read_pids(pids, 16), 0);
+    char path[700];
+    snprintf(path, sizeof path, "%s/token", run_dir);
+    CU_ASSERT(access(path, F_OK) != 0); /* gone with the cluster */
     CU_ASSERT_NOT_EQUAL(lumen("health", sched, "--timeout", "1", NULL), 0);
 
     CU_ASSERT_EQUAL(lumen("stop", "--run-dir", run_dir, NULL), 0);
     ASSERT_OUTPUT_HAS("nothing to stop");
+}
+
+/* --token "" asks for an open cluster: it warns, keeps no token, and
+ * anything may call it. Its Redis wants the password of the environment. */
+static void test_open_cluster_redis_password(void) {
+    char port[8], redis_port[8], sched[32], path[700];
+    uint16_t p = lm_test_free_port();
+    snprintf(port, sizeof port, "%u", p);
+    snprintf(redis_port, sizeof redis_port, "%u", lm_test_free_port());
+    snprintf(sched, sizeof sched, "127.0.0.1:%u", p);
+    CU_ASSERT_EQUAL(lumen("start", "--head", "--token", "has space", "--run-dir", run_dir, NULL), 2);
+    ASSERT_OUTPUT_HAS("--token wants printable ASCII");
+    setenv("LUMEN_REDIS_PASSWORD", "a \"quoted\" pass", 1);
+    CU_ASSERT_EQUAL_FATAL(lumen("start", "--head", "--token", "", "--port", port, "--redis-port", redis_port,
+                                "--workers", "0", "--run-dir", run_dir, "--dashboard-port", "0", NULL),
+                          0);
+    ASSERT_OUTPUT_HAS("warning: --token \"\"");
+    ASSERT_OUTPUT_HAS("has no token");
+    ASSERT_OUTPUT_HAS("LUMEN_REDIS_PASSWORD");
+    snprintf(path, sizeof path, "%s/token", run_dir);
+    CU_ASSERT(access(path, F_OK) != 0);
+    CU_ASSERT_EQUAL(lumen("health", sched, NULL), 0);
+    CU_ASSERT_EQUAL(lumen("status", "--run-dir", run_dir, NULL), 0);
+    ASSERT_OUTPUT_HAS("Nodes: 1 alive");
+    unsetenv("LUMEN_REDIS_PASSWORD");
+    CU_ASSERT_EQUAL(lumen("status", "--run-dir", run_dir, NULL), 1);
+    ASSERT_OUTPUT_HAS("NOAUTH");
+    CU_ASSERT_EQUAL(lumen("stop", "--run-dir", run_dir, NULL), 0);
 }
 
 /* A start that fails half-way stops what it had started. */
@@ -183,6 +313,7 @@ int main(void) {
         {"bad arguments exit 2 with a message", test_bad_arguments},
         {"start --head, status, health, stop, stop again", test_start_status_health_stop},
         {"a failed start stops what it started", test_failed_start_cleans_up},
+        {"--token \"\": an open cluster on request; a Redis password", test_open_cluster_redis_password},
         CU_TEST_INFO_NULL,
     };
     return lm_test_main("cli", tests, suite_init, suite_cleanup);

@@ -379,6 +379,9 @@ static void test_job_end_releases_objects(void) {
     CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s", put_hex), 1);
     CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s", result_hex), 1);
     lumen_close(c);
+    /* The scheduler erases them behind (after the records queued before). */
+    for (int waited = 0; waited < 5000 && redis_int(rc, "EXISTS lumen:obj:%s", result_hex) != 0; waited += 20)
+        lm_test_sleep_ms(20);
     CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s", put_hex), 0);
     CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s", result_hex), 0);
     CU_ASSERT_EQUAL(redis_int(rc, "EXISTS lumen:obj:%s:locs", result_hex), 0);

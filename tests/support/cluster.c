@@ -22,6 +22,7 @@ struct lm_test_cluster {
     lm_test_redis *redis;
     pid_t scheduler_pid, objstore_pid;
     pid_t worker_pids[MAX_WORKERS];
+    char worker_addrs[MAX_WORKERS][32];
     int nworkers;
     char scheduler_addr[32], objstore_addr[32];
     char slots[16];
@@ -50,7 +51,8 @@ static void log_tail(const char *path, char *out, size_t cap) {
 }
 
 lumen_status lm_test_service_start(const char *role, const char *const flags[], const char *log_path,
-                                   const char *addr, const char *token, int64_t timeout_ms, pid_t *pid) {
+                                   const char *addr, const lm_rpc_client_opts *client, int64_t timeout_ms,
+                                   pid_t *pid) {
     char *argv[MAX_FLAGS + 2];
     char bin[64];
     snprintf(bin, sizeof bin, "lumen-%s", role);
@@ -62,8 +64,7 @@ lumen_status lm_test_service_start(const char *role, const char *const flags[], 
     if (*pid < 0) return lm_status(LUMEN_INTERNAL, "cannot start %s", argv[0]);
 
     lm_rpc_client *cli = NULL;
-    lm_rpc_client_opts copts = {.token = token};
-    lumen_status st = lm_rpc_client_new(&copts, &cli);
+    lumen_status st = lm_rpc_client_new(client, &cli);
     uint64_t until = lm_test_now_us() + (uint64_t)timeout_ms * 1000;
     while (cli != NULL) {
         st = lm_health_check(cli, addr, 1000, NULL, NULL);
@@ -92,9 +93,27 @@ static void free_addr(char *out, size_t cap) {
     snprintf(out, cap, "127.0.0.1:%u", lm_test_free_port());
 }
 
+/* Appends the flags every service takes (token, Redis password, TLS) and
+ * the terminating NULL; returns the new count. */
+static int common_flags(const lm_test_cluster *c, const char **flags, int n) {
+    const lm_test_cluster_opts *o = &c->opts;
+    const char *pairs[][2] = {{"--token", o->token}, {"--redis-password", o->redis_password},
+                              {"--tls-cert", o->tls_cert}, {"--tls-key", o->tls_key}, {"--tls-ca", o->tls_ca}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0] && n < MAX_FLAGS - 2; i++)
+        if (pairs[i][1] != NULL) flags[n++] = pairs[i][0], flags[n++] = pairs[i][1];
+    flags[n] = NULL;
+    return n;
+}
+
+/* How the launcher reaches the services: their token and TLS. */
+static lm_rpc_client_opts client_opts(const lm_test_cluster *c) {
+    return (lm_rpc_client_opts){.token = c->opts.token,
+                                .tls = {c->opts.tls_cert, c->opts.tls_key, c->opts.tls_ca}};
+}
+
 static lumen_status start_worker(lm_test_cluster *c, int i) {
-    char addr[32], log[600], run_dir[600];
-    free_addr(addr, sizeof addr);
+    char *addr = c->worker_addrs[i], log[600], run_dir[600];
+    free_addr(addr, sizeof c->worker_addrs[i]);
     snprintf(log, sizeof log, "%s/worker-%d.log", c->dir, i);
     snprintf(run_dir, sizeof run_dir, "%s/worker-%d", c->dir, i);
     const char *flags[MAX_FLAGS] = {
@@ -106,12 +125,12 @@ static lumen_status start_worker(lm_test_cluster *c, int i) {
         "--library-path", LUMEN_TEST_LIB_DIR,
         "--run-dir", run_dir,
     };
-    int n = 14;
-    if (c->opts.token != NULL) flags[n++] = "--token", flags[n++] = c->opts.token;
+    int n = common_flags(c, flags, 14);
     for (int k = 0; c->opts.worker_flags && c->opts.worker_flags[k] && n < MAX_FLAGS - 1; k++)
         flags[n++] = c->opts.worker_flags[k];
     flags[n] = NULL;
-    return lm_test_service_start("worker", flags, log, addr, c->opts.token, 20000, &c->worker_pids[i]);
+    lm_rpc_client_opts copts = client_opts(c);
+    return lm_test_service_start("worker", flags, log, addr, &copts, 20000, &c->worker_pids[i]);
 }
 
 lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_cluster **out) {
@@ -123,29 +142,29 @@ lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_clu
     snprintf(c->slots, sizeof c->slots, "%d", c->opts.slots);
     c->scheduler_pid = c->objstore_pid = -1;
     c->dir = lm_test_tmpdir("cluster");
-    lumen_status st = c->dir ? lm_test_redis_start(NULL, &c->redis) : lm_status(LUMEN_IO, "no temp dir");
-    const char *token_flag = c->opts.token ? "--token" : NULL;
+    lm_test_redis_opts ropts = {.appendonly = c->opts.redis_appendonly, .password = c->opts.redis_password};
+    lumen_status st = c->dir ? lm_test_redis_start(&ropts, &c->redis) : lm_status(LUMEN_IO, "no temp dir");
+    lm_rpc_client_opts copts = client_opts(c);
 
     if (LM_IS_OK(st)) {
         char log[600];
         free_addr(c->scheduler_addr, sizeof c->scheduler_addr);
         snprintf(log, sizeof log, "%s/scheduler.log", c->dir);
-        const char *flags[] = {"--listen", c->scheduler_addr, "--redis-addr", lm_test_redis_addr(c->redis),
-                               "--dashboard", "false", token_flag, c->opts.token, NULL};
-        st = lm_test_service_start("scheduler", flags, log, c->scheduler_addr, c->opts.token, 20000,
-                                   &c->scheduler_pid);
+        const char *flags[MAX_FLAGS] = {"--listen", c->scheduler_addr, "--redis-addr", lm_test_redis_addr(c->redis),
+                                        "--dashboard", "false"};
+        common_flags(c, flags, 6);
+        st = lm_test_service_start("scheduler", flags, log, c->scheduler_addr, &copts, 20000, &c->scheduler_pid);
     }
     if (LM_IS_OK(st)) {
         char log[600], spill[600];
         free_addr(c->objstore_addr, sizeof c->objstore_addr);
         snprintf(log, sizeof log, "%s/objstore.log", c->dir);
         snprintf(spill, sizeof spill, "%s/spill", c->dir);
-        const char *flags[] = {"--listen", c->objstore_addr, "--scheduler-addr", c->scheduler_addr,
-                               "--redis-addr", lm_test_redis_addr(c->redis), "--spill-dir", spill,
-                               "--memory-limit", c->opts.objstore_memory ? c->opts.objstore_memory : "2GiB",
-                               token_flag, c->opts.token, NULL};
-        st = lm_test_service_start("objstore", flags, log, c->objstore_addr, c->opts.token, 20000,
-                                   &c->objstore_pid);
+        const char *flags[MAX_FLAGS] = {"--listen", c->objstore_addr, "--scheduler-addr", c->scheduler_addr,
+                                        "--redis-addr", lm_test_redis_addr(c->redis), "--spill-dir", spill,
+                                        "--memory-limit", c->opts.objstore_memory ? c->opts.objstore_memory : "2GiB"};
+        common_flags(c, flags, 10);
+        st = lm_test_service_start("objstore", flags, log, c->objstore_addr, &copts, 20000, &c->objstore_pid);
     }
     for (int i = 0; LM_IS_OK(st) && i < c->opts.workers; i++) {
         st = start_worker(c, i);
@@ -161,7 +180,7 @@ lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_clu
 }
 
 lumen_status lm_test_cluster_wait_nodes(lm_test_cluster *c, int n, int64_t timeout_ms) {
-    lm_redis_opts ropts = {.addr = lm_test_redis_addr(c->redis)};
+    lm_redis_opts ropts = {.addr = lm_test_redis_addr(c->redis), .password = c->opts.redis_password};
     lm_redis *r = NULL;
     lumen_status st = lm_redis_connect(&ropts, &r);
     uint64_t until = lm_test_now_us() + (uint64_t)timeout_ms * 1000;
@@ -195,7 +214,9 @@ lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index) {
 
 const char *lm_test_cluster_scheduler(const lm_test_cluster *c) { return c->scheduler_addr; }
 const char *lm_test_cluster_objstore(const lm_test_cluster *c) { return c->objstore_addr; }
+const char *lm_test_cluster_worker(const lm_test_cluster *c, int i) { return c->worker_addrs[i]; }
 const char *lm_test_cluster_redis(const lm_test_cluster *c) { return lm_test_redis_addr(c->redis); }
+lm_test_redis *lm_test_cluster_redis_server(lm_test_cluster *c) { return c->redis; }
 const char *lm_test_cluster_dir(const lm_test_cluster *c) { return c->dir; }
 int lm_test_cluster_workers(const lm_test_cluster *c) { return c->nworkers; }
 pid_t lm_test_cluster_worker_pid(const lm_test_cluster *c, int i) { return c->worker_pids[i]; }

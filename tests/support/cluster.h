@@ -7,10 +7,12 @@
 #ifndef LM_TEST_CLUSTER_H
 #define LM_TEST_CLUSTER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "id.h"
+#include "rpc.h"
 #include "status.h"
 
 /* build/bin/<name>, e.g. lm_test_bin("lumen-worker"); static storage. */
@@ -19,18 +21,24 @@ const char *lm_test_bin(const char *name);
 /*
  * Starts build/bin/lumen-<role> with the NULL-terminated flags, appending its
  * output to log_path, and waits up to timeout_ms until `addr` answers Health
- * SERVING (token may be NULL). On failure nothing is left running and the
- * status quotes the end of the log.
+ * SERVING to a client made with `client` (its token and TLS; NULL: none). On
+ * failure nothing is left running and the status quotes the end of the log.
  */
 lumen_status lm_test_service_start(const char *role, const char *const flags[], const char *log_path,
-                                   const char *addr, const char *token, int64_t timeout_ms, pid_t *pid);
+                                   const char *addr, const lm_rpc_client_opts *client, int64_t timeout_ms,
+                                   pid_t *pid);
 
 typedef struct lm_test_cluster_opts {
     int workers;                  /* 0: 1 */
     int slots;                    /* per worker; 0: 2 */
     const char *token;            /* NULL: no token */
+    const char *redis_password;   /* Redis with AUTH, every service given the password; NULL: none */
+    /* TLS for every service, as server and as client of the others (PEM
+     * files, e.g. from scripts/make-test-ca.sh); NULL: plaintext. */
+    const char *tls_cert, *tls_key, *tls_ca;
     const char *objstore_memory;  /* e.g. "64MiB"; NULL: the default */
     const char *const *worker_flags; /* extra flags for every worker, NULL-terminated; may be NULL */
+    bool redis_appendonly;        /* Redis with its append-only file on (it survives kill + restart) */
 } lm_test_cluster_opts;
 
 typedef struct lm_test_cluster lm_test_cluster;
@@ -40,7 +48,10 @@ lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_clu
 
 const char *lm_test_cluster_scheduler(const lm_test_cluster *c); /* "127.0.0.1:port" */
 const char *lm_test_cluster_objstore(const lm_test_cluster *c);
+const char *lm_test_cluster_worker(const lm_test_cluster *c, int i); /* worker i's address */
 const char *lm_test_cluster_redis(const lm_test_cluster *c);
+/* The Redis server itself, to kill and restart it (redis_server.h). */
+struct lm_test_redis *lm_test_cluster_redis_server(lm_test_cluster *c);
 const char *lm_test_cluster_dir(const lm_test_cluster *c);
 int lm_test_cluster_workers(const lm_test_cluster *c);
 pid_t lm_test_cluster_worker_pid(const lm_test_cluster *c, int i);

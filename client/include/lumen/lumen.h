@@ -107,6 +107,12 @@ typedef struct lumen_connect_opts {
     const char *job;        /* NULL: start a job of our own. Else the 32-hex-digit id of a
                                running job to work in (a task's lumen_task_job): objects made
                                belong to it, and lumen_close leaves it running. */
+    /* TLS, for a cluster whose services have certificates: PEM file paths.
+     * NULL: $LUMEN_TLS_CA, $LUMEN_TLS_CERT, $LUMEN_TLS_KEY; all unset or "":
+     * plaintext. A cluster with a CA configured wants a client certificate. */
+    const char *tls_ca;     /* the CA the services' certificates chain to */
+    const char *tls_cert;   /* this client's certificate */
+    const char *tls_key;    /* its private key */
 } lumen_connect_opts;
 
 /*
