@@ -359,6 +359,18 @@ static lumen_status wait_objects(lumen_client *c, const lm_id *ids, size_t n, si
     return st;
 }
 
+/* Reads an object from the store the scheduler named. *retry is set when
+ * the store failed us: the object may be being rebuilt elsewhere. */
+static lumen_status read_located(lumen_client *c, lm_id id, const Lumen__ObjectState *o, lumen_bytes *out,
+                                 bool *retry) {
+    size_t len = 0;
+    lumen_status st = lm_objstore_get(c->rpc, o->locations[0], id, false,
+                                      c->timeout_ms + (int64_t)(o->size >> 20) * 100, &out->data, &len);
+    out->len = len;
+    *retry = st.code == LUMEN_UNAVAILABLE;
+    return st;
+}
+
 lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen_bytes *out) {
     out->data = NULL;
     out->len = 0;
@@ -369,6 +381,9 @@ lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen
     if (loc != NULL) {
         lumen_status st = lm_objstore_get(c->rpc, loc, id, false, timeout_ms > 0 ? timeout_ms : c->timeout_ms,
                                           &out->data, &out->len);
+        if (st.code == LUMEN_UNAVAILABLE) /* a put has no lineage: gone with its store */
+            st = lm_status(LUMEN_OBJECT_LOST, "object %s was put to object store %s, which is gone (%s)", hex, loc,
+                           st.msg);
         free(loc);
         return st;
     }
@@ -376,29 +391,35 @@ lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen
     bool ours = actor_result_known(c, id);
     pthread_mutex_unlock(&c->mu);
     if (ours) return actor_result_get(c, id, timeout_ms, out);
-    Lumen__WaitObjectsReply *reply = NULL;
-    lumen_status st = wait_objects(c, &id, 1, 1, timeout_ms, &reply);
-    if (st.code == LUMEN_DEADLINE_EXCEEDED) {
-        lumen_status submit = submit_status(c);
-        if (!LM_IS_OK(submit)) return submit; /* its task never reached the scheduler */
-        return lm_status(LUMEN_DEADLINE_EXCEEDED, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
+    int64_t deadline = (int64_t)lm_mono_ms() + timeout_ms;
+    for (;;) {
+        Lumen__WaitObjectsReply *reply = NULL;
+        int64_t left = deadline - (int64_t)lm_mono_ms();
+        lumen_status st = wait_objects(c, &id, 1, 1, left > 0 ? left : 1, &reply);
+        if (st.code == LUMEN_DEADLINE_EXCEEDED) {
+            lumen_status submit = submit_status(c);
+            if (!LM_IS_OK(submit)) return submit; /* its task never reached the scheduler */
+            return lm_status(LUMEN_DEADLINE_EXCEEDED, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
+        }
+        if (!LM_IS_OK(st)) return st;
+        Lumen__ObjectState *o = reply->objects[0];
+        bool retry = false;
+        if (o->status != NULL && o->status->code != LUMEN_OK) {
+            st = lm_status((lumen_code)o->status->code, "%s", o->status->message);
+        } else if (o->n_locations == 0) {
+            out->len = o->inline_value.len;
+            out->data = malloc(out->len ? out->len : 1);
+            if (out->len) memcpy(out->data, o->inline_value.data, out->len);
+        } else {
+            st = read_located(c, id, o, out, &retry);
+        }
+        lm_rpc_message_free(&reply->base);
+        /* Its store went away under us: the scheduler rebuilds the object
+         * (or says it is lost); ask again, a little later. */
+        if (!retry || (int64_t)lm_mono_ms() >= deadline) return st;
+        struct timespec pause = {0, 50 * 1000000L};
+        nanosleep(&pause, NULL);
     }
-    if (!LM_IS_OK(st)) return st;
-    Lumen__ObjectState *o = reply->objects[0];
-    if (o->status != NULL && o->status->code != LUMEN_OK) {
-        st = lm_status((lumen_code)o->status->code, "%s", o->status->message);
-    } else if (o->n_locations == 0) {
-        out->len = o->inline_value.len;
-        out->data = malloc(out->len ? out->len : 1);
-        memcpy(out->data, o->inline_value.data, out->len);
-    } else {
-        size_t len = 0;
-        st = lm_objstore_get(c->rpc, o->locations[0], id, false, c->timeout_ms + (int64_t)(o->size >> 20) * 100,
-                             &out->data, &len);
-        out->len = len;
-    }
-    lm_rpc_message_free(&reply->base);
-    return st;
 }
 
 lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready, int64_t timeout_ms,

@@ -321,6 +321,8 @@ static snode *pick_worker(scheduler *s, const stask *t) {
     for (size_t i = 0; i < s->node_list.n; i++) {
         snode *w = s->node_list.items[i];
         if (!w->is_worker || !w->alive || w->slots == 0 || w->in_flight >= (int)DISPATCH_DEPTH(w->slots)) continue;
+        snode *store = lm_idmap_get(s->nodes, w->objstore_id);
+        if (store != NULL && !store->alive) continue; /* it could not keep a big result */
         double load = (double)(w->in_flight + (creation ? (int)w->actors : 0)) / w->slots;
         if (load < best_load) best = w, best_load = load;
         if (!lm_id_is_zero(near) && lm_id_equal(w->objstore_id, near) && w->in_flight < (int)w->slots &&
@@ -464,6 +466,53 @@ static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out) {
     if (is_actor_creation(t->spec)) actors_created(s, t, st, out);
 }
 
+/*
+ * Makes a finished task run again (lineage reconstruction): its result was
+ * lost, or it failed because an argument was lost that is being rebuilt.
+ * It takes its arguments again and waits for those being rebuilt.
+ */
+static void task_rearm(scheduler *s, stask *t, const char *why, outbox *out) {
+    char h[LM_ID_HEX_LEN + 1];
+    for (size_t i = 0; i < t->spec->n_args; i++) { /* every argument still there? */
+        const Lumen__Arg *a = t->spec->args[i];
+        if (a->value_case != LUMEN__ARG__VALUE_REF) continue;
+        sobj *o = arg_obj(s, a);
+        lumen_status bad = lm_ok();
+        if (o == NULL)
+            bad = lm_status(LUMEN_OBJECT_LOST, "%s cannot run again to rebuild a lost object: its argument %zu was freed",
+                            t->spec->function, i);
+        else if (o->state == OBJ_FAILED)
+            bad = lm_status_wrap(*o->error, "argument %s", hex(o->id, h));
+        if (LM_IS_OK(bad)) continue;
+        record_task(s, t, LM_TASK_FAILED, bad.msg); /* it stays finished; its result fails */
+        sobj *result = lm_idmap_get(s->objs, lm_id_for_return(t->id, 0));
+        if (result != NULL) obj_set_failed(s, result, bad, out);
+        return;
+    }
+    t->unresolved = 0;
+    t->phase = TASK_WAITING;
+    for (size_t i = 0; i < t->spec->n_args; i++) {
+        sobj *o = arg_obj(s, t->spec->args[i]);
+        if (o == NULL) continue;
+        o->pins++;
+        if (o->state == OBJ_PENDING) {
+            sched_id_push(&o->dependents, t->id);
+            t->unresolved++;
+        }
+    }
+    record_task(s, t, LM_TASK_READY, why);
+    if (t->unresolved == 0) ready_push(s, t);
+}
+
+/* Whether one of t's arguments is being rebuilt (lost, its producer re-run). */
+static bool arg_rebuilding(scheduler *s, const stask *t) {
+    for (size_t i = 0; i < t->spec->n_args; i++) {
+        sobj *o = arg_obj(s, t->spec->args[i]);
+        if (o != NULL && o->state == OBJ_PENDING) return true;
+    }
+    return false;
+}
+
 sjob *sched_job_get(scheduler *s, lm_id id) {
     sjob *j = lm_idmap_get(s->jobs, id);
     if (j == NULL) {
@@ -474,6 +523,14 @@ sjob *sched_job_get(scheduler *s, lm_id id) {
     return j;
 }
 
+/* Why a put's refs fail once its store is gone. */
+static lumen_status lost_put(lm_id id, const char *store) {
+    char h[LM_ID_HEX_LEN + 1];
+    return lm_status(LUMEN_OBJECT_LOST,
+                     "object %s was lost with object store %s (it was put, not made by a task, so it cannot be rebuilt)",
+                     hex(id, h), store);
+}
+
 /* A READY object the scheduler did not make, held by the store at location. */
 static sobj *obj_at(scheduler *s, lm_id id, lm_id job, const char *location, uint64_t size) {
     sobj *o = obj_new(s, id, job);
@@ -482,6 +539,11 @@ static sobj *obj_at(scheduler *s, lm_id id, lm_id job, const char *location, uin
     o->location = strdup(location);
     snode *store = node_by_addr(s, location);
     if (store != NULL) o->store = store->id;
+    if (store != NULL && !store->alive) { /* a put to a store that died since: no lineage */
+        o->state = OBJ_FAILED;
+        o->error = malloc(sizeof *o->error);
+        *o->error = lost_put(id, location);
+    }
     return o;
 }
 
@@ -612,12 +674,16 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
 
 /* ------------------------------------------------------------- nodes */
 
+/* The node at addr, a live one first (a restarted node has a new id). */
 static snode *node_by_addr(scheduler *s, const char *addr) {
+    snode *dead = NULL;
     for (size_t i = 0; i < s->node_list.n; i++) { /* few nodes: a scan is enough */
         snode *n = s->node_list.items[i];
-        if (strcmp(n->addr, addr) == 0) return n;
+        if (strcmp(n->addr, addr) != 0) continue;
+        if (n->alive) return n;
+        dead = n;
     }
-    return NULL;
+    return dead;
 }
 
 typedef struct lost_sweep {
@@ -649,13 +715,61 @@ static void task_retry(scheduler *s, stask *t, const char *why, outbox *out) {
     ready_push(s, t);
 }
 
+typedef struct store_sweep {
+    lm_id store;
+    ptr_vec objs;
+} store_sweep;
+
+static void collect_stored(void *arg, lm_id key, void *value) {
+    (void)key;
+    store_sweep *sw = arg;
+    sobj *o = value;
+    if (o->state == OBJ_READY && !o->is_inline && lm_id_equal(o->store, sw->store)) sched_ptr_push(&sw->objs, o);
+}
+
+/*
+ * An object store is gone with what it held. An object a task made is
+ * rebuilt: it is pending again and its producer runs again (and, through
+ * task_rearm, the producers of its arguments lost with it). An object that
+ * was put has no lineage: its refs report OBJECT_LOST.
+ */
+static void objects_lost(scheduler *s, snode *store, outbox *out) {
+    store_sweep sw = {store->id, {0}};
+    lm_idmap_each(s->objs, collect_stored, &sw);
+    ptr_vec rearm = {0};
+    /* First every lost object is pending, so a producer re-run below waits
+     * for its arguments that are rebuilt too. */
+    for (size_t i = 0; i < sw.objs.n; i++) {
+        sobj *o = sw.objs.items[i];
+        stask *p = lm_id_is_zero(o->producer) ? NULL : lm_idmap_get(s->tasks, o->producer);
+        o->state = OBJ_PENDING;
+        free(o->location);
+        o->location = NULL;
+        memset(&o->store, 0, sizeof o->store);
+        if (p != NULL && p->phase == TASK_DONE) {
+            sched_ptr_push(&rearm, p);
+            record_obj(s, o);
+        } else if (p == NULL) {
+            obj_set_failed(s, o, lost_put(o->id, store->addr), out);
+        }
+    }
+    for (size_t i = 0; i < rearm.n; i++) task_rearm(s, rearm.items[i], "its result was lost with its object store", out);
+    if (sw.objs.n > 0)
+        lm_warn("object store %s: %zu objects lost, %zu being rebuilt", store->addr, sw.objs.n, rearm.n);
+    free(sw.objs.items);
+    free(rearm.items);
+}
+
 /* A worker is gone: what it was running runs again elsewhere. */
 static void node_lost(scheduler *s, snode *w, const char *why, outbox *out) {
     if (!w->alive) return;
     w->alive = false;
     w->in_flight = 0;
     lm_warn("%s %s is dead: %s", w->is_worker ? "worker" : "object store", w->addr, why);
-    if (!w->is_worker) return;
+    if (!w->is_worker) {
+        objects_lost(s, w, out);
+        return;
+    }
     lost_sweep sw = {w->id, {0}};
     lm_idmap_each(s->tasks, collect_lost, &sw);
     char reason[160];
@@ -935,6 +1049,15 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
         if (code == LUMEN_OK && is_actor_creation(t->spec)) actors_orphan_created(s, t);
         lm_idmap_remove(s->tasks, id);
         task_free(t);
+        return;
+    }
+    if (code == LUMEN_OBJECT_LOST && arg_rebuilding(s, t) && t->attempts <= t->max_retries) {
+        task_unpin_args(s, t, deletes); /* it read an argument that was lost: again once rebuilt */
+        task_rearm(s, t, "an argument was lost and is being rebuilt", out);
+        return;
+    }
+    if (code == LUMEN_UNAVAILABLE) { /* the worker could not reach a peer (its store): not the task's fault */
+        task_retry(s, t, r->status->message, out);
         return;
     }
     if (code != LUMEN_OK) {

@@ -1,8 +1,12 @@
 /*
- * Faults of the cluster's shared parts, for real: Redis killed with SIGKILL
- * mid-job and restarted from its append-only file. Services keep serving
- * while it is down (nothing on the task path waits for Redis), reconnect by
- * themselves, and what they wrote behind meanwhile reaches Redis after all.
+ * Faults of the cluster's shared parts, for real:
+ * - Redis killed with SIGKILL mid-job and restarted from its append-only
+ *   file. Services keep serving while it is down (nothing on the task path
+ *   waits for Redis), reconnect by themselves, and what they wrote behind
+ *   meanwhile reaches Redis after all.
+ * - A node (an object store and its worker) killed with SIGKILL: objects
+ *   tasks made there are rebuilt by running their producers again, through
+ *   two levels of lineage; objects put there report OBJECT_LOST at once.
  */
 #include <hiredis.h>
 #include <signal.h>
@@ -121,9 +125,91 @@ static void test_redis_killed_and_restarted_mid_job(void) {
     lumen_close(fresh);
 }
 
+/* The result of ref, or the error's message, as a string. */
+static char *get_text(lumen_client *c, lumen_ref ref, lumen_status *st) {
+    lumen_bytes b = {0};
+    *st = lumen_get(c, ref, LM_TEST_TIMEOUT(30000), &b);
+    char *s = LM_IS_OK(*st) ? strndup(b.data, b.len) : strdup(st->msg);
+    lumen_bytes_free(&b);
+    return s;
+}
+
+static void test_node_lost_objects_rebuilt(void) {
+    enum { N = 8 };
+    lm_test_cluster *two = NULL;
+    lm_test_cluster_opts opts = {.workers = 2, .slots = 2, .objstores = 2};
+    LM_ASSERT_OK(lm_test_cluster_start(&opts, &two));
+    lumen_client *c = NULL;
+    LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(two), NULL, &c));
+
+    /* Two levels of lineage, results big enough to live in the stores:
+     * made[i] = repeat(word i), echoed[i] = echo(made[i]). */
+    lumen_ref made[N], echoed[N], puts[2];
+    char words[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(words[i], sizeof words[i], "w%02d.", i);
+        lumen_arg args[2] = {lumen_arg_bytes(words[i], strlen(words[i])), lumen_arg_bytes("40000", 5)};
+        LM_ASSERT_OK(lumen_call(c, "test.repeat", args, 2, NULL, &made[i]));
+        lumen_arg again = lumen_arg_ref(made[i]);
+        LM_ASSERT_OK(lumen_call(c, "test.echo", &again, 1, NULL, &echoed[i]));
+    }
+    size_t big = 200 * 1024;
+    char *data = malloc(big);
+    memset(data, 'p', big);
+    for (int i = 0; i < 2; i++) LM_ASSERT_OK(lumen_put(c, data, big, &puts[i])); /* one in each store */
+    lumen_status st;
+    for (int i = 0; i < N; i++) {
+        char *s = get_text(c, echoed[i], &st);
+        LM_ASSERT_OK(st);
+        CU_ASSERT_EQUAL(strlen(s), 40000 * strlen(words[i]));
+        free(s);
+    }
+
+    /* The node of store 1 goes: its store and its worker. */
+    lm_test_cluster_kill_objstore(two, 1, SIGKILL);
+    lm_test_cluster_kill_worker(two, 1, SIGKILL);
+
+    int rebuilt_ok = 0;
+    for (int i = 0; i < N; i++) {
+        char *s = get_text(c, echoed[i], &st);
+        size_t want = 40000 * strlen(words[i]);
+        bool ok = LM_IS_OK(st) && strlen(s) == want && strncmp(s, words[i], strlen(words[i])) == 0;
+        if (!ok) fprintf(stderr, "\necho(repeat(%s)) after the node died: %s: %.200s\n", words[i], lumen_code_name(st.code), s);
+        rebuilt_ok += ok;
+        free(s);
+    }
+    CU_ASSERT_EQUAL(rebuilt_ok, N);
+
+    /* The puts: the one in the dead store is lost, clearly; a task that takes
+     * it fails with that; the other reads fine. */
+    int lost = 0, fine = 0;
+    for (int i = 0; i < 2; i++) {
+        lumen_bytes b = {0};
+        st = lumen_get(c, puts[i], LM_TEST_TIMEOUT(10000), &b);
+        if (LM_IS_OK(st) && b.len == big) fine++;
+        if (st.code == LUMEN_OBJECT_LOST && strstr(st.msg, "gone") != NULL) {
+            lost++;
+            lumen_arg a = lumen_arg_ref(puts[i]);
+            lumen_ref r;
+            LM_ASSERT_OK(lumen_call(c, "test.size", &a, 1, NULL, &r));
+            char *s = get_text(c, r, &st);
+            CU_ASSERT_EQUAL(st.code, LUMEN_OBJECT_LOST);
+            CU_ASSERT_PTR_NOT_NULL(strstr(s, "lost with object store"));
+            free(s);
+        }
+        lumen_bytes_free(&b);
+    }
+    CU_ASSERT_EQUAL(lost, 1);
+    CU_ASSERT_EQUAL(fine, 1);
+    free(data);
+    lumen_close(c);
+    lm_test_cluster_stop(two);
+}
+
 int main(void) {
     CU_TestInfo tests[] = {
         {"redis killed and restarted mid-job", test_redis_killed_and_restarted_mid_job},
+        {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
         CU_TEST_INFO_NULL,
     };
     return lm_test_main("faults", tests, suite_init, suite_cleanup);

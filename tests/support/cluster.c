@@ -14,17 +14,21 @@
 #include "test_util.h"
 
 #define MAX_WORKERS 64
+#define MAX_STORES 8
 #define MAX_FLAGS 48
 
 struct lm_test_cluster {
     lm_test_cluster_opts opts;
     char *dir;
     lm_test_redis *redis;
-    pid_t scheduler_pid, objstore_pid;
+    pid_t scheduler_pid;
+    pid_t objstore_pids[MAX_STORES];
+    char objstore_addrs[MAX_STORES][32];
+    int nstores;
     pid_t worker_pids[MAX_WORKERS];
     char worker_addrs[MAX_WORKERS][32];
     int nworkers;
-    char scheduler_addr[32], objstore_addr[32];
+    char scheduler_addr[32];
     char slots[16];
 };
 
@@ -120,7 +124,7 @@ static lumen_status start_worker(lm_test_cluster *c, int i) {
         "--listen", addr,
         "--scheduler-addr", c->scheduler_addr,
         "--redis-addr", lm_test_redis_addr(c->redis),
-        "--objstore-addr", c->objstore_addr,
+        "--objstore-addr", c->objstore_addrs[i % c->nstores], /* worker i lives with store i mod n */
         "--slots", c->slots,
         "--library-path", LUMEN_TEST_LIB_DIR,
         "--run-dir", run_dir,
@@ -140,7 +144,9 @@ lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_clu
     if (c->opts.workers <= 0) c->opts.workers = 1;
     if (c->opts.slots <= 0) c->opts.slots = 2;
     snprintf(c->slots, sizeof c->slots, "%d", c->opts.slots);
-    c->scheduler_pid = c->objstore_pid = -1;
+    if (c->opts.objstores <= 0) c->opts.objstores = 1;
+    if (c->opts.objstores > MAX_STORES) c->opts.objstores = MAX_STORES;
+    c->scheduler_pid = -1;
     c->dir = lm_test_tmpdir("cluster");
     lm_test_redis_opts ropts = {.appendonly = c->opts.redis_appendonly, .password = c->opts.redis_password};
     lumen_status st = c->dir ? lm_test_redis_start(&ropts, &c->redis) : lm_status(LUMEN_IO, "no temp dir");
@@ -155,22 +161,27 @@ lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_clu
         common_flags(c, flags, 6);
         st = lm_test_service_start("scheduler", flags, log, c->scheduler_addr, &copts, 20000, &c->scheduler_pid);
     }
-    if (LM_IS_OK(st)) {
-        char log[600], spill[600];
-        free_addr(c->objstore_addr, sizeof c->objstore_addr);
-        snprintf(log, sizeof log, "%s/objstore.log", c->dir);
-        snprintf(spill, sizeof spill, "%s/spill", c->dir);
-        const char *flags[MAX_FLAGS] = {"--listen", c->objstore_addr, "--scheduler-addr", c->scheduler_addr,
+    for (int i = 0; LM_IS_OK(st) && i < c->opts.objstores; i++) {
+        /* The first store keeps the names it always had (objstore.log, spill). */
+        char log[600], spill[600], suffix[16] = "";
+        if (i > 0) snprintf(suffix, sizeof suffix, "-%d", i);
+        char *addr = c->objstore_addrs[i];
+        free_addr(addr, sizeof c->objstore_addrs[i]);
+        snprintf(log, sizeof log, "%s/objstore%s.log", c->dir, suffix);
+        snprintf(spill, sizeof spill, "%s/spill%s", c->dir, suffix);
+        const char *flags[MAX_FLAGS] = {"--listen", addr, "--scheduler-addr", c->scheduler_addr,
                                         "--redis-addr", lm_test_redis_addr(c->redis), "--spill-dir", spill,
                                         "--memory-limit", c->opts.objstore_memory ? c->opts.objstore_memory : "2GiB"};
         common_flags(c, flags, 10);
-        st = lm_test_service_start("objstore", flags, log, c->objstore_addr, &copts, 20000, &c->objstore_pid);
+        c->objstore_pids[i] = -1;
+        st = lm_test_service_start("objstore", flags, log, addr, &copts, 20000, &c->objstore_pids[i]);
+        if (LM_IS_OK(st)) c->nstores++;
     }
     for (int i = 0; LM_IS_OK(st) && i < c->opts.workers; i++) {
         st = start_worker(c, i);
         if (LM_IS_OK(st)) c->nworkers++;
     }
-    if (LM_IS_OK(st)) st = lm_test_cluster_wait_nodes(c, c->nworkers + 1, 20000);
+    if (LM_IS_OK(st)) st = lm_test_cluster_wait_nodes(c, c->nworkers + c->nstores, 20000);
     if (!LM_IS_OK(st)) {
         lm_test_cluster_stop(c);
         return st;
@@ -213,7 +224,14 @@ lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index) {
 }
 
 const char *lm_test_cluster_scheduler(const lm_test_cluster *c) { return c->scheduler_addr; }
-const char *lm_test_cluster_objstore(const lm_test_cluster *c) { return c->objstore_addr; }
+const char *lm_test_cluster_objstore(const lm_test_cluster *c) { return c->objstore_addrs[0]; }
+const char *lm_test_cluster_objstore_at(const lm_test_cluster *c, int i) { return c->objstore_addrs[i]; }
+
+void lm_test_cluster_kill_objstore(lm_test_cluster *c, int i, int sig) {
+    if (i < 0 || i >= c->nstores || c->objstore_pids[i] <= 0) return;
+    lm_test_stop(c->objstore_pids[i], sig, 5000);
+    c->objstore_pids[i] = -1;
+}
 const char *lm_test_cluster_worker(const lm_test_cluster *c, int i) { return c->worker_addrs[i]; }
 const char *lm_test_cluster_redis(const lm_test_cluster *c) { return lm_test_redis_addr(c->redis); }
 lm_test_redis *lm_test_cluster_redis_server(lm_test_cluster *c) { return c->redis; }
@@ -232,7 +250,8 @@ void lm_test_cluster_stop(lm_test_cluster *c) {
     if (c == NULL) return;
     for (int i = 0; i < c->nworkers; i++)
         if (c->worker_pids[i] > 0) lm_test_stop(c->worker_pids[i], SIGTERM, 5000);
-    if (c->objstore_pid > 0) lm_test_stop(c->objstore_pid, SIGTERM, 5000);
+    for (int i = 0; i < c->nstores; i++)
+        if (c->objstore_pids[i] > 0) lm_test_stop(c->objstore_pids[i], SIGTERM, 5000);
     if (c->scheduler_pid > 0) lm_test_stop(c->scheduler_pid, SIGTERM, 5000);
     lm_test_redis_stop(c->redis);
     if (getenv("LUMEN_TEST_KEEP") == NULL) lm_test_rmtree(c->dir);

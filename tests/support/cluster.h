@@ -38,16 +38,20 @@ typedef struct lm_test_cluster_opts {
     const char *tls_cert, *tls_key, *tls_ca;
     const char *objstore_memory;  /* e.g. "64MiB"; NULL: the default */
     const char *const *worker_flags; /* extra flags for every worker, NULL-terminated; may be NULL */
+    int objstores;                /* object stores; worker i uses store i mod objstores; 0: 1 */
     bool redis_appendonly;        /* Redis with its append-only file on (it survives kill + restart) */
 } lm_test_cluster_opts;
 
 typedef struct lm_test_cluster lm_test_cluster;
 
-/* Redis + scheduler + one object store + N workers, all registered. */
+/* Redis + scheduler + object stores (one unless opts say) + N workers, all registered. */
 lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_cluster **out);
 
 const char *lm_test_cluster_scheduler(const lm_test_cluster *c); /* "127.0.0.1:port" */
-const char *lm_test_cluster_objstore(const lm_test_cluster *c);
+const char *lm_test_cluster_objstore(const lm_test_cluster *c); /* the first one */
+const char *lm_test_cluster_objstore_at(const lm_test_cluster *c, int i);
+/* Sends sig to object store i and reaps it. */
+void lm_test_cluster_kill_objstore(lm_test_cluster *c, int i, int sig);
 const char *lm_test_cluster_worker(const lm_test_cluster *c, int i); /* worker i's address */
 const char *lm_test_cluster_redis(const lm_test_cluster *c);
 /* The Redis server itself, to kill and restart it (redis_server.h). */

@@ -66,6 +66,19 @@ static int concat(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lu
 }
 LUMEN_REMOTE("test.concat", concat)
 
+/* args[0] repeated args[1] times: a big result from small arguments. */
+static int repeat(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    long long times;
+    if (nargs != 2 || !number(&args[1], &times) || times < 0 || args[0].len == 0)
+        return lumen_task_fail(ctx, "test.repeat wants a text and a count");
+    out->data = malloc(args[0].len * (size_t)times + 1);
+    if (out->data == NULL) return lumen_task_fail(ctx, "test.repeat: out of memory");
+    for (long long i = 0; i < times; i++) memcpy((char *)out->data + (size_t)i * args[0].len, args[0].data, args[0].len);
+    out->len = args[0].len * (size_t)times;
+    return 0;
+}
+LUMEN_REMOTE("test.repeat", repeat)
+
 static int add(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     long long sum = 0;
     for (size_t i = 0; i < nargs; i++) {
