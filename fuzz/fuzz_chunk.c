@@ -152,7 +152,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_error(st);
     } else {
         if (failed) fail("a failed stream finished", "");
-        if (a.total > 0 && memcmp(a.data, model, a.total) != 0) fail("the assembled bytes differ from those fed", "");
+        if (a.total > 0 && memcmp(a.data, model, a.total) != 0)
+            fail("the assembled bytes differ from those fed", "");
         rechunk(&a, 64 * (1 + (size % 16)));
     }
     if (mode == 3) free(lm_chunk_asm_take(&a, NULL)); /* NULL before the first chunk: fine */

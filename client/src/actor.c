@@ -39,7 +39,10 @@
  * sent when it expires, while calls are queued). */
 #define RESOLVE_WAIT_MS 30000
 
+typedef struct actor_handle actor_handle;
+
 typedef struct call_result {
+    actor_handle *h; /* whose call it is */
     bool done;
     lumen_status status;
     uint8_t *data; /* inline value (done, OK, no location) */
@@ -58,9 +61,12 @@ typedef struct call_queue {
     size_t n, cap;
 } call_queue;
 
-typedef struct actor_handle {
+struct actor_handle {
     lumen_client *c;
     lm_id id;
+    /* Actors this client created: how, to tell a scheduler that restarted. */
+    Lumen__CreateActorRequest *creation;
+    bool stalled; /* the scheduler could not be asked where it lives: ask again later */
     char *addr; /* its worker, while known */
     uint32_t incarnation, max_task_retries;
     bool dead;
@@ -68,7 +74,7 @@ typedef struct actor_handle {
     call_queue queue;    /* not sent yet, in order */
     call_queue sent;     /* in the CallActor in flight */
     bool busy;           /* a CallActor or GetActor is in flight */
-} actor_handle;
+};
 
 static lm_id actor_id(lumen_actor a) {
     lm_id id;
@@ -123,11 +129,26 @@ void actor_result_to_arg(lumen_client *c, lm_id id, Lumen__Arg *arg) {
     }
 }
 
+static void kick(actor_handle *h);
+
+/* Waits on result_cond (mu held) until `until` (realtime), in slices: a
+ * call whose actor could not be looked up (the scheduler was away) is
+ * moved along again after each. False when `until` passed. */
+static bool wait_a_while(lumen_client *c, actor_handle *h, const struct timespec *until) {
+    struct timespec slice = lm_timespec_in(CLOCK_REALTIME, 250);
+    bool last = slice.tv_sec > until->tv_sec || (slice.tv_sec == until->tv_sec && slice.tv_nsec >= until->tv_nsec);
+    int rc = pthread_cond_timedwait(&c->result_cond, &c->mu, last ? until : &slice);
+    if (rc == 0) return true;
+    if (last) return false;
+    if (h != NULL && h->stalled) kick(h);
+    return true;
+}
+
 /* Waits (mu held) until the result is done or `until` (realtime) passes. */
 static call_result *await_result(lumen_client *c, lm_id id, const struct timespec *until) {
     call_result *r;
     while ((r = lm_idmap_get(c->results, id)) != NULL && !r->done)
-        if (pthread_cond_timedwait(&c->result_cond, &c->mu, until) != 0) break;
+        if (!wait_a_while(c, r->h, until)) break;
     return r;
 }
 
@@ -178,7 +199,12 @@ lumen_status actor_results_wait(lumen_client *c, const lm_id *ids, size_t n, siz
             ready[i] = r == NULL || r->done; /* a freed one counts as settled */
             done += (size_t)ready[i];
         }
-        if (done >= want || pthread_cond_timedwait(&c->result_cond, &c->mu, &until) != 0) break;
+        actor_handle *stalled = NULL;
+        for (size_t i = 0; i < n && stalled == NULL; i++) {
+            call_result *r = lm_idmap_get(c->results, ids[i]);
+            if (r != NULL && !r->done && r->h->stalled) stalled = r->h;
+        }
+        if (done >= want || !wait_a_while(c, stalled, &until)) break;
     }
     if (done < want) { /* timed out: report what is ready now */
         done = 0;
@@ -281,8 +307,6 @@ static void fail_calls(actor_handle *h, call_queue *q, lumen_status st) {
 
 /* ------------------------------------------------------------- sending */
 
-static void kick(actor_handle *h);
-
 static void on_resolved(void *arg, lumen_status st, ProtobufCMessage *reply) {
     actor_handle *h = arg;
     lumen_client *c = h->c;
@@ -303,6 +327,12 @@ static void on_resolved(void *arg, lumen_status st, ProtobufCMessage *reply) {
         h->dead = true;
         h->error = info->error ? lm_status((lumen_code)info->error->code, "%s", info->error->message)
                                : lm_status(LUMEN_ACTOR_DIED, "the actor is dead");
+    } else if (st.code == LUMEN_UNAVAILABLE) { /* the scheduler is away: ask again while someone waits */
+        h->stalled = true;
+        client_need_resync(c, st);
+        pthread_mutex_unlock(&c->mu);
+        lm_rpc_message_free(reply);
+        return;
     } else if (st.code != LUMEN_DEADLINE_EXCEEDED) { /* not just slow to come up */
         fail_calls(h, &h->queue, LM_IS_OK(st) ? lm_status(LUMEN_INTERNAL, "actor in state %s", info->state)
                                               : lm_status_wrap(st, "looking up the actor"));
@@ -315,6 +345,7 @@ static void on_resolved(void *arg, lumen_status st, ProtobufCMessage *reply) {
 /* Asks the scheduler where the actor lives now (mu held, h not busy). */
 static void resolve(actor_handle *h) {
     lumen_client *c = h->c;
+    h->stalled = false;
     Lumen__GetActorRequest req = LUMEN__GET_ACTOR_REQUEST__INIT;
     req.actor_id = (ProtobufCBinaryData){LM_ID_BYTES, h->id.bytes};
     req.wait_ms = RESOLVE_WAIT_MS;
@@ -439,6 +470,7 @@ static void send_calls(actor_handle *h) {
  * in flight. */
 static void kick(actor_handle *h) {
     if (h->busy || h->c->closing || h->queue.n == 0) return;
+    h->stalled = false;
     if (h->dead) fail_calls(h, &h->queue, h->error);
     else if (h->addr == NULL) resolve(h);
     else send_calls(h);
@@ -460,6 +492,7 @@ static actor_handle *handle_of(lumen_client *c, lm_id id) {
 static void handle_free(void *arg, lm_id key, void *value) {
     (void)arg, (void)key;
     actor_handle *h = value;
+    if (h->creation != NULL) lm_rpc_message_free(&h->creation->base);
     queue_free(&h->queue);
     queue_free(&h->sent);
     free(h->addr);
@@ -501,20 +534,32 @@ lumen_status lumen_actor_new(lumen_client *c, const char *class_name, const lume
     if (!LM_IS_OK(st)) return st;
     lm_id id = lm_id_random();
     spec->actor_id = client_bytes_copy(id.bytes, LM_ID_BYTES);
-    Lumen__CreateActorRequest req = LUMEN__CREATE_ACTOR_REQUEST__INIT;
-    req.spec = spec;
-    req.name = opts && opts->name ? (char *)opts->name : (char *)"";
-    req.max_restarts = opts ? opts->max_restarts : 0;
-    req.max_task_retries = opts ? opts->max_task_retries : 0;
+    Lumen__CreateActorRequest *req = malloc(sizeof *req);
+    if (req == NULL) {
+        lm_rpc_message_free(&spec->base);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    lumen__create_actor_request__init(req);
+    req->spec = spec;
+    req->name = strdup(opts && opts->name ? opts->name : "");
+    req->max_restarts = opts ? opts->max_restarts : 0;
+    req->max_task_retries = opts ? opts->max_task_retries : 0;
     ProtobufCMessage *reply = NULL;
-    st = lm_rpc_unary(c->rpc, c->address, c->create_actor, &req.base, &reply, c->timeout_ms);
-    lm_rpc_message_free(&spec->base);
+    st = req->name ? lm_rpc_unary(c->rpc, c->address, c->create_actor, &req->base, &reply, c->timeout_ms)
+                   : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     lm_rpc_message_free(reply);
+    actor_handle *h = NULL;
+    if (LM_IS_OK(st)) {
+        pthread_mutex_lock(&c->mu);
+        h = handle_of(c, id);
+        if (h != NULL) {
+            h->max_task_retries = req->max_task_retries;
+            h->creation = req; /* kept: a restarted scheduler hears it again */
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (h == NULL) lm_rpc_message_free(&req->base);
     if (!LM_IS_OK(st)) return st;
-    pthread_mutex_lock(&c->mu);
-    actor_handle *h = handle_of(c, id);
-    if (h != NULL) h->max_task_retries = req.max_task_retries;
-    pthread_mutex_unlock(&c->mu);
     *out = id_actor(id);
     return lm_ok();
 }
@@ -534,6 +579,7 @@ lumen_status lumen_actor_call(lumen_client *c, lumen_actor actor, const char *me
     call_result *r = calloc(1, sizeof *r);
     pthread_mutex_lock(&c->mu);
     actor_handle *h = handle_of(c, actor_id(actor));
+    if (r != NULL) r->h = h;
     if (h == NULL || r == NULL || spec->method == NULL) {
         pthread_mutex_unlock(&c->mu);
         free(r);
@@ -584,4 +630,33 @@ lumen_status lumen_actor_get_named(lumen_client *c, const char *name, int64_t ti
     lm_rpc_message_free(reply);
     *out = id_actor(id);
     return lm_ok();
+}
+
+typedef struct handle_list {
+    Lumen__CreateActorRequest **items;
+    size_t n;
+} handle_list;
+
+static void collect_creation(void *arg, lm_id key, void *value) {
+    (void)key;
+    handle_list *l = arg;
+    actor_handle *h = value;
+    if (h->creation != NULL) l->items[l->n++] = h->creation;
+}
+
+lumen_status actor_resync(lumen_client *c) {
+    lumen_status st = lm_ok();
+    pthread_mutex_lock(&c->mu); /* held: no handle goes away meanwhile */
+    handle_list l = {calloc(lm_idmap_count(c->actors) + 1, sizeof *l.items), 0};
+    if (l.items == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    else lm_idmap_each(c->actors, collect_creation, &l);
+    for (size_t i = 0; LM_IS_OK(st) && i < l.n; i++) {
+        ProtobufCMessage *reply = NULL;
+        st = lm_rpc_unary(c->rpc, c->address, c->create_actor, &l.items[i]->base, &reply, c->timeout_ms);
+        lm_rpc_message_free(reply);
+        if (st.code == LUMEN_ALREADY_EXISTS) st = lm_ok(); /* its name went to another actor since */
+    }
+    free(l.items);
+    pthread_mutex_unlock(&c->mu);
+    return st;
 }

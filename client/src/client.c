@@ -140,14 +140,40 @@ static char *put_location(lumen_client *c, lm_id id, uint64_t *size) {
 
 static void send_pending_locked(lumen_client *c);
 
+/* The scheduler is away, or back without our job (it restarted). */
+static bool scheduler_forgot(lumen_status st) {
+    return st.code == LUMEN_UNAVAILABLE || st.code == LUMEN_FAILED_PRECONDITION;
+}
+
+/* A submitted task's spec, kept until its result is freed. */
+typedef struct kept_task {
+    Lumen__TaskSpec *spec;
+    uint64_t seq; /* submission order */
+} kept_task;
+
+static void kept_free(kept_task *k) {
+    if (k == NULL) return;
+    lm_rpc_message_free(&k->spec->base);
+    free(k);
+}
+
+void client_need_resync(lumen_client *c, lumen_status st) {
+    if (scheduler_forgot(st)) c->resync = true;
+}
+
 static void on_submitted(void *arg, lumen_status st, ProtobufCMessage *reply) {
     lumen_client *c = arg;
     Lumen__SubmitTasksReply *r = (Lumen__SubmitTasksReply *)reply;
     pthread_mutex_lock(&c->mu);
-    if (!LM_IS_OK(st) && LM_IS_OK(c->submit_error)) c->submit_error = st;
-    for (size_t i = 0; r != NULL && i < r->n_results; i++)
-        if (r->results[i]->code != LUMEN_OK && LM_IS_OK(c->submit_error))
-            c->submit_error = lm_status((lumen_code)r->results[i]->code, "task rejected: %s", r->results[i]->message);
+    /* A scheduler that is away gets these tasks again (they are kept) when
+     * it is back; any other failure is for good. */
+    if (scheduler_forgot(st)) client_need_resync(c, st);
+    else if (!LM_IS_OK(st) && LM_IS_OK(c->submit_error)) c->submit_error = st;
+    for (size_t i = 0; r != NULL && i < r->n_results; i++) {
+        lumen_status ts = lm_status((lumen_code)r->results[i]->code, "task rejected: %s", r->results[i]->message);
+        if (scheduler_forgot(ts)) client_need_resync(c, ts);
+        else if (ts.code != LUMEN_OK && LM_IS_OK(c->submit_error)) c->submit_error = ts;
+    }
     c->submitting = false;
     c->acked += c->in_flight;
     c->in_flight = 0;
@@ -166,9 +192,8 @@ static void send_pending_locked(lumen_client *c) {
     req.n_tasks = n;
     req.tasks = c->pending;
     c->submitting = true;
-    /* Packed inside the call, so the specs can be freed right after. */
+    /* Packed inside the call; the specs stay in `kept`. */
     lumen_status st = lm_rpc_unary_async(c->rpc, c->address, c->submit, &req.base, c->timeout_ms, on_submitted, c);
-    for (size_t i = 0; i < n; i++) lm_rpc_message_free(&c->pending[i]->base);
     memmove(c->pending, c->pending + n, (c->npending - n) * sizeof *c->pending);
     c->npending -= n;
     c->in_flight = n;
@@ -178,6 +203,65 @@ static void send_pending_locked(lumen_client *c) {
         c->in_flight = 0;
         if (LM_IS_OK(c->submit_error)) c->submit_error = st;
     }
+}
+
+/* Tells a scheduler that (re)started what it may not know: our job, every
+ * task we submitted and have not freed (it keeps results still held by
+ * object stores and runs the rest again), our actors. Called without mu;
+ * holds it while the tasks are sent, so none is freed meanwhile. */
+static lumen_status job_call(lumen_client *c, lm_rpc_method m);
+
+typedef struct kept_list {
+    kept_task **items;
+    size_t n;
+} kept_list;
+
+static void collect_kept(void *arg, lm_id key, void *value) {
+    (void)key;
+    kept_list *l = arg;
+    l->items[l->n++] = value;
+}
+
+static int by_submission(const void *a, const void *b) {
+    uint64_t x = (*(kept_task *const *)a)->seq, y = (*(kept_task *const *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+static lumen_status resync(lumen_client *c) {
+    pthread_mutex_lock(&c->mu);
+    bool needed = c->resync;
+    c->resync = false;
+    pthread_mutex_unlock(&c->mu);
+    if (!needed) return lm_ok();
+    lumen_status st = c->joined ? lm_ok() : job_call(c, c->start_job);
+    pthread_mutex_lock(&c->mu);
+    kept_list all = {calloc(lm_idmap_count(c->kept) + 1, sizeof *all.items), 0};
+    Lumen__TaskSpec **specs = calloc(lm_idmap_count(c->kept) + 1, sizeof *specs);
+    if (all.items == NULL || specs == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    else lm_idmap_each(c->kept, collect_kept, &all);
+    /* In submission order, so a task's producers are known before it. */
+    if (all.n > 0) qsort(all.items, all.n, sizeof *all.items, by_submission);
+    for (size_t i = 0; i < all.n; i++) specs[i] = all.items[i]->spec;
+    for (size_t i = 0; LM_IS_OK(st) && i < all.n; i += SUBMIT_BATCH_MAX) {
+        Lumen__SubmitTasksRequest req = LUMEN__SUBMIT_TASKS_REQUEST__INIT;
+        req.n_tasks = all.n - i < SUBMIT_BATCH_MAX ? all.n - i : SUBMIT_BATCH_MAX;
+        req.tasks = specs + i;
+        req.resubmit = true;
+        ProtobufCMessage *out = NULL;
+        st = lm_rpc_unary(c->rpc, c->address, c->submit, &req.base, &out, c->timeout_ms);
+        lm_rpc_message_free(out);
+    }
+    free(all.items);
+    free(specs);
+    if (!LM_IS_OK(st)) client_need_resync(c, st);
+    pthread_mutex_unlock(&c->mu);
+    if (LM_IS_OK(st)) st = actor_resync(c);
+    if (!LM_IS_OK(st)) {
+        pthread_mutex_lock(&c->mu);
+        client_need_resync(c, st);
+        pthread_mutex_unlock(&c->mu);
+    }
+    return st;
 }
 
 /* Waits until every task queued so far reached the scheduler. */
@@ -286,13 +370,19 @@ lumen_status lumen_call(lumen_client *c, const char *function, const lumen_arg *
     if (!LM_IS_OK(st)) return st;
     lm_id task;
     lm_id_from_bytes(spec->task_id.data, spec->task_id.len, &task);
+    kept_task *k = malloc(sizeof *k);
+    if (k == NULL) {
+        lm_rpc_message_free(&spec->base);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    }
     pthread_mutex_lock(&c->mu);
     if (c->npending == c->cap_pending) {
         c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 64;
         c->pending = realloc(c->pending, c->cap_pending * sizeof *c->pending);
     }
-    c->pending[c->npending++] = spec;
-    c->queued++;
+    c->pending[c->npending++] = spec; /* borrowed from `kept` */
+    *k = (kept_task){spec, c->queued++};
+    lm_idmap_put(c->kept, task, k);
     send_pending_locked(c);
     pthread_mutex_unlock(&c->mu);
     *out = id_ref(lm_id_for_return(task, 0));
@@ -347,6 +437,7 @@ static lumen_status wait_objects(lumen_client *c, const lm_id *ids, size_t n, si
     req.object_ids = raw;
     req.num_ready = (uint32_t)num_ready;
     req.park_unknown = true;
+    req.job_id = (ProtobufCBinaryData){LM_ID_BYTES, c->job.bytes};
     ProtobufCMessage *out = NULL;
     lumen_status st = lm_rpc_unary(c->rpc, c->address, c->wait, &req.base, &out, timeout_ms > 0 ? timeout_ms : 1);
     free(raw);
@@ -357,6 +448,21 @@ static lumen_status wait_objects(lumen_client *c, const lm_id *ids, size_t n, si
         *reply = NULL;
     }
     return st;
+}
+
+/* A scheduler call failed UNAVAILABLE: if time is left, pauses (the
+ * scheduler may be restarting) and marks the client for a resync; true to
+ * try again. */
+static bool retry_later(lumen_client *c, lumen_status st, int64_t deadline) {
+    pthread_mutex_lock(&c->mu);
+    client_need_resync(c, st);
+    pthread_mutex_unlock(&c->mu);
+    int64_t left = deadline - (int64_t)lm_mono_ms();
+    if (left <= 0) return false;
+    int64_t pause = left < 200 ? left : 200;
+    struct timespec ts = {0, (long)pause * 1000000L};
+    nanosleep(&ts, NULL);
+    return true;
 }
 
 /* Reads an object from the store the scheduler named. *retry is set when
@@ -395,7 +501,9 @@ lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen
     for (;;) {
         Lumen__WaitObjectsReply *reply = NULL;
         int64_t left = deadline - (int64_t)lm_mono_ms();
-        lumen_status st = wait_objects(c, &id, 1, 1, left > 0 ? left : 1, &reply);
+        lumen_status st = resync(c);
+        if (LM_IS_OK(st)) st = wait_objects(c, &id, 1, 1, left > 0 ? left : 1, &reply);
+        if (scheduler_forgot(st) && retry_later(c, st, deadline)) continue; /* away, or back without us */
         if (st.code == LUMEN_DEADLINE_EXCEEDED) {
             lumen_status submit = submit_status(c);
             if (!LM_IS_OK(submit)) return submit; /* its task never reached the scheduler */
@@ -471,6 +579,19 @@ lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t
     return st;
 }
 
+/* Drops the kept spec of the task that makes result `id` (mu held); a
+ * spec not sent yet stays until it is. */
+static void forget_task(lumen_client *c, lm_id id) {
+    lm_id task = id;
+    memset(task.bytes + 12, 0, 4); /* a result id is its task's id and a return number */
+    kept_task *k = lm_idmap_get(c->kept, task);
+    if (k == NULL) return;
+    for (size_t i = 0; i < c->npending; i++)
+        if (c->pending[i] == k->spec) return;
+    lm_idmap_remove(c->kept, task);
+    kept_free(k);
+}
+
 static void on_freed(void *arg, lumen_status st, ProtobufCMessage *reply) {
     (void)arg, (void)st; /* frees are advice: a lost one is undone by the job's end */
     lm_rpc_message_free(reply);
@@ -484,6 +605,7 @@ lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n) {
         pthread_mutex_lock(&c->mu);
         put_info *p = lm_idmap_remove(c->puts, id);
         actor_result_forget(c, id); /* the scheduler holds a copy too: freed below */
+        forget_task(c, id);
         pthread_mutex_unlock(&c->mu);
         if (p != NULL) {
             lm_objstore_delete(c->rpc, p->location, &id, 1, c->timeout_ms, NULL);
@@ -560,14 +682,20 @@ static void free_put(void *arg, lm_id key, void *value) {
     free(p);
 }
 
+static void free_kept_entry(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    kept_free(value);
+}
+
 static void client_free(lumen_client *c) {
     pthread_mutex_lock(&c->mu);
     c->closing = true;
     pthread_mutex_unlock(&c->mu);
     lm_rpc_client_free(c->rpc); /* runs the last submission and actor callbacks */
     actor_client_fini(c);
-    for (size_t i = 0; i < c->npending; i++) lm_rpc_message_free(&c->pending[i]->base);
-    free(c->pending);
+    free(c->pending); /* its specs are in `kept` */
+    lm_idmap_each(c->kept, free_kept_entry, NULL);
+    lm_idmap_free(c->kept);
     lm_idmap_each(c->puts, free_put, NULL);
     lm_idmap_free(c->puts);
     for (size_t i = 0; i < c->nstores; i++) free(c->stores[i]);
@@ -597,6 +725,7 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
     c->timeout_ms = opts && opts->rpc_timeout_ms > 0 ? opts->rpc_timeout_ms : DEFAULT_TIMEOUT_MS;
     c->job = lm_id_random();
     c->puts = lm_idmap_new();
+    c->kept = lm_idmap_new();
     c->inline_max = 100 * 1024;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->acked_cond, NULL);

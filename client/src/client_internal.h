@@ -46,6 +46,10 @@ struct lumen_client {
     bool has_library;
     lm_id library;
     bool joined; /* works in a job it did not start: close leaves it running */
+    /* Lineage for a scheduler that restarts: the spec of every task this
+     * client submitted, by task id, until its result is freed. */
+    lm_idmap *kept;
+    bool resync; /* a scheduler call failed UNAVAILABLE: send the job, tasks and actors again */
 
     /* Actors (actor.c), under mu. */
     lm_rpc_method create_actor, get_actor, kill_actor, call_actor, task_done;
@@ -82,7 +86,15 @@ lumen_status client_spec_new(lumen_client *c, const char *function, const lumen_
 /* Fills a spec argument from a lumen_arg. */
 lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *out);
 
+/* The scheduler may have restarted (a call failed UNAVAILABLE): the next
+ * call first tells it our job, tasks and actors again. mu held. */
+void client_need_resync(lumen_client *c, lumen_status st);
+
 /* ---- actor.c ---- */
+
+/* Sends CreateActor again for every actor this client created (a restarted
+ * scheduler learns their constructor calls). No lock held. */
+lumen_status actor_resync(lumen_client *c);
 
 /* How a local actor call result stands: unknown (not one of ours), or
  * known. `fill` (may be NULL) gets its value into *arg when it is ready

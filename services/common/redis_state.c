@@ -786,6 +786,65 @@ static void actor_cmd(cmd *c, const conn_cfg *cfg, const lm_actor_record *rec) {
     f_str(c, "error", rec->error);
 }
 
+/* A copy of a string reply ("" for nil); NULL only when out of memory. */
+static char *reply_strdup(const redisReply *e) {
+    return e->type == REDIS_REPLY_STRING ? strndup(e->str, e->len) : strdup("");
+}
+
+static lm_id reply_id(const redisReply *e) {
+    lm_id id = {{0}};
+    if (e->type == REDIS_REPLY_STRING) lm_id_from_hex(e->str, &id);
+    return id;
+}
+
+lumen_status lm_redis_actor_get(lm_redis *r, lm_id actor, lm_actor_record *out) {
+    static const char *const fields[] = {"class", "worker", "state", "restarts", "incarnation", "calls", "name", "job"};
+    memset(out, 0, sizeof *out);
+    cmd c;
+    cmd_start(&c, "HMGET");
+    arg_key(&c, &r->cfg, "actor", actor, "");
+    for (size_t f = 0; f < ARRAY_LEN(fields); f++) arg_str(&c, fields[f]);
+    batch b = {0};
+    batch_add(&b, &c);
+    redisReply **reps = NULL;
+    lumen_status st = exec(r, &b, "actor get", &reps);
+    batch_fini(&b);
+    if (!LM_IS_OK(st)) return st;
+    redisReply **v = reps[0]->element;
+    if (reps[0]->type != REDIS_REPLY_ARRAY || reps[0]->elements != ARRAY_LEN(fields) ||
+        v[0]->type != REDIS_REPLY_STRING) {
+        replies_free(reps, 1);
+        return lm_status(LUMEN_NOT_FOUND, "redis %s: no record of actor %s", r->cfg.addr, lm_id_str(actor).s);
+    }
+    int state = v[2]->type == REDIS_REPLY_STRING
+                    ? word_parse(lm_actor_state_words, ARRAY_LEN(lm_actor_state_words), v[2]->str, v[2]->len)
+                    : -1;
+    *out = (lm_actor_record){
+        .id = actor,
+        .class_name = reply_strdup(v[0]),
+        .worker = reply_id(v[1]),
+        .state = state < 0 ? LM_ACTOR_DEAD : (lm_actor_state)state,
+        .restarts = (uint32_t)reply_u64(v[3]),
+        .incarnation = (uint32_t)reply_u64(v[4]),
+        .calls = reply_u64(v[5]),
+        .name = reply_strdup(v[6]),
+        .job = reply_id(v[7]),
+    };
+    replies_free(reps, 1);
+    if (out->class_name == NULL || out->name == NULL) {
+        lm_redis_actor_record_free(out);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: actor get: out of memory", r->cfg.addr);
+    }
+    return lm_ok();
+}
+
+void lm_redis_actor_record_free(lm_actor_record *rec) {
+    free((char *)rec->class_name);
+    free((char *)rec->name);
+    free((char *)rec->error);
+    memset(rec, 0, sizeof *rec);
+}
+
 lumen_status lm_redis_actors_put(lm_redis *r, const lm_actor_record *recs, size_t n) {
     batch b = {0};
     cmd c;

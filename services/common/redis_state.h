@@ -187,6 +187,11 @@ typedef struct lm_actor_record {
 /* n records in one round trip. */
 lumen_status lm_redis_actors_put(lm_redis *r, const lm_actor_record *recs, size_t n);
 
+/* An actor's record (its strings are the caller's: lm_redis_actor_record_free);
+ * NOT_FOUND when there is none. The error field is not read. */
+lumen_status lm_redis_actor_get(lm_redis *r, lm_id actor, lm_actor_record *out);
+void lm_redis_actor_record_free(lm_actor_record *rec);
+
 /* ---- jobs ---- */
 /* state RUNNING, started_ms now, finished_ms 0, tasks 0. */
 lumen_status lm_redis_job_start(lm_redis *r, lm_id job);

@@ -59,6 +59,48 @@ static void record(scheduler *s, const sactor *a) {
 
 static sactor *by_id(scheduler *s, lm_id id) { return lm_idmap_get(s->actors, id); }
 
+/*
+ * An actor this scheduler has not seen, as Redis remembers it: after a
+ * restart, live actors go on on their workers (their callers reach them
+ * directly) and are known here again on first mention. Without its
+ * constructor call it cannot restart until its creator sends it again
+ * (the client does after it reconnects). A round trip under the lock, for
+ * ids never seen only.
+ */
+static sactor *by_id_or_redis(scheduler *s, lm_id id) {
+    sactor *a = by_id(s, id);
+    if (a != NULL) return a;
+    lm_actor_record rec;
+    if (!LM_IS_OK(lm_redis_actor_get(s->redis, id, &rec))) return NULL;
+    if (rec.state == LM_ACTOR_ALIVE && (a = calloc(1, sizeof *a)) != NULL) {
+        a->id = id;
+        a->job = rec.job;
+        a->class_name = strdup(rec.class_name);
+        a->name = strdup(rec.name);
+        a->state = LM_ACTOR_ALIVE;
+        a->worker = rec.worker;
+        a->incarnation = rec.incarnation;
+        a->restarts = rec.restarts;
+        a->calls = rec.calls;
+        lm_idmap_put(s->actors, id, a);
+        sched_id_push(&sched_job_get(s, a->job)->actors, id);
+        snode *w = lm_idmap_get(s->nodes, a->worker);
+        if (w != NULL) w->actors++;
+        char h[LM_ID_HEX_LEN + 1];
+        lm_info("actor %s (%s) known again from redis: alive on its worker, incarnation %u", hex(id, h),
+                a->class_name, a->incarnation);
+    }
+    lm_redis_actor_record_free(&rec);
+    return a;
+}
+
+/* Where an ALIVE actor can be reached, or NULL while its worker has not
+ * (re)registered. */
+static snode *actor_node(scheduler *s, const sactor *a) {
+    snode *w = lm_idmap_get(s->nodes, a->worker);
+    return w != NULL && w->alive ? w : NULL;
+}
+
 typedef struct name_search {
     const char *name;
     sactor *found;
@@ -155,7 +197,8 @@ static bool wait_satisfied(scheduler *s, const actor_wait *w, sactor **found) {
     sactor *a = w->name ? by_name(s, w->name) : by_id(s, w->id);
     *found = a;
     if (w->name) return a != NULL;
-    return a == NULL || a->state == LM_ACTOR_DEAD || (a->state == LM_ACTOR_ALIVE && a->incarnation > w->after);
+    return a == NULL || a->state == LM_ACTOR_DEAD ||
+           (a->state == LM_ACTOR_ALIVE && a->incarnation > w->after && actor_node(s, a) != NULL);
 }
 
 static void wait_free(actor_wait *w) {
@@ -186,6 +229,8 @@ static void waits_recheck(scheduler *s, outbox *out) {
     }
     s->actor_waits.n = keep;
 }
+
+void actors_node_up(scheduler *s, outbox *out) { waits_recheck(s, out); }
 
 void actors_expire_waits(scheduler *s, outbox *out) {
     uint64_t now = lm_mono_ms();
@@ -221,7 +266,9 @@ static void start_creation(scheduler *s, sactor *a, lm_id task, outbox *out) {
     memcpy(spec->task_id.data, task.bytes, LM_ID_BYTES);
     spec->incarnation = a->incarnation;
     a->creation = task;
-    sched_admit(s, spec, out); /* its failures come back through actors_created */
+    /* As a resubmission: a restart may come before its client reconnected
+     * to a scheduler that restarted. */
+    sched_admit(s, spec, true, out); /* its failures come back through actors_created */
 }
 
 static void set_dead(scheduler *s, sactor *a, lumen_status why) {
@@ -376,9 +423,15 @@ void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     outbox out = {0};
     char h[LM_ID_HEX_LEN + 1];
     pthread_mutex_lock(&s->mu);
-    sactor *a = by_id(s, id);
+    sactor *a = by_id_or_redis(s, id);
     sactor *named = by_name(s, req->name);
     if (a != NULL) { /* a resubmission: the same actor */
+        if (a->spec == NULL) { /* known again from Redis: now it can restart */
+            a->spec = spec;
+            req->spec = NULL;
+            a->max_restarts = req->max_restarts;
+            a->max_task_retries = req->max_task_retries;
+        }
         answer_info(s, call, a, &out);
     } else if (named != NULL) {
         sched_outbox_fail(&out, call, lm_status(LUMEN_ALREADY_EXISTS, "an actor named \"%s\" already exists (%s)",
@@ -428,7 +481,7 @@ void actors_handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     outbox out = {0};
     pthread_mutex_lock(&s->mu);
     sactor *a;
-    bool known = w->name != NULL || by_id(s, w->id) != NULL;
+    bool known = w->name != NULL || by_id_or_redis(s, w->id) != NULL;
     if (!known || req->wait_ms == 0 || wait_satisfied(s, w, &a)) {
         a = w->name ? by_name(s, w->name) : by_id(s, w->id);
         answer_wait(s, w, a, &out);

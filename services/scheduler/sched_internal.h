@@ -84,6 +84,7 @@ typedef struct sjob {
     lm_id id;
     id_vec tasks, objs, actors;
     lm_idmap *freed_early; /* ids the client freed before they existed here */
+    bool started;          /* its client said StartJob to this scheduler */
 } sjob;
 
 struct waiter {
@@ -153,8 +154,10 @@ static inline ProtobufCBinaryData id_bytes(const lm_id *id) {
 
 static inline const char *hex(lm_id id, char buf[LM_ID_HEX_LEN + 1]) { return lm_id_to_hex(id, buf); }
 
-/* Adds a submitted task (taking spec); its failures go to its result ref. */
-lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out);
+/* Adds a submitted task (taking spec); its failures go to its result ref.
+ * resubmit: its client sent it before we (re)started; a result an object
+ * store still holds (Redis knows where) counts as made. */
+lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, outbox *out);
 /* Places every ready task it can. */
 void sched_dispatch(scheduler *s, outbox *out);
 sjob *sched_job_get(scheduler *s, lm_id id);
@@ -166,6 +169,8 @@ sjob *sched_job_get(scheduler *s, lm_id id);
 void actors_created(scheduler *s, const stask *t, lumen_status st, outbox *out);
 /* A direct call's result was reported (counts the actor's calls). */
 void actors_call_done(scheduler *s, lm_id actor);
+/* A node (re)registered: lookups waiting for its actors may be answered. */
+void actors_node_up(scheduler *s, outbox *out);
 /* A worker died: its actors restart elsewhere or die. */
 void actors_node_lost(scheduler *s, snode *w, outbox *out);
 /* A creation task finished after its job ended: the actor is stopped. */

@@ -575,7 +575,7 @@ static void spec_keep_args(Lumen__TaskSpec *spec, size_t n) {
  * over a limit of input_limits.h becomes a task that fails at once, so its result
  * says why (an actor's creation, whose caller ignores the answer, too).
  */
-lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
+lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, outbox *out) {
     lm_id id, job;
     lumen_status st = lm_limits_id(spec->task_id, "task_id", &id);
     if (LM_IS_OK(st)) st = lm_limits_id(spec->job_id, "job_id", &job);
@@ -586,6 +586,13 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     if (lm_idmap_get(s->tasks, id) != NULL) { /* a resubmission: tasks are idempotent */
         lm_rpc_message_free(&spec->base);
         return lm_ok();
+    }
+    sjob *known = lm_idmap_get(s->jobs, job);
+    if (!resubmit && (known == NULL || !known->started)) { /* we restarted since it began */
+        char h[LM_ID_HEX_LEN + 1];
+        lm_rpc_message_free(&spec->base);
+        return lm_status(LUMEN_FAILED_PRECONDITION, "job %s is unknown to this scheduler (it restarted): send it again",
+                         hex(job, h));
     }
     lumen_status failed = lm_limits_spec(spec);
     if (!LM_IS_OK(failed)) { /* nothing is pinned; the record keeps a name of bounded size */
@@ -606,10 +613,16 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, outbox *out) {
     lm_id result_id = lm_id_for_return(id, 0);
     sobj *result = lm_idmap_get(s->objs, result_id);
     if (result == NULL) {
-        result = obj_new(s, result_id, job);
+        if (resubmit) result = obj_from_redis(s, result_id, job); /* made before we (re)started */
+        if (result == NULL) result = obj_new(s, result_id, job);
         sched_id_push(&j->objs, result_id);
     }
     result->producer = id;
+    if (result->state == OBJ_READY) { /* already made (reported early, or stored): nothing to run */
+        t->phase = TASK_DONE;
+        record_task(s, t, LM_TASK_FINISHED, NULL);
+        return lm_ok();
+    }
     record_task(s, t, LM_TASK_PENDING, NULL);
     record_obj(s, result);
 
@@ -810,6 +823,7 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     n->alive = true;
     n->last_beat_ms = lm_wall_ms();
     sched_dispatch(s, &out);
+    actors_node_up(s, &out);
     pthread_mutex_unlock(&s->mu);
     sched_outbox_send(&out);
 
@@ -963,7 +977,7 @@ static void handle_submit(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     for (size_t i = 0; i < n; i++) {
         Lumen__TaskSpec *spec = req->tasks[i];
         req->tasks[i] = NULL;
-        lumen_status st = sched_admit(s, spec, &out);
+        lumen_status st = sched_admit(s, spec, req->resubmit, &out);
         lumen__status__init(&statuses[i]);
         statuses[i].code = st.code;
         memcpy(messages[i], st.msg, sizeof messages[i]);
@@ -1009,13 +1023,17 @@ static void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, co
     obj_settled(s, o, out);
 }
 
-/* The outcome of an actor method call, which the scheduler did not place:
- * its result object appears (or a placeholder a task waits on settles). */
-static void direct_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, outbox *out, ptr_vec *deletes) {
+/* An outcome the scheduler has no task for: an actor method call (not
+ * placed here), or a task a restarted scheduler has not seen again yet. Its
+ * result object appears (or a placeholder a task waits on settles); a
+ * task's failure is left to its re-run. */
+static void unplaced_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, outbox *out, ptr_vec *deletes) {
     lm_id job, actor;
-    if (!id_field(r->job_id, &job) || !id_field(r->actor_id, &actor)) return;
-    actors_call_done(s, actor);
-    sjob *j = lm_idmap_get(s->jobs, job);
+    bool is_call = id_field(r->actor_id, &actor);
+    lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
+    if (!id_field(r->job_id, &job) || (!is_call && code != LUMEN_OK)) return;
+    if (is_call) actors_call_done(s, actor);
+    sjob *j = is_call ? lm_idmap_get(s->jobs, job) : sched_job_get(s, job);
     if (j == NULL) return; /* the job ended: no one will read it */
     lm_id id = lm_id_for_return(task, 0);
     sobj *o = lm_idmap_get(s->objs, id);
@@ -1023,9 +1041,8 @@ static void direct_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, 
         o = obj_new(s, id, job);
         sched_id_push(&j->objs, id);
     }
-    lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
     if (code != LUMEN_OK) obj_set_failed(s, o, lm_status(code, "%s", r->status->message), out);
-    else obj_set_result(s, o, r, "an actor call", out);
+    else obj_set_result(s, o, r, is_call ? "an actor call" : "a task", out);
     obj_maybe_release(s, o, deletes);
 }
 
@@ -1033,11 +1050,11 @@ static void direct_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, 
 static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outbox *out, ptr_vec *deletes) {
     lm_id id;
     if (!id_field(r->task_id, &id)) return;
-    if (r->actor_id.len > 0) {
-        direct_result(s, r, id, out, deletes);
+    stask *t = r->actor_id.len > 0 ? NULL : lm_idmap_get(s->tasks, id);
+    if (t == NULL) {
+        unplaced_result(s, r, id, out, deletes);
         return;
     }
-    stask *t = lm_idmap_get(s->tasks, id);
     if (t == NULL || t->phase != TASK_RUNNING) return; /* stale or duplicate report */
     lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
     /* A node declared dead whose task runs again elsewhere: its result is
@@ -1115,6 +1132,17 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     atomic_init(&w->refs, 1);
     outbox out = {0};
     pthread_mutex_lock(&s->mu);
+    lm_id job;
+    sjob *j = id_field(req->job_id, &job) ? lm_idmap_get(s->jobs, job) : NULL;
+    if (req->job_id.len > 0 && (j == NULL || !j->started)) {
+        pthread_mutex_unlock(&s->mu);
+        free(w->ids);
+        free(w);
+        char h[LM_ID_HEX_LEN + 1];
+        lm_rpc_fail(call, LUMEN_FAILED_PRECONDITION, "job %s is unknown to this scheduler (it restarted): send it again",
+                    hex(job, h));
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         sobj *o = lm_idmap_get(s->objs, w->ids[i]);
         if (o != NULL ? o->state != OBJ_PENDING : !req->park_unknown) w->have++;
@@ -1249,7 +1277,7 @@ static void handle_start_job(lm_rpc_call *call, const ProtobufCMessage *msg, voi
         return;
     }
     pthread_mutex_lock(&s->mu);
-    sched_job_get(s, id);
+    sched_job_get(s, id)->started = true;
     pthread_mutex_unlock(&s->mu);
     lumen_status st = lm_redis_job_start(s->redis, id);
     if (!LM_IS_OK(st)) lm_warn("job start: %s", st.msg);

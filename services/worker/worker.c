@@ -198,10 +198,10 @@ static void send_batch(lm_worker *w, report *items, size_t n) {
                 tr->result_sizes = &sizes[i];
                 tr->objstore_node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->objstore_id.bytes};
             }
-            if (!lm_id_is_zero(r->actor)) {
-                tr->job_id = (ProtobufCBinaryData){LM_ID_BYTES, r->job.bytes};
-                tr->actor_id = (ProtobufCBinaryData){LM_ID_BYTES, r->actor.bytes};
-            }
+            /* The job lets a scheduler that restarted keep a result it has
+             * no task for (the task is submitted again by its client). */
+            if (!lm_id_is_zero(r->job)) tr->job_id = (ProtobufCBinaryData){LM_ID_BYTES, r->job.bytes};
+            if (!lm_id_is_zero(r->actor)) tr->actor_id = (ProtobufCBinaryData){LM_ID_BYTES, r->actor.bytes};
             ptrs[i] = tr;
         }
         Lumen__TaskDoneRequest req = LUMEN__TASK_DONE_REQUEST__INIT;
@@ -480,6 +480,7 @@ static void *slot_main(void *arg) {
         report *r = calloc(1, sizeof *r);
         if (r != NULL) {
             r->task = q->id;
+            r->job = worker_spec_job(q->spec);
             run_task(s, q->spec, q->id, r);
             if (!LM_IS_OK(r->status)) {
                 lm_info("task %s (%s) failed: %s", lm_id_to_hex(q->id, (char[LM_ID_HEX_LEN + 1]){0}),

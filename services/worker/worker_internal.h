@@ -37,9 +37,8 @@ typedef struct report {
     size_t inline_len;
     bool stored;          /* the result is in our object store */
     uint64_t size;
-    /* Actor method calls only (the scheduler did not place them): the
-     * result's job and the actor that made it. */
-    lm_id job, actor;
+    lm_id job;   /* the result's job */
+    lm_id actor; /* actor method calls (not placed by the scheduler): the actor that made it */
     struct report *next;
 } report;
 

@@ -4,6 +4,9 @@
  *   file. Services keep serving while it is down (nothing on the task path
  *   waits for Redis), reconnect by themselves, and what they wrote behind
  *   meanwhile reaches Redis after all.
+ * - The scheduler killed with SIGKILL mid-job and restarted: workers and
+ *   stores register again, clients send their job and tasks again, actors
+ *   live on, and the job finishes right.
  * - A node (an object store and its worker) killed with SIGKILL: objects
  *   tasks made there are rebuilt by running their producers again, through
  *   two levels of lineage; objects put there report OBJECT_LOST at once.
@@ -206,9 +209,60 @@ static void test_node_lost_objects_rebuilt(void) {
     lm_test_cluster_stop(two);
 }
 
+static void test_scheduler_killed_and_restarted_mid_job(void) {
+    enum { CHAIN = 30, SLEEPS = 24, CALLS = 10 };
+    lumen_actor counter;
+    lumen_actor_opts ao = {.max_restarts = 1};
+    LM_ASSERT_OK(lumen_actor_new(client, "test.Counter", NULL, 0, &ao, &counter));
+    lumen_ref calls[2 * CALLS];
+    lumen_arg one = lumen_arg_bytes("1", 1);
+    for (int i = 0; i < CALLS; i++) LM_ASSERT_OK(lumen_actor_call(client, counter, "add", &one, 1, &calls[i]));
+
+    /* Work in flight when the scheduler dies: sleepers, and a chain whose
+     * links are results the new scheduler must learn again. */
+    lumen_ref sleeps[SLEEPS], link;
+    lumen_arg nap = lumen_arg_bytes("150", 3);
+    for (int i = 0; i < SLEEPS; i++) LM_ASSERT_OK(lumen_call(client, "test.sleep", &nap, 1, NULL, &sleeps[i]));
+    LM_ASSERT_OK(lumen_call(client, "test.add", (lumen_arg[]){lumen_arg_bytes("0", 1)}, 1, NULL, &link));
+    for (int i = 1; i <= CHAIN; i++) {
+        char num[16];
+        snprintf(num, sizeof num, "%d", i);
+        lumen_arg args[2] = {lumen_arg_ref(link), lumen_arg_bytes(num, strlen(num))};
+        LM_ASSERT_OK(lumen_call(client, "test.add", args, 2, NULL, &link));
+    }
+    lm_test_sleep_ms(200);
+    LM_ASSERT_OK(lm_test_cluster_restart_scheduler(cluster, SIGKILL));
+
+    lumen_status st;
+    for (int i = 0; i < SLEEPS; i++) {
+        lumen_bytes b = {0};
+        st = lumen_get(client, sleeps[i], LM_TEST_TIMEOUT(30000), &b);
+        if (!LM_IS_OK(st)) fprintf(stderr, "\nsleeper %d: %s: %s\n", i, lumen_code_name(st.code), st.msg);
+        CU_ASSERT_EQUAL(st.code, LUMEN_OK);
+        lumen_bytes_free(&b);
+    }
+    lumen_bytes b = {0};
+    st = lumen_get(client, link, LM_TEST_TIMEOUT(30000), &b);
+    if (!LM_IS_OK(st)) fprintf(stderr, "\nchain: %s: %s\n", lumen_code_name(st.code), st.msg);
+    LM_ASSERT_OK(st);
+    CU_ASSERT(b.len == 3 && memcmp(b.data, "465", 3) == 0); /* 1 + ... + 30 */
+    lumen_bytes_free(&b);
+
+    /* The actor lived through it, state and all; new work runs. */
+    for (int i = CALLS; i < 2 * CALLS; i++) LM_ASSERT_OK(lumen_actor_call(client, counter, "add", &one, 1, &calls[i]));
+    st = lumen_get(client, calls[2 * CALLS - 1], LM_TEST_TIMEOUT(30000), &b);
+    LM_ASSERT_OK(st);
+    CU_ASSERT(b.len == 2 && memcmp(b.data, "20", 2) == 0);
+    lumen_bytes_free(&b);
+    run_tasks_and_check(3000, 200);
+    LM_ASSERT_OK(lm_test_cluster_wait_nodes(cluster, 3, LM_TEST_TIMEOUT(20000)));
+    (void)lumen_actor_kill(client, counter);
+}
+
 int main(void) {
     CU_TestInfo tests[] = {
         {"redis killed and restarted mid-job", test_redis_killed_and_restarted_mid_job},
+        {"scheduler killed and restarted mid-job", test_scheduler_killed_and_restarted_mid_job},
         {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
         CU_TEST_INFO_NULL,
     };

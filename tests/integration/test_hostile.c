@@ -70,6 +70,17 @@ static lumen_status find_worker(char *out, size_t cap) {
     return st;
 }
 
+/* Starts or ends the job of the tasks sent by hand. */
+static lumen_status job_call(const char *name) {
+    Lumen__JobRequest req = LUMEN__JOB_REQUEST__INIT;
+    req.job_id = (ProtobufCBinaryData){LM_ID_BYTES, job.bytes};
+    ProtobufCMessage *reply = NULL;
+    lumen_status st = lm_rpc_unary(rpc, targets[0].addr, method(&lumen__scheduler__descriptor, name), &req.base,
+                                   &reply, RPC_TIMEOUT);
+    lm_rpc_message_free(reply);
+    return st;
+}
+
 static int suite_init(void) {
     lm_test_cluster_opts opts = {.workers = 1, .slots = 2};
     if (lm_test_client_suite_start(&opts, &cluster, &client) != 0) return 1;
@@ -82,11 +93,13 @@ static int suite_init(void) {
     snprintf(targets[0].addr, sizeof targets[0].addr, "%s", lm_test_cluster_scheduler(cluster));
     snprintf(targets[1].addr, sizeof targets[1].addr, "%s", lm_test_cluster_objstore(cluster));
     lumen_status st = find_worker(targets[2].addr, sizeof targets[2].addr);
-    if (!LM_IS_OK(st)) fprintf(stderr, "worker: %s\n", st.msg);
+    if (LM_IS_OK(st)) st = job_call("StartJob");
+    if (!LM_IS_OK(st)) fprintf(stderr, "suite: %s\n", st.msg);
     return LM_IS_OK(st) ? 0 : 1;
 }
 
 static int suite_cleanup(void) {
+    job_call("EndJob");
     lm_rpc_client_free(rpc);
     return lm_test_client_suite_stop(cluster, client);
 }

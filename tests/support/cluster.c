@@ -137,6 +137,23 @@ static lumen_status start_worker(lm_test_cluster *c, int i) {
     return lm_test_service_start("worker", flags, log, addr, &copts, 20000, &c->worker_pids[i]);
 }
 
+/* The scheduler on c->scheduler_addr (its log appended to across restarts). */
+static lumen_status start_scheduler(lm_test_cluster *c) {
+    char log[600];
+    snprintf(log, sizeof log, "%s/scheduler.log", c->dir);
+    const char *flags[MAX_FLAGS] = {"--listen", c->scheduler_addr, "--redis-addr", lm_test_redis_addr(c->redis),
+                                    "--dashboard", "false"};
+    common_flags(c, flags, 6);
+    lm_rpc_client_opts copts = client_opts(c);
+    return lm_test_service_start("scheduler", flags, log, c->scheduler_addr, &copts, 20000, &c->scheduler_pid);
+}
+
+lumen_status lm_test_cluster_restart_scheduler(lm_test_cluster *c, int sig) {
+    if (c->scheduler_pid > 0) lm_test_stop(c->scheduler_pid, sig, 5000);
+    c->scheduler_pid = -1;
+    return start_scheduler(c);
+}
+
 lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_cluster **out) {
     *out = NULL;
     lm_test_cluster *c = calloc(1, sizeof *c);
@@ -153,13 +170,8 @@ lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_clu
     lm_rpc_client_opts copts = client_opts(c);
 
     if (LM_IS_OK(st)) {
-        char log[600];
         free_addr(c->scheduler_addr, sizeof c->scheduler_addr);
-        snprintf(log, sizeof log, "%s/scheduler.log", c->dir);
-        const char *flags[MAX_FLAGS] = {"--listen", c->scheduler_addr, "--redis-addr", lm_test_redis_addr(c->redis),
-                                        "--dashboard", "false"};
-        common_flags(c, flags, 6);
-        st = lm_test_service_start("scheduler", flags, log, c->scheduler_addr, &copts, 20000, &c->scheduler_pid);
+        st = start_scheduler(c);
     }
     for (int i = 0; LM_IS_OK(st) && i < c->opts.objstores; i++) {
         /* The first store keeps the names it always had (objstore.log, spill). */

@@ -64,6 +64,10 @@ pid_t lm_test_cluster_scheduler_pid(const lm_test_cluster *c);
 /* Starts one more worker; *index (may be NULL) gets its number. */
 lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index);
 
+/* Sends sig to the scheduler, reaps it, and starts a new one on the same
+ * address (its log goes on in scheduler.log). */
+lumen_status lm_test_cluster_restart_scheduler(lm_test_cluster *c, int sig);
+
 /* Sends sig to worker i and reaps it. */
 void lm_test_cluster_kill_worker(lm_test_cluster *c, int i, int sig);
 
