@@ -22,11 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "input_limits.h"
 #include "log.h"
 #include "sched_internal.h"
 #include "worker.pb-c.h"
 
-#define NAME_MAX_BYTES 256
 
 typedef struct sactor {
     lm_id id, job;
@@ -410,10 +410,10 @@ void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *
         lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "CreateActor needs a spec with 16-byte actor_id, task_id and job_id");
         return;
     }
-    if (spec->function == NULL || spec->function[0] == '\0' || strlen(spec->function) > NAME_MAX_BYTES ||
-        strlen(req->name) > NAME_MAX_BYTES) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "an actor needs a class name of 1..%d bytes and a name of at most %d",
-                    NAME_MAX_BYTES, NAME_MAX_BYTES);
+    lumen_status limit = lm_limits_spec(spec);
+    if (LM_IS_OK(limit)) limit = lm_limits_name(req->name, "actor name", true);
+    if (!LM_IS_OK(limit)) {
+        lm_rpc_fail_status(call, limit);
         return;
     }
     if (spec->method != NULL && spec->method[0] != '\0') {

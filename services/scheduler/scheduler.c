@@ -1241,6 +1241,8 @@ static void send_deletes(scheduler *s, ptr_vec *deletes) {
     deletes->n = deletes->cap = 0;
 }
 
+#define FREED_EARLY_MAX (1u << 20)
+
 static void handle_free(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     scheduler *s = ctx;
     const Lumen__FreeObjectsRequest *req = (const Lumen__FreeObjectsRequest *)msg;
@@ -1254,7 +1256,9 @@ static void handle_free(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
         lm_id id;
         if (!id_field(req->object_ids[i], &id)) continue;
         sobj *o = lm_idmap_get(s->objs, id);
-        if (o == NULL && j != NULL) { /* not here yet: dropped when it comes */
+        /* Not here yet: dropped when it comes. Bounded: ids that never come
+         * (a client's mistake) must not grow it for the job's life. */
+        if (o == NULL && j != NULL && (j->freed_early == NULL || lm_idmap_count(j->freed_early) < FREED_EARLY_MAX)) {
             if (j->freed_early == NULL) j->freed_early = lm_idmap_new();
             lm_idmap_put(j->freed_early, id, &mark);
         }
@@ -1368,11 +1372,31 @@ static void run_tasks_failed(scheduler *s, dispatch_batch *batch, lumen_status s
 }
 
 
+/* A failed call that says nothing about the request: the peer is down,
+ * slow or cut off. */
+static bool worker_unreachable(lumen_status st) {
+    return st.code == LUMEN_UNAVAILABLE || st.code == LUMEN_DEADLINE_EXCEEDED || st.code == LUMEN_CANCELLED ||
+           st.code == LUMEN_UNKNOWN || st.code == LUMEN_INTERNAL;
+}
+
 static void on_run_tasks_done(void *arg, lumen_status st, ProtobufCMessage *reply) {
     dispatch_batch *batch = arg;
     scheduler *s = batch->s;
     lm_rpc_message_free(reply);
-    if (!LM_IS_OK(st)) {
+    if (!LM_IS_OK(st) && !worker_unreachable(st)) { /* the worker refused the batch: the tasks fail, not it */
+        outbox out = {0};
+        pthread_mutex_lock(&s->mu);
+        for (size_t i = 0; i < batch->tasks.n; i++) {
+            stask *t = lm_idmap_get(s->tasks, batch->tasks.ids[i]);
+            snode *w = lm_idmap_get(s->nodes, batch->worker);
+            if (t == NULL || t->phase != TASK_RUNNING || !lm_id_equal(t->worker, batch->worker)) continue;
+            if (w != NULL && w->in_flight > 0) w->in_flight--;
+            task_fail(s, t, lm_status_wrap(st, "worker %s refused it", batch->addr), &out);
+        }
+        sched_dispatch(s, &out);
+        pthread_mutex_unlock(&s->mu);
+        sched_outbox_send(&out);
+    } else if (!LM_IS_OK(st)) {
         outbox out = {0};
         pthread_mutex_lock(&s->mu);
         run_tasks_failed(s, batch, st, &out);

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "input_limits.h"
 #include "log.h"
 #include "scheduler.pb-c.h"
 #include "worker.pb-c.h"
@@ -477,6 +478,12 @@ void actor_host_call(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) 
     lm_id id;
     if (!lm_id_from_bytes(req->actor_id.data, req->actor_id.len, &id)) {
         lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "actor_id must be 16 bytes, got %zu", req->actor_id.len);
+        return;
+    }
+    lumen_status limit = lm_limits_batch(req->n_calls, "CallActor");
+    for (size_t i = 0; LM_IS_OK(limit) && i < req->n_calls; i++) limit = lm_limits_spec(req->calls[i]);
+    if (!LM_IS_OK(limit)) {
+        lm_rpc_fail_status(call, limit);
         return;
     }
     call_batch *b = calloc(1, sizeof *b);

@@ -28,7 +28,6 @@
 #include "worker_internal.h"
 
 #define DEFAULT_INLINE_RESULT_MAX (100u << 10)
-#define SERVER_MAX_MESSAGE (64u << 20)
 /* TaskDone batches stay well below gRPC's 4 MiB receive limit. */
 #define REPORT_MAX_BYTES (2u << 20)
 #define REPORT_MAX_RESULTS 1000
@@ -857,7 +856,7 @@ lumen_status lm_worker_start(const lm_config *cfg, lm_worker **out) {
         st = lm_rpc_client_new(&co, &w->cli);
     }
     if (LM_IS_OK(st)) {
-        lm_rpc_server_opts so = {.addr = w->wc->listen, .token = cc->token, .max_message_bytes = SERVER_MAX_MESSAGE,
+        lm_rpc_server_opts so = {.addr = w->wc->listen, .token = cc->token, .max_message_bytes = LM_LIMIT_WORKER_MESSAGE_BYTES,
                                  .tls = tls};
         st = lm_rpc_server_new(&so, &w->srv);
     }
