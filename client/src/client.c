@@ -77,45 +77,62 @@ static lumen_status refresh_stores(lumen_client *c) {
     for (size_t i = 0; i < info->n_nodes; i++)
         if (strcmp(info->nodes[i]->kind, "objstore") == 0) c->stores[c->nstores++] = strdup(info->nodes[i]->addr);
     c->inline_max = info->inline_result_max;
+    c->put_replicas = info->put_replicas ? info->put_replicas : 1;
     pthread_mutex_unlock(&c->mu);
     lm_rpc_message_free(out);
     return lm_ok();
 }
 
-/* An object store to put into (round robin); the caller frees the string. */
-static lumen_status pick_store(lumen_client *c, char **addr) {
-    for (int attempt = 0; attempt < 2; attempt++) {
-        pthread_mutex_lock(&c->mu);
-        *addr = c->nstores ? strdup(c->stores[c->next_store++ % c->nstores]) : NULL;
-        pthread_mutex_unlock(&c->mu);
-        if (*addr != NULL) return lm_ok();
-        lumen_status st = refresh_stores(c);
-        if (!LM_IS_OK(st)) return st;
+static void put_info_free(put_info *p) {
+    if (p == NULL) return;
+    for (size_t i = 0; i < p->n; i++) free(p->locations[i]);
+    free(p->locations);
+    free(p);
+}
+
+/* The stores a put goes to: put_replicas distinct ones (as many as there
+ * are), taken round robin; NULL when there is none yet. mu held. */
+static put_info *pick_stores_locked(lumen_client *c, uint64_t size) {
+    if (c->nstores == 0) return NULL;
+    size_t n = c->put_replicas < c->nstores ? c->put_replicas : c->nstores;
+    put_info *p = calloc(1, sizeof *p);
+    if (p == NULL || (p->locations = calloc(n ? n : 1, sizeof *p->locations)) == NULL) {
+        free(p);
+        return NULL;
     }
-    return lm_status(LUMEN_UNAVAILABLE, "the cluster at %s has no object store yet", c->address);
+    size_t first = c->next_store++;
+    for (size_t i = 0; i < n; i++) p->locations[p->n++] = strdup(c->stores[(first + i) % c->nstores]);
+    p->size = size;
+    return p;
 }
 
 static lumen_status put_with_id(lumen_client *c, lm_id id, const void *data, size_t len) {
-    char *addr = NULL;
-    lumen_status st = pick_store(c, &addr);
-    if (!LM_IS_OK(st)) return st;
-    bool already = false;
-    st = lm_objstore_put(c->rpc, addr, id, c->job, data, len, c->timeout_ms + (int64_t)(len >> 20) * 100, &already);
+    put_info *p = NULL;
+    for (int attempt = 0; attempt < 2 && p == NULL; attempt++) {
+        pthread_mutex_lock(&c->mu);
+        p = pick_stores_locked(c, len);
+        pthread_mutex_unlock(&c->mu);
+        if (p == NULL) {
+            lumen_status st = refresh_stores(c);
+            if (!LM_IS_OK(st)) return st;
+        }
+    }
+    if (p == NULL) return lm_status(LUMEN_UNAVAILABLE, "the cluster at %s has no object store yet", c->address);
+    lumen_status st = lm_ok();
+    for (size_t i = 0; i < p->n && LM_IS_OK(st); i++) {
+        bool already = false;
+        st = lm_objstore_put(c->rpc, p->locations[i], id, c->job, data, len,
+                             c->timeout_ms + (int64_t)(len >> 20) * 100, &already);
+    }
     if (!LM_IS_OK(st)) {
-        free(addr);
+        put_info_free(p);
         return st;
     }
-    put_info *p = malloc(sizeof *p);
-    p->location = addr;
-    p->size = len;
     pthread_mutex_lock(&c->mu);
     put_info *old = lm_idmap_get(c->puts, id);
     lm_idmap_put(c->puts, id, p);
     pthread_mutex_unlock(&c->mu);
-    if (old != NULL) {
-        free(old->location);
-        free(old);
-    }
+    put_info_free(old);
     return lm_ok();
 }
 
@@ -126,13 +143,29 @@ lumen_status lumen_put(lumen_client *c, const void *data, size_t len, lumen_ref 
     return st;
 }
 
-/* The store of an object this client put, copied; NULL otherwise. */
-static char *put_location(lumen_client *c, lm_id id, uint64_t *size) {
+/* The stores of an object this client put, copied (NULL otherwise); the
+ * caller frees it with put_info_free. */
+static put_info *put_copy(lumen_client *c, lm_id id) {
     pthread_mutex_lock(&c->mu);
-    put_info *p = lm_idmap_get(c->puts, id);
-    char *loc = p ? strdup(p->location) : NULL;
-    if (p && size) *size = p->size;
+    put_info *p = lm_idmap_get(c->puts, id), *copy = NULL;
+    if (p != NULL && (copy = calloc(1, sizeof *copy)) != NULL &&
+        (copy->locations = calloc(p->n ? p->n : 1, sizeof *copy->locations)) != NULL) {
+        for (size_t i = 0; i < p->n; i++) copy->locations[copy->n++] = strdup(p->locations[i]);
+        copy->size = p->size;
+    } else if (copy != NULL) {
+        free(copy);
+        copy = NULL;
+    }
     pthread_mutex_unlock(&c->mu);
+    return copy;
+}
+
+/* The first store of an object this client put, copied; NULL otherwise. */
+static char *put_location(lumen_client *c, lm_id id, uint64_t *size) {
+    put_info *p = put_copy(c, id);
+    char *loc = p && p->n ? strdup(p->locations[0]) : NULL;
+    if (p && size) *size = p->size;
+    put_info_free(p);
     return loc;
 }
 
@@ -293,13 +326,18 @@ lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *o
         lm_id id = ref_id(in->ref);
         out->value_case = LUMEN__ARG__VALUE_REF;
         out->ref = client_bytes_copy(id.bytes, LM_ID_BYTES);
-        uint64_t size = 0;
-        char *loc = put_location(c, id, &size);
-        if (loc != NULL) {
-            out->location = loc;
-            out->size = size;
+        put_info *p = put_copy(c, id);
+        if (p != NULL && p->n > 0) { /* our put: its stores, the first one and the copies */
+            out->location = p->locations[0];
+            out->size = p->size;
+            out->n_replicas = p->n - 1;
+            out->replicas = p->n > 1 ? p->locations : NULL;
+            if (p->n > 1) memmove(p->locations, p->locations + 1, (p->n - 1) * sizeof *p->locations);
+            else free(p->locations);
+            free(p); /* the strings now belong to the arg */
             return lm_ok();
         }
+        put_info_free(p);
         pthread_mutex_lock(&c->mu);
         actor_result_to_arg(c, id, out); /* one of our actor calls' results */
         pthread_mutex_unlock(&c->mu);
@@ -483,14 +521,18 @@ lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen
     lm_id id = ref_id(ref);
     char hex[LM_ID_HEX_LEN + 1];
     lm_id_to_hex(id, hex);
-    char *loc = put_location(c, id, NULL);
-    if (loc != NULL) {
-        lumen_status st = lm_objstore_get(c->rpc, loc, id, false, timeout_ms > 0 ? timeout_ms : c->timeout_ms,
-                                          &out->data, &out->len);
-        if (st.code == LUMEN_UNAVAILABLE) /* a put has no lineage: gone with its store */
-            st = lm_status(LUMEN_OBJECT_LOST, "object %s was put to object store %s, which is gone (%s)", hex, loc,
-                           st.msg);
-        free(loc);
+    put_info *p = put_copy(c, id);
+    if (p != NULL) { /* our put: read a copy whose store is there */
+        lumen_status st = lm_status(LUMEN_OBJECT_LOST, "object %s has no copy", hex);
+        for (size_t i = 0; i < p->n; i++) {
+            st = lm_objstore_get(c->rpc, p->locations[i], id, false, timeout_ms > 0 ? timeout_ms : c->timeout_ms,
+                                 &out->data, &out->len);
+            if (st.code != LUMEN_UNAVAILABLE) break;
+        }
+        if (st.code == LUMEN_UNAVAILABLE) /* a put has no lineage: gone with its stores */
+            st = lm_status(LUMEN_OBJECT_LOST, "object %s was put to %zu object store(s), which are gone (%s)", hex,
+                           p->n, st.msg);
+        put_info_free(p);
         return st;
     }
     pthread_mutex_lock(&c->mu);
@@ -608,9 +650,8 @@ lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n) {
         forget_task(c, id);
         pthread_mutex_unlock(&c->mu);
         if (p != NULL) {
-            lm_objstore_delete(c->rpc, p->location, &id, 1, c->timeout_ms, NULL);
-            free(p->location);
-            free(p);
+            for (size_t k = 0; k < p->n; k++) lm_objstore_delete(c->rpc, p->locations[k], &id, 1, c->timeout_ms, NULL);
+            put_info_free(p);
         } else {
             raw[nraw++] = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)refs[i].id};
         }
@@ -677,9 +718,7 @@ static lumen_status job_call(lumen_client *c, lm_rpc_method m) {
 
 static void free_put(void *arg, lm_id key, void *value) {
     (void)arg, (void)key;
-    put_info *p = value;
-    free(p->location);
-    free(p);
+    put_info_free(value);
 }
 
 static void free_kept_entry(void *arg, lm_id key, void *value) {

@@ -18,8 +18,10 @@
 
 #define DEFAULT_TIMEOUT_MS 10000
 
+/* An object this client put: the stores holding a copy. */
 typedef struct put_info {
-    char *location;
+    char **locations;
+    size_t n;
     uint64_t size;
 } put_info;
 
@@ -43,6 +45,7 @@ struct lumen_client {
     char **stores;
     size_t nstores, next_store;
     uint64_t inline_max;
+    uint32_t put_replicas; /* stores each put is written to */
     bool has_library;
     lm_id library;
     bool joined; /* works in a job it did not start: close leaves it running */

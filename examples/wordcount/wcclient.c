@@ -16,6 +16,13 @@
 
 #include "wordtable.h"
 
+/* Runs of the whole job when the cluster lost an object it cannot rebuild
+ * (the input's chunks were put, so they die with their object store). */
+#define JOB_ATTEMPTS 3
+/* Restarts of a --method actors Counter, and re-runs of its calls in flight
+ * when it dies with its worker. */
+#define ACTOR_RESTARTS 3
+
 typedef enum method { METHOD_EXACT, METHOD_SEED, METHOD_ACTORS, METHOD_ACTORS_EXACT, METHOD_LOCAL } method;
 
 static const char *const method_names[] = {
@@ -55,6 +62,7 @@ typedef struct run {
     lumen_actor *actors; /* actors: one per chunk; actors-exact: min(--actors, n) */
     size_t n, nactors;
     double t0;
+    lumen_code failure; /* the code of the first failure, OK while none */
 } run;
 
 static double now_s(void) {
@@ -225,7 +233,8 @@ static int run_local(const wc_program *p, const options *o, const input *in, lum
 
 /* ---- on the cluster ---- */
 
-static int fail(const run *r, const char *what, lumen_status st) {
+static int fail(run *r, const char *what, lumen_status st) {
+    if (r->failure == LUMEN_OK) r->failure = st.code;
     fprintf(stderr, "%s: %s: %s\n", r->prog->name, what, st.msg[0] ? st.msg : lumen_strerror(st.code));
     return 1;
 }
@@ -260,7 +269,13 @@ static int get_ok(run *r, lumen_ref ref, const char *what) {
 }
 
 static lumen_actor_opts actor_opts(const run *r) {
-    return (lumen_actor_opts){.library = r->uploaded ? &r->library : NULL};
+    lumen_actor_opts o = {.library = r->uploaded ? &r->library : NULL};
+    /* An actors Counter's state is the chunk it was made with and its calls
+     * only read it: a restart (the constructor run again) rebuilds it whole,
+     * and a call run again answers the same. An actors-exact Counter's adds
+     * accumulate: a restart would lose them, so it has none. */
+    if (r->opt->how == METHOD_ACTORS) o.max_restarts = o.max_task_retries = ACTOR_RESTARTS;
+    return o;
 }
 
 /* One chunk's share of a round of the two-round methods: a task on the
@@ -438,9 +453,21 @@ static int run_method(run *r, lumen_bytes *text) {
     return rc;
 }
 
+/* One run of the job: connect (a new job), put the chunks, count. */
+static int run_attempt(run *r, const size_t *bounds, lumen_bytes *text) {
+    double start = now_s();
+    r->t0 = start;
+    int rc = connect_cluster(r);
+    if (rc == 0) rc = put_chunks(r, bounds);
+    if (rc == 0) rc = run_method(r, text);
+    if (rc == 0) fprintf(stderr, "%s: total %.3f s\n", r->prog->name, now_s() - start);
+    lumen_close(r->client); /* ends the job: its actors and objects go with it */
+    r->client = NULL;
+    return rc;
+}
+
 static int run_cluster(const wc_program *p, const options *o, const input *in, lumen_bytes *text) {
-    run r = {.prog = p, .opt = o, .in = in, .t0 = now_s()};
-    double start = r.t0;
+    run r = {.prog = p, .opt = o, .in = in};
     bool with_actors = o->how == METHOD_ACTORS || o->how == METHOD_ACTORS_EXACT;
     size_t *bounds = malloc((o->chunks + 1) * sizeof *bounds);
     r.chunks = calloc(o->chunks, sizeof *r.chunks);
@@ -451,14 +478,19 @@ static int run_cluster(const wc_program *p, const options *o, const input *in, l
         fprintf(stderr, "%s: out of memory\n", p->name);
         rc = 1;
     }
-    if (rc == 0) {
-        wc_split(in->data, in->len, o->chunks, bounds);
-        rc = connect_cluster(&r);
+    if (rc == 0) wc_split(in->data, in->len, o->chunks, bounds);
+    /* An object put into a store that died is gone for good (no replicas):
+     * the job starts again, the input put again into the stores alive. */
+    for (int attempt = 1; rc == 0; attempt++) {
+        r.n = r.nactors = 0;
+        r.uploaded = false;
+        r.failure = LUMEN_OK;
+        rc = run_attempt(&r, bounds, text);
+        if (rc == 0 || r.failure != LUMEN_OBJECT_LOST || attempt == JOB_ATTEMPTS) break;
+        fprintf(stderr, "%s: the cluster lost an object it cannot rebuild; running the job again (attempt %d of %d)\n",
+                p->name, attempt + 1, JOB_ATTEMPTS);
+        rc = 0;
     }
-    if (rc == 0) rc = put_chunks(&r, bounds);
-    if (rc == 0) rc = run_method(&r, text);
-    if (rc == 0) fprintf(stderr, "%s: total %.3f s\n", p->name, now_s() - start);
-    lumen_close(r.client); /* ends the job: its actors and objects go with it */
     free(r.actors);
     free(r.chunks);
     free(r.counts);

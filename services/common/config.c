@@ -84,6 +84,8 @@ static const lm_config_setting scheduler_settings[] = {
         "How often a task is re-run after its worker died"),
     SIZE(R, inline_result_max, 0, 16 * MIB, "100KiB", "LUMEN_SCHEDULER_INLINE_RESULT_MAX",
          "Results up to this size travel inside the RPC, larger ones via an object store"),
+    INT(R, put_replicas, 1, 8, "1", "LUMEN_SCHEDULER_PUT_REPLICAS",
+        "Object stores a client writes each put to (puts have no lineage: a copy survives a store)"),
 #undef R
 };
 

@@ -52,6 +52,7 @@ typedef struct lm_scheduler_config {
     int64_t heartbeat_timeout_ms;
     int max_retries;
     uint64_t inline_result_max;
+    int put_replicas;
 } lm_scheduler_config;
 
 typedef struct lm_objstore_config {

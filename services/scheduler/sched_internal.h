@@ -59,6 +59,8 @@ typedef struct sobj {
     bool is_inline;
     uint8_t *data; /* inline value */
     char *location; /* object store address when not inline */
+    char **replicas; /* a put's other copies (addresses), read when its store dies */
+    size_t nreplicas;
     lm_id store;
     lumen_status *error;
     lm_id producer; /* zero for objects the scheduler did not make */

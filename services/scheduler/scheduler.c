@@ -146,6 +146,8 @@ static void obj_free(sobj *o) {
     free(o->dependents.ids);
     free(o->data);
     free(o->location);
+    for (size_t i = 0; i < o->nreplicas; i++) free(o->replicas[i]);
+    free(o->replicas);
     free(o->error);
     free(o);
 }
@@ -531,15 +533,36 @@ static lumen_status lost_put(lm_id id, const char *store) {
                      hex(id, h), store);
 }
 
-/* A READY object the scheduler did not make, held by the store at location. */
-static sobj *obj_at(scheduler *s, lm_id id, lm_id job, const char *location, uint64_t size) {
+/* Moves a put whose store is gone to a copy in a live store; false when
+ * none is left. */
+static bool obj_move_to_copy(scheduler *s, sobj *o) {
+    while (o->nreplicas > 0) {
+        char *addr = o->replicas[--o->nreplicas];
+        snode *store = node_by_addr(s, addr);
+        if (store != NULL && store->alive) {
+            free(o->location);
+            o->location = addr;
+            o->store = store->id;
+            return true;
+        }
+        free(addr);
+    }
+    return false;
+}
+
+/* A READY object the scheduler did not make, held by the store at location
+ * (and copies at replicas[0..n)). */
+static sobj *obj_at(scheduler *s, lm_id id, lm_id job, const char *location, uint64_t size, char *const *replicas,
+                    size_t n) {
     sobj *o = obj_new(s, id, job);
     o->state = OBJ_READY;
     o->size = size;
     o->location = strdup(location);
+    o->replicas = calloc(n ? n : 1, sizeof *o->replicas);
+    for (size_t i = 0; o->replicas != NULL && i < n; i++) o->replicas[o->nreplicas++] = strdup(replicas[i]);
     snode *store = node_by_addr(s, location);
     if (store != NULL) o->store = store->id;
-    if (store != NULL && !store->alive) { /* a put to a store that died since: no lineage */
+    if (store != NULL && !store->alive && !obj_move_to_copy(s, o)) { /* a put whose stores died since: no lineage */
         o->state = OBJ_FAILED;
         o->error = malloc(sizeof *o->error);
         *o->error = lost_put(id, location);
@@ -556,7 +579,7 @@ static sobj *obj_from_redis(scheduler *s, lm_id id, lm_id job) {
     if (!LM_IS_OK(lm_redis_obj_locs(s->redis, id, &stores, &n))) return NULL;
     for (size_t i = 0; i < n && o == NULL; i++) {
         snode *store = lm_idmap_get(s->nodes, stores[i]);
-        if (store != NULL && store->alive) o = obj_at(s, id, job, store->addr, 0);
+        if (store != NULL && store->alive) o = obj_at(s, id, job, store->addr, 0, NULL, 0);
     }
     free(stores);
     return o;
@@ -633,6 +656,8 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
         lm_id ref;
         const char *location = NULL;
         uint64_t size = 0;
+        char **replicas = NULL;
+        size_t nreplicas = 0;
         if (i < spec->n_args) { /* an argument */
             Lumen__Arg *a = spec->args[i];
             if (a->value_case != LUMEN__ARG__VALUE_REF) continue;
@@ -643,6 +668,8 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
             }
             location = a->location;
             size = a->size;
+            replicas = a->replicas;
+            nreplicas = a->n_replicas;
         } else if (id_field(spec->library_id, &ref)) { /* the library, if any */
             location = spec->library_location;
         } else {
@@ -654,7 +681,7 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
              * client's put) Redis knows. An actor call's result still being
              * made: its worker will report it. */
             bool direct = i < spec->n_args && spec->args[i]->direct;
-            o = location != NULL && location[0] != '\0' ? obj_at(s, ref, job, location, size)
+            o = location != NULL && location[0] != '\0' ? obj_at(s, ref, job, location, size, replicas, nreplicas)
                 : direct                                ? obj_new(s, ref, job)
                                                         : obj_from_redis(s, ref, job);
             if (o != NULL) sched_id_push(&j->objs, ref);
@@ -750,6 +777,7 @@ static void objects_lost(scheduler *s, snode *store, outbox *out) {
     store_sweep sw = {store->id, {0}};
     lm_idmap_each(s->objs, collect_stored, &sw);
     ptr_vec rearm = {0};
+    size_t moved = 0;
     /* First every lost object is pending, so a producer re-run below waits
      * for its arguments that are rebuilt too. */
     for (size_t i = 0; i < sw.objs.n; i++) {
@@ -759,6 +787,11 @@ static void objects_lost(scheduler *s, snode *store, outbox *out) {
         free(o->location);
         o->location = NULL;
         memset(&o->store, 0, sizeof o->store);
+        if (p == NULL && obj_move_to_copy(s, o)) { /* a put read from another copy from now on */
+            o->state = OBJ_READY;
+            moved++;
+            continue;
+        }
         if (p != NULL && p->phase == TASK_DONE) {
             sched_ptr_push(&rearm, p);
             record_obj(s, o);
@@ -768,7 +801,8 @@ static void objects_lost(scheduler *s, snode *store, outbox *out) {
     }
     for (size_t i = 0; i < rearm.n; i++) task_rearm(s, rearm.items[i], "its result was lost with its object store", out);
     if (sw.objs.n > 0)
-        lm_warn("object store %s: %zu objects lost, %zu being rebuilt", store->addr, sw.objs.n, rearm.n);
+        lm_warn("object store %s: %zu objects gone with it: %zu read from a copy, %zu being rebuilt", store->addr,
+                sw.objs.n, moved, rearm.n);
     free(sw.objs.items);
     free(rearm.items);
 }
@@ -1210,6 +1244,7 @@ static void handle_cluster_info(lm_rpc_call *call, const ProtobufCMessage *msg, 
     reply.n_nodes = k;
     reply.nodes = ptrs;
     reply.inline_result_max = s->cfg->scheduler.inline_result_max;
+    reply.put_replicas = (uint32_t)s->cfg->scheduler.put_replicas;
     lm_rpc_reply(call, &reply.base);
     for (size_t i = 0; i < k; i++) free(addrs[i]);
     free(addrs);

@@ -137,10 +137,13 @@ static char *get_text(lumen_client *c, lumen_ref ref, lumen_status *st) {
     return s;
 }
 
-static void test_node_lost_objects_rebuilt(void) {
+/* With put_replicas copies of every put (1: none extra). */
+static void node_lost(const char *put_replicas) {
     enum { N = 8 };
     lm_test_cluster *two = NULL;
-    lm_test_cluster_opts opts = {.workers = 2, .slots = 2, .objstores = 2};
+    const char *const sched_flags[] = {"--put-replicas", put_replicas, NULL};
+    bool copies = strcmp(put_replicas, "1") != 0;
+    lm_test_cluster_opts opts = {.workers = 2, .slots = 2, .objstores = 2, .scheduler_flags = sched_flags};
     LM_ASSERT_OK(lm_test_cluster_start(&opts, &two));
     lumen_client *c = NULL;
     LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(two), NULL, &c));
@@ -202,12 +205,31 @@ static void test_node_lost_objects_rebuilt(void) {
         }
         lumen_bytes_free(&b);
     }
-    CU_ASSERT_EQUAL(lost, 1);
-    CU_ASSERT_EQUAL(fine, 1);
+    if (copies) { /* every put is read from its other copy, also by a task */
+        CU_ASSERT_EQUAL(lost, 0);
+        CU_ASSERT_EQUAL(fine, 2);
+        for (int i = 0; i < 2; i++) {
+            lumen_arg a = lumen_arg_ref(puts[i]);
+            lumen_ref r;
+            LM_ASSERT_OK(lumen_call(c, "test.size", &a, 1, NULL, &r));
+            char *s = get_text(c, r, &st);
+            LM_ASSERT_OK(st);
+            char want[32];
+            snprintf(want, sizeof want, "%zu", big);
+            CU_ASSERT_STRING_EQUAL(s, want);
+            free(s);
+        }
+    } else {
+        CU_ASSERT_EQUAL(lost, 1);
+        CU_ASSERT_EQUAL(fine, 1);
+    }
     free(data);
     lumen_close(c);
     lm_test_cluster_stop(two);
 }
+
+static void test_node_lost_objects_rebuilt(void) { node_lost("1"); }
+static void test_node_lost_puts_replicated(void) { node_lost("2"); }
 
 static void test_scheduler_killed_and_restarted_mid_job(void) {
     enum { CHAIN = 30, SLEEPS = 24, CALLS = 10 };
@@ -264,6 +286,7 @@ int main(void) {
         {"redis killed and restarted mid-job", test_redis_killed_and_restarted_mid_job},
         {"scheduler killed and restarted mid-job", test_scheduler_killed_and_restarted_mid_job},
         {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
+        {"a node killed with put_replicas 2: puts are read from their copies", test_node_lost_puts_replicated},
         CU_TEST_INFO_NULL,
     };
     return lm_test_main("faults", tests, suite_init, suite_cleanup);

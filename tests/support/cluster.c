@@ -13,8 +13,9 @@
 #include "rpc.h"
 #include "test_util.h"
 
-#define MAX_WORKERS 64
-#define MAX_STORES 8
+/* Room for the replacements a chaos test starts after its kills. */
+#define MAX_WORKERS 256
+#define MAX_STORES 64
 #define MAX_FLAGS 48
 
 struct lm_test_cluster {
@@ -27,6 +28,7 @@ struct lm_test_cluster {
     int nstores;
     pid_t worker_pids[MAX_WORKERS];
     char worker_addrs[MAX_WORKERS][32];
+    int worker_stores[MAX_WORKERS]; /* the object store each worker uses */
     int nworkers;
     char scheduler_addr[32];
     char slots[16];
@@ -115,8 +117,10 @@ static lm_rpc_client_opts client_opts(const lm_test_cluster *c) {
                                 .tls = {c->opts.tls_cert, c->opts.tls_key, c->opts.tls_ca}};
 }
 
-static lumen_status start_worker(lm_test_cluster *c, int i) {
+/* Worker i, using object store `store`. */
+static lumen_status start_worker(lm_test_cluster *c, int i, int store) {
     char *addr = c->worker_addrs[i], log[600], run_dir[600];
+    c->worker_stores[i] = store;
     free_addr(addr, sizeof c->worker_addrs[i]);
     snprintf(log, sizeof log, "%s/worker-%d.log", c->dir, i);
     snprintf(run_dir, sizeof run_dir, "%s/worker-%d", c->dir, i);
@@ -124,7 +128,7 @@ static lumen_status start_worker(lm_test_cluster *c, int i) {
         "--listen", addr,
         "--scheduler-addr", c->scheduler_addr,
         "--redis-addr", lm_test_redis_addr(c->redis),
-        "--objstore-addr", c->objstore_addrs[i % c->nstores], /* worker i lives with store i mod n */
+        "--objstore-addr", c->objstore_addrs[store],
         "--slots", c->slots,
         "--library-path", LUMEN_TEST_LIB_DIR,
         "--run-dir", run_dir,
@@ -143,7 +147,10 @@ static lumen_status start_scheduler(lm_test_cluster *c) {
     snprintf(log, sizeof log, "%s/scheduler.log", c->dir);
     const char *flags[MAX_FLAGS] = {"--listen", c->scheduler_addr, "--redis-addr", lm_test_redis_addr(c->redis),
                                     "--dashboard", "false"};
-    common_flags(c, flags, 6);
+    int n = common_flags(c, flags, 6);
+    for (int k = 0; c->opts.scheduler_flags && c->opts.scheduler_flags[k] && n < MAX_FLAGS - 1; k++)
+        flags[n++] = c->opts.scheduler_flags[k];
+    flags[n] = NULL;
     lm_rpc_client_opts copts = client_opts(c);
     return lm_test_service_start("scheduler", flags, log, c->scheduler_addr, &copts, 20000, &c->scheduler_pid);
 }
@@ -152,6 +159,32 @@ lumen_status lm_test_cluster_restart_scheduler(lm_test_cluster *c, int sig) {
     if (c->scheduler_pid > 0) lm_test_stop(c->scheduler_pid, sig, 5000);
     c->scheduler_pid = -1;
     return start_scheduler(c);
+}
+
+/* Object store i (the first keeps the names it always had: objstore.log, spill). */
+static lumen_status start_objstore(lm_test_cluster *c, int i) {
+    char log[600], spill[600], suffix[16] = "";
+    if (i > 0) snprintf(suffix, sizeof suffix, "-%d", i);
+    char *addr = c->objstore_addrs[i];
+    free_addr(addr, sizeof c->objstore_addrs[i]);
+    snprintf(log, sizeof log, "%s/objstore%s.log", c->dir, suffix);
+    snprintf(spill, sizeof spill, "%s/spill%s", c->dir, suffix);
+    const char *flags[MAX_FLAGS] = {"--listen", addr, "--scheduler-addr", c->scheduler_addr,
+                                    "--redis-addr", lm_test_redis_addr(c->redis), "--spill-dir", spill,
+                                    "--memory-limit", c->opts.objstore_memory ? c->opts.objstore_memory : "2GiB"};
+    common_flags(c, flags, 10);
+    c->objstore_pids[i] = -1;
+    lm_rpc_client_opts copts = client_opts(c);
+    return lm_test_service_start("objstore", flags, log, addr, &copts, 20000, &c->objstore_pids[i]);
+}
+
+lumen_status lm_test_cluster_add_objstore(lm_test_cluster *c, int *index) {
+    if (c->nstores == MAX_STORES) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "too many object stores");
+    lumen_status st = start_objstore(c, c->nstores);
+    if (!LM_IS_OK(st)) return st;
+    if (index != NULL) *index = c->nstores;
+    c->nstores++;
+    return lm_ok();
 }
 
 lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_cluster **out) {
@@ -167,30 +200,14 @@ lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_clu
     c->dir = lm_test_tmpdir("cluster");
     lm_test_redis_opts ropts = {.appendonly = c->opts.redis_appendonly, .password = c->opts.redis_password};
     lumen_status st = c->dir ? lm_test_redis_start(&ropts, &c->redis) : lm_status(LUMEN_IO, "no temp dir");
-    lm_rpc_client_opts copts = client_opts(c);
 
     if (LM_IS_OK(st)) {
         free_addr(c->scheduler_addr, sizeof c->scheduler_addr);
         st = start_scheduler(c);
     }
-    for (int i = 0; LM_IS_OK(st) && i < c->opts.objstores; i++) {
-        /* The first store keeps the names it always had (objstore.log, spill). */
-        char log[600], spill[600], suffix[16] = "";
-        if (i > 0) snprintf(suffix, sizeof suffix, "-%d", i);
-        char *addr = c->objstore_addrs[i];
-        free_addr(addr, sizeof c->objstore_addrs[i]);
-        snprintf(log, sizeof log, "%s/objstore%s.log", c->dir, suffix);
-        snprintf(spill, sizeof spill, "%s/spill%s", c->dir, suffix);
-        const char *flags[MAX_FLAGS] = {"--listen", addr, "--scheduler-addr", c->scheduler_addr,
-                                        "--redis-addr", lm_test_redis_addr(c->redis), "--spill-dir", spill,
-                                        "--memory-limit", c->opts.objstore_memory ? c->opts.objstore_memory : "2GiB"};
-        common_flags(c, flags, 10);
-        c->objstore_pids[i] = -1;
-        st = lm_test_service_start("objstore", flags, log, addr, &copts, 20000, &c->objstore_pids[i]);
-        if (LM_IS_OK(st)) c->nstores++;
-    }
+    for (int i = 0; LM_IS_OK(st) && i < c->opts.objstores; i++) st = lm_test_cluster_add_objstore(c, NULL);
     for (int i = 0; LM_IS_OK(st) && i < c->opts.workers; i++) {
-        st = start_worker(c, i);
+        st = start_worker(c, i, i % c->nstores); /* worker i lives with store i mod n */
         if (LM_IS_OK(st)) c->nworkers++;
     }
     if (LM_IS_OK(st)) st = lm_test_cluster_wait_nodes(c, c->nworkers + c->nstores, 20000);
@@ -227,8 +244,13 @@ lumen_status lm_test_cluster_wait_nodes(lm_test_cluster *c, int n, int64_t timeo
 }
 
 lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index) {
+    return lm_test_cluster_add_worker_on(c, c->nworkers % c->nstores, index);
+}
+
+lumen_status lm_test_cluster_add_worker_on(lm_test_cluster *c, int store, int *index) {
     if (c->nworkers == MAX_WORKERS) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "too many workers");
-    lumen_status st = start_worker(c, c->nworkers);
+    if (store < 0 || store >= c->nstores) return lm_status(LUMEN_INVALID_ARGUMENT, "no object store %d", store);
+    lumen_status st = start_worker(c, c->nworkers, store);
     if (!LM_IS_OK(st)) return st;
     if (index != NULL) *index = c->nworkers;
     c->nworkers++;
@@ -238,6 +260,9 @@ lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index) {
 const char *lm_test_cluster_scheduler(const lm_test_cluster *c) { return c->scheduler_addr; }
 const char *lm_test_cluster_objstore(const lm_test_cluster *c) { return c->objstore_addrs[0]; }
 const char *lm_test_cluster_objstore_at(const lm_test_cluster *c, int i) { return c->objstore_addrs[i]; }
+int lm_test_cluster_objstores(const lm_test_cluster *c) { return c->nstores; }
+pid_t lm_test_cluster_objstore_pid(const lm_test_cluster *c, int i) { return c->objstore_pids[i]; }
+int lm_test_cluster_worker_store(const lm_test_cluster *c, int i) { return c->worker_stores[i]; }
 
 void lm_test_cluster_kill_objstore(lm_test_cluster *c, int i, int sig) {
     if (i < 0 || i >= c->nstores || c->objstore_pids[i] <= 0) return;

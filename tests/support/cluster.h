@@ -38,6 +38,7 @@ typedef struct lm_test_cluster_opts {
     const char *tls_cert, *tls_key, *tls_ca;
     const char *objstore_memory;  /* e.g. "64MiB"; NULL: the default */
     const char *const *worker_flags; /* extra flags for every worker, NULL-terminated; may be NULL */
+    const char *const *scheduler_flags; /* extra flags for the scheduler, NULL-terminated; may be NULL */
     int objstores;                /* object stores; worker i uses store i mod objstores; 0: 1 */
     bool redis_appendonly;        /* Redis with its append-only file on (it survives kill + restart) */
 } lm_test_cluster_opts;
@@ -52,17 +53,27 @@ const char *lm_test_cluster_objstore(const lm_test_cluster *c); /* the first one
 const char *lm_test_cluster_objstore_at(const lm_test_cluster *c, int i);
 /* Sends sig to object store i and reaps it. */
 void lm_test_cluster_kill_objstore(lm_test_cluster *c, int i, int sig);
+/* Object stores started so far (dead ones included) and store i's pid (-1 once killed). */
+int lm_test_cluster_objstores(const lm_test_cluster *c);
+pid_t lm_test_cluster_objstore_pid(const lm_test_cluster *c, int i);
+/* Starts one more object store; *index (may be NULL) gets its number. */
+lumen_status lm_test_cluster_add_objstore(lm_test_cluster *c, int *index);
 const char *lm_test_cluster_worker(const lm_test_cluster *c, int i); /* worker i's address */
 const char *lm_test_cluster_redis(const lm_test_cluster *c);
 /* The Redis server itself, to kill and restart it (redis_server.h). */
 struct lm_test_redis *lm_test_cluster_redis_server(lm_test_cluster *c);
 const char *lm_test_cluster_dir(const lm_test_cluster *c);
-int lm_test_cluster_workers(const lm_test_cluster *c);
-pid_t lm_test_cluster_worker_pid(const lm_test_cluster *c, int i);
+int lm_test_cluster_workers(const lm_test_cluster *c); /* started so far, dead ones included */
+pid_t lm_test_cluster_worker_pid(const lm_test_cluster *c, int i); /* -1 once killed */
+int lm_test_cluster_worker_store(const lm_test_cluster *c, int i); /* the store worker i uses */
 pid_t lm_test_cluster_scheduler_pid(const lm_test_cluster *c);
 
-/* Starts one more worker; *index (may be NULL) gets its number. */
+/* Starts one more worker, using store (its number) mod the stores started;
+ * *index (may be NULL) gets its number. */
 lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index);
+/* The same, using object store `store` (a node of its own: e.g. a
+ * replacement for one lost with its store). */
+lumen_status lm_test_cluster_add_worker_on(lm_test_cluster *c, int store, int *index);
 
 /* Sends sig to the scheduler, reaps it, and starts a new one on the same
  * address (its log goes on in scheduler.log). */
