@@ -307,6 +307,11 @@ static void fail_calls(actor_handle *h, call_queue *q, lumen_status st) {
 
 /* ------------------------------------------------------------- sending */
 
+static void on_recreated(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    (void)arg, (void)st; /* the next look-up says how it went */
+    lm_rpc_message_free(reply);
+}
+
 static void on_resolved(void *arg, lumen_status st, ProtobufCMessage *reply) {
     actor_handle *h = arg;
     lumen_client *c = h->c;
@@ -327,9 +332,14 @@ static void on_resolved(void *arg, lumen_status st, ProtobufCMessage *reply) {
         h->dead = true;
         h->error = info->error ? lm_status((lumen_code)info->error->code, "%s", info->error->message)
                                : lm_status(LUMEN_ACTOR_DIED, "the actor is dead");
-    } else if (st.code == LUMEN_UNAVAILABLE) { /* the scheduler is away: ask again while someone waits */
+    } else if (st.code == LUMEN_UNAVAILABLE || (st.code == LUMEN_NOT_FOUND && h->creation != NULL)) {
+        /* The scheduler is away, or restarted before it heard the actor was
+         * up: ask again while someone waits, after telling it again. */
         h->stalled = true;
-        client_need_resync(c, st);
+        c->resync = true;
+        if (st.code == LUMEN_NOT_FOUND) /* make it known again now: the next look-up finds it */
+            lm_rpc_unary_async(c->rpc, c->address, c->create_actor, &h->creation->base, c->timeout_ms, on_recreated,
+                               NULL);
         pthread_mutex_unlock(&c->mu);
         lm_rpc_message_free(reply);
         return;
@@ -544,10 +554,18 @@ lumen_status lumen_actor_new(lumen_client *c, const char *class_name, const lume
     req->name = strdup(opts && opts->name ? opts->name : "");
     req->max_restarts = opts ? opts->max_restarts : 0;
     req->max_task_retries = opts ? opts->max_task_retries : 0;
-    ProtobufCMessage *reply = NULL;
-    st = req->name ? lm_rpc_unary(c->rpc, c->address, c->create_actor, &req->base, &reply, c->timeout_ms)
-                   : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    lm_rpc_message_free(reply);
+    /* Idempotent (the actor's id is ours): sent again while the scheduler
+     * is away, within the client's timeout. */
+    int64_t deadline = (int64_t)lm_mono_ms() + c->timeout_ms;
+    do {
+        ProtobufCMessage *reply = NULL;
+        st = req->name ? lm_rpc_unary(c->rpc, c->address, c->create_actor, &req->base, &reply, c->timeout_ms)
+                       : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        lm_rpc_message_free(reply);
+        if (st.code != LUMEN_UNAVAILABLE || (int64_t)lm_mono_ms() >= deadline) break;
+        struct timespec pause = {0, 200 * 1000000L};
+        nanosleep(&pause, NULL);
+    } while (true);
     actor_handle *h = NULL;
     if (LM_IS_OK(st)) {
         pthread_mutex_lock(&c->mu);

@@ -106,34 +106,50 @@ static put_info *pick_stores_locked(lumen_client *c, uint64_t size) {
     return p;
 }
 
-static lumen_status put_with_id(lumen_client *c, lm_id id, const void *data, size_t len) {
-    put_info *p = NULL;
-    for (int attempt = 0; attempt < 2 && p == NULL; attempt++) {
-        pthread_mutex_lock(&c->mu);
-        p = pick_stores_locked(c, len);
-        pthread_mutex_unlock(&c->mu);
-        if (p == NULL) {
-            lumen_status st = refresh_stores(c);
-            if (!LM_IS_OK(st)) return st;
-        }
-    }
-    if (p == NULL) return lm_status(LUMEN_UNAVAILABLE, "the cluster at %s has no object store yet", c->address);
+/* Writes the object to the stores of p; the first failure. */
+static lumen_status put_copies(lumen_client *c, const put_info *p, lm_id id, const void *data, size_t len) {
     lumen_status st = lm_ok();
     for (size_t i = 0; i < p->n && LM_IS_OK(st); i++) {
         bool already = false;
         st = lm_objstore_put(c->rpc, p->locations[i], id, c->job, data, len,
                              c->timeout_ms + (int64_t)(len >> 20) * 100, &already);
     }
-    if (!LM_IS_OK(st)) {
+    return st;
+}
+
+#define PUT_TRIES 4
+
+static lumen_status put_with_id(lumen_client *c, lm_id id, const void *data, size_t len) {
+    /* A store that is gone (or not up yet) is left for others: the list is
+     * asked for again, a little later each time. */
+    lumen_status st = lm_ok();
+    for (int attempt = 0; attempt < PUT_TRIES; attempt++) {
+        if (attempt > 0) {
+            struct timespec pause = {0, 100L * 1000000L * attempt};
+            nanosleep(&pause, NULL);
+            st = refresh_stores(c);
+            if (!LM_IS_OK(st) && st.code != LUMEN_UNAVAILABLE) return st;
+        }
+        pthread_mutex_lock(&c->mu);
+        put_info *p = pick_stores_locked(c, len);
+        pthread_mutex_unlock(&c->mu);
+        if (p == NULL) {
+            st = lm_status(LUMEN_UNAVAILABLE, "the cluster at %s has no object store yet", c->address);
+            continue;
+        }
+        st = put_copies(c, p, id, data, len);
+        if (LM_IS_OK(st)) {
+            pthread_mutex_lock(&c->mu);
+            put_info *old = lm_idmap_get(c->puts, id);
+            lm_idmap_put(c->puts, id, p);
+            pthread_mutex_unlock(&c->mu);
+            put_info_free(old);
+            return lm_ok();
+        }
         put_info_free(p);
-        return st;
+        if (st.code != LUMEN_UNAVAILABLE && st.code != LUMEN_CANCELLED) return st;
     }
-    pthread_mutex_lock(&c->mu);
-    put_info *old = lm_idmap_get(c->puts, id);
-    lm_idmap_put(c->puts, id, p);
-    pthread_mutex_unlock(&c->mu);
-    put_info_free(old);
-    return lm_ok();
+    return st;
 }
 
 lumen_status lumen_put(lumen_client *c, const void *data, size_t len, lumen_ref *out) {

@@ -1107,6 +1107,13 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
         task_rearm(s, t, "an argument was lost and is being rebuilt", out);
         return;
     }
+    /* It could not read an argument: the store holding it may have died
+     * (noticed a moment later, then the object is rebuilt), so it runs
+     * again while retries last. */
+    if (code == LUMEN_OBJECT_LOST && t->attempts <= t->max_retries) {
+        task_retry(s, t, r->status->message, out);
+        return;
+    }
     if (code == LUMEN_UNAVAILABLE) { /* the worker could not reach a peer (its store): not the task's fault */
         task_retry(s, t, r->status->message, out);
         return;
@@ -1133,6 +1140,17 @@ static void handle_task_done(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     outbox out = {0};
     ptr_vec deletes = {0};
     pthread_mutex_lock(&s->mu);
+    /* A result in a store that has not (re)registered yet (we just
+     * restarted): the worker sends the batch again a little later, when
+     * the store's address is known, instead of the result being lost. */
+    for (size_t i = 0; i < req->n_results; i++) {
+        lm_id store;
+        if (!id_field(req->results[i]->objstore_node_id, &store) || lm_idmap_get(s->nodes, store) != NULL) continue;
+        pthread_mutex_unlock(&s->mu);
+        char h[LM_ID_HEX_LEN + 1];
+        lm_rpc_fail(call, LUMEN_UNAVAILABLE, "object store %s has not registered yet", hex(store, h));
+        return;
+    }
     lm_id node = {{0}};
     id_field(req->node_id, &node); /* clients report failed actor calls without one */
     for (size_t i = 0; i < req->n_results; i++) task_done(s, node, req->results[i], &out, &deletes);

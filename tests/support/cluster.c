@@ -11,11 +11,12 @@
 #include "redis_server.h"
 #include "redis_state.h"
 #include "rpc.h"
+#include "scheduler.pb-c.h"
 #include "test_util.h"
 
 /* Room for the replacements a chaos test starts after its kills. */
-#define MAX_WORKERS 256
-#define MAX_STORES 64
+#define MAX_WORKERS 1024
+#define MAX_STORES 256
 #define MAX_FLAGS 48
 
 struct lm_test_cluster {
@@ -240,6 +241,54 @@ lumen_status lm_test_cluster_wait_nodes(lm_test_cluster *c, int n, int64_t timeo
         lm_test_sleep_ms(20);
     }
     lm_redis_free(r);
+    return st;
+}
+
+/* How many of the running processes at addrs[0..n) the scheduler's list holds. */
+static int listed(const Lumen__ClusterInfoReply *info, const char (*addrs)[32], const pid_t *pids, int n,
+                  int *running) {
+    int found = 0;
+    for (int i = 0; i < n; i++) {
+        if (pids[i] <= 0) continue;
+        (*running)++;
+        for (size_t k = 0; k < info->n_nodes; k++)
+            if (strcmp(info->nodes[k]->addr, addrs[i]) == 0) {
+                found++;
+                break;
+            }
+    }
+    return found;
+}
+
+lumen_status lm_test_cluster_wait_registered(lm_test_cluster *c, int64_t timeout_ms) {
+    lm_rpc_client_opts copts = client_opts(c);
+    lm_rpc_client *cli = NULL;
+    lm_rpc_method m = {0};
+    lumen_status st = lm_rpc_client_new(&copts, &cli);
+    if (LM_IS_OK(st) && !lm_rpc_method_find(&lumen__scheduler__descriptor, "GetClusterInfo", &m))
+        st = lm_status(LUMEN_INTERNAL, "no method GetClusterInfo");
+    uint64_t until = lm_test_now_us() + (uint64_t)timeout_ms * 1000;
+    int found = 0, running = 0;
+    Lumen__ClusterInfoRequest req = LUMEN__CLUSTER_INFO_REQUEST__INIT;
+    while (LM_IS_OK(st)) {
+        ProtobufCMessage *reply = NULL;
+        lumen_status call = lm_rpc_unary(cli, c->scheduler_addr, m, &req.base, &reply, 2000);
+        found = running = 0;
+        if (LM_IS_OK(call)) {
+            const Lumen__ClusterInfoReply *info = (const Lumen__ClusterInfoReply *)reply;
+            found = listed(info, c->worker_addrs, c->worker_pids, c->nworkers, &running) +
+                    listed(info, c->objstore_addrs, c->objstore_pids, c->nstores, &running);
+        }
+        lm_rpc_message_free(reply);
+        if (LM_IS_OK(call) && found == running) break;
+        if (lm_test_now_us() > until) {
+            st = LM_IS_OK(call) ? lm_status(LUMEN_DEADLINE_EXCEEDED, "the scheduler knows %d of %d nodes", found, running)
+                                : call;
+            break;
+        }
+        lm_test_sleep_ms(20);
+    }
+    lm_rpc_client_free(cli);
     return st;
 }
 

@@ -68,8 +68,8 @@ pid_t lm_test_cluster_worker_pid(const lm_test_cluster *c, int i); /* -1 once ki
 int lm_test_cluster_worker_store(const lm_test_cluster *c, int i); /* the store worker i uses */
 pid_t lm_test_cluster_scheduler_pid(const lm_test_cluster *c);
 
-/* Starts one more worker, using store (its number) mod the stores started;
- * *index (may be NULL) gets its number. */
+/* Starts one more worker; *index (may be NULL) gets its number i, and it
+ * uses object store i mod the number of stores started. */
 lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index);
 /* The same, using object store `store` (a node of its own: e.g. a
  * replacement for one lost with its store). */
@@ -84,6 +84,10 @@ void lm_test_cluster_kill_worker(lm_test_cluster *c, int i, int sig);
 
 /* Waits until Redis lists `n` ALIVE nodes (workers + object stores). */
 lumen_status lm_test_cluster_wait_nodes(lm_test_cluster *c, int n, int64_t timeout_ms);
+
+/* Waits until the scheduler itself lists every worker and object store
+ * still running (after its restart they register again, one by one). */
+lumen_status lm_test_cluster_wait_registered(lm_test_cluster *c, int64_t timeout_ms);
 
 /* Stops every process it started and removes its temp dir. NULL-safe. */
 void lm_test_cluster_stop(lm_test_cluster *c);
