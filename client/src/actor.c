@@ -307,6 +307,17 @@ static void fail_calls(actor_handle *h, call_queue *q, lumen_status st) {
 
 /* ------------------------------------------------------------- sending */
 
+/* A call of h's came back: h may send again. Takes mu, unless the client
+ * is closing (then the reply is freed and false returned). */
+static bool call_back(actor_handle *h, ProtobufCMessage *reply) {
+    pthread_mutex_lock(&h->c->mu);
+    h->busy = false;
+    if (!h->c->closing) return true;
+    pthread_mutex_unlock(&h->c->mu);
+    lm_rpc_message_free(reply);
+    return false;
+}
+
 static void on_recreated(void *arg, lumen_status st, ProtobufCMessage *reply) {
     (void)arg, (void)st; /* the next look-up says how it went */
     lm_rpc_message_free(reply);
@@ -316,13 +327,7 @@ static void on_resolved(void *arg, lumen_status st, ProtobufCMessage *reply) {
     actor_handle *h = arg;
     lumen_client *c = h->c;
     Lumen__ActorInfo *info = (Lumen__ActorInfo *)reply;
-    pthread_mutex_lock(&c->mu);
-    h->busy = false;
-    if (c->closing) {
-        pthread_mutex_unlock(&c->mu);
-        lm_rpc_message_free(reply);
-        return;
-    }
+    if (!call_back(h, reply)) return;
     if (LM_IS_OK(st) && strcmp(info->state, "ALIVE") == 0 && info->addr[0] != '\0') {
         free(h->addr);
         h->addr = strdup(info->addr);
@@ -377,13 +382,7 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
     actor_handle *h = arg;
     lumen_client *c = h->c;
     Lumen__ActorCallReply *r = (Lumen__ActorCallReply *)reply;
-    pthread_mutex_lock(&c->mu);
-    h->busy = false;
-    if (c->closing) {
-        pthread_mutex_unlock(&c->mu);
-        lm_rpc_message_free(reply);
-        return;
-    }
+    if (!call_back(h, reply)) return;
     if (LM_IS_OK(st) && r->n_results == h->sent.n) {
         call_queue again = {0}; /* not run: the actor died before them */
         for (size_t i = 0; i < r->n_results; i++) {

@@ -266,45 +266,16 @@ static bool run_call(hosted_actor *a, Lumen__TaskSpec *spec, lumen_status *gone,
 
 /* The reply to a batch: one result per call, built from the reports. */
 static void answer(lm_worker *w, call_batch *b, report **reports, size_t n) {
-    Lumen__TaskResult *results = calloc(n ? n : 1, sizeof *results);
-    Lumen__TaskResult **ptrs = calloc(n ? n : 1, sizeof *ptrs);
-    Lumen__Status *statuses = calloc(n ? n : 1, sizeof *statuses);
-    uint64_t *sizes = calloc(n ? n : 1, sizeof *sizes);
-    ProtobufCBinaryData *inl = calloc(n ? n : 1, sizeof *inl);
-    if (!results || !ptrs || !statuses || !sizes || !inl) {
+    result_msgs m;
+    if (!worker_results_build(w, reports, n, &m)) {
         lm_rpc_fail(b->call, LUMEN_RESOURCE_EXHAUSTED, "the worker is out of memory");
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            report *r = reports[i];
-            Lumen__TaskResult *tr = &results[i];
-            lumen__task_result__init(tr);
-            lumen__status__init(&statuses[i]);
-            tr->task_id = (ProtobufCBinaryData){LM_ID_BYTES, r->task.bytes};
-            statuses[i].code = r->status.code;
-            statuses[i].message = r->status.msg;
-            tr->status = &statuses[i];
-            if (r->inline_data != NULL) {
-                inl[i] = (ProtobufCBinaryData){r->inline_len, r->inline_data};
-                tr->n_inline_results = 1;
-                tr->inline_results = &inl[i];
-            } else if (r->stored) {
-                sizes[i] = r->size;
-                tr->n_result_sizes = 1;
-                tr->result_sizes = &sizes[i];
-                tr->location = (char *)w->wc->objstore_addr;
-            }
-            ptrs[i] = tr;
-        }
-        Lumen__ActorCallReply reply = LUMEN__ACTOR_CALL_REPLY__INIT;
-        reply.n_results = n;
-        reply.results = ptrs;
-        lm_rpc_reply(b->call, &reply.base);
+        return;
     }
-    free(results);
-    free(ptrs);
-    free(statuses);
-    free(sizes);
-    free(inl);
+    Lumen__ActorCallReply reply = LUMEN__ACTOR_CALL_REPLY__INIT;
+    reply.n_results = n;
+    reply.results = m.ptrs;
+    lm_rpc_reply(b->call, &reply.base);
+    worker_results_free(&m);
 }
 
 /* The caller's copy of an outcome; NULL when out of memory. */

@@ -157,6 +157,52 @@ static report *take_batch(lm_worker *w, size_t *n) {
     return first;
 }
 
+void worker_results_free(result_msgs *m) {
+    free(m->results);
+    free(m->ptrs);
+    free(m->statuses);
+    free(m->inl);
+    free(m->sizes);
+    memset(m, 0, sizeof *m);
+}
+
+bool worker_results_build(lm_worker *w, report *const *reports, size_t n, result_msgs *m) {
+    size_t cap = n ? n : 1;
+    *m = (result_msgs){calloc(cap, sizeof *m->results), calloc(cap, sizeof *m->ptrs), calloc(cap, sizeof *m->statuses),
+                       calloc(cap, sizeof *m->inl), calloc(cap, sizeof *m->sizes)};
+    if (!m->results || !m->ptrs || !m->statuses || !m->inl || !m->sizes) {
+        worker_results_free(m);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const report *r = reports[i];
+        Lumen__TaskResult *tr = &m->results[i];
+        lumen__task_result__init(tr);
+        lumen__status__init(&m->statuses[i]);
+        tr->task_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->task.bytes};
+        m->statuses[i].code = r->status.code;
+        m->statuses[i].message = (char *)r->status.msg;
+        tr->status = &m->statuses[i];
+        if (r->inline_data != NULL) {
+            m->inl[i] = (ProtobufCBinaryData){r->inline_len, r->inline_data};
+            tr->n_inline_results = 1;
+            tr->inline_results = &m->inl[i];
+        } else if (r->stored) { /* the scheduler knows the store by id, a caller by address */
+            m->sizes[i] = r->size;
+            tr->n_result_sizes = 1;
+            tr->result_sizes = &m->sizes[i];
+            tr->objstore_node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->objstore_id.bytes};
+            tr->location = (char *)w->wc->objstore_addr;
+        }
+        /* The job lets a scheduler that restarted keep a result it has
+         * no task for (the task is submitted again by its client). */
+        if (!lm_id_is_zero(r->job)) tr->job_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->job.bytes};
+        if (!lm_id_is_zero(r->actor)) tr->actor_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->actor.bytes};
+        m->ptrs[i] = tr;
+    }
+    return true;
+}
+
 /* Sends a batch asynchronously; the callback requeues it on failure. */
 static void send_batch(lm_worker *w, report *items, size_t n) {
     batch *b = malloc(sizeof *b);
@@ -169,52 +215,23 @@ static void send_batch(lm_worker *w, report *items, size_t n) {
         return;
     }
     *b = (batch){w, items};
-    Lumen__TaskResult *results = calloc(n, sizeof *results);
-    Lumen__TaskResult **ptrs = calloc(n, sizeof *ptrs);
-    Lumen__Status *statuses = calloc(n, sizeof *statuses);
-    ProtobufCBinaryData *inl = calloc(n, sizeof *inl);
-    uint64_t *sizes = calloc(n, sizeof *sizes);
+    report **list = calloc(n ? n : 1, sizeof *list);
+    size_t k = 0;
+    for (report *r = items; list != NULL && r != NULL; r = r->next) list[k++] = r;
+    result_msgs m;
     lumen_status st = lm_ok();
-    if (!results || !ptrs || !statuses || !inl || !sizes) {
+    if (list == NULL || !worker_results_build(w, list, n, &m)) {
         st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     } else {
-        size_t i = 0;
-        for (report *r = items; r != NULL; r = r->next, i++) {
-            Lumen__TaskResult *tr = &results[i];
-            lumen__task_result__init(tr);
-            lumen__status__init(&statuses[i]);
-            tr->task_id = (ProtobufCBinaryData){LM_ID_BYTES, r->task.bytes};
-            statuses[i].code = r->status.code;
-            statuses[i].message = r->status.msg;
-            tr->status = &statuses[i];
-            if (r->inline_data != NULL) {
-                inl[i] = (ProtobufCBinaryData){r->inline_len, r->inline_data};
-                tr->n_inline_results = 1;
-                tr->inline_results = &inl[i];
-            } else if (r->stored) {
-                sizes[i] = r->size;
-                tr->n_result_sizes = 1;
-                tr->result_sizes = &sizes[i];
-                tr->objstore_node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->objstore_id.bytes};
-            }
-            /* The job lets a scheduler that restarted keep a result it has
-             * no task for (the task is submitted again by its client). */
-            if (!lm_id_is_zero(r->job)) tr->job_id = (ProtobufCBinaryData){LM_ID_BYTES, r->job.bytes};
-            if (!lm_id_is_zero(r->actor)) tr->actor_id = (ProtobufCBinaryData){LM_ID_BYTES, r->actor.bytes};
-            ptrs[i] = tr;
-        }
         Lumen__TaskDoneRequest req = LUMEN__TASK_DONE_REQUEST__INIT;
         req.node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->node_id.bytes};
         req.n_results = n;
-        req.results = ptrs;
+        req.results = m.ptrs;
         st = lm_rpc_unary_async(w->cli, w->cfg->cluster.scheduler_addr, w->task_done, &req.base,
                                 w->cfg->cluster.rpc_timeout_ms, task_done_finished, b);
+        worker_results_free(&m);
     }
-    free(results);
-    free(ptrs);
-    free(statuses);
-    free(inl);
-    free(sizes);
+    free(list);
     if (!LM_IS_OK(st)) task_done_finished(b, st, NULL); /* it will not run by itself */
 }
 

@@ -112,6 +112,20 @@ static inline lm_id worker_spec_job(const Lumen__TaskSpec *spec) {
     return job;
 }
 
+/* TaskResult messages viewing n reports (valid while they live), for a
+ * TaskDone to the scheduler or an ActorCallReply to a caller. */
+typedef struct result_msgs {
+    Lumen__TaskResult *results;
+    Lumen__TaskResult **ptrs; /* the messages' list */
+    Lumen__Status *statuses;
+    ProtobufCBinaryData *inl;
+    uint64_t *sizes;
+} result_msgs;
+
+/* False when out of memory (nothing to free then). */
+bool worker_results_build(lm_worker *w, report *const *reports, size_t n, result_msgs *m);
+void worker_results_free(result_msgs *m);
+
 /* Queues a finished task or call for the next TaskDone. Takes r. */
 void worker_report_push(lm_worker *w, report *r);
 
