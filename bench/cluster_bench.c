@@ -15,6 +15,8 @@
  * 1_1_actor_calls_async, n_n_actor_calls_async, actor_creation; --only
  * actors runs all four) call bench.Counter.small from build/lib/lumen/
  * liblumenbench.so, a method returning two bytes like Ray's `small_value`.
+ * --only tasks runs the three task figures (tasks_sync, tasks_async,
+ * multi_client).
  * Never passes or fails on time.
  */
 #include <pthread.h>
@@ -527,9 +529,9 @@ int main(int argc, char **argv) {
     lm_test_cluster_opts opts = {.workers = workers, .slots = slots};
     lumen_status st = lm_test_cluster_start(&opts, &cluster);
     if (!LM_IS_OK(st)) die("cluster", st);
-    if (wanted("tasks_sync")) tasks_sync();
-    if (wanted("tasks_async")) tasks_async();
-    if (wanted("multi_client")) tasks_multi_client();
+    if (wanted_in("tasks", "tasks_sync")) tasks_sync();
+    if (wanted_in("tasks", "tasks_async")) tasks_async();
+    if (wanted_in("tasks", "multi_client")) tasks_multi_client();
     if (wanted("put_get_calls")) put_get_calls();
     if (wanted("gigabytes")) put_get_gigabytes();
     if (wanted("wait_1k")) wait_1k_refs();

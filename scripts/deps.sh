@@ -7,9 +7,13 @@
 set -euo pipefail
 
 BUILD_PACKAGES="cmake make gcc pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-  libhiredis-dev libconfig-dev libcunit1-dev"
-TEST_PACKAGES="redis-server redis-tools clang libclang-rt-14-dev procps openssl"
-RUNTIME_PACKAGES="libgrpc29 libprotobuf-c1 libhiredis0.14 libconfig9 redis-tools ca-certificates"
+  libhiredis-dev libconfig-dev libcunit1-dev libmicrohttpd-dev"
+TEST_PACKAGES="redis-server redis-tools clang libclang-rt-14-dev procps openssl chromium"
+RUNTIME_PACKAGES="libgrpc29 libprotobuf-c1 libhiredis0.14 libconfig9 redis-tools ca-certificates libmicrohttpd12"
+# scripts/compose-test.sh builds its base image with debootstrap; scripts/k8s-check.sh
+# reads manifests with python3-yaml and needs kubectl, from kubernetes-client
+# unless one is installed already (they conflict).
+DEPLOY_TEST_PACKAGES="debootstrap python3-yaml"
 
 missing() {
   local p
@@ -23,7 +27,8 @@ case "${1:-install}" in
   runtime) echo $RUNTIME_PACKAGES ;;
   install)
     # shellcheck disable=SC2086
-    need=$(missing $BUILD_PACKAGES $TEST_PACKAGES)
+    need=$(missing $BUILD_PACKAGES $TEST_PACKAGES $DEPLOY_TEST_PACKAGES)
+    command -v kubectl >/dev/null 2>&1 || need="$need kubernetes-client"
     if [ -n "$need" ]; then
       echo "deps.sh: installing:" $need
       sudo_cmd=""

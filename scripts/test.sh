@@ -24,3 +24,12 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:ha
   suite "$root/build-asan" -DLUMEN_SANITIZE=ON -DLUMEN_BENCH=OFF
 # About a minute in all: a smoke test of the fuzz targets, not a campaign.
 scripts/fuzz.sh 10
+# Deployment (docs/deploy.md): the Kubernetes manifests checked offline
+# against the binaries, then docker-compose.yml for real (about 3 minutes).
+echo "== deployment"
+scripts/k8s-check.sh "$root/build/bin"
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  scripts/compose-test.sh
+else
+  echo "== compose test SKIPPED: no Docker daemon answers (docker info); run scripts/compose-test.sh where one does"
+fi

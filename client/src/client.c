@@ -769,6 +769,32 @@ static const char *connect_hint(lumen_code code, const lm_rpc_tls *tls) {
                            : " (is it up? Does it want TLS: tls_ca or LUMEN_TLS_CA?)";
 }
 
+/* Nothing listens at the address (yet), or the process that did died
+ * under the call: the scheduler may be restarting. Anything else (a TLS or
+ * token mismatch) is said at once. */
+static bool nobody_listening(lumen_status st) {
+    return st.code == LUMEN_UNAVAILABLE &&
+           (strstr(st.msg, "Connection refused") != NULL || strstr(st.msg, "Connection reset") != NULL);
+}
+
+/* Learns the object stores and starts the job, trying again while nothing
+ * listens at the scheduler's address (a restart takes a moment) for up to
+ * wait_ms (0: CONNECT_WAIT_MS, negative: once), backing off from 50 ms. */
+static lumen_status first_contact(lumen_client *c, int64_t wait_ms) {
+    uint64_t until = lm_mono_ms() + (uint64_t)(wait_ms == 0 ? CONNECT_WAIT_MS : wait_ms > 0 ? wait_ms : 0);
+    int64_t pause_ms = 50;
+    for (;;) {
+        lumen_status st = refresh_stores(c);
+        if (LM_IS_OK(st) && !c->joined) st = job_call(c, c->start_job);
+        uint64_t now = lm_mono_ms();
+        if (!nobody_listening(st) || now >= until) return st;
+        if ((uint64_t)pause_ms > until - now) pause_ms = (int64_t)(until - now);
+        struct timespec pause = {pause_ms / 1000, (pause_ms % 1000) * 1000000};
+        nanosleep(&pause, NULL);
+        pause_ms = pause_ms * 2 > 500 ? 500 : pause_ms * 2;
+    }
+}
+
 /* A connect option if given, else its environment variable. */
 static const char *opt_or_env(const char *opt, const char *env) { return opt != NULL ? opt : env_or(env, ""); }
 
@@ -799,14 +825,12 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
                 opt_or_env(opts ? opts->tls_ca : NULL, "LUMEN_TLS_CA")}};
     lumen_status st = lm_rpc_client_new(&ropts, &c->rpc);
     free(token);
-    if (LM_IS_OK(st)) st = refresh_stores(c);
     if (LM_IS_OK(st) && opts != NULL && opts->job != NULL) {
         c->joined = true;
         if (!lm_id_from_hex(opts->job, &c->job))
             st = lm_status(LUMEN_INVALID_ARGUMENT, "job \"%s\" is not 32 hex digits", opts->job);
-    } else if (LM_IS_OK(st)) {
-        st = job_call(c, c->start_job);
     }
+    if (LM_IS_OK(st)) st = first_contact(c, opts ? opts->connect_timeout_ms : 0);
     if (!LM_IS_OK(st)) {
         st = lm_status_wrap(st, "cannot connect to the Lumen scheduler at %s%s", c->address,
                             connect_hint(st.code, &ropts.tls));

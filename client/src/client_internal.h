@@ -17,6 +17,8 @@
 #include "rpc.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
+/* How long lumen_connect waits for a scheduler that cannot be reached. */
+#define CONNECT_WAIT_MS 5000
 
 /* An object this client put: the stores holding a copy. */
 typedef struct put_info {

@@ -260,6 +260,13 @@ static void phase(run *r, const char *name) {
     r->t0 = t;
 }
 
+/* Waits until every ref is ready or failed, with a progress bar when stderr
+ * is a terminal. Only a view: what failed, and a wait cut short (a
+ * scheduler restarting), is for the lumen_get that follows, which retries. */
+static void wait_all(run *r, const lumen_ref *refs, size_t n, const char *what) {
+    lumen_wait_progress(r->client, refs, n, r->opt->timeout_ms, what, NULL, NULL);
+}
+
 /* Gets a ref only to learn that its producer succeeded. */
 static int get_ok(run *r, lumen_ref ref, const char *what) {
     lumen_bytes b = {NULL, 0};
@@ -298,6 +305,7 @@ static int run_round(run *r, const char *step, const void *list, size_t list_len
         lumen_status st = submit_step(r, i, step, list, list_len, &refs[i]);
         if (st.code != LUMEN_OK) return fail(r, step, st);
     }
+    wait_all(r, refs, r->n, step);
     for (size_t i = 0; i < r->n; i++)
         if (get_merge(r, refs[i], t, step) != 0) return 1;
     return 0;
@@ -356,6 +364,10 @@ static int get_answer(run *r, lumen_ref top, const char *what, lumen_bytes *text
 static int run_exact(run *r, lumen_bytes *text) {
     lumen_ref top;
     int rc = submit_merge_top(r, r->counts, r->n, &top);
+    if (rc == 0) { /* the counts, then the answer: the merges run as counts finish */
+        r->counts[r->n] = top;
+        wait_all(r, r->counts, r->n + 1, "count");
+    }
     if (rc == 0) rc = get_answer(r, top, "count, merge and top", text);
     if (rc == 0) phase(r, "merge tree, top");
     return rc;
@@ -372,6 +384,10 @@ static int run_actors_exact(run *r, lumen_bytes *text) {
         if (st.code != LUMEN_OK) rc = fail(r, "call counts", st);
     }
     if (rc == 0) rc = submit_merge_top(r, tables, r->nactors, &top);
+    if (rc == 0) {
+        r->counts[r->n] = top;
+        wait_all(r, r->counts, r->n + 1, "add");
+    }
     /* A failed add leaves its actor's table short: the answer would be wrong. */
     for (size_t i = 0; rc == 0 && i < r->n; i++) rc = get_ok(r, r->counts[i], "add a chunk to an actor");
     if (rc == 0) phase(r, "actors counted every chunk");
@@ -471,7 +487,7 @@ static int run_cluster(const wc_program *p, const options *o, const input *in, l
     bool with_actors = o->how == METHOD_ACTORS || o->how == METHOD_ACTORS_EXACT;
     size_t *bounds = malloc((o->chunks + 1) * sizeof *bounds);
     r.chunks = calloc(o->chunks, sizeof *r.chunks);
-    r.counts = calloc(o->chunks, sizeof *r.counts);
+    r.counts = calloc(o->chunks + 1, sizeof *r.counts); /* and the answer's ref, to wait for */
     r.actors = with_actors ? calloc(o->chunks, sizeof *r.actors) : NULL;
     int rc = 0;
     if (bounds == NULL || r.chunks == NULL || r.counts == NULL || (with_actors && r.actors == NULL)) {
@@ -479,16 +495,18 @@ static int run_cluster(const wc_program *p, const options *o, const input *in, l
         rc = 1;
     }
     if (rc == 0) wc_split(in->data, in->len, o->chunks, bounds);
-    /* An object put into a store that died is gone for good (no replicas):
-     * the job starts again, the input put again into the stores alive. */
+    /* An object put into a store that died is gone for good (no replicas),
+     * and so is an accumulating actor that died: the job starts again, the
+     * input put again into the stores alive. */
     for (int attempt = 1; rc == 0; attempt++) {
         r.n = r.nactors = 0;
         r.uploaded = false;
         r.failure = LUMEN_OK;
         rc = run_attempt(&r, bounds, text);
-        if (rc == 0 || r.failure != LUMEN_OBJECT_LOST || attempt == JOB_ATTEMPTS) break;
-        fprintf(stderr, "%s: the cluster lost an object it cannot rebuild; running the job again (attempt %d of %d)\n",
-                p->name, attempt + 1, JOB_ATTEMPTS);
+        bool lost = r.failure == LUMEN_OBJECT_LOST || r.failure == LUMEN_ACTOR_DIED;
+        if (rc == 0 || !lost || attempt == JOB_ATTEMPTS) break;
+        fprintf(stderr, "%s: the cluster lost %s it cannot rebuild; running the job again (attempt %d of %d)\n",
+                p->name, r.failure == LUMEN_OBJECT_LOST ? "an object" : "an actor", attempt + 1, JOB_ATTEMPTS);
         rc = 0;
     }
     free(r.actors);

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "config.h"
+#include "redis_state.h"
 #include "rpc.h"
 #include "status.h"
 
@@ -115,10 +117,42 @@ bool cli_proc_stop(const cli_proc *p, int64_t timeout_ms);
 /* The last lines of a log file, indented, to stderr. */
 void cli_print_log_tail(const char *path, int lines);
 
+/* ---- the cluster's Redis, for commands that read it (redis_conn.c) ---- */
+
+typedef struct cli_redis_flags {
+    const char *redis, *run_dir, *config;
+} cli_redis_flags;
+
+/* The three cli_flag rows of a cli_redis_flags f (a static struct). */
+#define CLI_REDIS_FLAG_ROWS(f)                                                                              \
+    {"redis", "HOST:PORT", "the cluster's Redis (default: $LUMEN_REDIS_ADDR, else the one `lumen start` "  \
+                           "used in the run dir, else 127.0.0.1:6379)", &(f).redis},                        \
+    {"run-dir", "DIR", "the run dir of `lumen start` (default $LUMEN_RUN_DIR, else /tmp/lumen-<uid>)",       \
+     &(f).run_dir},                                                                                         \
+    {"config", "FILE", "read redis_addr, redis_password and key_prefix from this lumen.cfg", &(f).config}
+
+typedef struct cli_redis {
+    lm_config cfg; /* the key prefix and password came from here */
+    char addr[300];
+    lm_redis *redis;
+} cli_redis;
+
+/* Connects to the cluster's Redis: --redis, else an explicit setting (the
+ * environment or the --config file), else the one this machine's `lumen
+ * start` used (its run dir), else the default. Returns -1 when connected
+ * (close with cli_redis_close), else the exit code after saying why: 2 bad
+ * arguments or configuration, 1 Redis not reachable. */
+int cli_redis_open(const cli_command *cmd, const cli_redis_flags *f, cli_redis *out);
+void cli_redis_close(cli_redis *r);
+
 /* ---- commands ---- */
 int cli_cmd_start(int argc, char **argv);
 int cli_cmd_stop(int argc, char **argv);
 int cli_cmd_status(int argc, char **argv);
 int cli_cmd_health(int argc, char **argv);
+int cli_cmd_logs(int argc, char **argv);
+int cli_cmd_tasks(int argc, char **argv);   /* list.c */
+int cli_cmd_actors(int argc, char **argv);
+int cli_cmd_objects(int argc, char **argv);
 
 #endif

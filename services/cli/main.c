@@ -19,6 +19,10 @@ static const command commands[] = {
     {"stop", cli_cmd_stop, "stop what `lumen start` runs on this machine"},
     {"status", cli_cmd_status, "show nodes, tasks, objects and jobs from the cluster's Redis"},
     {"health", cli_cmd_health, "check that the service at HOST:PORT is serving (exit 0)"},
+    {"tasks", cli_cmd_tasks, "list tasks (filters: --state, --job, --fn), newest first"},
+    {"actors", cli_cmd_actors, "list actors (filters: --state, --job)"},
+    {"objects", cli_cmd_objects, "list the object records of running jobs (filters: --state, --job)"},
+    {"logs", cli_cmd_logs, "print what task TASK_ID wrote to stdout and stderr"},
 };
 
 static void usage(FILE *f) {

@@ -694,6 +694,9 @@ static void print_started(const plan *p) {
         printf("  on this machine it finds the token by itself%s%s; elsewhere set LUMEN_TOKEN\n",
                own_dir ? " with LUMEN_RUN_DIR=" : "", own_dir ? p->run_dir : "");
     printf("  e.g. most_frequent_word --address %s --input FILE\n", p->scheduler);
+    if (p->head && p->dashboard_port != 0) /* the token goes in the URL once; it is not printed */
+        printf("The dashboard: http://%s:%u/%s\n", p->local_host, p->dashboard_port,
+               token ? "?token=<the token>  (or sign in there with it)" : "");
     printf("To see the cluster: lumen status%s%s\nTo stop what runs here: lumen stop%s%s\n",
            f.run_dir ? " --run-dir " : "", f.run_dir ? p->run_dir : "", f.run_dir ? " --run-dir " : "",
            f.run_dir ? p->run_dir : "");

@@ -2,9 +2,9 @@
  * status.c - `lumen status`: the cluster as Redis records it (nodes, tasks,
  * objects, actors, jobs), never from a process's memory.
  *
- * Everything comes through redis_state.h. Counting tasks and objects is a
- * census of the key space (SCAN, never blocking Redis, but O(keys)): when the
- * scheduler keeps per-state counters, read those here instead.
+ * The summary is cluster_view.h's, the same the dashboard's /api/summary
+ * serves: read from the counters and indexes the writers keep, a few round
+ * trips whatever the number of tasks. --json prints it as the API does.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,23 +15,20 @@
 #include "clock.h"
 #include "cli.h"
 #include "config.h"
+#include "cluster_view.h"
 #include "redis_state.h"
 
-static struct {
-    const char *redis, *run_dir, *config;
-} f;
+static cli_redis_flags f;
+static const char *f_json;
 
 static const cli_flag status_flags[] = {
-    {"redis", "HOST:PORT", "the cluster's Redis (default: $LUMEN_REDIS_ADDR, else the one `lumen start` "
-                           "used in the run dir, else 127.0.0.1:6379)", &f.redis},
-    {"run-dir", "DIR", "the run dir of `lumen start` (default $LUMEN_RUN_DIR, else /tmp/lumen-<uid>)",
-     &f.run_dir},
-    {"config", "FILE", "read redis_addr, redis_password and key_prefix from this lumen.cfg", &f.config},
+    CLI_REDIS_FLAG_ROWS(f),
+    {"json", NULL, "print the summary as JSON, as the dashboard's /api/summary does", &f_json},
     {NULL, NULL, NULL, NULL},
 };
 
 static const cli_command status_cmd = {
-    "status", "[--redis HOST:PORT] [--config FILE]",
+    "status", "[--json] [--redis HOST:PORT] [--config FILE]",
     "Shows the cluster's nodes, tasks, objects, actors and jobs as recorded in Redis.",
     "The key prefix and Redis password come from the config file and the environment\n"
     "(LUMEN_KEY_PREFIX, LUMEN_REDIS_PASSWORD).\n",
@@ -86,60 +83,49 @@ static void print_nodes(lm_node_list *list) {
     }
 }
 
-static void print_group(const char *title, const lm_census_group *g, bool bytes) {
-    char size[32] = "";
-    if (bytes) {
-        char b[24];
-        human_bytes(g->bytes, b, sizeof b);
-        snprintf(size, sizeof size, ", %s", b);
-    }
-    printf("%s: %" PRIu64 "%s", title, g->total, size);
-    for (size_t i = 0; i < g->nby; i++)
-        printf("%s%s %" PRIu64, i == 0 ? " (" : ", ", g->by[i].state, g->by[i].n);
-    printf("%s\n", g->nby ? ")" : "");
+static void print_summary(const lm_view_summary *s) {
+    char stored[24];
+    human_bytes(s->nodes.bytes_used, stored, sizeof stored);
+    const lm_task_counts *t = &s->tasks;
+    printf("Tasks: %" PRIu64, s->tasks_total);
+    for (int i = 0; i < LM_TASK_STATES; i++)
+        printf("%s%s %" PRIu64, i == 0 ? " (" : ", ", lm_task_state_name((lm_task_state)i), t->by_state[i]);
+    printf("; %" PRIu64 " retried)\n", t->retried);
+    printf("Objects: %" PRIu64 " records of running jobs, %s held by object stores\n", s->objects, stored);
+    printf("Actors: %" PRIu64, s->actors_total);
+    for (int i = 0; i < 4; i++)
+        if (s->actors_by_state[i]) printf(", %s %" PRIu64, lm_actor_state_name((lm_actor_state)i), s->actors_by_state[i]);
+    printf("\nJobs: %" PRIu64 " (%" PRIu64 " running)\n", s->jobs_total, s->jobs_running);
 }
 
 int cli_cmd_status(int argc, char **argv) {
     size_t nargs;
     int rc = cli_parse(&status_cmd, argc, argv, NULL, &nargs);
     if (rc >= 0) return rc;
-    if (f.redis != NULL && !LM_IS_OK(lm_parse_addr(f.redis, 0, NULL, 0, NULL)))
-        return cli_bad_arg(&status_cmd, "--redis wants HOST:PORT, not \"%s\"", f.redis);
-    lm_config cfg;
-    lumen_status st = lm_config_load(f.config, &cfg);
-    if (!LM_IS_OK(st)) {
-        fprintf(stderr, "lumen status: %s\n", st.msg);
-        return 2;
-    }
-    /* The flag, else an explicit setting (env or file), else the Redis this
-     * machine's `lumen start` used, else the default. */
-    const char *env = getenv("LUMEN_REDIS_ADDR");
-    char from_run_dir[300];
-    const char *addr = cfg.cluster.redis_addr;
-    if (f.redis != NULL) addr = f.redis;
-    else if ((env == NULL || env[0] == '\0') && f.config == NULL &&
-             cli_read_file(cli_run_dir(f.run_dir), "redis", from_run_dir, sizeof from_run_dir))
-        addr = from_run_dir;
-
-    lm_redis_opts ropts = {.addr = addr, .password = cfg.cluster.redis_password, .prefix = cfg.cluster.key_prefix};
-    lm_redis *r = NULL;
+    cli_redis conn;
+    if ((rc = cli_redis_open(&status_cmd, &f, &conn)) >= 0) return rc;
+    lm_redis *r = conn.redis;
     lm_node_list *nodes = NULL;
-    lm_census_group groups[] = {{.kind = "task"}, {.kind = "obj"}, {.kind = "actor"}, {.kind = "job"}};
-    st = lm_redis_connect(&ropts, &r);
-    if (LM_IS_OK(st)) st = lm_redis_nodes_list(r, &nodes);
-    if (LM_IS_OK(st)) st = lm_redis_census(r, groups, sizeof groups / sizeof groups[0]);
-    if (LM_IS_OK(st)) {
-        printf("Lumen cluster in Redis %s (key prefix \"%s\")\n", addr, cfg.cluster.key_prefix);
+    lm_view_summary sum;
+    lumen_status st = lm_redis_nodes_list(r, &nodes);
+    if (LM_IS_OK(st)) st = lm_view_summary_get(r, &sum);
+    if (LM_IS_OK(st) && f_json) {
+        lm_json j = {0};
+        lm_json_obj(&j);
+        lm_view_summary_json(&sum, &j);
+        lm_json_key(&j, "node_list");
+        lm_view_nodes_json(nodes, NULL, &j);
+        lm_json_obj_end(&j);
+        if (j.out.oom) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        else printf("%s\n", j.out.data);
+        lm_buf_fini(&j.out);
+    } else if (LM_IS_OK(st)) {
+        printf("Lumen cluster in Redis %s (key prefix \"%s\")\n", conn.addr, conn.cfg.cluster.key_prefix);
         print_nodes(nodes);
-        print_group("Tasks", &groups[0], false);
-        print_group("Objects", &groups[1], true);
-        print_group("Actors", &groups[2], false);
-        print_group("Jobs", &groups[3], false);
-    } else {
-        fprintf(stderr, "lumen status: %s\n", st.msg);
+        print_summary(&sum);
     }
+    if (!LM_IS_OK(st)) fprintf(stderr, "lumen status: %s\n", st.msg);
     lm_node_list_free(nodes);
-    lm_redis_free(r);
-    lm_config_free(&cfg);
+    cli_redis_close(&conn);
     return LM_IS_OK(st) ? 0 : 1;
 }

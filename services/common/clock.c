@@ -11,6 +11,12 @@ uint64_t lm_wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
 
 uint64_t lm_mono_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 
+uint64_t lm_mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 struct timespec lm_timespec_in(clockid_t clock, int64_t ms) {
     struct timespec ts;
     clock_gettime(clock, &ts);

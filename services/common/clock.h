@@ -11,6 +11,9 @@ uint64_t lm_wall_ms(void);
 /* Milliseconds on the monotonic clock: what timeouts measure. */
 uint64_t lm_mono_ms(void);
 
+/* Microseconds on the monotonic clock: for latency histograms. */
+uint64_t lm_mono_us(void);
+
 /* The moment ms milliseconds from now on `clock`, as pthread_cond_timedwait
  * wants it (CLOCK_REALTIME unless the condvar was set to another clock). */
 struct timespec lm_timespec_in(clockid_t clock, int64_t ms);

@@ -71,7 +71,7 @@ static const lm_config_setting scheduler_settings[] = {
     ADDR(R, listen, LISTEN, "127.0.0.1:7400", "LUMEN_SCHEDULER_LISTEN", NULL,
          "gRPC address the scheduler listens on"),
     BOOL(R, dashboard, "true", "LUMEN_SCHEDULER_DASHBOARD",
-         "Serve the HTTP dashboard, /api/* and /metrics (not served yet: reserved)"),
+         "Serve the HTTP dashboard, /api/* and /metrics (docs/api.md)"),
     STRING(R, dashboard_host, REQ, "127.0.0.1", "LUMEN_SCHEDULER_DASHBOARD_HOST",
            "Interface the HTTP dashboard listens on"),
     INT(R, dashboard_port, 0, 65535, "8265", "LUMEN_SCHEDULER_DASHBOARD_PORT",

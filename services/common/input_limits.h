@@ -19,6 +19,7 @@
  *   function and method names    LM_LIMIT_NAME_BYTES         SubmitTasks (the task fails), RunTasks
  *   ids                          exactly LM_ID_BYTES         every handler (lm_limits_id)
  *   field numbers of a task      1..LM_LIMIT_FIELD_NUMBER    SubmitTasks (the task fails), RunTasks
+ *   a task's log (TaskResult)    LM_LIMIT_TASK_LOG_BYTES     TaskDone (cut to it, head kept; tasklog.h)
  */
 #ifndef LM_INPUT_LIMITS_H
 #define LM_INPUT_LIMITS_H
@@ -29,6 +30,7 @@
 #include "id.h"
 #include "rpc.h"
 #include "status.h"
+#include "tasklog.h"
 
 /* The largest request or stream message a Lumen server decodes... */
 #define LM_LIMIT_MESSAGE_BYTES LM_RPC_DEFAULT_MAX_MESSAGE
@@ -48,6 +50,11 @@
 /* Arguments of one task or actor call: each one is fetched, placed and
  * handed to the executor separately. */
 #define LM_LIMIT_TASK_ARGS 4096
+
+/* What a task wrote to stdout and stderr, as a worker reports it: workers
+ * cut it to this, and the scheduler cuts a longer one the same way rather
+ * than refuse the results it came with. */
+#define LM_LIMIT_TASK_LOG_BYTES LM_TASK_LOG_MAX
 
 /* Function ("library.name"), method and actor class names, in bytes. */
 #define LM_LIMIT_NAME_BYTES 256

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +50,14 @@ static int word_parse(const char *const *words, size_t n, const char *s, size_t 
     static const char *const type##_words[] = {__VA_ARGS__};              \
     const char *type##_name(type v) {                                     \
         return word(type##_words, ARRAY_LEN(type##_words), (int)v);       \
+    }                                                                     \
+    bool type##_parse(const char *s, type *out) {                         \
+        for (size_t i = 0; s && i < ARRAY_LEN(type##_words); i++)         \
+            if (type##_words[i] && strcasecmp(s, type##_words[i]) == 0) { \
+                *out = (type)i;                                           \
+                return true;                                              \
+            }                                                             \
+        return false;                                                     \
     }
 WORDS(lm_node_kind, [LM_NODE_WORKER] = "worker", [LM_NODE_OBJSTORE] = "objstore")
 WORDS(lm_node_state, [LM_NODE_ALIVE] = "ALIVE", [LM_NODE_DEAD] = "DEAD")
@@ -185,7 +194,7 @@ static lumen_status open_conn(const conn_cfg *c, redisContext **out) {
 
 /* ---- building commands: one argv per command, no allocation ---- */
 
-#define CMD_ARGS 24
+#define CMD_ARGS 32
 #define CMD_SCRATCH 1024
 
 typedef struct cmd {
@@ -354,6 +363,109 @@ static void replies_free(redisReply **reps, size_t n) {
     free(reps);
 }
 
+/* ---- scripts: run atomically in Redis, called by their SHA-1 ---- */
+
+/* SHA-1 (FIPS 180-1) of a script, as EVALSHA names it; nothing secret. */
+static uint32_t rol32(uint32_t v, int n) { return (v << n) | (v >> (32 - n)); }
+
+static void sha1_block(uint32_t h[5], const uint8_t *p) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+        uint32_t f, k;
+        if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999;
+        else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1;
+        else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+        else f = b ^ c ^ d, k = 0xCA62C1D6;
+        uint32_t t = rol32(a, 5) + f + e + k + w[i];
+        e = d, d = c, c = rol32(b, 30), b = a, a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+}
+
+static void sha1_hex(const char *text, char out[41]) {
+    uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    size_t len = strlen(text), i = 0;
+    for (; i + 64 <= len; i += 64) sha1_block(h, (const uint8_t *)text + i);
+    uint8_t tail[128] = {0};
+    size_t rest = len - i, tlen = rest + 9 <= 64 ? 64 : 128;
+    memcpy(tail, text + i, rest);
+    tail[rest] = 0x80;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int k = 0; k < 8; k++) tail[tlen - 1 - k] = (uint8_t)(bits >> (8 * k));
+    for (size_t k = 0; k < tlen; k += 64) sha1_block(h, tail + k);
+    for (int k = 0; k < 5; k++) snprintf(out + 8 * k, 9, "%08x", h[k]);
+}
+
+/*
+ * A task record's write, with the indexes and counters the dashboard and
+ * `lumen status` read instead of walking every key: the state it leaves
+ * and enters is counted per function and per job, the task is listed (by a
+ * sequence number, newest last) in <p>tasks, <p>tasks:<STATE>,
+ * <p>fn:<name>:tasks and <p>job:<id>:tasks. Writing the same state again
+ * counts nothing, so a batch may be sent twice.
+ * KEYS[1] the task's hash; ARGV: prefix, id, state, attempts, fn, job,
+ * submitted_ms, then field/value pairs to write. fn and job "" (a state
+ * change only): the record's own.
+ */
+static const char task_write_lua[] =
+    "local k, p, id, st = KEYS[1], ARGV[1], ARGV[2], ARGV[3]\n"
+    "local old = redis.call('HMGET', k, 'state', 'attempts', 'seq', 'fn', 'job')\n"
+    "local fn, job = ARGV[5], ARGV[6]\n"
+    "if fn == '' then fn = old[4] or '' end\n"
+    "if job == '' then job = old[5] or '' end\n"
+    "local o, seq = old[1], old[3]\n"
+    "local first = not seq\n"
+    "if first then seq = redis.call('INCR', p .. 'task_seq') end\n"
+    "redis.call('HSET', k, 'state', st, 'attempts', ARGV[4], 'seq', seq, unpack(ARGV, 8))\n"
+    "local fc, jc = p .. 'fn:' .. fn .. ':counts', p .. 'job:' .. job .. ':counts'\n"
+    "local function inc(field, n)\n"
+    "  local v = redis.call('HINCRBY', fc, field, n)\n"
+    "  if job ~= '' then redis.call('HINCRBY', jc, field, n) end\n"
+    "  return v\n"
+    "end\n"
+    "if first then\n"
+    "  redis.call('ZADD', p .. 'tasks', seq, id)\n"
+    "  redis.call('ZADD', p .. 'fn:' .. fn .. ':tasks', seq, id)\n"
+    "  if job ~= '' then redis.call('ZADD', p .. 'job:' .. job .. ':tasks', seq, id) end\n"
+    "  if inc('submitted', 1) == 1 then redis.call('SADD', p .. 'fns', fn) end\n"
+    "end\n"
+    "if o ~= st then\n"
+    "  if o then\n"
+    "    redis.call('ZREM', p .. 'tasks:' .. o, id)\n"
+    "    inc(o, -1)\n"
+    "  end\n"
+    "  redis.call('ZADD', p .. 'tasks:' .. st, seq, id)\n"
+    "  inc(st, 1)\n"
+    "  if st == 'FINISHED' then inc('finished', 1) elseif st == 'FAILED' then inc('failed', 1) end\n"
+    "end\n"
+    "local att, prev = tonumber(ARGV[4]) or 0, math.max(tonumber(old[2]) or 0, 1)\n"
+    "if att > prev then inc('retried', att - prev) end\n"
+    "return 1\n";
+
+typedef struct script {
+    const char *body;
+    char sha[41];
+} script;
+
+static script scripts[] = {{task_write_lua, ""}};
+static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+
+static void scripts_hash(void) {
+    for (size_t i = 0; i < ARRAY_LEN(scripts); i++) sha1_hex(scripts[i].body, scripts[i].sha);
+}
+
+/* EVALSHA <script> <nkeys>; the caller adds the keys and arguments. */
+static void evalsha_start(cmd *c, script *sc, int nkeys) {
+    pthread_once(&scripts_once, scripts_hash);
+    cmd_start(c, "EVALSHA");
+    arg_str(c, sc->sha);
+    argf(c, "%d", nkeys);
+}
+
 /* ---- the shared connection ---- */
 
 struct lm_redis {
@@ -364,6 +476,7 @@ struct lm_redis {
     uint64_t retry_at_ms; /* monotonic; no connect attempt before it */
     unsigned backoff_ms;
     lumen_status last_err; /* why ctx is NULL */
+    bool noscript;         /* the last round trip met NOSCRIPT: load the scripts, send again */
 };
 
 static void drop_conn(lm_redis *r, lumen_status why) {
@@ -417,6 +530,7 @@ static lumen_status roundtrip(lm_redis *r, const batch *b, const char *what, red
             replies_free(reps, i);
             return cst;
         }
+        if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) r->noscript = true;
         if (LM_IS_OK(st) && rep->type == REDIS_REPLY_ERROR && !(out && b->own_errors))
             st = reply_status(&r->cfg, what, rep);
         if (reps) reps[i] = rep;
@@ -428,9 +542,12 @@ static lumen_status roundtrip(lm_redis *r, const batch *b, const char *what, red
     return st;
 }
 
+static lumen_status scripts_load(lm_redis *r);
+
 /* Runs a batch; with out, the caller owns the n replies (free with
  * replies_free). Commands are idempotent, so a batch that met a stale
- * connection is sent once more on a fresh one. */
+ * connection is sent once more on a fresh one, and one that met a Redis
+ * without our scripts (restarted, SCRIPT FLUSH) once more after loading them. */
 static lumen_status exec(lm_redis *r, batch *b, const char *what, redisReply ***out) {
     if (!LM_IS_OK(b->err)) return lm_status_wrap(b->err, "%s", what);
     if (b->n == 0) return lm_ok();
@@ -440,10 +557,33 @@ static lumen_status exec(lm_redis *r, batch *b, const char *what, redisReply ***
         st = ensure_conn(r);
         if (!LM_IS_OK(st)) break;
         bool proven = r->proven, stale;
+        r->noscript = false;
         st = roundtrip(r, b, what, out, &stale);
+        if (r->noscript && attempt == 0) {
+            if (LM_IS_OK(st) && out) replies_free(*out, b->n); /* own_errors: retry anyway */
+            st = scripts_load(r);
+            if (LM_IS_OK(st)) continue;
+            break;
+        }
         if (LM_IS_OK(st) || r->ctx != NULL || !proven || !stale || attempt > 0) break;
     }
     pthread_mutex_unlock(&r->mu);
+    return st;
+}
+
+/* SCRIPT LOAD of every script, on r's connection (r->mu held). */
+static lumen_status scripts_load(lm_redis *r) {
+    batch b = {0};
+    cmd c;
+    for (size_t i = 0; i < ARRAY_LEN(scripts); i++) {
+        cmd_start(&c, "SCRIPT");
+        arg_str(&c, "LOAD");
+        arg_str(&c, scripts[i].body);
+        batch_add(&b, &c);
+    }
+    bool stale;
+    lumen_status st = LM_IS_OK(b.err) ? roundtrip(r, &b, "script load", NULL, &stale) : b.err;
+    batch_fini(&b);
     return st;
 }
 
@@ -652,20 +792,33 @@ lumen_status lm_redis_nodes_list(lm_redis *r, lm_node_list **out) {
 
 /* ---- tasks ---- */
 
+/* The task_write_lua call up to its field/value pairs. */
+static void task_write_start(cmd *c, const conn_cfg *cfg, lm_id id, lm_task_state state, uint32_t attempts,
+                             const char *fn, lm_id job, uint64_t submitted_ms) {
+    evalsha_start(c, &scripts[0], 1);
+    arg_key(c, cfg, "task", id, "");
+    arg_str(c, cfg->prefix);
+    arg_id(c, id);
+    arg_str(c, lm_task_state_name(state));
+    argf(c, "%" PRIu32, attempts);
+    arg_str(c, fn);
+    arg_id(c, job);
+    argf(c, "%" PRIu64, submitted_ms);
+}
+
 lumen_status lm_redis_tasks_put(lm_redis *r, const lm_task_record *recs, size_t n) {
     uint64_t now = lm_wall_ms();
     batch b = {0};
     cmd c;
     for (size_t i = 0; i < n; i++) {
         const lm_task_record *t = &recs[i];
-        hset_start(&c, &r->cfg, "task", t->id);
+        uint64_t submitted = t->submitted_ms ? t->submitted_ms : now;
+        task_write_start(&c, &r->cfg, t->id, t->state, t->attempts, t->fn ? t->fn : "", t->job, submitted);
         f_str(&c, "fn", t->fn);
         f_id(&c, "job", t->job);
-        f_str(&c, "state", lm_task_state_name(t->state));
         f_id(&c, "worker", t->worker);
-        f_u64(&c, "attempts", t->attempts);
         f_str(&c, "error", t->error);
-        f_u64(&c, "submitted_ms", t->submitted_ms ? t->submitted_ms : now);
+        f_u64(&c, "submitted_ms", submitted);
         f_u64(&c, "finished_ms", t->finished_ms);
         if (t->spec) f_bytes(&c, "spec", t->spec, t->spec_len);
         batch_add(&b, &c);
@@ -679,16 +832,77 @@ lumen_status lm_redis_task_set_state(lm_redis *r, lm_id task, lm_task_state stat
                                      lm_id worker, uint32_t attempts, const char *error) {
     bool done = state == LM_TASK_FINISHED || state == LM_TASK_FAILED;
     cmd c;
-    hset_start(&c, &r->cfg, "task", task);
-    f_str(&c, "state", lm_task_state_name(state));
+    lm_id none = {{0}};
+    task_write_start(&c, &r->cfg, task, state, attempts, "", none, lm_wall_ms());
     f_id(&c, "worker", worker);
-    f_u64(&c, "attempts", attempts);
     f_str(&c, "error", error);
     f_u64(&c, "finished_ms", done ? lm_wall_ms() : 0);
     return run(r, "task set state", &c, NULL);
 }
 
+/* ---- task logs ---- */
+
+lumen_status lm_redis_task_logs_put(lm_redis *r, const lm_task_log *logs, size_t n) {
+    batch b = {0};
+    cmd c;
+    for (size_t i = 0; i < n; i++) {
+        cmd_start(&c, "SET");
+        arg_key(&c, &r->cfg, "task", logs[i].id, ":log");
+        arg(&c, logs[i].data, logs[i].len);
+        batch_add(&b, &c);
+    }
+    lumen_status st = exec(r, &b, "task logs put", NULL);
+    batch_fini(&b);
+    return st;
+}
+
+lumen_status lm_redis_task_log_get(lm_redis *r, lm_id task, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    batch b = {0};
+    cmd c;
+    cmd_start(&c, "GET");
+    arg_key(&c, &r->cfg, "task", task, ":log");
+    batch_add(&b, &c);
+    cmd_start(&c, "EXISTS");
+    arg_key(&c, &r->cfg, "task", task, "");
+    batch_add(&b, &c);
+    redisReply **reps = NULL;
+    lumen_status st = exec(r, &b, "task log get", &reps);
+    batch_fini(&b);
+    if (!LM_IS_OK(st)) return st;
+    const redisReply *log = reps[0];
+    bool known = reps[1]->type == REDIS_REPLY_INTEGER && reps[1]->integer > 0;
+    if (log->type == REDIS_REPLY_STRING && log->len > 0) {
+        *data = malloc(log->len + 1);
+        if (*data == NULL) {
+            st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: task log get: out of memory", r->cfg.addr);
+        } else {
+            memcpy(*data, log->str, log->len);
+            (*data)[log->len] = '\0';
+            *len = log->len;
+        }
+    } else if (known) {
+        st = lm_status(LUMEN_NOT_FOUND, "task %s wrote nothing to stdout or stderr (yet)", lm_id_str(task).s);
+    } else {
+        st = lm_status(LUMEN_NOT_FOUND, "no task %s in redis %s (nor output of an actor call with that id)",
+                       lm_id_str(task).s, r->cfg.addr);
+    }
+    replies_free(reps, 2);
+    return st;
+}
+
 /* ---- objects ---- */
+
+/* <p>objs lists the objects that have a record (by first sight, ms), so
+ * they can be listed without walking every key. */
+static void objs_index_add(cmd *c, const conn_cfg *cfg, lm_id obj) {
+    cmd_start(c, "ZADD");
+    argf(c, "%sobjs", cfg->prefix);
+    arg_str(c, "NX");
+    argf(c, "%" PRIu64, lm_wall_ms());
+    arg_id(c, obj);
+}
 
 lumen_status lm_redis_objs_put(lm_redis *r, const lm_obj_record *recs, size_t n) {
     batch b = {0};
@@ -701,6 +915,8 @@ lumen_status lm_redis_objs_put(lm_redis *r, const lm_obj_record *recs, size_t n)
         f_id(&c, "task", o->task);
         f_id(&c, "job", o->job);
         f_str(&c, "error", o->error);
+        batch_add(&b, &c);
+        objs_index_add(&c, &r->cfg, o->id);
         batch_add(&b, &c);
         if (lm_id_is_zero(o->job)) continue;
         set_member(&c, &r->cfg, "SADD", "job", o->job, ":objs", o->id);
@@ -738,6 +954,8 @@ lumen_status lm_redis_obj_ready(lm_redis *r, lm_id obj, uint64_t size, lm_id sto
     f_str(&c, "state", lm_obj_state_name(LM_OBJ_READY));
     f_str(&c, "error", "");
     if (!lm_id_is_zero(job)) f_id(&c, "job", job);
+    batch_add(&b, &c);
+    objs_index_add(&c, &r->cfg, obj);
     batch_add(&b, &c);
     set_member(&c, &r->cfg, "SADD", "obj", obj, ":locs", store);
     batch_add(&b, &c);
@@ -798,44 +1016,15 @@ static lm_id reply_id(const redisReply *e) {
 }
 
 lumen_status lm_redis_actor_get(lm_redis *r, lm_id actor, lm_actor_record *out) {
-    static const char *const fields[] = {"class", "worker", "state", "restarts", "incarnation", "calls", "name", "job"};
+    bool found = false;
     memset(out, 0, sizeof *out);
-    cmd c;
-    cmd_start(&c, "HMGET");
-    arg_key(&c, &r->cfg, "actor", actor, "");
-    for (size_t f = 0; f < ARRAY_LEN(fields); f++) arg_str(&c, fields[f]);
-    batch b = {0};
-    batch_add(&b, &c);
-    redisReply **reps = NULL;
-    lumen_status st = exec(r, &b, "actor get", &reps);
-    batch_fini(&b);
-    if (!LM_IS_OK(st)) return st;
-    redisReply **v = reps[0]->element;
-    if (reps[0]->type != REDIS_REPLY_ARRAY || reps[0]->elements != ARRAY_LEN(fields) ||
-        v[0]->type != REDIS_REPLY_STRING) {
-        replies_free(reps, 1);
-        return lm_status(LUMEN_NOT_FOUND, "redis %s: no record of actor %s", r->cfg.addr, lm_id_str(actor).s);
-    }
-    int state = v[2]->type == REDIS_REPLY_STRING
-                    ? word_parse(lm_actor_state_words, ARRAY_LEN(lm_actor_state_words), v[2]->str, v[2]->len)
-                    : -1;
-    *out = (lm_actor_record){
-        .id = actor,
-        .class_name = reply_strdup(v[0]),
-        .worker = reply_id(v[1]),
-        .state = state < 0 ? LM_ACTOR_DEAD : (lm_actor_state)state,
-        .restarts = (uint32_t)reply_u64(v[3]),
-        .incarnation = (uint32_t)reply_u64(v[4]),
-        .calls = reply_u64(v[5]),
-        .name = reply_strdup(v[6]),
-        .job = reply_id(v[7]),
-    };
-    replies_free(reps, 1);
-    if (out->class_name == NULL || out->name == NULL) {
-        lm_redis_actor_record_free(out);
-        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: actor get: out of memory", r->cfg.addr);
-    }
-    return lm_ok();
+    lumen_status st = lm_redis_actors_get(r, &actor, 1, out, &found);
+    if (LM_IS_OK(st) && (out->class_name == NULL || out->name == NULL || out->error == NULL))
+        st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: actor get: out of memory", r->cfg.addr);
+    else if (LM_IS_OK(st) && !found)
+        st = lm_status(LUMEN_NOT_FOUND, "redis %s: no record of actor %s", r->cfg.addr, lm_id_str(actor).s);
+    if (!LM_IS_OK(st)) lm_redis_actor_record_free(out);
+    return st;
 }
 
 void lm_redis_actor_record_free(lm_actor_record *rec) {
@@ -851,6 +1040,12 @@ lumen_status lm_redis_actors_put(lm_redis *r, const lm_actor_record *recs, size_
     for (size_t i = 0; i < n; i++) {
         actor_cmd(&c, &r->cfg, &recs[i]);
         batch_add(&b, &c);
+        cmd_start(&c, "ZADD"); /* <p>actors lists every actor by first sight (ms) */
+        argf(&c, "%sactors", r->cfg.prefix);
+        arg_str(&c, "NX");
+        argf(&c, "%" PRIu64, lm_wall_ms());
+        arg_id(&c, recs[i].id);
+        batch_add(&b, &c);
     }
     lumen_status st = exec(r, &b, "actors put", NULL);
     batch_fini(&b);
@@ -859,23 +1054,50 @@ lumen_status lm_redis_actors_put(lm_redis *r, const lm_actor_record *recs, size_
 
 /* ---- jobs ---- */
 
+/* Job membership of <p>jobs (every job, by start ms) and <p>jobs:running. */
+static void job_index_cmd(batch *b, const conn_cfg *cfg, lm_id job, uint64_t now, bool running) {
+    cmd c;
+    cmd_start(&c, "ZADD");
+    argf(&c, "%sjobs", cfg->prefix);
+    arg_str(&c, "NX");
+    argf(&c, "%" PRIu64, now);
+    arg_id(&c, job);
+    batch_add(b, &c);
+    cmd_start(&c, running ? "SADD" : "SREM");
+    argf(&c, "%sjobs:running", cfg->prefix);
+    arg_id(&c, job);
+    batch_add(b, &c);
+}
+
 lumen_status lm_redis_job_start(lm_redis *r, lm_id job) {
+    uint64_t now = lm_wall_ms();
+    batch b = {0};
     cmd c;
     hset_start(&c, &r->cfg, "job", job);
     f_str(&c, "state", lm_job_state_name(LM_JOB_RUNNING));
-    f_u64(&c, "started_ms", lm_wall_ms());
+    f_u64(&c, "started_ms", now);
     f_u64(&c, "finished_ms", 0);
     f_u64(&c, "tasks", 0);
-    return run(r, "job start", &c, NULL);
+    batch_add(&b, &c);
+    job_index_cmd(&b, &r->cfg, job, now, true);
+    lumen_status st = exec(r, &b, "job start", NULL);
+    batch_fini(&b);
+    return st;
 }
 
 lumen_status lm_redis_job_finish(lm_redis *r, lm_id job, uint64_t tasks) {
+    uint64_t now = lm_wall_ms();
+    batch b = {0};
     cmd c;
     hset_start(&c, &r->cfg, "job", job);
     f_str(&c, "state", lm_job_state_name(LM_JOB_FINISHED));
-    f_u64(&c, "finished_ms", lm_wall_ms());
+    f_u64(&c, "finished_ms", now);
     f_u64(&c, "tasks", tasks);
-    return run(r, "job finish", &c, NULL);
+    batch_add(&b, &c);
+    job_index_cmd(&b, &r->cfg, job, now, false);
+    lumen_status st = exec(r, &b, "job finish", NULL);
+    batch_fini(&b);
+    return st;
 }
 
 lumen_status lm_redis_job_release(lm_redis *r, lm_id job) {
@@ -889,6 +1111,10 @@ lumen_status lm_redis_job_release(lm_redis *r, lm_id job) {
         cmd_start(&c, "DEL");
         arg_key(&c, &r->cfg, "obj", objs[i], "");
         arg_key(&c, &r->cfg, "obj", objs[i], ":locs");
+        batch_add(&b, &c);
+        cmd_start(&c, "ZREM");
+        argf(&c, "%sobjs", r->cfg.prefix);
+        arg_id(&c, objs[i]);
         batch_add(&b, &c);
     }
     cmd_start(&c, "DEL");
@@ -905,6 +1131,261 @@ lumen_status lm_redis_job_objs(lm_redis *r, lm_id job, lm_id **objs, size_t *n) 
     cmd_start(&c, "SMEMBERS");
     arg_key(&c, &r->cfg, "job", job, ":objs");
     return members(r, "job objs", &c, objs, n);
+}
+
+/* ---- views: indexes and counters, read by the dashboard and the CLI ---- */
+
+static const char *const count_fields[] = {"PENDING", "READY", "RUNNING", "FINISHED", "FAILED",
+                                           "submitted", "finished", "failed", "retried"};
+
+static void counts_parse(const redisReply *h, lm_task_counts *out) {
+    memset(out, 0, sizeof *out);
+    if (h->type != REDIS_REPLY_ARRAY || h->elements != ARRAY_LEN(count_fields)) return;
+    uint64_t v[ARRAY_LEN(count_fields)];
+    for (size_t i = 0; i < ARRAY_LEN(count_fields); i++) {
+        /* counters are never negative, unless a record was edited by hand */
+        long long n = h->element[i]->type == REDIS_REPLY_STRING ? strtoll(h->element[i]->str, NULL, 10) : 0;
+        v[i] = n > 0 ? (uint64_t)n : 0;
+    }
+    for (int i = 0; i < LM_TASK_STATES; i++) out->by_state[i] = v[i];
+    out->submitted = v[5], out->finished = v[6], out->failed = v[7], out->retried = v[8];
+}
+
+/* HMGET of the same fields from n keys made by key(i); one round trip.
+ * The caller frees the replies (replies_free(*reps, n)). */
+typedef void (*key_fn)(cmd *c, const conn_cfg *cfg, const void *keys, size_t i);
+
+static lumen_status hmget_many(lm_redis *r, const char *what, key_fn key, const void *keys, size_t n,
+                               const char *const *fields, size_t nfields, redisReply ***reps) {
+    *reps = NULL;
+    if (n == 0) return lm_ok();
+    batch b = {0};
+    cmd c;
+    for (size_t i = 0; i < n; i++) {
+        cmd_start(&c, "HMGET");
+        key(&c, &r->cfg, keys, i);
+        for (size_t f = 0; f < nfields; f++) arg_str(&c, fields[f]);
+        batch_add(&b, &c);
+    }
+    lumen_status st = exec(r, &b, what, reps);
+    batch_fini(&b);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++)
+        if ((*reps)[i]->type != REDIS_REPLY_ARRAY || (*reps)[i]->elements != nfields) {
+            st = lm_status(LUMEN_INTERNAL, "redis %s: %s: unexpected HMGET reply", r->cfg.addr, what);
+            replies_free(*reps, n);
+            *reps = NULL;
+        }
+    return st;
+}
+
+static void fn_counts_key(cmd *c, const conn_cfg *cfg, const void *keys, size_t i) {
+    argf(c, "%sfn:%s:counts", cfg->prefix, ((const char *const *)keys)[i]);
+}
+static void job_counts_key(cmd *c, const conn_cfg *cfg, const void *keys, size_t i) {
+    arg_key(c, cfg, "job", ((const lm_id *)keys)[i], ":counts");
+}
+
+static lumen_status counts_get(lm_redis *r, key_fn key, const void *keys, size_t n, lm_task_counts *out) {
+    redisReply **reps = NULL;
+    lumen_status st = hmget_many(r, "task counts", key, keys, n, count_fields, ARRAY_LEN(count_fields), &reps);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++) counts_parse(reps[i], &out[i]);
+    replies_free(reps, LM_IS_OK(st) ? n : 0);
+    return st;
+}
+
+lumen_status lm_redis_fn_counts(lm_redis *r, const char *const *fns, size_t n, lm_task_counts *out) {
+    return counts_get(r, fn_counts_key, fns, n, out);
+}
+
+lumen_status lm_redis_job_counts(lm_redis *r, const lm_id *jobs, size_t n, lm_task_counts *out) {
+    return counts_get(r, job_counts_key, jobs, n, out);
+}
+
+void lm_strings_free(char **s, size_t n) {
+    for (size_t i = 0; s && i < n; i++) free(s[i]);
+    free(s);
+}
+
+lumen_status lm_redis_task_fns(lm_redis *r, char ***names, size_t *n) {
+    *names = NULL;
+    *n = 0;
+    cmd c;
+    cmd_start(&c, "SMEMBERS");
+    argf(&c, "%sfns", r->cfg.prefix);
+    redisReply *rep = NULL;
+    lumen_status st = run(r, "task fns", &c, &rep);
+    if (!LM_IS_OK(st)) return st;
+    char **out = calloc(rep->elements ? rep->elements : 1, sizeof *out);
+    for (size_t i = 0; out && i < rep->elements; i++)
+        if (rep->element[i]->type == REDIS_REPLY_STRING &&
+            (out[*n] = strndup(rep->element[i]->str, rep->element[i]->len)) != NULL)
+            (*n)++;
+    freeReplyObject(rep);
+    if (out == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: task fns: out of memory", r->cfg.addr);
+    *names = out;
+    return st;
+}
+
+/* The sorted set an index names. */
+static void arg_index(cmd *c, const conn_cfg *cfg, const lm_index *ix) {
+    static const char *const sets[] = {[LM_INDEX_TASKS] = "tasks", [LM_INDEX_JOBS] = "jobs",
+                                       [LM_INDEX_ACTORS] = "actors", [LM_INDEX_OBJS] = "objs"};
+    switch (ix->kind) {
+    case LM_INDEX_TASKS_STATE: argf(c, "%stasks:%s", cfg->prefix, lm_task_state_name(ix->state)); break;
+    case LM_INDEX_TASKS_FN: argf(c, "%sfn:%s:tasks", cfg->prefix, ix->fn ? ix->fn : ""); break;
+    case LM_INDEX_TASKS_JOB: arg_key(c, cfg, "job", ix->job, ":tasks"); break;
+    default: argf(c, "%s%s", cfg->prefix, sets[ix->kind]); break;
+    }
+}
+
+lumen_status lm_redis_index_count(lm_redis *r, const lm_index *ix, size_t n, uint64_t *counts) {
+    batch b = {0};
+    cmd c;
+    for (size_t i = 0; i < n; i++) {
+        cmd_start(&c, "ZCARD");
+        arg_index(&c, &r->cfg, &ix[i]);
+        batch_add(&b, &c);
+    }
+    redisReply **reps = NULL;
+    lumen_status st = exec(r, &b, "index count", &reps);
+    batch_fini(&b);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++)
+        counts[i] = reps[i]->type == REDIS_REPLY_INTEGER && reps[i]->integer > 0 ? (uint64_t)reps[i]->integer : 0;
+    if (LM_IS_OK(st)) replies_free(reps, n);
+    return st;
+}
+
+lumen_status lm_redis_set_count(lm_redis *r, const char *name, uint64_t *count) {
+    cmd c;
+    cmd_start(&c, "SCARD");
+    argf(&c, "%s%s", r->cfg.prefix, name);
+    redisReply *rep = NULL;
+    lumen_status st = run(r, "set count", &c, &rep);
+    if (!LM_IS_OK(st)) return st;
+    *count = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0 ? (uint64_t)rep->integer : 0;
+    freeReplyObject(rep);
+    return st;
+}
+
+lumen_status lm_redis_index_page(lm_redis *r, const lm_index *ix, uint64_t before, size_t offset, size_t limit,
+                                 lm_id *ids, uint64_t *scores, size_t *n) {
+    *n = 0;
+    if (limit == 0) return lm_ok();
+    cmd c;
+    if (before > 0) { /* by score: a cursor that stays put while new members arrive */
+        cmd_start(&c, "ZREVRANGEBYSCORE");
+        arg_index(&c, &r->cfg, ix);
+        argf(&c, "(%" PRIu64, before);
+        arg_str(&c, "-inf");
+        arg_str(&c, "WITHSCORES");
+        arg_str(&c, "LIMIT");
+        argf(&c, "%zu", offset);
+        argf(&c, "%zu", limit);
+    } else {
+        cmd_start(&c, "ZREVRANGE");
+        arg_index(&c, &r->cfg, ix);
+        argf(&c, "%zu", offset);
+        argf(&c, "%zu", offset + limit - 1);
+        arg_str(&c, "WITHSCORES");
+    }
+    redisReply *rep = NULL;
+    lumen_status st = run(r, "index page", &c, &rep);
+    if (!LM_IS_OK(st)) return st;
+    for (size_t i = 0; rep->type == REDIS_REPLY_ARRAY && i + 1 < rep->elements && *n < limit; i += 2) {
+        const redisReply *m = rep->element[i], *sc = rep->element[i + 1];
+        if (m->type != REDIS_REPLY_STRING || m->len != LM_ID_HEX_LEN || !lm_id_from_hex(m->str, &ids[*n]))
+            continue;
+        if (scores) scores[*n] = sc->type == REDIS_REPLY_STRING ? strtoull(sc->str, NULL, 10) : 0;
+        (*n)++;
+    }
+    freeReplyObject(rep);
+    return st;
+}
+
+static void id_key(cmd *c, const conn_cfg *cfg, const char *kind, const void *keys, size_t i) {
+    arg_key(c, cfg, kind, ((const lm_id *)keys)[i], "");
+}
+static void task_key(cmd *c, const conn_cfg *cfg, const void *keys, size_t i) { id_key(c, cfg, "task", keys, i); }
+static void job_key(cmd *c, const conn_cfg *cfg, const void *keys, size_t i) { id_key(c, cfg, "job", keys, i); }
+static void actor_key(cmd *c, const conn_cfg *cfg, const void *keys, size_t i) { id_key(c, cfg, "actor", keys, i); }
+static void obj_key(cmd *c, const conn_cfg *cfg, const void *keys, size_t i) { id_key(c, cfg, "obj", keys, i); }
+
+static int reply_word(const char *const *words, size_t n, const redisReply *e) {
+    return e->type == REDIS_REPLY_STRING ? word_parse(words, n, e->str, e->len) : -1;
+}
+
+lumen_status lm_redis_tasks_get(lm_redis *r, const lm_id *ids, size_t n, lm_task_record *out, bool *found) {
+    static const char *const fields[] = {"state", "fn", "job", "worker", "attempts", "error", "submitted_ms", "finished_ms"};
+    redisReply **reps = NULL;
+    lumen_status st = hmget_many(r, "tasks get", task_key, ids, n, fields, ARRAY_LEN(fields), &reps);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++) {
+        redisReply **v = reps[i]->element;
+        int state = reply_word(lm_task_state_words, ARRAY_LEN(lm_task_state_words), v[0]);
+        found[i] = state >= 0;
+        out[i] = (lm_task_record){.id = ids[i], .state = state < 0 ? LM_TASK_PENDING : (lm_task_state)state,
+                                  .fn = reply_strdup(v[1]), .job = reply_id(v[2]), .worker = reply_id(v[3]),
+                                  .attempts = (uint32_t)reply_u64(v[4]), .error = reply_strdup(v[5]),
+                                  .submitted_ms = reply_u64(v[6]), .finished_ms = reply_u64(v[7])};
+    }
+    replies_free(reps, LM_IS_OK(st) ? n : 0);
+    return st;
+}
+
+void lm_task_record_fini(lm_task_record *t) {
+    free((char *)t->fn);
+    free((char *)t->error);
+    t->fn = t->error = NULL;
+}
+
+lumen_status lm_redis_jobs_get(lm_redis *r, const lm_id *ids, size_t n, lm_job_record *out, bool *found) {
+    static const char *const fields[] = {"state", "started_ms", "finished_ms", "tasks"};
+    redisReply **reps = NULL;
+    lumen_status st = hmget_many(r, "jobs get", job_key, ids, n, fields, ARRAY_LEN(fields), &reps);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++) {
+        redisReply **v = reps[i]->element;
+        int state = reply_word(lm_job_state_words, ARRAY_LEN(lm_job_state_words), v[0]);
+        found[i] = state >= 0;
+        out[i] = (lm_job_record){.id = ids[i], .state = state == LM_JOB_FINISHED ? LM_JOB_FINISHED : LM_JOB_RUNNING,
+                                 .started_ms = reply_u64(v[1]), .finished_ms = reply_u64(v[2]),
+                                 .tasks = reply_u64(v[3])};
+    }
+    replies_free(reps, LM_IS_OK(st) ? n : 0);
+    return st;
+}
+
+lumen_status lm_redis_actors_get(lm_redis *r, const lm_id *ids, size_t n, lm_actor_record *out, bool *found) {
+    static const char *const fields[] = {"class", "worker", "state",   "restarts", "incarnation",
+                                         "calls", "name",   "job",     "error"};
+    redisReply **reps = NULL;
+    lumen_status st = hmget_many(r, "actors get", actor_key, ids, n, fields, ARRAY_LEN(fields), &reps);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++) {
+        redisReply **v = reps[i]->element;
+        int state = reply_word(lm_actor_state_words, ARRAY_LEN(lm_actor_state_words), v[2]);
+        found[i] = v[0]->type == REDIS_REPLY_STRING;
+        out[i] = (lm_actor_record){
+            .id = ids[i], .class_name = reply_strdup(v[0]), .worker = reply_id(v[1]),
+            .state = state < 0 ? LM_ACTOR_DEAD : (lm_actor_state)state,
+            .restarts = (uint32_t)reply_u64(v[3]), .incarnation = (uint32_t)reply_u64(v[4]),
+            .calls = reply_u64(v[5]), .name = reply_strdup(v[6]), .job = reply_id(v[7]), .error = reply_strdup(v[8])};
+    }
+    replies_free(reps, LM_IS_OK(st) ? n : 0);
+    return st;
+}
+
+lumen_status lm_redis_objs_get(lm_redis *r, const lm_id *ids, size_t n, lm_obj_record *out, bool *found) {
+    static const char *const fields[] = {"state", "size", "task", "job", "error"};
+    redisReply **reps = NULL;
+    lumen_status st = hmget_many(r, "objs get", obj_key, ids, n, fields, ARRAY_LEN(fields), &reps);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++) {
+        redisReply **v = reps[i]->element;
+        int state = reply_word(lm_obj_state_words, ARRAY_LEN(lm_obj_state_words), v[0]);
+        found[i] = state >= 0;
+        out[i] = (lm_obj_record){.id = ids[i], .state = state < 0 ? LM_OBJ_PENDING : (lm_obj_state)state,
+                                 .size = reply_u64(v[1]), .task = reply_id(v[2]), .job = reply_id(v[3]),
+                                 .error = reply_strdup(v[4])};
+    }
+    replies_free(reps, LM_IS_OK(st) ? n : 0);
+    return st;
 }
 
 /* ---- census ---- */

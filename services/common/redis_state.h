@@ -11,6 +11,8 @@
  *                           started_ms bytes_used memory_limit
  *   <p>task:<id>      hash: fn job state worker attempts error submitted_ms
  *                           finished_ms [spec: the encoded spec, binary]
+ *   <p>task:<id>:log  string: what the task (or actor call) wrote to stdout and
+ *                     stderr, at most 64 KiB; only when it wrote something
  *   <p>obj:<id>       hash: size state task job error
  *   <p>obj:<id>:locs  set of object-store node ids holding a copy
  *   <p>actor:<id>     hash: class worker state restarts incarnation calls
@@ -18,6 +20,21 @@
  *   <p>job:<id>       hash: state started_ms finished_ms tasks
  *   <p>job:<id>:objs  set of object ids the job owns
  *   <p>events         pub/sub channel: "<type> <id>[ <detail>]" per event
+ *
+ * Indexes and counters, kept up to date by the writers above so that views
+ * never walk every key (task ones by one script per task write, atomically):
+ *   <p>task_seq            counter: a task's number (its "seq" field), in order of first write
+ *   <p>tasks               zset: every task id, score seq
+ *   <p>tasks:<STATE>       zset: the tasks in that state, score seq
+ *   <p>fn:<name>:tasks     zset: a function's tasks, score seq
+ *   <p>job:<id>:tasks      zset: a job's tasks, score seq
+ *   <p>fn:<name>:counts    hash: tasks per state (PENDING ... FAILED) and
+ *   <p>job:<id>:counts           submitted finished failed retried (events)
+ *   <p>fns                 set: every function name seen
+ *   <p>jobs                zset: every job id, score started_ms
+ *   <p>jobs:running        set: jobs started and not finished
+ *   <p>actors, <p>objs     zset: ids with a record, score ms of first write
+ *                          (objects leave it with their record)
  *
  * Ids are 32 lowercase hex digits (a zero id is written as ""), times are ms
  * since the epoch, states are the words below (node kinds are lowercase).
@@ -67,6 +84,7 @@ typedef enum lm_node_state { LM_NODE_ALIVE, LM_NODE_DEAD } lm_node_state;
 typedef enum lm_task_state {
     LM_TASK_PENDING, LM_TASK_READY, LM_TASK_RUNNING, LM_TASK_FINISHED, LM_TASK_FAILED
 } lm_task_state;
+#define LM_TASK_STATES 5
 typedef enum lm_obj_state { LM_OBJ_PENDING, LM_OBJ_READY, LM_OBJ_LOST, LM_OBJ_FAILED } lm_obj_state;
 typedef enum lm_actor_state {
     LM_ACTOR_PENDING, LM_ACTOR_ALIVE, LM_ACTOR_RESTARTING, LM_ACTOR_DEAD
@@ -80,6 +98,13 @@ const char *lm_task_state_name(lm_task_state state);
 const char *lm_obj_state_name(lm_obj_state state);
 const char *lm_actor_state_name(lm_actor_state state);
 const char *lm_job_state_name(lm_job_state state);
+/* The reverse, ignoring case ("failed" is FAILED); false for another word. */
+bool lm_node_kind_parse(const char *s, lm_node_kind *out);
+bool lm_node_state_parse(const char *s, lm_node_state *out);
+bool lm_task_state_parse(const char *s, lm_task_state *out);
+bool lm_obj_state_parse(const char *s, lm_obj_state *out);
+bool lm_actor_state_parse(const char *s, lm_actor_state *out);
+bool lm_job_state_parse(const char *s, lm_job_state *out);
 
 /* ---- nodes ---- */
 typedef struct lm_node_record {
@@ -141,6 +166,21 @@ lumen_status lm_redis_tasks_put(lm_redis *r, const lm_task_record *recs, size_t 
 lumen_status lm_redis_task_set_state(lm_redis *r, lm_id task, lm_task_state state,
                                      lm_id worker, uint32_t attempts, const char *error);
 
+/* What a task wrote (tasklog.h); the key <p>task:<id>:log. */
+typedef struct lm_task_log {
+    lm_id id; /* the task's (or actor call's) */
+    const void *data;
+    size_t len;
+} lm_task_log;
+
+/* Writes n task logs in one round trip (SET: a re-run's log replaces). */
+lumen_status lm_redis_task_logs_put(lm_redis *r, const lm_task_log *logs, size_t n);
+
+/* A task's log into *data (malloc'd, NUL-terminated; yours to free) and
+ * *len. NOT_FOUND when there is none, saying whether the task is known and
+ * wrote nothing or has no record at all (one round trip). */
+lumen_status lm_redis_task_log_get(lm_redis *r, lm_id task, char **data, size_t *len);
+
 /* ---- objects ---- */
 typedef struct lm_obj_record {
     lm_id id;
@@ -188,7 +228,7 @@ typedef struct lm_actor_record {
 lumen_status lm_redis_actors_put(lm_redis *r, const lm_actor_record *recs, size_t n);
 
 /* An actor's record (its strings are the caller's: lm_redis_actor_record_free);
- * NOT_FOUND when there is none. The error field is not read. */
+ * NOT_FOUND when there is none. */
 lumen_status lm_redis_actor_get(lm_redis *r, lm_id actor, lm_actor_record *out);
 void lm_redis_actor_record_free(lm_actor_record *rec);
 
@@ -204,7 +244,71 @@ lumen_status lm_redis_job_release(lm_redis *r, lm_id job);
 
 lumen_status lm_redis_job_objs(lm_redis *r, lm_id job, lm_id **objs, size_t *n);
 
-/* ---- census: records counted by state, for `lumen status` ---- */
+/* ---- views: the indexes and counters (see the top), for the dashboard and CLI ---- */
+
+typedef struct lm_task_counts {
+    uint64_t by_state[LM_TASK_STATES]; /* tasks now in each lm_task_state */
+    uint64_t submitted, finished, failed, retried; /* events: first records, entries into
+                                                      FINISHED / FAILED, runs after the first */
+} lm_task_counts;
+
+/* Counters of n functions (by name) or n jobs, in one round trip; zeros for
+ * one never seen. */
+lumen_status lm_redis_fn_counts(lm_redis *r, const char *const *fns, size_t n, lm_task_counts *out);
+lumen_status lm_redis_job_counts(lm_redis *r, const lm_id *jobs, size_t n, lm_task_counts *out);
+
+/* Every function name that has tasks; free with lm_strings_free. */
+lumen_status lm_redis_task_fns(lm_redis *r, char ***names, size_t *n);
+void lm_strings_free(char **s, size_t n);
+
+typedef enum lm_index_kind {
+    LM_INDEX_TASKS,       /* every task, score seq */
+    LM_INDEX_TASKS_STATE, /* .state */
+    LM_INDEX_TASKS_FN,    /* .fn */
+    LM_INDEX_TASKS_JOB,   /* .job */
+    LM_INDEX_JOBS,        /* score started_ms */
+    LM_INDEX_ACTORS,      /* score ms */
+    LM_INDEX_OBJS,        /* score ms */
+} lm_index_kind;
+
+typedef struct lm_index {
+    lm_index_kind kind;
+    lm_task_state state;
+    const char *fn;
+    lm_id job;
+} lm_index;
+
+/* Members of n indexes (ZCARD each), one round trip. */
+lumen_status lm_redis_index_count(lm_redis *r, const lm_index *ix, size_t n, uint64_t *counts);
+/* Members of the set <p><name> (SCARD), e.g. "jobs:running". */
+lumen_status lm_redis_set_count(lm_redis *r, const char *name, uint64_t *count);
+
+/* Up to limit members, newest (highest score) first, after skipping
+ * offset: with before > 0 among those scored below it (a cursor that stays
+ * put while new members arrive), else from the top. ids and scores (may be
+ * NULL) hold limit entries; *n gets how many were filled. */
+lumen_status lm_redis_index_page(lm_redis *r, const lm_index *ix, uint64_t before, size_t offset, size_t limit,
+                                 lm_id *ids, uint64_t *scores, size_t *n);
+
+/* Records of n ids, one round trip; found[i] says whether record i exists.
+ * Strings in the records are the caller's: lm_task_record_fini,
+ * lm_redis_actor_record_free, free(error) of an object. The spec is not read. */
+lumen_status lm_redis_tasks_get(lm_redis *r, const lm_id *ids, size_t n, lm_task_record *out, bool *found);
+void lm_task_record_fini(lm_task_record *t);
+
+typedef struct lm_job_record {
+    lm_id id;
+    lm_job_state state;
+    uint64_t started_ms, finished_ms;
+    uint64_t tasks; /* set when it finished */
+} lm_job_record;
+
+lumen_status lm_redis_jobs_get(lm_redis *r, const lm_id *ids, size_t n, lm_job_record *out, bool *found);
+lumen_status lm_redis_actors_get(lm_redis *r, const lm_id *ids, size_t n, lm_actor_record *out, bool *found);
+lumen_status lm_redis_objs_get(lm_redis *r, const lm_id *ids, size_t n, lm_obj_record *out, bool *found);
+
+/* ---- census: records counted by state by walking the key space (O(keys)); views
+ * above answer the same from the indexes, this checks them ---- */
 #define LM_CENSUS_ROWS 8
 #define LM_CENSUS_STATE_MAX 15 /* longer state words are cut */
 

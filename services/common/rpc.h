@@ -92,6 +92,11 @@ lumen_status lm_rpc_server_add_service(lm_rpc_server *srv, const ProtobufCServic
 /* Binds and starts serving. */
 lumen_status lm_rpc_server_start(lm_rpc_server *srv);
 
+/* Calls the server answered with an error status, by code: counts[code]
+ * (codes past the table share its last slot). For metrics. */
+#define LM_RPC_CODE_SLOTS 128
+void lm_rpc_server_error_counts(lm_rpc_server *srv, uint64_t counts[LM_RPC_CODE_SLOTS]);
+
 /* The port actually bound (useful after binding port 0). */
 int lm_rpc_server_port(const lm_rpc_server *srv);
 

@@ -12,6 +12,7 @@
  * pending for the whole call so a client's cancel or deadline is seen.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,7 @@ struct lm_rpc_server {
     bool shutdown_done;
     long live_handlers; /* calls handed to handlers and not yet answered */
     lm_rpc_tag shutdown_tag;
+    atomic_ulong errors[LM_RPC_CODE_SLOTS]; /* calls answered with an error, by code (/metrics) */
 };
 
 struct lm_rpc_call {
@@ -203,6 +205,9 @@ static void send(lm_rpc_call *c, grpc_byte_buffer *msg, lumen_code code, const c
         n++;
     }
     if (with_status) {
+        if (code != LUMEN_OK)
+            atomic_fetch_add_explicit(&c->srv->errors[(unsigned)code < LM_RPC_CODE_SLOTS ? (unsigned)code : LM_RPC_CODE_SLOTS - 1],
+                                      1, memory_order_relaxed);
         grpc_slice_unref(c->status_details);
         c->status_details = grpc_slice_from_copied_string(details ? details : "");
         memset(&ops[n], 0, sizeof ops[n]);
@@ -632,6 +637,11 @@ lumen_status lm_rpc_server_start(lm_rpc_server *srv) {
         pthread_create(&t->thread, NULL, thread_main, t);
     }
     return lm_ok();
+}
+
+void lm_rpc_server_error_counts(lm_rpc_server *srv, uint64_t counts[LM_RPC_CODE_SLOTS]) {
+    for (int i = 0; i < LM_RPC_CODE_SLOTS; i++)
+        counts[i] = srv ? atomic_load_explicit(&srv->errors[i], memory_order_relaxed) : 0;
 }
 
 int lm_rpc_server_port(const lm_rpc_server *srv) { return srv->port; }

@@ -16,6 +16,9 @@
 #include "log.h"
 
 #define WAIT_BUCKETS 64
+/* Jobs released lately, remembered so a task of theirs still running
+ * cannot store a result no one would ever delete. */
+#define ENDED_JOBS 4096
 #define POOL_MIN (4u << 20) /* smaller buffers are malloc's to recycle */
 
 struct lm_store_obj {
@@ -67,6 +70,9 @@ struct lm_store {
     uint64_t seq; /* names temporary files */
     lm_store_waiter *waiters[WAIT_BUCKETS];
     bool parking_closed;
+    lm_idmap *ended;            /* job -> itself: the last ENDED_JOBS released */
+    lm_id ended_ring[ENDED_JOBS];
+    size_t ended_next;
 };
 
 /* <dir>/<hex><suffix>; the caller frees it. */
@@ -256,6 +262,7 @@ lumen_status lm_store_new(const lm_store_opts *opts, lm_store **out) {
     if (s == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "store: out of memory");
     s->limit = opts->memory_limit;
     s->objects = lm_idmap_new();
+    s->ended = lm_idmap_new();
     pthread_mutex_init(&s->mu, NULL);
     lumen_status st = lm_ok();
     if (opts->spill_dir != NULL && *opts->spill_dir != '\0') {
@@ -290,6 +297,7 @@ void lm_store_free(lm_store *s) {
     }
     if (s->private_dir && rmdir(s->dir) != 0) lm_warn("cannot remove %s: %s", s->dir, strerror(errno));
     lm_idmap_free(s->objects);
+    lm_idmap_free(s->ended);
     free(s->dir);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -427,6 +435,12 @@ static void put_free(lm_store_put *p) {
     free(p);
 }
 
+/* Whether objects of job may still be stored (mu held). */
+static lumen_status job_open(const lm_store *s, lm_id job) {
+    if (lm_id_is_zero(job) || lm_idmap_get(s->ended, job) == NULL) return lm_ok();
+    return lm_status(LUMEN_FAILED_PRECONDITION, "its job %s has ended: its objects were released", lm_id_str(job).s);
+}
+
 lumen_status lm_store_put_begin(lm_store *s, lm_id id, lm_id job, uint64_t size, lm_store_put **out) {
     *out = NULL;
     lm_store_put *p = calloc(1, sizeof *p);
@@ -437,7 +451,8 @@ lumen_status lm_store_put_begin(lm_store *s, lm_id id, lm_id job, uint64_t size,
     void *kept = NULL;
     bool fits = false;
     pthread_mutex_lock(&s->mu);
-    lumen_status st = reserve(s, size, &kept, &p->cap, &fits);
+    lumen_status st = job_open(s, job);
+    if (LM_IS_OK(st)) st = reserve(s, size, &kept, &p->cap, &fits);
     uint64_t seq = ++s->seq;
     pthread_mutex_unlock(&s->mu);
     if (LM_IS_OK(st) && kept != NULL) {
@@ -503,6 +518,14 @@ lumen_status lm_store_put_commit(lm_store *s, lm_store_put *p, bool *already_pre
         return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     }
     pthread_mutex_lock(&s->mu);
+    lumen_status open = job_open(s, p->job);
+    if (!LM_IS_OK(open)) { /* released while it was written */
+        pthread_mutex_unlock(&s->mu);
+        open = lm_status_wrap(open, "object %s", lm_id_str(p->id).s);
+        free(o);
+        lm_store_put_abort(s, p);
+        return open;
+    }
     if (find(s, p->id) != NULL) { /* the first complete write won */
         *already_present = true;
         pthread_mutex_unlock(&s->mu);
@@ -691,6 +714,12 @@ bool lm_store_delete(lm_store *s, lm_id id) {
 size_t lm_store_release_job(lm_store *s, lm_id job, lm_id **ids) {
     size_t n = 0;
     pthread_mutex_lock(&s->mu);
+    if (lm_idmap_get(s->ended, job) == NULL) {
+        lm_id *slot = &s->ended_ring[s->ended_next++ % ENDED_JOBS];
+        if (!lm_id_is_zero(*slot)) lm_idmap_remove(s->ended, *slot);
+        *slot = job;
+        lm_idmap_put(s->ended, job, slot);
+    }
     lm_store_obj **objs = collect_objs(s, &job, &n);
     *ids = calloc(n + 1, sizeof **ids);
     if (objs == NULL || *ids == NULL) n = 0; /* out of memory: nothing released, a retry may do */

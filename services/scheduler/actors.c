@@ -298,29 +298,73 @@ static void actor_lost(scheduler *s, sactor *a, const char *why, outbox *out) {
     start_creation(s, a, lm_id_random(), out);
 }
 
-void actors_created(scheduler *s, const stask *t, lumen_status st, outbox *out) {
+/*
+ * An incarnation is up on worker `where`: ALIVE there. A creation can run
+ * twice across a scheduler restart (the new scheduler placed it again
+ * before the first report reached it): the first report wins and the other
+ * copy is stopped, as is one whose actor was killed meanwhile. A report of
+ * an older incarnation changes nothing.
+ */
+static void actor_up(scheduler *s, sactor *a, lm_id where, uint32_t incarnation, outbox *out) {
+    if (incarnation != a->incarnation) return;
+    bool elsewhere = a->state == LM_ACTOR_ALIVE && !lm_id_equal(a->worker, where);
+    if (a->state == LM_ACTOR_DEAD || elsewhere) {
+        stop_on(s, a->id, where);
+        return;
+    }
+    if (a->state == LM_ACTOR_ALIVE) return; /* the same report again */
+    char h[LM_ID_HEX_LEN + 1];
+    a->state = LM_ACTOR_ALIVE;
+    a->worker = where;
+    snode *w = lm_idmap_get(s->nodes, where);
+    if (w != NULL) w->actors++;
+    lm_info("actor %s (%s) is up on %s, incarnation %u", hex(a->id, h), a->class_name, w ? w->addr : "?",
+            a->incarnation);
+    record(s, a);
+    waits_recheck(s, out);
+}
+
+void actors_created(scheduler *s, const stask *t, lumen_status st, lm_id where, outbox *out) {
     lm_id id;
     if (!id_field(t->spec->actor_id, &id)) return;
     sactor *a = by_id(s, id);
-    if (a == NULL || !lm_id_equal(a->creation, t->id) || a->state == LM_ACTOR_DEAD) {
+    if (a == NULL || !lm_id_equal(a->creation, t->id)) {
         /* Killed, or its job ended, while it was being made. */
-        if (LM_IS_OK(st)) stop_on(s, id, t->worker);
+        if (LM_IS_OK(st)) stop_on(s, id, where);
         return;
     }
-    char h[LM_ID_HEX_LEN + 1];
-    if (!LM_IS_OK(st)) {
+    if (LM_IS_OK(st)) {
+        actor_up(s, a, where, t->spec->incarnation ? t->spec->incarnation : a->incarnation, out);
+    } else if (a->state == LM_ACTOR_PENDING || a->state == LM_ACTOR_RESTARTING) {
+        char h[LM_ID_HEX_LEN + 1];
         set_dead(s, a, lm_status(st.code == LUMEN_WORKER_DIED ? LUMEN_ACTOR_DIED : st.code,
                                  "actor %s (%s) could not be created: %s", hex(id, h), a->class_name, st.msg));
-    } else {
-        a->state = LM_ACTOR_ALIVE;
-        a->worker = t->worker;
-        snode *w = lm_idmap_get(s->nodes, t->worker);
-        if (w != NULL) w->actors++;
-        lm_info("actor %s (%s) is up on %s, incarnation %u", hex(id, h), a->class_name, w ? w->addr : "?",
-                a->incarnation);
-        record(s, a);
+        waits_recheck(s, out);
     }
-    waits_recheck(s, out);
+}
+
+void actors_created_again(scheduler *s, const stask *t, lm_id where, outbox *out) {
+    lm_id id;
+    sactor *a = id_field(t->spec->actor_id, &id) ? by_id(s, id) : NULL;
+    if (a != NULL && lm_id_equal(a->creation, t->id)) actor_up(s, a, where, a->incarnation, out);
+}
+
+/* Reports of actors made before a restart that the creator has not sent
+ * again yet: claimed by its CreateActor. */
+typedef struct hosted_report {
+    lm_id node;
+    uint32_t incarnation;
+} hosted_report;
+
+void actors_reported_up(scheduler *s, lm_id id, uint32_t incarnation, lm_id where, outbox *out) {
+    sactor *a = by_id(s, id);
+    if (a != NULL) {
+        actor_up(s, a, where, incarnation, out);
+        return;
+    }
+    hosted_report *hr = lm_idmap_get(s->actors_reported, id);
+    if (hr == NULL && (hr = malloc(sizeof *hr)) != NULL) lm_idmap_put(s->actors_reported, id, hr);
+    if (hr != NULL) *hr = (hosted_report){where, incarnation};
 }
 
 void actors_orphan_created(scheduler *s, const stask *t) {
@@ -385,8 +429,14 @@ static void free_actor_entry(void *arg, lm_id key, void *value) {
     actor_free(value);
 }
 
+static void free_report_entry(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    free(value);
+}
+
 void actors_free_all(scheduler *s) {
     lm_idmap_each(s->actors, free_actor_entry, NULL);
+    lm_idmap_each(s->actors_reported, free_report_entry, NULL);
     outbox out = {0};
     for (size_t i = 0; i < s->actor_waits.n; i++) {
         actor_wait *w = s->actor_waits.items[i];
@@ -451,8 +501,16 @@ void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *
         lm_idmap_put(s->actors, id, a);
         sched_id_push(&sched_job_get(s, job)->actors, id);
         record(s, a);
-        start_creation(s, a, task, &out);
-        sched_dispatch(s, &out);
+        hosted_report *made = lm_idmap_remove(s->actors_reported, id);
+        if (made != NULL) { /* made before this scheduler restarted */
+            a->creation = task;
+            a->incarnation = made->incarnation;
+            actor_up(s, a, made->node, made->incarnation, &out);
+            free(made);
+        } else {
+            start_creation(s, a, task, &out);
+            sched_dispatch(s, &out);
+        }
         answer_info(s, call, a, &out);
         waits_recheck(s, &out); /* someone may wait for its name */
     }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "config.h"
+#include "dashboard.h"
 #include "health.h"
 #include "log.h"
 #include "rpc.h"
@@ -19,6 +20,7 @@ int main(int argc, char **argv) {
 
     scheduler *sched = NULL;
     lm_rpc_server *srv = NULL;
+    dashboard *dash = NULL;
     lm_health health = {.role = "scheduler", .node_id = lm_id_random()};
     atomic_init(&health.serving, true);
     lm_rpc_server_opts opts = {
@@ -31,18 +33,23 @@ int main(int argc, char **argv) {
     if (LM_IS_OK(st)) st = scheduler_add_service(sched, srv);
     if (LM_IS_OK(st)) st = lm_health_add_service(srv, &health);
     if (LM_IS_OK(st)) st = lm_rpc_server_start(srv);
+    if (LM_IS_OK(st) && cfg.scheduler.dashboard) st = dashboard_start(&cfg, sched, srv, &dash);
     if (!LM_IS_OK(st)) {
         lm_error("cannot start: %s", st.msg);
+        dashboard_free(dash);
         lm_rpc_server_free(srv);
         scheduler_free(sched);
         lm_config_free(&cfg);
         return 1;
     }
     lm_info("scheduler listening on %s (redis %s)", cfg.scheduler.listen, cfg.cluster.redis_addr);
+    if (dash != NULL)
+        lm_info("dashboard on http://%s:%d/", cfg.scheduler.dashboard_host, dashboard_port(dash));
     int sig = lm_service_wait_for_stop();
     lm_info("signal %d: stopping", sig);
     atomic_store(&health.serving, false);
     scheduler_stop(sched); /* the calls the shutdown cancels are not nodes dying */
+    dashboard_free(dash); /* before what its requests read */
     lm_rpc_server_shutdown(srv, 2000);
     lm_rpc_server_free(srv);
     scheduler_free(sched);

@@ -34,7 +34,8 @@ typedef struct ptr_vec {
 } ptr_vec;
 
 typedef enum { OBJ_PENDING, OBJ_READY, OBJ_FAILED } obj_state;
-typedef enum { TASK_WAITING, TASK_READY, TASK_RUNNING, TASK_DONE } task_phase;
+/* HELD: it could not read an argument and waits a moment (task_hold). */
+typedef enum { TASK_WAITING, TASK_READY, TASK_RUNNING, TASK_HELD, TASK_DONE } task_phase;
 
 typedef struct snode {
     lm_id id;
@@ -78,6 +79,8 @@ typedef struct stask {
     lm_id worker;
     uint32_t attempts, max_retries;
     uint64_t submitted_ms;
+    uint64_t ready_us; /* monotonic, when it joined the ready queue (dispatch latency) */
+    uint64_t held_until_ms; /* HELD: monotonic */
     bool orphan; /* its job ended while it ran */
     struct stask *next;
 } stask;
@@ -121,10 +124,14 @@ struct scheduler {
     pthread_mutex_t mu;
     lm_idmap *nodes, *tasks, *objs, *jobs;
     lm_idmap *actors;              /* sactor* by actor id (actors.c) */
+    lm_idmap *actors_reported;     /* made but unknown here, by actor id (actors.c) */
     ptr_vec actor_waits;           /* GetActor calls waiting (actors.c) */
     lm_idmap *unknown_waiters; /* ptr_vec of waiters by object id not seen yet */
     ptr_vec node_list; /* every snode, for placement and lookups by address */
     stask *ready_head, *ready_tail;
+    id_vec held; /* HELD tasks (some may have left that phase) */
+    size_t nready;              /* tasks in the ready queue (metrics) */
+    sched_latency dispatch_lat; /* ready queue to RunTasks (metrics) */
 
     lm_redis *redis;
     sched_writer *writer;
@@ -166,9 +173,15 @@ sjob *sched_job_get(scheduler *s, lm_id id);
 
 /* ---- actors.c ---- */
 
-/* The actor whose creation task t is finished: ALIVE on t's worker, or
+/* The actor whose creation task t is finished: ALIVE on worker `where`, or
  * DEAD with st (its constructor failed, or could not run). */
-void actors_created(scheduler *s, const stask *t, lumen_status st, outbox *out);
+void actors_created(scheduler *s, const stask *t, lumen_status st, lm_id where, outbox *out);
+/* Creation task t, done already, is reported done again from `where`: a
+ * second copy (the creation ran twice across a restart) is stopped. */
+void actors_created_again(scheduler *s, const stask *t, lm_id where, outbox *out);
+/* A worker reports an incarnation up that no task here made (the scheduler
+ * restarted since it was placed). */
+void actors_reported_up(scheduler *s, lm_id id, uint32_t incarnation, lm_id where, outbox *out);
 /* A direct call's result was reported (counts the actor's calls). */
 void actors_call_done(scheduler *s, lm_id actor);
 /* A node (re)registered: lookups waiting for its actors may be answered. */

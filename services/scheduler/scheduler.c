@@ -283,9 +283,22 @@ static ptr_vec *unknown_list(scheduler *s, lm_id id) {
 
 /* ------------------------------------------------------------- placement */
 
+const uint64_t sched_latency_bounds_us[SCHED_LATENCY_BUCKETS] = {
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000};
+
+static void latency_observe(sched_latency *h, uint64_t us) {
+    size_t b = 0;
+    while (b < SCHED_LATENCY_BUCKETS && us > sched_latency_bounds_us[b]) b++;
+    h->buckets[b]++;
+    h->count++;
+    h->sum_us += us;
+}
+
 static void ready_push(scheduler *s, stask *t) {
     t->phase = TASK_READY;
     t->next = NULL;
+    t->ready_us = lm_mono_us();
+    s->nready++;
     if (s->ready_tail) s->ready_tail->next = t;
     else s->ready_head = t;
     s->ready_tail = t;
@@ -376,11 +389,14 @@ static void dispatch_spec(scheduler *s, const stask *t, Lumen__TaskSpec *out, Lu
 void sched_dispatch(scheduler *s, outbox *out) {
     dispatch_batch *batches = NULL;
     size_t nbatches = 0;
+    uint64_t now_us = lm_mono_us();
     while (s->ready_head != NULL) {
         stask *t = s->ready_head;
         snode *w = pick_worker(s, t);
         if (w == NULL) break;
         s->ready_head = t->next;
+        s->nready--;
+        latency_observe(&s->dispatch_lat, now_us > t->ready_us ? now_us - t->ready_us : 0);
         t->phase = TASK_RUNNING;
         t->worker = w->id;
         t->attempts++;
@@ -465,7 +481,7 @@ static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out) {
     task_unpin_args(s, t, NULL);
     sobj *o = lm_idmap_get(s->objs, lm_id_for_return(t->id, 0));
     if (o != NULL) obj_set_failed(s, o, st, out);
-    if (is_actor_creation(t->spec)) actors_created(s, t, st, out);
+    if (is_actor_creation(t->spec)) actors_created(s, t, st, t->worker, out);
 }
 
 /*
@@ -513,6 +529,39 @@ static bool arg_rebuilding(scheduler *s, const stask *t) {
         if (o != NULL && o->state == OBJ_PENDING) return true;
     }
     return false;
+}
+
+/*
+ * A task that could not read an argument (or store its result) waits a
+ * heartbeat before it runs again: the store may have died, and once that
+ * is noticed the argument is rebuilt and the task waits for it, instead of
+ * spending its retries on a store that is gone. It keeps its pins.
+ */
+static void task_hold(scheduler *s, stask *t, const char *why) {
+    t->phase = TASK_HELD;
+    t->held_until_ms = lm_mono_ms() + (uint64_t)s->cfg->scheduler.heartbeat_interval_ms;
+    record_task(s, t, LM_TASK_READY, why);
+    sched_id_push(&s->held, t->id);
+}
+
+/* Held tasks go on: those whose moment passed, or all (a store died:
+ * their arguments may be being rebuilt, then they wait for them). */
+static void tasks_release_held(scheduler *s, bool all, outbox *out) {
+    uint64_t now = lm_mono_ms();
+    size_t keep = 0;
+    for (size_t i = 0; i < s->held.n; i++) {
+        stask *t = lm_idmap_get(s->tasks, s->held.ids[i]);
+        if (t == NULL || t->phase != TASK_HELD) continue; /* its job ended */
+        if (!all && now < t->held_until_ms) {
+            s->held.ids[keep++] = t->id;
+        } else if (arg_rebuilding(s, t)) {
+            task_unpin_args(s, t, NULL);
+            task_rearm(s, t, "an argument was lost and is being rebuilt", out);
+        } else {
+            ready_push(s, t);
+        }
+    }
+    s->held.n = keep;
 }
 
 sjob *sched_job_get(scheduler *s, lm_id id) {
@@ -641,7 +690,9 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
         sched_id_push(&j->objs, result_id);
     }
     result->producer = id;
-    if (result->state == OBJ_READY) { /* already made (reported early, or stored): nothing to run */
+    /* Already made (reported early, or stored): nothing to run; but an
+     * actor is made by running its creation, whose worker says where. */
+    if (result->state == OBJ_READY && !is_actor_creation(spec)) {
         t->phase = TASK_DONE;
         record_task(s, t, LM_TASK_FINISHED, NULL);
         return lm_ok();
@@ -800,6 +851,7 @@ static void objects_lost(scheduler *s, snode *store, outbox *out) {
         }
     }
     for (size_t i = 0; i < rearm.n; i++) task_rearm(s, rearm.items[i], "its result was lost with its object store", out);
+    tasks_release_held(s, true, out);
     if (sw.objs.n > 0)
         lm_warn("object store %s: %zu objects gone with it: %zu read from a copy, %zu being rebuilt", store->addr,
                 sw.objs.n, moved, rearm.n);
@@ -1061,10 +1113,12 @@ static void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, co
  * placed here), or a task a restarted scheduler has not seen again yet. Its
  * result object appears (or a placeholder a task waits on settles); a
  * task's failure is left to its re-run. */
-static void unplaced_result(scheduler *s, const Lumen__TaskResult *r, lm_id task, outbox *out, ptr_vec *deletes) {
+static void unplaced_result(scheduler *s, lm_id node, const Lumen__TaskResult *r, lm_id task, outbox *out,
+                            ptr_vec *deletes) {
     lm_id job, actor;
     bool is_call = id_field(r->actor_id, &actor);
     lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
+    if (code == LUMEN_OK && id_field(r->created_actor_id, &actor)) actors_reported_up(s, actor, r->incarnation, node, out);
     if (!id_field(r->job_id, &job) || (!is_call && code != LUMEN_OK)) return;
     if (is_call) actors_call_done(s, actor);
     sjob *j = is_call ? lm_idmap_get(s->jobs, job) : sched_job_get(s, job);
@@ -1086,11 +1140,15 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
     if (!id_field(r->task_id, &id)) return;
     stask *t = r->actor_id.len > 0 ? NULL : lm_idmap_get(s->tasks, id);
     if (t == NULL) {
-        unplaced_result(s, r, id, out, deletes);
+        unplaced_result(s, node, r, id, out, deletes);
         return;
     }
-    if (t == NULL || t->phase != TASK_RUNNING) return; /* stale or duplicate report */
     lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
+    if (t->phase != TASK_RUNNING) { /* stale or duplicate report */
+        /* A creation that ran twice across a restart: one copy stays. */
+        if (code == LUMEN_OK && is_actor_creation(t->spec)) actors_created_again(s, t, node, out);
+        return;
+    }
     /* A node declared dead whose task runs again elsewhere: its result is
      * as good as the re-run's (tasks are idempotent), its failure is not. */
     if (!lm_id_equal(node, t->worker) && code != LUMEN_OK) return;
@@ -1107,15 +1165,16 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
         task_rearm(s, t, "an argument was lost and is being rebuilt", out);
         return;
     }
-    /* It could not read an argument: the store holding it may have died
-     * (noticed a moment later, then the object is rebuilt), so it runs
-     * again while retries last. */
-    if (code == LUMEN_OBJECT_LOST && t->attempts <= t->max_retries) {
-        task_retry(s, t, r->status->message, out);
+    /* It could not read an argument, or the worker could not reach its
+     * store: a store may have died (noticed a moment later, then its
+     * objects are rebuilt), so it runs again after a moment while retries
+     * last. */
+    if ((code == LUMEN_OBJECT_LOST || code == LUMEN_UNAVAILABLE) && t->attempts <= t->max_retries) {
+        task_hold(s, t, r->status->message);
         return;
     }
-    if (code == LUMEN_UNAVAILABLE) { /* the worker could not reach a peer (its store): not the task's fault */
-        task_retry(s, t, r->status->message, out);
+    if (code == LUMEN_UNAVAILABLE) {
+        task_retry(s, t, r->status->message, out); /* out of retries: fails saying so */
         return;
     }
     if (code != LUMEN_OK) {
@@ -1125,7 +1184,7 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
     t->phase = TASK_DONE;
     record_task(s, t, LM_TASK_FINISHED, NULL);
     task_unpin_args(s, t, deletes);
-    if (is_actor_creation(t->spec)) actors_created(s, t, lm_ok(), out);
+    if (is_actor_creation(t->spec)) actors_created(s, t, lm_ok(), node, out);
     sobj *o = lm_idmap_get(s->objs, lm_id_for_return(id, 0));
     if (o == NULL) return;
     obj_set_result(s, o, r, t->spec->function, out);
@@ -1133,6 +1192,13 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
 }
 
 static void send_deletes(scheduler *s, ptr_vec *deletes);
+
+/* What a task wrote goes to Redis behind, like its record (the writer holds
+ * it to LM_LIMIT_TASK_LOG_BYTES); a task that wrote nothing costs nothing. */
+static void record_log(scheduler *s, const Lumen__TaskResult *r) {
+    lm_id id;
+    if (r->log.len > 0 && id_field(r->task_id, &id)) sched_writer_task_log(s->writer, id, r->log.data, r->log.len);
+}
 
 static void handle_task_done(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     scheduler *s = ctx;
@@ -1158,6 +1224,7 @@ static void handle_task_done(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     pthread_mutex_unlock(&s->mu);
     sched_outbox_send(&out);
     send_deletes(s, &deletes);
+    for (size_t i = 0; i < req->n_results; i++) record_log(s, req->results[i]);
     Lumen__TaskDoneReply reply = LUMEN__TASK_DONE_REPLY__INIT;
     lm_rpc_reply(call, &reply.base);
 }
@@ -1364,6 +1431,7 @@ static void job_end(scheduler *s, sjob *j, outbox *out) {
             if (*pp == t) {
                 *pp = t->next;
                 if (s->ready_tail == t) s->ready_tail = prev;
+                s->nready--;
             }
         }
         lm_idmap_remove(s->tasks, t->id);
@@ -1486,7 +1554,8 @@ static void *monitor_main(void *arg) {
                 sched_id_push(&dead, n->id);
             }
         }
-        if (dead.n > 0) sched_dispatch(s, &out);
+        tasks_release_held(s, false, &out);
+        sched_dispatch(s, &out);
         actors_expire_waits(s, &out);
         watches_renew(s, &out);
         pthread_mutex_unlock(&s->mu);
@@ -1551,6 +1620,7 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     s->objs = lm_idmap_new();
     s->jobs = lm_idmap_new();
     s->actors = lm_idmap_new();
+    s->actors_reported = lm_idmap_new();
     s->unknown_waiters = lm_idmap_new();
     s->writer = sched_writer_new(redis);
     lm_rpc_method_find(&lumen__worker__descriptor, "RunTasks", &s->run_tasks);
@@ -1617,10 +1687,12 @@ void scheduler_free(scheduler *s) {
         free(n);
     }
     free(s->node_list.items);
+    free(s->held.ids);
     lm_idmap_free(s->tasks);
     lm_idmap_free(s->objs);
     lm_idmap_free(s->jobs);
     lm_idmap_free(s->actors);
+    lm_idmap_free(s->actors_reported);
     lm_idmap_free(s->nodes);
     lm_redis_free(s->redis);
     pthread_mutex_destroy(&s->mu);

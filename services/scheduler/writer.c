@@ -2,12 +2,14 @@
 #include "clock.h"
 #include "writer.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "idmap.h"
+#include "input_limits.h"
 #include "log.h"
 
 #define BATCH_MAX 1024
@@ -15,6 +17,9 @@
 /* Records wait this long for company before a batch is written: one Redis
  * round trip then carries a few milliseconds of work instead of one record. */
 #define COALESCE_MS 2
+/* Bytes of task logs one round trip carries, and the most held in all. */
+#define LOG_BATCH_BYTES (4u << 20)
+#define LOGS_HELD_MAX (64u << 20)
 
 /* A job that ended: its record finished and its objects' records erased,
  * after every record queued before it. */
@@ -32,6 +37,8 @@ typedef struct queue {
     size_t nactors, cap_actors;
     job_end *jobs;
     size_t njobs, cap_jobs;
+    lm_task_log *logs;
+    size_t nlogs, cap_logs;
 } queue;
 
 struct sched_writer {
@@ -45,6 +52,10 @@ struct sched_writer {
     uint64_t signalled_at;    /* `queued` when the writer last took a batch */
     int flushing;             /* callers waiting in sched_writer_flush: no coalescing delay */
     bool stopping;
+    uint64_t log_bytes;       /* of the logs queued or being written */
+    uint64_t logs_dropped;
+    pthread_mutex_t tl_mu;    /* the timeline: the writer thread and readers only */
+    sched_tick timeline[SCHED_TIMELINE_SECS]; /* by second % SCHED_TIMELINE_SECS */
 };
 
 static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
@@ -82,7 +93,15 @@ static void push_job(queue *q, const job_end *j) {
     q->jobs[q->njobs++] = *j;
 }
 
-static size_t queue_len(const queue *q) { return q->ntasks + q->nobjs + q->nactors + q->njobs; }
+static void push_log(queue *q, const lm_task_log *l) {
+    if (q->nlogs == q->cap_logs) {
+        q->cap_logs = q->cap_logs ? 2 * q->cap_logs : 64;
+        q->logs = realloc(q->logs, q->cap_logs * sizeof *q->logs);
+    }
+    q->logs[q->nlogs++] = *l;
+}
+
+static size_t queue_len(const queue *q) { return q->ntasks + q->nobjs + q->nactors + q->njobs + q->nlogs; }
 
 /* Moves every record of src to the end of dst. */
 static void move_all(queue *dst, queue *src) {
@@ -90,7 +109,8 @@ static void move_all(queue *dst, queue *src) {
     for (size_t i = 0; i < src->nobjs; i++) push_obj(dst, &src->objs[i]);
     for (size_t i = 0; i < src->nactors; i++) push_actor(dst, &src->actors[i]);
     for (size_t i = 0; i < src->njobs; i++) push_job(dst, &src->jobs[i]);
-    src->ntasks = src->nobjs = src->nactors = src->njobs = 0;
+    for (size_t i = 0; i < src->nlogs; i++) push_log(dst, &src->logs[i]);
+    src->ntasks = src->nobjs = src->nactors = src->njobs = src->nlogs = 0;
 }
 
 /* Only the first record of a batch wakes the writer: the rest join it
@@ -130,6 +150,27 @@ void sched_writer_actor(sched_writer *w, const lm_actor_record *rec) {
     pthread_mutex_unlock(&w->mu);
 }
 
+void sched_writer_task_log(sched_writer *w, lm_id task, const void *log, size_t len) {
+    lm_tasklog cut = {0};
+    lm_tasklog_append(&cut, log, len);
+    lm_task_log l = {.id = task};
+    l.data = lm_tasklog_take(&cut, &l.len);
+    if (len > LM_LIMIT_TASK_LOG_BYTES)
+        lm_warn("task %s: a log of %zu bytes cut to %d", lm_id_str(task).s, len, LM_LIMIT_TASK_LOG_BYTES);
+    pthread_mutex_lock(&w->mu);
+    bool keep = l.data != NULL && w->log_bytes + l.len <= LOGS_HELD_MAX;
+    if (keep) {
+        w->log_bytes += l.len;
+        push_log(&w->pending, &l);
+        record_queued(w);
+    } else if (l.data != NULL && w->logs_dropped++ % 1000 == 0) {
+        lm_warn("task logs held for Redis exceed %u bytes: %" PRIu64 " dropped so far", LOGS_HELD_MAX,
+                w->logs_dropped);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (!keep) free((void *)l.data);
+}
+
 void sched_writer_job_end(sched_writer *w, lm_id job, uint64_t tasks) {
     job_end j = {job, tasks};
     pthread_mutex_lock(&w->mu);
@@ -154,11 +195,14 @@ static void drop_actor(void *rec) {
     free((char *)a->error);
 }
 
+static void drop_log(void *rec) { free((void *)((lm_task_log *)rec)->data); }
+
 static void queue_clear(queue *q) {
     for (size_t i = 0; i < q->ntasks; i++) drop_task(&q->tasks[i]);
     for (size_t i = 0; i < q->nobjs; i++) drop_obj(&q->objs[i]);
     for (size_t i = 0; i < q->nactors; i++) drop_actor(&q->actors[i]);
-    q->ntasks = q->nobjs = q->nactors = q->njobs = 0;
+    for (size_t i = 0; i < q->nlogs; i++) drop_log(&q->logs[i]);
+    q->ntasks = q->nobjs = q->nactors = q->njobs = q->nlogs = 0;
 }
 
 static void queue_free(queue *q) {
@@ -167,6 +211,7 @@ static void queue_free(queue *q) {
     free(q->objs);
     free(q->actors);
     free(q->jobs);
+    free(q->logs);
 }
 
 /* Keeps only the last record of each id among n records of `size` bytes
@@ -204,6 +249,48 @@ static void keep_latest(queue *q, lm_idmap *seen) {
     q->ntasks = keep_latest_of(q->tasks, q->ntasks, sizeof *q->tasks, drop_task, seen);
     q->nobjs = keep_latest_of(q->objs, q->nobjs, sizeof *q->objs, drop_obj, seen);
     q->nactors = keep_latest_of(q->actors, q->nactors, sizeof *q->actors, drop_actor, seen);
+    q->nlogs = keep_latest_of(q->logs, q->nlogs, sizeof *q->logs, drop_log, seen);
+}
+
+static uint64_t logs_bytes(const queue *q) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < q->nlogs; i++) n += q->logs[i].len;
+    return n;
+}
+
+static sched_tick *tick_at(sched_writer *w, uint64_t ms) {
+    uint64_t sec = ms / 1000;
+    sched_tick *t = &w->timeline[sec % SCHED_TIMELINE_SECS];
+    if (t->sec != sec) *t = (sched_tick){.sec = sec};
+    return t;
+}
+
+/* Every task record is an event (submitted, finished, failed): counted
+ * before keep_latest drops the ones a later record supersedes. */
+static void timeline_count(sched_writer *w, const queue *q) {
+    pthread_mutex_lock(&w->tl_mu);
+    for (size_t i = 0; i < q->ntasks; i++) {
+        const lm_task_record *t = &q->tasks[i];
+        if (t->state == LM_TASK_PENDING) tick_at(w, t->submitted_ms ? t->submitted_ms : lm_wall_ms())->submitted++;
+        else if (t->state == LM_TASK_FINISHED) tick_at(w, t->finished_ms)->finished++;
+        else if (t->state == LM_TASK_FAILED) tick_at(w, t->finished_ms)->failed++;
+    }
+    pthread_mutex_unlock(&w->tl_mu);
+}
+
+void sched_writer_stats(sched_writer *w, uint64_t *queued, uint64_t *written, sched_tick *timeline) {
+    pthread_mutex_lock(&w->mu);
+    *queued = w->queued;
+    *written = w->written;
+    pthread_mutex_unlock(&w->mu);
+    uint64_t now = lm_wall_ms() / 1000;
+    pthread_mutex_lock(&w->tl_mu);
+    for (size_t i = 0; i < SCHED_TIMELINE_SECS; i++) {
+        uint64_t sec = now - (SCHED_TIMELINE_SECS - 1) + i;
+        const sched_tick *t = &w->timeline[sec % SCHED_TIMELINE_SECS];
+        timeline[i] = t->sec == sec ? *t : (sched_tick){.sec = sec};
+    }
+    pthread_mutex_unlock(&w->tl_mu);
 }
 
 static lumen_status write_batch(sched_writer *w, queue *q) {
@@ -217,6 +304,12 @@ static lumen_status write_batch(sched_writer *w, queue *q) {
         st = lm_redis_objs_put(w->redis, q->objs + i, n);
     }
     if (LM_IS_OK(st) && q->nactors > 0) st = lm_redis_actors_put(w->redis, q->actors, q->nactors);
+    for (size_t i = 0, n; LM_IS_OK(st) && i < q->nlogs; i += n) { /* a few MiB per round trip */
+        uint64_t bytes = 0;
+        for (n = 0; i + n < q->nlogs && n < BATCH_MAX && (n == 0 || bytes < LOG_BATCH_BYTES); n++)
+            bytes += q->logs[i + n].len;
+        st = lm_redis_task_logs_put(w->redis, q->logs + i, n);
+    }
     /* Last: a job's objects are erased after their records landed. Both
      * writes set values, so a batch that failed halfway is simply redone. */
     for (size_t i = 0; LM_IS_OK(st) && i < q->njobs; i++) {
@@ -246,11 +339,14 @@ static void *writer_main(void *arg) {
         queue tmp = batch;
         batch = w->pending;
         w->pending = tmp;
-        uint64_t count = queue_len(&batch);
+        uint64_t count = queue_len(&batch), held = logs_bytes(&batch);
         pthread_mutex_unlock(&w->mu);
+        timeline_count(w, &batch);
         keep_latest(&batch, seen);
+        uint64_t kept = logs_bytes(&batch);
         lumen_status st = write_batch(w, &batch);
         pthread_mutex_lock(&w->mu);
+        w->log_bytes -= held - kept; /* logs a later one of the same task replaced */
         if (!LM_IS_OK(st)) {
             /* Keep the batch: it goes back in front of what came since. */
             lm_warn("redis write-behind failed (%s); retrying", st.msg);
@@ -264,6 +360,7 @@ static void *writer_main(void *arg) {
         }
         queue_clear(&batch);
         w->written += count;
+        w->log_bytes -= kept;
         pthread_cond_broadcast(&w->drained);
     }
     pthread_mutex_unlock(&w->mu);
@@ -278,6 +375,7 @@ sched_writer *sched_writer_new(lm_redis *r) {
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
     pthread_cond_init(&w->drained, NULL);
+    pthread_mutex_init(&w->tl_mu, NULL);
     pthread_create(&w->thread, NULL, writer_main, w);
     return w;
 }
@@ -311,5 +409,6 @@ void sched_writer_free(sched_writer *w) {
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cond);
     pthread_cond_destroy(&w->drained);
+    pthread_mutex_destroy(&w->tl_mu);
     free(w);
 }

@@ -8,6 +8,7 @@
 #define LM_SCHED_WRITER_H
 
 #include "redis_state.h"
+#include "scheduler.h"
 
 typedef struct sched_writer sched_writer;
 
@@ -19,6 +20,11 @@ void sched_writer_task(sched_writer *w, const lm_task_record *rec);
 void sched_writer_obj(sched_writer *w, const lm_obj_record *rec);
 void sched_writer_actor(sched_writer *w, const lm_actor_record *rec);
 
+/* Queues what a task wrote (copied, cut to LM_LIMIT_TASK_LOG_BYTES) for
+ * <p>task:<id>:log. Logs queued past a bound (Redis down a long time) are
+ * dropped with a warning rather than held. */
+void sched_writer_task_log(sched_writer *w, lm_id task, const void *log, size_t len);
+
 /* Queues a job's end: its record is finished and its objects' records are
  * erased once everything queued before is written (never on the caller's
  * thread, so a Redis that is down holds up nobody). */
@@ -26,6 +32,11 @@ void sched_writer_job_end(sched_writer *w, lm_id job, uint64_t tasks);
 
 /* Waits (up to timeout_ms) until everything queued so far is written. */
 bool sched_writer_flush(sched_writer *w, int64_t timeout_ms);
+
+/* What the dashboard shows of it: records queued and written so far, and
+ * per second (wall clock, the last SCHED_TIMELINE_SECS, oldest first) the
+ * tasks submitted, finished and failed as their records passed by. */
+void sched_writer_stats(sched_writer *w, uint64_t *queued, uint64_t *written, sched_tick *timeline);
 
 /* Writes what is queued (bounded wait), then stops. NULL-safe. */
 void sched_writer_free(sched_writer *w);

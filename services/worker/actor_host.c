@@ -221,8 +221,12 @@ static void exec(hosted_actor *a, lm_exec_kind kind, const Lumen__TaskSpec *spec
         char h[LM_ID_HEX_LEN + 1];
         snprintf(a->cause, sizeof a->cause, "%s", LM_IS_OK(res->status) ? "its process ended" : res->status.msg);
         *gone = lm_status(LUMEN_ACTOR_DIED, "actor %s (%s) died: %s", hex(a->id, h), a->class_name, a->cause);
+        size_t log_len;
+        char *log = lm_exec_result_take_log(res, &log_len); /* what it wrote before it died */
         lm_exec_result_free(res);
         res->status = *gone;
+        res->log = log;
+        res->log_len = log_len;
     }
 }
 
@@ -252,10 +256,7 @@ static bool run_call(hosted_actor *a, Lumen__TaskSpec *spec, lumen_status *gone,
     }
     lm_exec_result res;
     exec(a, LM_EXEC_ACTOR_CALL, spec, task, NULL, gone, &res);
-    st = res.status;
-    if (LM_IS_OK(st)) st = worker_keep_result(w, spec, task, &res, r);
-    lm_exec_result_free(&res);
-    r->status = st;
+    r->status = st = worker_finish_run(w, spec, task, &res, r);
     if (!LM_IS_OK(st)) {
         free(r->inline_data);
         r->inline_data = NULL;
@@ -284,6 +285,8 @@ static report *report_dup(const report *r) {
     if (copy == NULL) return NULL;
     *copy = *r;
     copy->next = NULL;
+    copy->log = NULL; /* the scheduler's, not the caller's */
+    copy->log_len = 0;
     if (r->inline_data != NULL && (copy->inline_data = malloc(r->inline_len ? r->inline_len : 1)) == NULL) {
         free(copy);
         return NULL;
@@ -410,11 +413,19 @@ static bool already_hosted(lm_worker *w, const Lumen__TaskSpec *spec) {
     return same;
 }
 
+/* A creation's report names the actor and incarnation now hosted here: a
+ * scheduler that restarted may not know which task that was. */
+static void report_created(report *r, const Lumen__TaskSpec *spec) {
+    if (LM_IS_OK(r->status) && lm_id_from_bytes(spec->actor_id.data, spec->actor_id.len, &r->created))
+        r->incarnation = spec->incarnation;
+}
+
 void actor_host_create(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, report *r) {
     if (already_hosted(w, spec)) { /* done already: the same (empty) result again */
         r->inline_data = malloc(1);
         r->inline_len = 0;
         r->status = r->inline_data ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        report_created(r, spec);
         return;
     }
     hosted_actor *a = calloc(1, sizeof *a);
@@ -444,15 +455,14 @@ void actor_host_create(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, re
         lumen_status ignored = lm_ok();
         lm_exec_result res;
         exec(a, LM_EXEC_ACTOR_NEW, spec, task, lib, &ignored, &res);
-        st = res.status;
-        if (LM_IS_OK(st)) st = worker_keep_result(w, spec, task, &res, r); /* empty: the actor is up */
-        lm_exec_result_free(&res);
+        st = worker_finish_run(w, spec, task, &res, r); /* an empty result: the actor is up */
     }
     free(lib);
     if (LM_IS_OK(st)) st = start_actor(a);
     r->status = st;
     char h[LM_ID_HEX_LEN + 1];
     if (LM_IS_OK(st)) {
+        report_created(r, spec);
         lm_info("actor %s (%s) started, incarnation %u", hex(a->id, h), a->class_name, a->incarnation);
     } else {
         actor_free(a);

@@ -1,7 +1,7 @@
 /*
  * executor.c - lumen-executor: runs user functions for one worker slot.
  *
- *   lumen-executor --fd N [--library-path DIRS]
+ *   lumen-executor --fd N [--log-fd M] [--library-path DIRS]
  *
  * Spawned by lumen-worker with one end of a socketpair as fd N. Loads every
  * .so of the library path (their constructors register functions and actor
@@ -13,6 +13,13 @@
  * this process so that a crash, a leak or an endless loop costs only this
  * process: the worker turns its death into the task's error and spawns a new
  * one. Links protobuf-c, never gRPC.
+ *
+ * Task logs: once its libraries are loaded, the executor's stdout and
+ * stderr become the pipe at fd M, which the worker reads as the running
+ * task's log (executor_pool.h). stdout is line-buffered and every stream is
+ * flushed before a reply, so a task's output is in the pipe before its
+ * reply is on the socket; a crash still writes the line stdout held. The
+ * executor's own messages keep the stderr it was started with.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -74,6 +81,8 @@ static size_t nloaded;
 static void **handles;
 static int sock = -1;
 static atomic_bool task_running;
+/* The stderr the worker gave us: the executor's own messages, never a task's log. */
+static int diag_fd = STDERR_FILENO;
 
 /* While a memory-limited task runs: the frame the crash handler sends when
  * the process dies of a failed allocation. */
@@ -270,20 +279,41 @@ static uint64_t address_space_bytes(void) {
     return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* The unfinished line stdout holds joins the task's log before the process
+ * dies. Read from glibc's FILE without stdio's lock, which the crashing
+ * thread may hold: a handler must not wait for it. */
+static void salvage_stdout(void) {
+#ifdef __GLIBC__
+    const char *base = stdout->_IO_write_base, *end = stdout->_IO_write_ptr;
+    if (base != NULL && end > base && end - base <= (1 << 20))
+        if (write(STDOUT_FILENO, base, (size_t)(end - base)) < 0) return;
+#endif
+}
+
+/* Every crash: stdout's last line is saved; under a memory limit, a death
+ * by a failed allocation is reported first (oom_frame). */
 static void on_crash(int sig) {
     int saved = errno;
     if (oom_frame != NULL && saved == ENOMEM) lm_frame_send_raw(sock, oom_frame, oom_frame_len);
     signal(sig, SIG_DFL);
+    salvage_stdout();
     raise(sig);
 }
 
-static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGABRT};
-#define NCRASH (sizeof crash_signals / sizeof crash_signals[0])
+static void crash_handlers_install(void) {
+    static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
+        sigaction(crash_signals[i], &sa, NULL);
+}
 
 typedef struct limit_state {
     bool active;
     struct rlimit old;
-    struct sigaction old_actions[NCRASH];
 } limit_state;
 
 /*
@@ -304,12 +334,6 @@ static void limit_begin(limit_state *ls, uint64_t limit, const char *fn) {
     reply.fatal = true;
     oom_frame = lm_frame_encode(&reply.base, &oom_frame_len);
     free(reply.message);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_crash;
-    sa.sa_flags = SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < NCRASH; i++) sigaction(crash_signals[i], &sa, &ls->old_actions[i]);
 
     struct rlimit rl = {.rlim_cur = cap, .rlim_max = ls->old.rlim_max};
     setrlimit(RLIMIT_AS, &rl);
@@ -319,7 +343,6 @@ static void limit_begin(limit_state *ls, uint64_t limit, const char *fn) {
 static void limit_end(limit_state *ls) {
     if (!ls->active) return;
     setrlimit(RLIMIT_AS, &ls->old);
-    for (size_t i = 0; i < NCRASH; i++) sigaction(crash_signals[i], &ls->old_actions[i], NULL);
     free(oom_frame);
     oom_frame = NULL;
 }
@@ -475,7 +498,7 @@ static outcome run(const Lumen__ExecRequest *req, int args_fd) {
     int rc = invoke(&t, &ctx, args, nargs, &o.result);
     int after = errno;
     limit_end(&ls);
-    fflush(NULL); /* what the function printed reaches the worker's log now */
+    fflush(NULL); /* what the function printed joins its log before the reply goes */
 
     bool oom = ls.active && (ctx.fail_errno == ENOMEM || (ctx.error == NULL && after == ENOMEM));
     if (rc != 0 && oom) {
@@ -578,8 +601,35 @@ static void *watch_worker(void *arg) {
     return NULL;
 }
 
+/* stdout and stderr become the pipe log_fd (-1: left alone); libraries
+ * loaded before printed to the worker's log. */
+static void capture_output(int log_fd) {
+    if (log_fd < 0) return;
+    fflush(NULL);
+    diag_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (diag_fd < 0 || dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0) {
+        fprintf(stderr, "lumen-executor: task output stays in the worker's log: %s\n", strerror(errno));
+        if (diag_fd >= 0) close(diag_fd);
+        diag_fd = STDERR_FILENO;
+    }
+    close(log_fd);
+    /* Not a terminal, so stdio would hold 4 KiB: a line is in the log once written. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+/* Back to the worker's stderr: an actor's destructor and the sanitizers'
+ * reports at exit belong to no task. */
+static void release_output(void) {
+    if (diag_fd == STDERR_FILENO) return;
+    fflush(NULL);
+    dup2(diag_fd, STDOUT_FILENO);
+    dup2(diag_fd, STDERR_FILENO);
+    close(diag_fd);
+    diag_fd = STDERR_FILENO;
+}
+
 static void usage(void) {
-    fputs("usage: lumen-executor --fd N [--library-path DIR[:DIR...]]\n"
+    fputs("usage: lumen-executor --fd N [--log-fd M] [--library-path DIR[:DIR...]]\n"
           "Started by lumen-worker; runs one task at a time for it.\n",
           stderr);
 }
@@ -602,8 +652,10 @@ static void free_all(void) {
 
 int main(int argc, char **argv) {
     const char *library_path = "";
+    int log_fd = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--fd") == 0 && i + 1 < argc) sock = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--log-fd") == 0 && i + 1 < argc) log_fd = atoi(argv[++i]);
         else if (strcmp(argv[i], "--library-path") == 0 && i + 1 < argc) library_path = argv[++i];
         else {
             usage();
@@ -619,6 +671,8 @@ int main(int argc, char **argv) {
     sigaltstack(&ss, NULL);
 
     load_path(library_path);
+    capture_output(log_fd);
+    crash_handlers_install();
     pthread_t watcher;
     if (pthread_create(&watcher, NULL, watch_worker, NULL) == 0) pthread_detach(watcher);
 
@@ -629,7 +683,7 @@ int main(int argc, char **argv) {
         int rc = lm_frame_recv(sock, &lumen__exec_request__descriptor, &msg, fds, LM_FRAME_MAX_FDS, &nfds);
         if (rc == -EPIPE) break; /* the worker closed: done */
         if (rc != 0) {
-            fprintf(stderr, "lumen-executor: reading a request: %s\n", strerror(-rc));
+            dprintf(diag_fd, "lumen-executor: reading a request: %s\n", strerror(-rc));
             break;
         }
         atomic_store(&task_running, true);
@@ -639,10 +693,11 @@ int main(int argc, char **argv) {
         protobuf_c_message_free_unpacked(msg, NULL);
         rc = send_outcome(&o);
         if (rc != 0) {
-            if (rc != -EPIPE) fprintf(stderr, "lumen-executor: sending a reply: %s\n", strerror(-rc));
+            if (rc != -EPIPE) dprintf(diag_fd, "lumen-executor: sending a reply: %s\n", strerror(-rc));
             break;
         }
     }
+    release_output();
     free_all();
     return 0;
 }

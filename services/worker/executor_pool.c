@@ -22,19 +22,24 @@
 #include "executor.pb-c.h"
 #include "frame.h"
 #include "log.h"
+#include "tasklog.h"
 
 extern char **environ;
 
 /* Arguments totalling more than this travel in a memfd. */
 #define ARGS_FD_THRESHOLD (64u << 10)
-/* The fd number an executor finds its socket at. */
+/* The fd numbers an executor finds its socket and its output pipe at. */
 #define EXECUTOR_FD 3
+#define EXECUTOR_LOG_FD 4
+/* One read of an output pipe (half its default capacity), on the stack. */
+#define LOG_READ_BYTES (32u << 10)
 /* How long an idle executor gets to exit after its socket closes. */
 #define EXIT_GRACE_MS 2000
 
 typedef struct executor {
     pid_t pid;     /* 0: not running (being respawned, or spawn failed) */
     int sock;      /* the worker's end; -1 with pid 0 */
+    int log_fd;    /* read end of its stdout/stderr pipe (non-blocking); -1 with pid 0 */
     bool busy;
     bool holding;   /* busy only because a result maps its result memfd */
     bool cancelled; /* the running task was cancelled (its kill is ours) */
@@ -53,23 +58,40 @@ struct lm_exec_pool {
     unsigned spawns;
 };
 
-/* Starts an executor for e (pid and sock). */
+/* The child's copy of fd, above the numbers it is given at, so dup2
+ * always makes a fresh fd without close-on-exec (dup2 of an fd onto itself
+ * would keep the flag); fd is closed. */
+static int child_fd(int fd) {
+    int child = fcntl(fd, F_DUPFD_CLOEXEC, EXECUTOR_LOG_FD + 1);
+    close(fd);
+    return child;
+}
+
+/* Starts an executor for e (pid, sock and log_fd). */
 static lumen_status spawn(lm_exec_pool *p, executor *e) {
-    int sv[2];
+    int sv[2], out[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return lm_status_errno(LUMEN_INTERNAL, errno, "socketpair");
-    /* Above the target number, so dup2 always makes a fresh fd without
-     * close-on-exec (dup2 of an fd onto itself would keep the flag). */
-    int child = fcntl(sv[1], F_DUPFD_CLOEXEC, EXECUTOR_FD + 1);
-    close(sv[1]);
-    if (child < 0) {
+    if (pipe2(out, O_CLOEXEC | O_NONBLOCK) != 0) {
         close(sv[0]);
-        return lm_status_errno(LUMEN_INTERNAL, errno, "fcntl(F_DUPFD_CLOEXEC)");
+        close(sv[1]);
+        return lm_status_errno(LUMEN_INTERNAL, errno, "pipe2");
+    }
+    int child = child_fd(sv[1]), log_child = child_fd(out[1]);
+    /* Only our end is non-blocking: a task that writes faster than we read waits. */
+    if (child < 0 || log_child < 0 || fcntl(log_child, F_SETFL, 0) != 0) {
+        lumen_status st = lm_status_errno(LUMEN_INTERNAL, errno, "fcntl");
+        close(sv[0]);
+        close(out[0]);
+        if (child >= 0) close(child);
+        if (log_child >= 0) close(log_child);
+        return st;
     }
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, child, EXECUTOR_FD);
+    posix_spawn_file_actions_adddup2(&fa, log_child, EXECUTOR_LOG_FD);
     posix_spawnattr_init(&attr);
     /* The worker blocks SIGTERM/SIGINT and ignores SIGPIPE: the executor
      * starts with the defaults instead. */
@@ -79,34 +101,63 @@ static lumen_status spawn(lm_exec_pool *p, executor *e) {
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    char fdarg[16];
+    char fdarg[16], logarg[16];
     snprintf(fdarg, sizeof fdarg, "%d", EXECUTOR_FD);
-    char *argv[] = {p->exe, "--fd", fdarg, "--library-path", p->library_path, NULL};
+    snprintf(logarg, sizeof logarg, "%d", EXECUTOR_LOG_FD);
+    char *argv[] = {p->exe, "--fd", fdarg, "--log-fd", logarg, "--library-path", p->library_path, NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, p->exe, &fa, &attr, argv, p->env);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     close(child);
+    close(log_child);
     if (rc != 0) {
         close(sv[0]);
+        close(out[0]);
         return lm_status_errno(LUMEN_INTERNAL, rc, p->exe);
     }
     pthread_mutex_lock(&p->mu);
     e->pid = pid;
     e->sock = sv[0];
+    e->log_fd = out[0];
     p->spawns++;
     pthread_mutex_unlock(&p->mu);
     return lm_ok();
 }
 
+/* Reads e's output pipe into log (NULL: our own log, as no task's) until
+ * it is empty; false at its end (no process writes to it any more). */
+static bool drain_log(int fd, lm_tasklog *log) {
+    char buf[LOG_READ_BYTES];
+    lm_tasklog stray = {0};
+    lm_tasklog *into = log ? log : &stray;
+    bool open = true;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            open = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+            break;
+        }
+        lm_tasklog_append(into, buf, (size_t)n);
+        if ((size_t)n < sizeof buf) break; /* empty now; more is seen by the next poll */
+    }
+    if (log == NULL && stray.len > 0)
+        lm_info("an executor wrote between tasks (%zu bytes): %.*s", stray.len + (size_t)stray.dropped,
+                (int)(stray.len > 1024 ? 1024 : stray.len), stray.data);
+    lm_tasklog_fini(&stray);
+    return open;
+}
+
 /* Takes e's process out of the pool and reaps it (after killing it when
- * `kill_it`); returns its wait status. */
-static int retire(lm_exec_pool *p, executor *e, bool kill_it) {
+ * `kill_it`); what it wrote until it died goes to log (NULL: dropped).
+ * Returns its wait status. */
+static int retire(lm_exec_pool *p, executor *e, bool kill_it, lm_tasklog *log) {
     pthread_mutex_lock(&p->mu);
     pid_t pid = e->pid;
-    int sock = e->sock;
+    int sock = e->sock, log_fd = e->log_fd;
     e->pid = 0;
-    e->sock = -1;
+    e->sock = e->log_fd = -1;
     pthread_mutex_unlock(&p->mu);
     int status = 0;
     if (pid <= 0) return 0;
@@ -114,6 +165,8 @@ static int retire(lm_exec_pool *p, executor *e, bool kill_it) {
     close(sock);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    if (log != NULL) drain_log(log_fd, log);
+    close(log_fd);
     return status;
 }
 
@@ -177,7 +230,7 @@ lumen_status lm_exec_pool_new(const lm_exec_pool_opts *opts, lm_exec_pool **out)
     lumen_status st = p->exe && p->library_path && p->env && p->ex ? lm_ok()
                                                          : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     for (int i = 0; p->ex != NULL && i < p->slots; i++) {
-        p->ex[i].sock = -1;
+        p->ex[i].sock = p->ex[i].log_fd = -1;
         lm_shmbuf_init(&p->ex[i].args, "lumen-args");
     }
     for (int i = 0; LM_IS_OK(st) && i < p->slots; i++) st = spawn(p, &p->ex[i]);
@@ -205,7 +258,16 @@ void lm_exec_result_free(lm_exec_result *r) {
     if (r->mapped_len_ > 0) munmap(r->owned_, r->mapped_len_);
     else free(r->owned_);
     if (r->held_ != NULL) release(r->pool_, r->held_);
+    free(r->log);
     memset(r, 0, sizeof *r);
+}
+
+char *lm_exec_result_take_log(lm_exec_result *r, size_t *len) {
+    char *log = r->log;
+    *len = r->log_len;
+    r->log = NULL;
+    r->log_len = 0;
+    return log;
 }
 
 static void fail(lm_exec_result *out, lumen_code code, const char *fmt, ...) LM_PRINTF(3, 4);
@@ -326,10 +388,13 @@ static int send_task(executor *e, const lm_exec_task *t, int args_fd) {
     return rc;
 }
 
-/* True when e's process has gone (its socket hung up while idle). */
+/* True when e's process has gone (its socket hung up while idle). What it
+ * wrote while idle goes to our log, found by the same poll. */
 static bool hung_up(const executor *e) {
-    struct pollfd pf = {.fd = e->sock, .events = POLLIN};
-    return poll(&pf, 1, 0) > 0 && (pf.revents & (POLLHUP | POLLERR | POLLIN));
+    struct pollfd pf[2] = {{.fd = e->sock, .events = POLLIN}, {.fd = e->log_fd, .events = POLLIN}};
+    if (poll(pf, 2, 0) <= 0) return false;
+    if (pf[1].revents & POLLIN) drain_log(e->log_fd, NULL);
+    return pf[0].revents & (POLLHUP | POLLERR | POLLIN);
 }
 
 /* Turns the wait status of an executor that died during a task into the
@@ -349,25 +414,29 @@ static void died(const lm_exec_task *t, int status, lm_exec_result *out) {
     }
 }
 
-/* Waits for e's reply within the task's time limit. */
-static void await_reply(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_exec_result *out) {
+/* Waits for e's reply within the task's time limit, reading what the task
+ * writes into log meanwhile. */
+static void await_reply(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_exec_result *out, lm_tasklog *log) {
     int64_t deadline = t->timeout_ms > 0 ? (int64_t)lm_mono_ms() + t->timeout_ms : 0;
+    /* The pipe is left out once it ends (the task closed stdout and stderr). */
+    struct pollfd pf[2] = {{.fd = e->sock, .events = POLLIN}, {.fd = e->log_fd, .events = POLLIN}};
     for (;;) {
         int wait_ms = -1;
         if (deadline) {
             int64_t left = deadline - (int64_t)lm_mono_ms();
             wait_ms = left <= 0 ? 0 : left > 1000000 ? 1000000 : (int)left;
         }
-        struct pollfd pf = {.fd = e->sock, .events = POLLIN};
-        int n = poll(&pf, 1, wait_ms);
+        int n = poll(pf, 2, wait_ms);
         if (n < 0 && errno == EINTR) continue;
         if (n == 0 && deadline && (int64_t)lm_mono_ms() >= deadline) {
-            retire(p, e, true);
+            retire(p, e, true, log);
             fail(out, LUMEN_DEADLINE_EXCEEDED, "%s timed out after %lld ms", t->function,
                  (long long)t->timeout_ms);
             return;
         }
-        if (n > 0) break;
+        /* Written before the reply, so found by the poll that finds the reply. */
+        if (n > 0 && pf[1].revents && !drain_log(e->log_fd, log)) pf[1].fd = -1;
+        if (n > 0 && pf[0].revents) break;
     }
     ProtobufCMessage *msg = NULL;
     int fds[LM_FRAME_MAX_FDS];
@@ -376,13 +445,13 @@ static void await_reply(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_
     if (rc == 0) {
         const Lumen__ExecReply *reply = (const Lumen__ExecReply *)msg;
         take_reply(reply, nfds > 0 ? fds[0] : -1, out);
-        if (reply->fatal) retire(p, e, true); /* sent by its crash handler: it is dying */
+        if (reply->fatal) retire(p, e, true, log); /* sent by its crash handler: it is dying */
         for (size_t i = 0; i < nfds; i++) close(fds[i]);
         protobuf_c_message_free_unpacked(msg, NULL);
         return;
     }
     bool kill_it = rc != -EPIPE && rc != -ECONNRESET; /* garbage from a live executor */
-    int status = retire(p, e, kill_it);
+    int status = retire(p, e, kill_it, log);
     pthread_mutex_lock(&p->mu);
     bool cancelled = e->cancelled, stop = p->stopping;
     pthread_mutex_unlock(&p->mu);
@@ -394,6 +463,7 @@ static void await_reply(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_
 
 /* Runs t on e, which is ours (busy). */
 static void run_on(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_exec_result *out) {
+    lm_tasklog log = {0};
     lumen_status st = lm_ok();
     int args_fd = args_memfd(e, t, &st); /* not ours to close */
     if (!LM_IS_OK(st)) {
@@ -407,7 +477,7 @@ static void run_on(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_exec_
             fail(out, LUMEN_WORKER_DIED, "the worker is stopping");
             break;
         }
-        if (e->pid > 0 && hung_up(e)) retire(p, e, true);
+        if (e->pid > 0 && hung_up(e)) retire(p, e, true, NULL);
         if (e->pid <= 0) st = spawn(p, e);
         if (!LM_IS_OK(st)) {
             fail(out, LUMEN_INTERNAL, "cannot start an executor: %s", st.msg);
@@ -415,16 +485,17 @@ static void run_on(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_exec_
         }
         int rc = send_task(e, t, args_fd);
         if (rc == 0) {
-            await_reply(p, e, t, out);
+            await_reply(p, e, t, out, &log);
             break;
         }
-        retire(p, e, true);
+        retire(p, e, true, NULL);
         if (attempt == 1) {
             fail(out, LUMEN_INTERNAL, "cannot send the task to an executor: %s", strerror(-rc));
             break;
         }
     }
     if (e->pid <= 0) respawn(p, e); /* now, so it loads its libraries while idle */
+    out->log = lm_tasklog_take(&log, &out->log_len);
 }
 
 void lm_exec_pool_run(lm_exec_pool *p, const lm_exec_task *t, lm_exec_result *out) {
@@ -506,18 +577,23 @@ static void stop_idle(executor *e) {
     close(e->sock);
     e->sock = -1;
     int status;
-    for (int waited = 0; waited < EXIT_GRACE_MS; waited += 10) {
+    bool exited = false;
+    for (int waited = 0; waited < EXIT_GRACE_MS && !exited; waited += 10) {
         pid_t r = waitpid(e->pid, &status, WNOHANG);
-        if (r == e->pid || (r < 0 && errno != EINTR)) {
-            e->pid = 0;
-            return;
-        }
+        exited = r == e->pid || (r < 0 && errno != EINTR);
         struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
+        if (!exited) nanosleep(&ts, NULL);
     }
-    kill(e->pid, SIGKILL);
-    waitpid(e->pid, &status, 0);
+    if (!exited) {
+        kill(e->pid, SIGKILL);
+        waitpid(e->pid, &status, 0);
+    }
     e->pid = 0;
+    /* Open until the process is gone: a write to a pipe no one reads would
+     * kill it (SIGPIPE) before its actor's destructor ran. */
+    drain_log(e->log_fd, NULL);
+    close(e->log_fd);
+    e->log_fd = -1;
 }
 
 void lm_exec_pool_free(lm_exec_pool *p) {

@@ -9,6 +9,15 @@
  * task's error ("f crashed: signal 11 (Segmentation fault)") and is
  * respawned at once. Any number of threads may run tasks at the same time;
  * at most `slots` run at once.
+ *
+ * Task logs: an executor's stdout and stderr are one pipe per process, read
+ * while its task runs (in the same poll() as its socket, so a task that
+ * writes nothing costs nothing) into the task's log, bounded (tasklog.h).
+ * The executor flushes stdio after each task and before it replies, so
+ * everything the task and its threads wrote by then is in the pipe when the
+ * reply is; after a crash, a time limit or a kill, what the process wrote
+ * before it died is read too. Output written between tasks (a thread an
+ * earlier task left running) is no task's: it goes to the worker's log.
  */
 #ifndef LM_EXECUTOR_POOL_H
 #define LM_EXECUTOR_POOL_H
@@ -68,6 +77,8 @@ typedef struct lm_exec_result {
     size_t mapped_len_;
     lm_exec_pool *pool_; /* internal: with held_, the executor the mapping holds */
     void *held_;
+    char *log;           /* what the task wrote to stdout and stderr (NULL: nothing), */
+    size_t log_len;      /* at most LM_TASK_LOG_MAX bytes; freed with the result */
 } lm_exec_result;
 
 /* Spawns the executors. Strings in opts are copied. */
@@ -77,6 +88,9 @@ lumen_status lm_exec_pool_new(const lm_exec_pool_opts *opts, lm_exec_pool **out)
 void lm_exec_pool_run(lm_exec_pool *pool, const lm_exec_task *task, lm_exec_result *out);
 
 void lm_exec_result_free(lm_exec_result *r);
+
+/* Hands r's log to the caller (free it), leaving r without one. */
+char *lm_exec_result_take_log(lm_exec_result *r, size_t *len);
 
 /* Kills the executor running task_id (its run ends with CANCELLED);
  * false when no executor runs it. */

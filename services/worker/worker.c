@@ -68,6 +68,7 @@ static void report_free(report *r) {
     while (r != NULL) {
         report *next = r->next;
         free(r->inline_data);
+        free(r->log);
         free(r);
         r = next;
     }
@@ -145,7 +146,7 @@ static report *take_batch(lm_worker *w, size_t *n) {
     size_t bytes = 0;
     *n = 0;
     for (report *r = first; r != NULL && *n < REPORT_MAX_RESULTS; r = r->next) {
-        size_t sz = r->inline_len + strlen(r->status.msg) + 64;
+        size_t sz = r->inline_len + r->log_len + strlen(r->status.msg) + 64;
         if (*n > 0 && bytes + sz > REPORT_MAX_BYTES) break;
         bytes += sz;
         last = r;
@@ -198,6 +199,11 @@ bool worker_results_build(lm_worker *w, report *const *reports, size_t n, result
          * no task for (the task is submitted again by its client). */
         if (!lm_id_is_zero(r->job)) tr->job_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->job.bytes};
         if (!lm_id_is_zero(r->actor)) tr->actor_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->actor.bytes};
+        if (r->log != NULL) tr->log = (ProtobufCBinaryData){r->log_len, (uint8_t *)r->log};
+        if (!lm_id_is_zero(r->created)) {
+            tr->created_actor_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->created.bytes};
+            tr->incarnation = r->incarnation;
+        }
         m->ptrs[i] = tr;
     }
     return true;
@@ -424,6 +430,15 @@ lumen_status worker_keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id
     return lm_ok();
 }
 
+lumen_status worker_finish_run(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, lm_exec_result *res,
+                               report *r) {
+    r->log = lm_exec_result_take_log(res, &r->log_len);
+    lumen_status st = res->status;
+    if (LM_IS_OK(st)) st = worker_keep_result(w, spec, task, res, r);
+    lm_exec_result_free(res);
+    return st;
+}
+
 int64_t worker_timeout_ms(const lm_worker *w, const Lumen__TaskSpec *spec) {
     return spec->timeout_ms ? (int64_t)spec->timeout_ms : w->wc->task_timeout_ms;
 }
@@ -462,9 +477,7 @@ static void run_task(slot *s, const Lumen__TaskSpec *spec, lm_id task, report *r
         };
         lm_exec_result res;
         lm_exec_pool_run(w->pool, &t, &res);
-        st = res.status;
-        if (LM_IS_OK(st)) st = worker_keep_result(w, spec, task, &res, r);
-        lm_exec_result_free(&res);
+        st = worker_finish_run(w, spec, task, &res, r);
     }
     free(args);
     free(lib);

@@ -39,6 +39,10 @@ typedef struct report {
     uint64_t size;
     lm_id job;   /* the result's job */
     lm_id actor; /* actor method calls (not placed by the scheduler): the actor that made it */
+    char *log;      /* what the task wrote (NULL: nothing); for the scheduler only, */
+    size_t log_len; /* never in a caller's ActorCallReply */
+    lm_id created;        /* actor creations: the actor now hosted here ... */
+    uint32_t incarnation; /* ... and which incarnation of it */
     struct report *next;
 } report;
 
@@ -140,6 +144,11 @@ lumen_status worker_ensure_library(lm_worker *w, const Lumen__TaskSpec *spec, ch
 /* Keeps a successful result: inline in r (small) or in our object store. */
 lumen_status worker_keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, const lm_exec_result *res,
                                 report *r);
+
+/* The end of a run: its log goes to r, a successful result is kept
+ * (worker_keep_result), res is freed. Returns the run's status. */
+lumen_status worker_finish_run(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, lm_exec_result *res,
+                               report *r);
 
 /* The spec's run time and memory limits, the worker's defaults filled in. */
 int64_t worker_timeout_ms(const lm_worker *w, const Lumen__TaskSpec *spec);

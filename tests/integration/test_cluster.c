@@ -451,7 +451,8 @@ static void test_connect_errors(void) {
     lumen_client *c = NULL;
     char addr[32];
     snprintf(addr, sizeof addr, "127.0.0.1:%u", lm_test_free_port());
-    lumen_connect_opts opts = {.rpc_timeout_ms = 1000};
+    /* Tried again for connect_timeout_ms, then refused clearly. */
+    lumen_connect_opts opts = {.rpc_timeout_ms = 1000, .connect_timeout_ms = 300};
     lumen_status st = lumen_connect(addr, &opts, &c);
     LM_ASSERT_CODE(st, LUMEN_UNAVAILABLE);
     CU_ASSERT_PTR_NOT_NULL(strstr(st.msg, addr));

@@ -4,9 +4,12 @@
  * word_count on generated corpora against real clusters of 1 and 4 workers,
  * where every cluster method (tasks and actors) must agree with the local
  * count - except the two-round methods (seed, actors) on their documented
- * counterexample (examples/README.md).
+ * counterexample (examples/README.md). On a terminal the programs show a
+ * progress bar on stderr; through a pipe they do not.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pty.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +235,76 @@ static void test_four_workers_and_the_counterexample(void) {
     lm_test_cluster_stop(c);
 }
 
+/* Runs argv with stdout and stderr on a new pseudo-terminal of 100 columns
+ * (terminal) or a pipe, leaving what it wrote in `output`; its exit code. */
+static int run_captured(char *const argv[], bool terminal) {
+    int fd = -1, p[2] = {-1, -1};
+    struct winsize ws = {.ws_row = 24, .ws_col = 100};
+    pid_t pid = terminal ? forkpty(&fd, NULL, NULL, &ws) : pipe(p) == 0 ? fork() : -1;
+    if (pid == 0) {
+        if (!terminal) {
+            dup2(p[1], STDOUT_FILENO);
+            dup2(p[1], STDERR_FILENO);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (!terminal) {
+        close(p[1]);
+        fd = p[0];
+    }
+    size_t len = 0;
+    bool stuck = false;
+    for (struct pollfd pf = {fd, POLLIN, 0}; pid > 0 && len + 1 < sizeof output;) {
+        if ((stuck = poll(&pf, 1, (int)LM_TEST_TIMEOUT(60000)) <= 0)) break;
+        ssize_t n = read(fd, output + len, sizeof output - 1 - len);
+        if (n <= 0) break; /* the end of the pipe; EIO for a terminal whose other side closed */
+        len += (size_t)n;
+    }
+    output[len] = '\0';
+    close(fd);
+    int status = -1;
+    if (pid > 0 && stuck) kill(pid, SIGKILL);
+    if (pid > 0 && waitpid(pid, &status, 0) != pid) status = -1;
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static size_t count_of(const char *hay, const char *needle) {
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++) n++;
+    return n;
+}
+
+/* A bar on a terminal, redrawn in place at most ten times a second and
+ * ended with the wait; nothing of it through a pipe. */
+static void test_progress_bar(void) {
+    lm_test_cluster *c = start_cluster(1);
+    if (c == NULL) return;
+    char *argv[] = {(char *)lm_test_bin("most_frequent_word"), "--address", (char *)lm_test_cluster_scheduler(c),
+                    "--input", corpus, "--chunks", "8", NULL};
+    uint64_t t0 = lm_test_now_us();
+    CU_ASSERT_EQUAL(run_captured(argv, true), 0);
+    uint64_t ms = (lm_test_now_us() - t0) / 1000;
+    fprintf(stderr, "\n  on a terminal (%llu ms):\n%s", (unsigned long long)ms, output);
+    CU_ASSERT_PTR_NOT_NULL(strstr(output, "\rcount ["));
+    CU_ASSERT_PTR_NOT_NULL(strstr(output, "] 9/9 tasks  ")); /* 8 counts and the answer */
+    CU_ASSERT_PTR_NOT_NULL(strstr(output, "/s  "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(output, "\033[K"));
+    CU_ASSERT_TRUE(count_of(output, "\rcount [") <= ms / 100 + 2);
+    /* The two-round method: a bar per round. */
+    char *seed_argv[] = {argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], "3", "--method", "seed", NULL};
+    CU_ASSERT_EQUAL(run_captured(seed_argv, true), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(output, "most_frequent ["));
+    CU_ASSERT_PTR_NOT_NULL(strstr(output, "count_candidates ["));
+
+    CU_ASSERT_EQUAL(run_captured(seed_argv, false), 0);
+    CU_ASSERT_PTR_NULL(strstr(output, " tasks  "));
+    CU_ASSERT_PTR_NULL(strchr(output, '\r'));
+    CU_ASSERT_PTR_NULL(strchr(output, '\033'));
+    CU_ASSERT_PTR_NOT_NULL(strstr(output, "round 1")); /* its other lines still come */
+    lm_test_cluster_stop(c);
+}
+
 int main(void) {
     CU_TestInfo tests[] = {
         {"words, whitespace and ties", test_words_and_ties},
@@ -240,6 +313,7 @@ int main(void) {
         {"local method and bad arguments", test_local_and_bad_args},
         {"1 worker: exact, seed, actors, actors-exact, top-K agree with local", test_one_worker},
         {"4 workers: agree; seed and actors miss the counterexample", test_four_workers_and_the_counterexample},
+        {"a progress bar on a terminal, none through a pipe", test_progress_bar},
         CU_TEST_INFO_NULL,
     };
     return lm_test_main("examples", tests, suite_init, suite_cleanup);

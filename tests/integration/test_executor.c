@@ -164,10 +164,18 @@ static void test_big_payloads(void) {
     free(b);
 }
 
+/* What a task prints is its log; a task that prints nothing has none. */
 static void test_print(void) {
     lm_exec_result r;
     run("test.print", (const char *[]){"from the executor test"}, 1, &r);
     CU_ASSERT_TRUE(result_is(&r, "printed"));
+    const char *want = "test.print stdout: from the executor test\ntest.print stderr: from the executor test\n";
+    CU_ASSERT_TRUE(r.log != NULL && r.log_len == strlen(want) && memcmp(r.log, want, r.log_len) == 0);
+    lm_exec_result_free(&r);
+    run("test.echo", (const char *[]){"quiet"}, 1, &r);
+    CU_ASSERT_TRUE(result_is(&r, "quiet"));
+    CU_ASSERT_PTR_NULL(r.log);
+    CU_ASSERT_EQUAL(r.log_len, 0);
     lm_exec_result_free(&r);
 }
 
@@ -305,7 +313,7 @@ int main(void) {
         {"time limit kills the executor", test_time_limit},
         {"memory limit stops an allocation", test_memory_limit},
         {"big arguments and results via memfd", test_big_payloads},
-        {"a function that prints", test_print},
+        {"a function that prints: its log", test_print},
         {"600 tasks from 6 threads through 2 executors", test_many_tasks},
         {"cancel a running task", test_cancel},
         {"dead executors are replaced", test_idle_death},

@@ -12,6 +12,7 @@
  *   two levels of lineage; objects put there report OBJECT_LOST at once.
  */
 #include <hiredis.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,10 +282,46 @@ static void test_scheduler_killed_and_restarted_mid_job(void) {
     (void)lumen_actor_kill(client, counter);
 }
 
+typedef struct late_client {
+    pthread_t thread;
+    lumen_status st;
+    lumen_client *c;
+} late_client;
+
+static void *connect_main(void *arg) {
+    late_client *lc = arg;
+    lumen_connect_opts opts = {.connect_timeout_ms = LM_TEST_TIMEOUT(20000)};
+    lc->st = lumen_connect(lm_test_cluster_scheduler(cluster), &opts, &lc->c);
+    return NULL;
+}
+
+/* A program started while the scheduler restarts waits for it. */
+static void test_connect_while_scheduler_restarts(void) {
+    CU_ASSERT_EQUAL_FATAL(kill(lm_test_cluster_scheduler_pid(cluster), SIGKILL), 0);
+    late_client lc = {0};
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&lc.thread, NULL, connect_main, &lc), 0);
+    lm_test_sleep_ms(500); /* it finds no one there */
+    LM_ASSERT_OK(lm_test_cluster_restart_scheduler(cluster, SIGKILL));
+    pthread_join(lc.thread, NULL);
+    LM_ASSERT_OK(lc.st);
+    if (lc.c != NULL) {
+        lumen_ref ref;
+        lumen_bytes b = {0};
+        LM_ASSERT_OK(lumen_call(lc.c, "test.add", (lumen_arg[]){lumen_arg_bytes("2", 1), lumen_arg_bytes("3", 1)}, 2,
+                                NULL, &ref));
+        LM_ASSERT_OK(lumen_get(lc.c, ref, LM_TEST_TIMEOUT(30000), &b));
+        CU_ASSERT(b.len == 1 && ((const char *)b.data)[0] == '5');
+        lumen_bytes_free(&b);
+        lumen_close(lc.c);
+    }
+    LM_ASSERT_OK(lm_test_cluster_wait_nodes(cluster, 3, LM_TEST_TIMEOUT(20000)));
+}
+
 int main(void) {
     CU_TestInfo tests[] = {
         {"redis killed and restarted mid-job", test_redis_killed_and_restarted_mid_job},
         {"scheduler killed and restarted mid-job", test_scheduler_killed_and_restarted_mid_job},
+        {"a client connecting while the scheduler restarts waits for it", test_connect_while_scheduler_restarts},
         {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
         {"a node killed with put_replicas 2: puts are read from their copies", test_node_lost_puts_replicated},
         CU_TEST_INFO_NULL,

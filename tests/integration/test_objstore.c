@@ -326,6 +326,12 @@ static void test_release_job(void) {
     CU_ASSERT_TRUE(located(theirs, main_store.node_id));
     LM_ASSERT_OK(lm_objstore_release_job(client, main_store.addr, job, TIMEOUT_MS, &deleted));
     CU_ASSERT_EQUAL(deleted, 0);
+    /* A task of the ended job still running cannot leave a result behind. */
+    lm_id late = lm_id_random();
+    LM_ASSERT_CODE(lm_objstore_put(client, main_store.addr, late, job, "late", 4, TIMEOUT_MS, NULL),
+                   LUMEN_FAILED_PRECONDITION);
+    LM_ASSERT_CODE(lm_objstore_get(client, main_store.addr, late, false, TIMEOUT_MS, &got, &len), LUMEN_NOT_FOUND);
+    put_ok(&main_store, lm_id_random(), other, "other", 5); /* other jobs go on */
 }
 
 /* ---- malformed put streams */

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -172,6 +173,73 @@ static int print(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lum
 }
 LUMEN_REMOTE("test.print", print)
 
+/* ------------------------------------------------------ task logs */
+
+/* test.print_lines(text, n): n numbered lines "<text> line <i>" on stdout
+ * (n * ~40 bytes: past the 64 KiB a log keeps when n is in the thousands). */
+static int print_lines(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    long long n;
+    if (nargs != 2 || !number(&args[1], &n) || n < 0) return lumen_task_fail(ctx, "test.print_lines wants a text and a count");
+    char *s = text(&args[0]);
+    for (long long i = 0; i < n; i++) printf("%s line %06lld of a long output\n", s ? s : "", i);
+    free(s);
+    return reply_str(out, "printed");
+}
+LUMEN_REMOTE("test.print_lines", print_lines)
+
+/* test.print_crash(text): a line on stdout, one on stderr, an unfinished
+ * line on stdout, then SIGSEGV. */
+static int print_crash(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)ctx, (void)out;
+    char *s = nargs ? text(&args[0]) : NULL;
+    printf("before the crash (stdout): %s\n", s ? s : "");
+    fprintf(stderr, "before the crash (stderr): %s\n", s ? s : "");
+    printf("an unfinished line: %s", s ? s : "");
+    free(s);
+    raise(SIGSEGV);
+    return 0;
+}
+LUMEN_REMOTE("test.print_crash", print_crash)
+
+/* "about to <what>: <args[0]>" on stdout, then next(args[1]). */
+static int print_then(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, const char *what,
+                      lumen_remote_fn next, lumen_bytes *out) {
+    if (nargs != 2) return lumen_task_fail(ctx, "wants a text and what to %s", what);
+    char *s = text(&args[0]);
+    printf("about to %s: %s\n", what, s ? s : "");
+    free(s);
+    return next(ctx, &args[1], 1, out);
+}
+
+/* test.print_sleep(text, ms): a line on stdout, then sleeps (into its time limit). */
+static int print_sleep(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    return print_then(ctx, args, nargs, "sleep", do_sleep, out);
+}
+LUMEN_REMOTE("test.print_sleep", print_sleep)
+
+/* test.print_alloc(text, mib): a line on stdout, then test.alloc(mib) (into its memory limit). */
+static int print_alloc(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    return print_then(ctx, args, nargs, "allocate", alloc, out);
+}
+LUMEN_REMOTE("test.print_alloc", print_alloc)
+
+static void *print_from_thread(void *arg) {
+    printf("from a thread of the task: %s\n", (const char *)arg);
+    fprintf(stderr, "from a thread of the task (stderr): %s\n", (const char *)arg);
+    return NULL;
+}
+
+/* test.print_thread(text): a thread the task starts and joins prints. */
+static int print_thread(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    char *s = nargs ? text(&args[0]) : NULL;
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, print_from_thread, s ? s : (char *)"");
+    if (rc == 0) pthread_join(t, NULL);
+    free(s);
+    return rc == 0 ? reply_str(out, "printed") : lumen_task_fail(ctx, "pthread_create: %s", strerror(rc));
+}
+LUMEN_REMOTE("test.print_thread", print_thread)
+
 /* ------------------------------------------------------------ actors */
 
 /*
@@ -179,7 +247,8 @@ LUMEN_REMOTE("test.print", print)
  * value (anything else fails the constructor). Methods (decimal text in and
  * out): add(n) -> the new total, get -> the total, fail(text) -> an error,
  * crash -> SIGSEGV, sleep(ms) -> "slept", pid -> "<pid> <ppid>" (the
- * executor hosting the actor and its parent, the worker).
+ * executor hosting the actor and its parent, the worker), say(text) ->
+ * text, printed on stdout. The constructor prints its start value.
  */
 typedef struct counter {
     long long total;
@@ -196,6 +265,7 @@ static int counter_new(lumen_task_ctx *ctx, const lumen_bytes *args, size_t narg
     counter *c = calloc(1, sizeof *c);
     if (c == NULL) return lumen_task_fail(ctx, "test.Counter: out of memory");
     c->total = start;
+    printf("test.Counter starts at %lld\n", start);
     *state = c;
     return 0;
 }
@@ -215,6 +285,15 @@ static int counter_add(lumen_task_ctx *ctx, void *state, const lumen_bytes *args
         return lumen_task_fail(ctx, "test.Counter.add wants 1 decimal number, got %zu args", nargs);
     c->total += v;
     return reply_number(out, c->total);
+}
+
+/* say(text): prints it, returns it. */
+static int counter_say(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)ctx, (void)state;
+    char *s = nargs ? text(&args[0]) : NULL;
+    printf("test.Counter says: %s\n", s ? s : "");
+    free(s);
+    return nargs ? reply(out, args[0].data, args[0].len) : reply_str(out, "");
 }
 
 static int counter_get(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
@@ -254,7 +333,7 @@ static int counter_pid(lumen_task_ctx *ctx, void *state, const lumen_bytes *args
 LUMEN_ACTOR("test.Counter", counter_new, counter_free, LUMEN_METHOD("add", counter_add),
             LUMEN_METHOD("get", counter_get), LUMEN_METHOD("fail", counter_fail),
             LUMEN_METHOD("crash", counter_crash), LUMEN_METHOD("sleep", counter_sleep),
-            LUMEN_METHOD("pid", counter_pid))
+            LUMEN_METHOD("pid", counter_pid), LUMEN_METHOD("say", counter_say))
 
 /*
  * test.call_actor(handle, n): a task that calls an actor. It joins the

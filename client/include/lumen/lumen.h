@@ -104,6 +104,9 @@ typedef struct lumen_connect_opts {
     const char *token;      /* NULL: $LUMEN_TOKEN, else the token `lumen start` left in its
                                run dir ($LUMEN_RUN_DIR, else /tmp/lumen-<uid>) */
     int64_t rpc_timeout_ms; /* 0: 10000 */
+    int64_t connect_timeout_ms; /* how long lumen_connect keeps trying while nothing listens
+                                   at the address (the scheduler may be restarting); 0: 5000,
+                                   negative: one try */
     const char *job;        /* NULL: start a job of our own. Else the 32-hex-digit id of a
                                running job to work in (a task's lumen_task_job): objects made
                                belong to it, and lumen_close leaves it running. */
@@ -178,6 +181,17 @@ LUMEN_EXPORT lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t time
  */
 LUMEN_EXPORT lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready,
                                      int64_t timeout_ms, int *ready, size_t *num_done);
+
+/*
+ * lumen_wait for all n refs (ready may be NULL), showing a progress bar on
+ * stderr while it waits when stderr is a terminal:
+ *     label [############        ] 12/20 tasks  4.1/s  2.9s
+ * redrawn at most 10 times a second by the waiting thread itself, its line
+ * ended when the wait returns. Quiet when stderr is not a terminal.
+ */
+LUMEN_EXPORT lumen_status lumen_wait_progress(lumen_client *c, const lumen_ref *refs, size_t n,
+                                              int64_t timeout_ms, const char *label, int *ready,
+                                              size_t *num_done);
 
 /* The objects are no longer needed by this client; the cluster may drop them. */
 LUMEN_EXPORT lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n);
