@@ -728,20 +728,30 @@ static void test_crash(void) {
     free(s);
 }
 
+/* A counter made with init and opts whose worker may be killed: another
+ * worker stays. Its first call `add` of `step` must answer `want`; *host is
+ * the index of its worker (-1 when the record and the process disagree),
+ * *node that worker's node id (the caller frees it). */
+static void counter_to_kill(const char *init, const lumen_actor_opts *opts, const char *step, const char *want,
+                            lumen_actor *a, int *host, char **node) {
+    if (alive_workers() < 2) LM_ASSERT_OK(lm_test_cluster_add_worker(cluster, NULL));
+    LM_ASSERT_OK(lm_test_cluster_wait_nodes(cluster, alive_workers() + 1, LM_TEST_TIMEOUT(20000)));
+    LM_ASSERT_OK(new_counter(client, init, opts, a));
+    EXPECT_CALL(client, *a, "add", step, want);
+    *host = host_of(redis_open(), *a, node);
+}
+
 /* The actor's worker is SIGKILLed while a call runs. With a restart left
  * it comes back on another worker (constructor re-run: state reset) and
  * later calls work; the call in flight fails (max_task_retries 0). */
 static void test_worker_killed_actor_restarts(void) {
-    if (alive_workers() < 2) LM_ASSERT_OK(lm_test_cluster_add_worker(cluster, NULL));
-    LM_ASSERT_OK(lm_test_cluster_wait_nodes(cluster, alive_workers() + 1, LM_TEST_TIMEOUT(20000)));
     redisContext *rc = redis_open();
     CU_ASSERT_PTR_NOT_NULL_FATAL(rc);
     lumen_actor_opts opts = {.max_restarts = 1};
     lumen_actor a;
-    LM_ASSERT_OK(new_counter(client, "100", &opts, &a));
-    EXPECT_CALL(client, a, "add", "5", "105");
     char *node = NULL;
-    int host = host_of(rc, a, &node);
+    int host;
+    counter_to_kill("100", &opts, "5", "105", &a, &host, &node);
     CU_ASSERT_FATAL(host >= 0);
 
     lumen_ref inflight;
@@ -781,15 +791,12 @@ static void test_worker_killed_actor_restarts(void) {
 /* The same without restarts: calls fail with ACTOR_DIED or WORKER_DIED in
  * bounded time, never by the caller's timeout. */
 static void test_worker_killed_actor_dies(void) {
-    if (alive_workers() < 2) LM_ASSERT_OK(lm_test_cluster_add_worker(cluster, NULL));
-    LM_ASSERT_OK(lm_test_cluster_wait_nodes(cluster, alive_workers() + 1, LM_TEST_TIMEOUT(20000)));
     redisContext *rc = redis_open();
     CU_ASSERT_PTR_NOT_NULL_FATAL(rc);
     lumen_actor a;
-    LM_ASSERT_OK(new_counter(client, "0", NULL, &a));
-    EXPECT_CALL(client, a, "add", "1", "1");
     char *node = NULL;
-    int host = host_of(rc, a, &node);
+    int host;
+    counter_to_kill("0", NULL, "1", "1", &a, &host, &node);
     CU_ASSERT_FATAL(host >= 0);
     free(node);
 
