@@ -769,12 +769,15 @@ static const char *connect_hint(lumen_code code, const lm_rpc_tls *tls) {
                            : " (is it up? Does it want TLS: tls_ca or LUMEN_TLS_CA?)";
 }
 
-/* Nothing listens at the address (yet), or the process that did died
- * under the call: the scheduler may be restarting. Anything else (a TLS or
- * token mismatch) is said at once. */
-static bool nobody_listening(lumen_status st) {
+/* Worth waiting for: nothing listens at the address (yet), or a process
+ * that did died under the call (it had accepted the connection, so gRPC
+ * does not say "failed to connect"): the scheduler may be restarting.
+ * Anything else that stops the connection (a TLS mismatch) or the call (a
+ * wrong token) is said at once. */
+static bool scheduler_restarting(lumen_status st) {
     return st.code == LUMEN_UNAVAILABLE &&
-           (strstr(st.msg, "Connection refused") != NULL || strstr(st.msg, "Connection reset") != NULL);
+           (strstr(st.msg, "Connection refused") != NULL || strstr(st.msg, "Connection reset") != NULL ||
+            strstr(st.msg, "failed to connect") == NULL);
 }
 
 /* Learns the object stores and starts the job, trying again while nothing
@@ -787,7 +790,7 @@ static lumen_status first_contact(lumen_client *c, int64_t wait_ms) {
         lumen_status st = refresh_stores(c);
         if (LM_IS_OK(st) && !c->joined) st = job_call(c, c->start_job);
         uint64_t now = lm_mono_ms();
-        if (!nobody_listening(st) || now >= until) return st;
+        if (!scheduler_restarting(st) || now >= until) return st;
         if ((uint64_t)pause_ms > until - now) pause_ms = (int64_t)(until - now);
         struct timespec pause = {pause_ms / 1000, (pause_ms % 1000) * 1000000};
         nanosleep(&pause, NULL);
