@@ -66,12 +66,17 @@ static lumen_status on_chunk(void *arg, const ProtobufCMessage *msg) {
 /* Streams the object (or the range) into the assembler opts describe; on
  * success *data and *len are what lm_chunk_asm_take gives. */
 static lumen_status get(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset, uint64_t length,
-                        bool wait, int64_t timeout_ms, const lm_chunk_asm_opts *opts, void **data, size_t *len) {
+                        lm_id job, bool wait, int64_t timeout_ms, const lm_chunk_asm_opts *opts, void **data,
+                        size_t *len) {
     *data = NULL;
     *len = 0;
     Lumen__GetRequest req = LUMEN__GET_REQUEST__INIT;
     req.object_id.data = id.bytes;
     req.object_id.len = LM_ID_BYTES;
+    if (!lm_id_is_zero(job)) {
+        req.job_id.data = job.bytes;
+        req.job_id.len = LM_ID_BYTES;
+    }
     req.wait = wait;
     req.offset = offset;
     req.length = length;
@@ -86,19 +91,19 @@ static lumen_status get(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t
 
 lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset,
                                    uint64_t length, bool wait, int64_t timeout_ms, void **data, size_t *len) {
-    return get(cli, addr, id, offset, length, wait, timeout_ms, NULL, data, len);
+    return get(cli, addr, id, offset, length, (lm_id){{0}}, wait, timeout_ms, NULL, data, len);
 }
 
 lumen_status lm_objstore_get(lm_rpc_client *cli, const char *addr, lm_id id, bool wait, int64_t timeout_ms,
                              void **data, size_t *len) {
-    return get(cli, addr, id, 0, 0, wait, timeout_ms, NULL, data, len);
+    return get(cli, addr, id, 0, 0, (lm_id){{0}}, wait, timeout_ms, NULL, data, len);
 }
 
-lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, bool wait, int64_t timeout_ms,
-                                  lm_chunk_alloc_fn alloc, void *alloc_arg, size_t *len) {
+lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, bool wait,
+                                  int64_t timeout_ms, lm_chunk_alloc_fn alloc, void *alloc_arg, size_t *len) {
     lm_chunk_asm_opts opts = {.alloc = alloc, .alloc_arg = alloc_arg};
     void *data;
-    return get(cli, addr, id, 0, 0, wait, timeout_ms, &opts, &data, len);
+    return get(cli, addr, id, 0, 0, job, wait, timeout_ms, &opts, &data, len);
 }
 
 /* ------------------------------------------------------ delete, release */

@@ -39,9 +39,11 @@ lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id i
  * &st) is called once, when the object's size is known, and returns where
  * its size bytes go (not NULL even for size 0; NULL fails the call with the
  * reason it put in st). *len gets the size. On failure that memory may
- * hold part of the object. */
-lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, bool wait, int64_t timeout_ms,
-                                  lm_chunk_alloc_fn alloc, void *alloc_arg, size_t *len);
+ * hold part of the object. job is the reader's (zero: none): a wait ends
+ * with FAILED_PRECONDITION when that job ends, as nothing will put the
+ * object then. */
+lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, bool wait,
+                                  int64_t timeout_ms, lm_chunk_alloc_fn alloc, void *alloc_arg, size_t *len);
 
 /* Deletes the objects the store holds among ids[0..n); *deleted (may be
  * NULL) gets how many it held. Unknown ids are not an error. */

@@ -4,7 +4,8 @@
  * Handlers never wait: a Put is assembled chunk by chunk as messages arrive
  * and answered by the directory writer once Redis has heard of the object;
  * a Get of an object not stored yet is parked in the store and streamed by
- * the Put that brings it, or answered by its on_cancel hook.
+ * the Put that brings it, or answered by its on_cancel hook, or by the
+ * release of the job it reads for.
  */
 #include "server.h"
 
@@ -114,14 +115,21 @@ static void get_cancelled(lm_rpc_call *call, void *arg) {
     if (lm_store_unpark(srv->store, &g->waiter)) get_refuse(g); /* else a Put woke it: it streams */
 }
 
-/* Waiters a Put woke: each gets its stream. */
+/* A Get for an object of a job that ended: nothing will put it now. */
+static void get_job_ended(get_call *g) {
+    lm_rpc_fail(g->call, LUMEN_FAILED_PRECONDITION, "object %s: its job %s has ended", lm_id_str(g->id).s,
+                lm_id_str(g->waiter.job).s);
+}
+
+/* Waiters a Put (or their job's release) woke: each gets its answer. */
 static void get_resume(lm_store_waiter *woken) {
     while (woken != NULL) {
         get_call *g = (get_call *)woken; /* waiter is get_call's first member */
         woken = woken->next;
         g->reader = g->waiter.reader;
-        if (g->reader == NULL) lm_rpc_fail(g->call, LUMEN_RESOURCE_EXHAUSTED, "object %s: out of memory",
-                                           lm_id_str(g->id).s);
+        if (g->waiter.job_ended) get_job_ended(g);
+        else if (g->reader == NULL) lm_rpc_fail(g->call, LUMEN_RESOURCE_EXHAUSTED, "object %s: out of memory",
+                                                lm_id_str(g->id).s);
         else get_stream(g);
     }
 }
@@ -146,6 +154,10 @@ static void handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     g->offset = req->offset;
     g->length = req->length;
     lm_rpc_call_set_data(call, g, get_call_free);
+    if (req->job_id.len != 0 && !id_field(req->job_id, &g->waiter.job)) {
+        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "get: job_id must be 16 bytes, got %zu", req->job_id.len);
+        return;
+    }
     if (!req->wait) {
         st = lm_store_open(srv->store, id, &g->reader);
         if (st.code == LUMEN_NOT_FOUND)
@@ -163,6 +175,7 @@ static void handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     case LM_STORE_FOUND: get_stream(g); break;
     case LM_STORE_PARKED: lm_debug("get %s: waiting for its put", lm_id_str(id).s); break;
     case LM_STORE_REFUSED: get_refuse(g); break;
+    case LM_STORE_JOB_ENDED: get_job_ended(g); break;
     }
 }
 
@@ -316,8 +329,10 @@ static void handle_release_job(lm_rpc_call *call, const ProtobufCMessage *msg, v
         return;
     }
     lm_id *ids = NULL;
-    size_t n = lm_store_release_job(srv->store, job, &ids);
+    lm_store_waiter *woken;
+    size_t n = lm_store_release_job(srv->store, job, &ids, &woken);
     lm_info("job %s released: %zu object(s) deleted", lm_id_str(job).s, n);
+    get_resume(woken);
     removed(srv, call, true, ids, n);
     free(ids);
 }

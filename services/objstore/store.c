@@ -495,19 +495,26 @@ void lm_store_put_abort(lm_store *s, lm_store_put *p) {
 
 static lm_store_reader *reader_new(lm_store *s, lm_store_obj *o);
 
-/* Moves the waiters parked on o's id to *woken, each with a reader. Locked. */
-static void wake(lm_store *s, lm_store_obj *o, lm_store_waiter **woken) {
-    for (lm_store_waiter **pp = &s->waiters[lm_id_hash(o->id) % WAIT_BUCKETS]; *pp != NULL;) {
+/* Moves the waiters of chain that wait for object *id (if id) or read for
+ * *job (if job) to the front of *moved. Locked. */
+static void move_waiters(lm_store_waiter **chain, const lm_id *id, const lm_id *job, lm_store_waiter **moved) {
+    for (lm_store_waiter **pp = chain; *pp != NULL;) {
         lm_store_waiter *w = *pp;
-        if (!lm_id_equal(w->id, o->id)) {
+        if ((id != NULL && !lm_id_equal(w->id, *id)) || (job != NULL && !lm_id_equal(w->job, *job))) {
             pp = &w->next;
             continue;
         }
         *pp = w->next;
-        w->reader = reader_new(s, o);
-        w->next = *woken;
-        *woken = w;
+        w->next = *moved;
+        *moved = w;
     }
+}
+
+/* Moves the waiters parked on o's id to *woken, each with a reader. Locked. */
+static void wake(lm_store *s, lm_store_obj *o, lm_store_waiter **woken) {
+    lm_store_waiter *first = *woken;
+    move_waiters(&s->waiters[lm_id_hash(o->id) % WAIT_BUCKETS], &o->id, NULL, woken);
+    for (lm_store_waiter *w = *woken; w != first; w = w->next) w->reader = reader_new(s, o);
 }
 
 lumen_status lm_store_put_commit(lm_store *s, lm_store_put *p, bool *already_present, lm_store_waiter **woken) {
@@ -612,7 +619,9 @@ lm_store_park lm_store_open_or_park(lm_store *s, lm_id id, lm_store_waiter *w, l
     lumen_status st = open_locked(s, id, out);
     lm_store_park res = LM_STORE_FOUND;
     if (st.code == LUMEN_NOT_FOUND) {
-        res = (w->cancelled || s->parking_closed) ? LM_STORE_REFUSED : LM_STORE_PARKED;
+        res = (w->cancelled || s->parking_closed) ? LM_STORE_REFUSED
+              : !LM_IS_OK(job_open(s, w->job))    ? LM_STORE_JOB_ENDED
+                                                  : LM_STORE_PARKED;
         if (res == LM_STORE_PARKED) {
             w->id = id;
             w->reader = NULL;
@@ -711,9 +720,17 @@ bool lm_store_delete(lm_store *s, lm_id id) {
     return o != NULL;
 }
 
-size_t lm_store_release_job(lm_store *s, lm_id job, lm_id **ids) {
+/* Moves the waiters parked for job to *woken, job_ended set. Locked. */
+static void unpark_job(lm_store *s, lm_id job, lm_store_waiter **woken) {
+    for (size_t i = 0; i < WAIT_BUCKETS; i++) move_waiters(&s->waiters[i], NULL, &job, woken);
+    for (lm_store_waiter *w = *woken; w != NULL; w = w->next) w->job_ended = true;
+}
+
+size_t lm_store_release_job(lm_store *s, lm_id job, lm_id **ids, lm_store_waiter **woken) {
     size_t n = 0;
+    *woken = NULL;
     pthread_mutex_lock(&s->mu);
+    unpark_job(s, job, woken);
     if (lm_idmap_get(s->ended, job) == NULL) {
         lm_id *slot = &s->ended_ring[s->ended_next++ % ENDED_JOBS];
         if (!lm_id_is_zero(*slot)) lm_idmap_remove(s->ended, *slot);

@@ -76,8 +76,10 @@ typedef struct lm_store_waiter lm_store_waiter;
 struct lm_store_waiter {
     lm_store_waiter *next;   /* the store's while parked; a woken list after */
     lm_id id;
-    lm_store_reader *reader; /* set when woken (NULL: out of memory) */
+    lm_id job;               /* the caller's: the reader's job (zero: none) */
+    lm_store_reader *reader; /* set when woken (NULL: out of memory, or job_ended) */
     bool cancelled;          /* the store's: lm_store_unpark came first */
+    bool job_ended;          /* the store's: woken by the release of its job */
 };
 
 /*
@@ -103,9 +105,11 @@ typedef enum lm_store_park {
                            until woken or unparked: the caller must not touch it */
     LM_STORE_REFUSED,   /* w was unparked before it could park, or parking is
                            closed (lm_store_unpark_all): answer it now */
+    LM_STORE_JOB_ENDED, /* w's job was released: nothing of it will be put */
 } lm_store_park;
 
-/* Like lm_store_open, but when id is absent parks w (zeroed by the caller). */
+/* Like lm_store_open, but when id is absent parks w (zeroed by the caller,
+ * who may set w->job). */
 lm_store_park lm_store_open_or_park(lm_store *s, lm_id id, lm_store_waiter *w, lm_store_reader **out);
 
 /* Takes w out of the parked set (safe from any thread, also before w was
@@ -132,7 +136,9 @@ void lm_store_reader_free(lm_store_reader *r);
 /* Unlists object id; false when the store did not hold it. */
 bool lm_store_delete(lm_store *s, lm_id id);
 
-/* Unlists every object of job; *ids (free()) gets their ids. */
-size_t lm_store_release_job(lm_store *s, lm_id job, lm_id **ids);
+/* Unlists every object of job; *ids (free()) gets their ids. From now on
+ * the job's puts are refused and its readers do not wait: *woken gets the
+ * waiters parked for it, each with job_ended set; the caller answers them. */
+size_t lm_store_release_job(lm_store *s, lm_id job, lm_id **ids, lm_store_waiter **woken);
 
 #endif

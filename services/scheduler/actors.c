@@ -175,18 +175,12 @@ static void answer_info(scheduler *s, lm_rpc_call *call, const sactor *a, outbox
 }
 
 /* Asks worker `node` to stop the actor (no answer awaited). */
-static void on_stopped(void *arg, lumen_status st, ProtobufCMessage *reply) {
-    (void)arg;
-    if (!LM_IS_OK(st)) lm_warn("StopActor: %s", st.msg);
-    lm_rpc_message_free(reply);
-}
-
 static void stop_on(scheduler *s, lm_id actor, lm_id node) {
     snode *w = lm_idmap_get(s->nodes, node);
     if (w == NULL || !w->alive) return;
     Lumen__StopActorRequest req = LUMEN__STOP_ACTOR_REQUEST__INIT;
     req.actor_id = id_bytes(&actor);
-    lm_rpc_unary_async(s->rpc, w->addr, s->stop_actor, &req.base, s->cfg->cluster.rpc_timeout_ms, on_stopped, NULL);
+    sched_send_and_forget(s, w->addr, s->stop_actor, &req.base, "StopActor");
 }
 
 /* ------------------------------------------------------------- waits */

@@ -136,7 +136,7 @@ struct scheduler {
     lm_redis *redis;
     sched_writer *writer;
     lm_rpc_client *rpc;
-    lm_rpc_method run_tasks, release_job, delete_objects, stop_actor;
+    lm_rpc_method run_tasks, release_job, delete_objects, stop_actor, cancel_task;
 
     pthread_t monitor;
     pthread_cond_t monitor_cond;
@@ -153,6 +153,10 @@ void sched_outbox_reply(outbox *o, lm_rpc_call *call, ProtobufCMessage *reply, v
 void sched_outbox_fail(outbox *o, lm_rpc_call *call, lumen_status st);
 /* Answers everything collected; call without `mu`. */
 void sched_outbox_send(outbox *o);
+/* Sends req to addr (a method whose answer nothing waits for); a failure is
+ * logged as "<what> failed: <why>". what must outlive the call (a literal). */
+void sched_send_and_forget(scheduler *s, const char *addr, lm_rpc_method m, const ProtobufCMessage *req,
+                           const char *what);
 
 static inline bool id_field(ProtobufCBinaryData b, lm_id *out) { return lm_id_from_bytes(b.data, b.len, out); }
 

@@ -1338,13 +1338,19 @@ static void handle_cluster_info(lm_rpc_call *call, const ProtobufCMessage *msg, 
     free(ptrs);
 }
 
-/* Objects released here are deleted from their store without waiting. */
-static void on_store_done(void *arg, lumen_status st, ProtobufCMessage *reply) {
-    (void)arg;
-    if (!LM_IS_OK(st)) lm_warn("object store cleanup failed: %s", st.msg);
+static void on_forgotten_done(void *arg, lumen_status st, ProtobufCMessage *reply) {
+    if (!LM_IS_OK(st)) lm_warn("%s failed: %s", (const char *)arg, st.msg);
     lm_rpc_message_free(reply);
 }
 
+void sched_send_and_forget(scheduler *s, const char *addr, lm_rpc_method m, const ProtobufCMessage *req,
+                           const char *what) {
+    lumen_status st = lm_rpc_unary_async(s->rpc, addr, m, req, s->cfg->cluster.rpc_timeout_ms, on_forgotten_done,
+                                         (void *)what);
+    if (!LM_IS_OK(st)) lm_warn("%s failed: %s", what, st.msg);
+}
+
+/* Objects released here are deleted from their store without waiting. */
 static void send_deletes(scheduler *s, ptr_vec *deletes) {
     for (size_t i = 0; i < deletes->n; i++) {
         sobj *o = deletes->items[i];
@@ -1352,8 +1358,7 @@ static void send_deletes(scheduler *s, ptr_vec *deletes) {
         Lumen__DeleteRequest req = LUMEN__DELETE_REQUEST__INIT;
         req.n_object_ids = 1;
         req.object_ids = &id;
-        lm_rpc_unary_async(s->rpc, o->location, s->delete_objects, &req.base, s->cfg->cluster.rpc_timeout_ms,
-                           on_store_done, NULL);
+        sched_send_and_forget(s, o->location, s->delete_objects, &req.base, "object store cleanup");
         obj_free(o);
     }
     free(deletes->items);
@@ -1409,6 +1414,17 @@ static void handle_start_job(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     lm_rpc_reply(call, &reply.base);
 }
 
+/* Asks t's worker to stop it, queued or running: no one will read its
+ * result now. Its report (CANCELLED) frees it here. Constructors are left
+ * to finish: actors_orphan_created stops what they made. */
+static void cancel_orphan(scheduler *s, const stask *t) {
+    snode *w = lm_idmap_get(s->nodes, t->worker);
+    if (w == NULL || !w->alive || is_actor_creation(t->spec)) return;
+    Lumen__CancelTaskRequest req = LUMEN__CANCEL_TASK_REQUEST__INIT;
+    req.task_id = id_bytes(&t->id);
+    sched_send_and_forget(s, w->addr, s->cancel_task, &req.base, "cancelling a task of an ended job");
+}
+
 /* Forgets a job's tasks and objects; its stores drop the objects. */
 static void job_end(scheduler *s, sjob *j, outbox *out) {
     actors_job_end(s, j, out);
@@ -1421,7 +1437,10 @@ static void job_end(scheduler *s, sjob *j, outbox *out) {
         if (t == NULL) continue;
         if (t->phase == TASK_RUNNING || t->phase == TASK_READY) {
             t->orphan = true; /* freed when its worker reports or dispatch skips it */
-            if (t->phase == TASK_RUNNING) continue;
+            if (t->phase == TASK_RUNNING) {
+                cancel_orphan(s, t);
+                continue;
+            }
         }
         if (t->phase == TASK_READY) {
             /* Unlink from the ready queue before freeing. */
@@ -1469,8 +1488,7 @@ static void handle_end_job(lm_rpc_call *call, const ProtobufCMessage *msg, void 
     Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
     rel.job_id = job_bytes;
     for (size_t i = 0; i < nstores; i++) {
-        lm_rpc_unary_async(s->rpc, stores[i], s->release_job, &rel.base, s->cfg->cluster.rpc_timeout_ms,
-                           on_store_done, NULL);
+        sched_send_and_forget(s, stores[i], s->release_job, &rel.base, "object store cleanup");
         free(stores[i]);
     }
     free(stores);
@@ -1627,6 +1645,7 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     lm_rpc_method_find(&lumen__object_store__descriptor, "ReleaseJob", &s->release_job);
     lm_rpc_method_find(&lumen__object_store__descriptor, "Delete", &s->delete_objects);
     lm_rpc_method_find(&lumen__worker__descriptor, "StopActor", &s->stop_actor);
+    lm_rpc_method_find(&lumen__worker__descriptor, "CancelTask", &s->cancel_task);
     pthread_create(&s->monitor, NULL, monitor_main, s);
     *out = s;
     return lm_ok();

@@ -395,8 +395,8 @@ lumen_status worker_fetch_args(lm_worker *w, lm_shmbuf *buf, const Lumen__TaskSp
             return lm_status(LUMEN_OBJECT_LOST, "argument %zu (object %s) has no location", i,
                              lm_id_to_hex(id, hex));
         arg_place place = {buf, off};
-        st = lm_objstore_get_into(w->cli, a->location, id, true, io_timeout_ms(w, a->size), place_arg, &place,
-                                  &args[i].len);
+        st = lm_objstore_get_into(w->cli, a->location, id, worker_spec_job(spec), true, io_timeout_ms(w, a->size),
+                                  place_arg, &place, &args[i].len);
         if (!LM_IS_OK(st)) return lm_status(LUMEN_OBJECT_LOST, "argument %zu: %s", i, st.msg);
     }
     if (!LM_IS_OK(st)) return st;

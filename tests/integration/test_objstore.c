@@ -225,7 +225,7 @@ static void test_first_put_wins(void) {
 
 typedef struct waiter {
     const store_proc *store;
-    lm_id id;
+    lm_id id, job;
     int64_t timeout_ms;
     lumen_status st;
     void *data;
@@ -233,16 +233,27 @@ typedef struct waiter {
     pthread_t thread;
 } waiter;
 
+static void *waiter_alloc(void *arg, uint64_t size, lumen_status *st) {
+    waiter *w = arg;
+    w->data = malloc(size ? size : 1);
+    *st = w->data ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    return w->data;
+}
+
 static void *wait_main(void *arg) {
     waiter *w = arg;
-    w->st = lm_objstore_get(client, w->store->addr, w->id, true, w->timeout_ms, &w->data, &w->len);
+    w->st = lm_objstore_get_into(client, w->store->addr, w->id, w->job, true, w->timeout_ms, waiter_alloc, w,
+                                 &w->len);
     return NULL;
 }
 
-static void start_waiter(waiter *w, const store_proc *s, lm_id id, int64_t timeout_ms) {
+/* A Get of id from store s waiting (within timeout_ms) on a thread of its
+ * own, as a reader of job (zero: none). */
+static void start_waiter(waiter *w, const store_proc *s, lm_id id, lm_id job, int64_t timeout_ms) {
     memset(w, 0, sizeof *w);
     w->store = s;
     w->id = id;
+    w->job = job;
     w->timeout_ms = timeout_ms;
     pthread_create(&w->thread, NULL, wait_main, w);
 }
@@ -252,7 +263,7 @@ static void test_wait_for_put(void) {
     size_t n = 5 * (1u << 20) + 3; /* several chunks */
     uint8_t *data = make(n, 5);
     waiter w[3];
-    for (int i = 0; i < 3; i++) start_waiter(&w[i], &main_store, id, TIMEOUT_MS);
+    for (int i = 0; i < 3; i++) start_waiter(&w[i], &main_store, id, (lm_id){{0}}, TIMEOUT_MS);
     lm_test_sleep_ms(300); /* they are parked by now */
     uint64_t t0 = lm_test_now_us();
     put_ok(&main_store, id, (lm_id){{0}}, data, n);
@@ -312,9 +323,27 @@ static void test_release_job(void) {
         put_ok(&main_store, mine[i], job, "job data", 8);
     }
     put_ok(&main_store, theirs, other, "other", 5);
+    /* Readers waiting for objects: the job's stop waiting when it ends
+     * (nothing will put them now), the other job's wait on. */
+    waiter for_job, for_other;
+    lm_id coming = lm_id_random();
+    start_waiter(&for_job, &main_store, lm_id_random(), job, TIMEOUT_MS);
+    start_waiter(&for_other, &main_store, coming, other, TIMEOUT_MS);
+    lm_test_sleep_ms(300); /* they are parked by now */
+    uint64_t t0 = lm_test_now_us();
     uint32_t deleted = 0;
     LM_ASSERT_OK(lm_objstore_release_job(client, main_store.addr, job, TIMEOUT_MS, &deleted));
     CU_ASSERT_EQUAL(deleted, 4);
+    pthread_join(for_job.thread, NULL);
+    LM_ASSERT_CODE(for_job.st, LUMEN_FAILED_PRECONDITION);
+    CU_ASSERT_TRUE(strstr(for_job.st.msg, "has ended") != NULL);
+    CU_ASSERT_TRUE(lm_test_now_us() - t0 < 5000000); /* answered by the release, not the deadline */
+    free(for_job.data);
+    put_ok(&main_store, coming, other, "coming", 6);
+    pthread_join(for_other.thread, NULL);
+    LM_ASSERT_OK(for_other.st);
+    CU_ASSERT_TRUE(for_other.len == 6 && memcmp(for_other.data, "coming", 6) == 0);
+    free(for_other.data);
     void *got = NULL;
     size_t len;
     for (int i = 0; i < 4; i++) {
@@ -331,6 +360,11 @@ static void test_release_job(void) {
     LM_ASSERT_CODE(lm_objstore_put(client, main_store.addr, late, job, "late", 4, TIMEOUT_MS, NULL),
                    LUMEN_FAILED_PRECONDITION);
     LM_ASSERT_CODE(lm_objstore_get(client, main_store.addr, late, false, TIMEOUT_MS, &got, &len), LUMEN_NOT_FOUND);
+    /* nor wait for one. */
+    start_waiter(&for_job, &main_store, late, job, TIMEOUT_MS);
+    pthread_join(for_job.thread, NULL);
+    LM_ASSERT_CODE(for_job.st, LUMEN_FAILED_PRECONDITION);
+    free(for_job.data);
     put_ok(&main_store, lm_id_random(), other, "other", 5); /* other jobs go on */
 }
 
@@ -484,7 +518,7 @@ static void test_spill_and_sigterm(void) {
     }
     /* A parked Get is answered when the store stops; the exit is clean. */
     waiter w;
-    start_waiter(&w, &small, lm_id_random(), TIMEOUT_MS);
+    start_waiter(&w, &small, lm_id_random(), (lm_id){{0}}, TIMEOUT_MS);
     lm_test_sleep_ms(300);
     uint64_t t0 = lm_test_now_us();
     int status = lm_test_stop(small.pid, SIGTERM, 20000);

@@ -4,8 +4,10 @@
  * driven through the public client API. What it checks is the worker's
  * part: isolation of crashing functions, per-task time and memory limits,
  * results inline or through the object store, ref arguments fetched from
- * the object store, parallel slots and a clean stop on SIGTERM.
+ * the object store, parallel slots, a clean stop on SIGTERM, and slots
+ * freed when the job of what they run ends.
  */
+#include <hiredis.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 
 #include "client_suite.h"
 #include "log.h"
+#include "objclient.h"
 #include "test_util.h"
 
 static lm_test_cluster *cluster;
@@ -187,6 +190,88 @@ static void test_sigterm_stops_cleanly(void) {
     free(s);
 }
 
+/* ---- a job's end frees its slots */
+
+/* Waits until `running` tasks are RUNNING (the scheduler's index in Redis). */
+static bool wait_running(lm_test_cluster *cl, long long running) {
+    char host[64];
+    int port = 0;
+    sscanf(lm_test_cluster_redis(cl), "%63[^:]:%d", host, &port);
+    redisContext *rc = redisConnect(host, port);
+    long long n = -1;
+    for (int waited = 0; rc != NULL && rc->err == 0 && waited < LM_TEST_TIMEOUT(20000); waited += 20) {
+        redisReply *rep = redisCommand(rc, "ZCARD lumen:tasks:RUNNING");
+        n = rep != NULL && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+        freeReplyObject(rep);
+        if (n == running) break;
+        lm_test_sleep_ms(20);
+    }
+    if (rc != NULL) redisFree(rc);
+    return n == running;
+}
+
+/* A new client's echo: the one slot serves it within a few seconds. */
+static void assert_slot_free(const char *addr) {
+    lumen_client *c = NULL;
+    LM_ASSERT_OK(lumen_connect(addr, NULL, &c));
+    if (c == NULL) return;
+    lumen_ref r;
+    LM_ASSERT_OK(lumen_call(c, "test.echo", (lumen_arg[]){lumen_arg_bytes("next", 4)}, 1, NULL, &r));
+    lumen_bytes b = {0};
+    LM_ASSERT_OK(lumen_get(c, r, LM_TEST_TIMEOUT(20000), &b));
+    CU_ASSERT(b.len == 4 && memcmp(b.data, "next", 4) == 0);
+    lumen_bytes_free(&b);
+    lumen_close(c);
+}
+
+/* A job that ends (its client closes) stops what it still runs, so the next
+ * job gets the slots at once: a task running (a 2-minute sleep) and a task
+ * whose argument fetch waits for an object that will never come (deleted
+ * from the store behind the scheduler's back; the workers' fetches may wait
+ * the RPC timeout, 2 minutes here, for a put). */
+static void job_end_frees_slots(lm_test_cluster *cl) {
+    const char *addr = lm_test_cluster_scheduler(cl);
+    lumen_client *c = NULL;
+    LM_ASSERT_OK(lumen_connect(addr, NULL, &c));
+    lumen_ref r;
+    LM_ASSERT_OK(lumen_call(c, "test.sleep", (lumen_arg[]){lumen_arg_bytes("120000", 6)}, 1, NULL, &r));
+    CU_ASSERT_TRUE(wait_running(cl, 1));
+    lumen_close(c);
+    assert_slot_free(addr);
+
+    LM_ASSERT_OK(lumen_connect(addr, NULL, &c));
+    size_t n = 200 * 1024; /* above the inline limit: it lives in the store */
+    char *big = calloc(1, n);
+    lumen_ref put;
+    LM_ASSERT_OK(lumen_put(c, big, n, &put));
+    free(big);
+    lm_rpc_client *rpc = NULL;
+    LM_ASSERT_OK(lm_rpc_client_new(&(lm_rpc_client_opts){0}, &rpc));
+    lm_id id;
+    memcpy(id.bytes, put.id, sizeof id.bytes);
+    uint32_t deleted = 0;
+    LM_ASSERT_OK(lm_objstore_delete(rpc, lm_test_cluster_objstore(cl), &id, 1, 10000, &deleted));
+    CU_ASSERT_EQUAL(deleted, 1);
+    lm_rpc_client_free(rpc);
+    LM_ASSERT_OK(lumen_call(c, "test.echo", (lumen_arg[]){lumen_arg_ref(put)}, 1, NULL, &r));
+    CU_ASSERT_TRUE(wait_running(cl, 1));
+    lm_test_sleep_ms(300); /* its fetch reaches the store and waits there */
+    lumen_close(c);
+    assert_slot_free(addr);
+}
+
+static void test_job_end_frees_slots(void) {
+    setenv("LUMEN_RPC_TIMEOUT_MS", "120000", 1);
+    lm_test_cluster *cl = NULL;
+    lm_test_cluster_opts opts = {.workers = 1, .slots = 1};
+    lumen_status st = lm_test_cluster_start(&opts, &cl);
+    unsetenv("LUMEN_RPC_TIMEOUT_MS");
+    LM_ASSERT_OK(st);
+    if (cl == NULL) return;
+    job_end_frees_slots(cl); /* its fatal asserts return here: the cluster stops */
+    lm_test_cluster_stop(cl);
+}
+
 int main(void) {
     CU_TestInfo tests[] = {
         {"echo and add", test_echo_and_add},
@@ -198,6 +283,7 @@ int main(void) {
         {"slots run in parallel", test_slots_run_in_parallel},
         {"a function that prints", test_print},
         {"SIGTERM stops a worker cleanly", test_sigterm_stops_cleanly},
+        {"a job's end stops its tasks: the next job gets their slots", test_job_end_frees_slots},
         CU_TEST_INFO_NULL,
     };
     return lm_test_main("worker", tests, suite_init, suite_cleanup);
