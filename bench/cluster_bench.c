@@ -16,7 +16,8 @@
  * actors runs all four) call bench.Counter.small from build/lib/lumen/
  * liblumenbench.so, a method returning two bytes like Ray's `small_value`.
  * --only tasks runs the three task figures (tasks_sync, tasks_async,
- * multi_client).
+ * multi_client). worker_death_recovery and scheduler_restart_recovery
+ * (after 1, 10 and 60 s down; --quick: 1 s) start clusters of their own.
  * Never passes or fails on time.
  */
 #include <pthread.h>
@@ -507,6 +508,41 @@ static void worker_death_recovery(void) {
            rerun ? first : -1.0, rerun, last);
 }
 
+/*
+ * scheduler_restart_recovery: the scheduler is SIGKILLed, stays down for a
+ * while (a supervisor's restart delay), and starts again on its address.
+ * Measured from its restart: until every node has registered again, and
+ * until a task a client (connected before the kill) submits then runs.
+ */
+static void scheduler_restart_recovery(int64_t down_ms) {
+    lm_test_cluster *small = NULL;
+    lm_test_cluster_opts opts = {.workers = 2, .slots = 1};
+    lumen_status st = lm_test_cluster_start(&opts, &small);
+    if (!LM_IS_OK(st)) die("restart cluster", st);
+    lumen_client *c = NULL;
+    st = lumen_connect(lm_test_cluster_scheduler(small), NULL, &c);
+    if (LM_IS_OK(st)) kill(lm_test_cluster_scheduler_pid(small), SIGKILL);
+    if (LM_IS_OK(st)) lm_test_sleep_ms(down_ms);
+    uint64_t restarted = lm_test_now_us();
+    if (LM_IS_OK(st)) st = lm_test_cluster_restart_scheduler(small, SIGKILL);
+    double up_ms = (double)(lm_test_now_us() - restarted) / 1000.0;
+    lumen_ref ref;
+    lumen_bytes out = {0};
+    lumen_arg a = lumen_arg_bytes("x", 1);
+    if (LM_IS_OK(st)) st = lumen_call(c, "test.echo", &a, 1, NULL, &ref);
+    if (LM_IS_OK(st)) st = lumen_get(c, ref, 300000, &out);
+    double task_ms = (double)(lm_test_now_us() - restarted) / 1000.0;
+    lumen_bytes_free(&out);
+    if (LM_IS_OK(st)) st = lm_test_cluster_wait_registered(small, 300000);
+    double nodes_ms = (double)(lm_test_now_us() - restarted) / 1000.0;
+    lumen_close(c);
+    lm_test_cluster_stop(small);
+    if (!LM_IS_OK(st)) die("restart recovery", st);
+    printf("scheduler_restart_recovery_%llds: task %.0f ms, all nodes %.0f ms (from the restart after %lld s down; "
+           "the scheduler answered after %.0f ms)\n",
+           (long long)down_ms / 1000, task_ms, nodes_ms, (long long)down_ms / 1000, up_ms);
+}
+
 int main(int argc, char **argv) {
     int workers = 2, slots = 2;
     for (int i = 1; i < argc; i++) {
@@ -543,5 +579,10 @@ int main(int argc, char **argv) {
     lm_test_cluster_stop(cluster);
     cluster = NULL;
     if (wanted("worker_death_recovery")) worker_death_recovery();
+    if (wanted("scheduler_restart_recovery")) {
+        scheduler_restart_recovery(1000);
+        if (!quick) scheduler_restart_recovery(10000);
+        if (!quick) scheduler_restart_recovery(60000);
+    }
     return 0;
 }

@@ -12,7 +12,7 @@
 #include "scheduler.pb-c.h"
 
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 2000
+#define BACKOFF_MAX_MS 1000
 /* The scheduler answers a watch within its lease (30 s); this covers it. */
 #define WATCH_DEADLINE_MS (60 * 1000)
 

@@ -89,6 +89,17 @@ grpc_channel_args lm_rpc_channel_args(size_t max_message_bytes, grpc_arg storage
     storage[4].type = GRPC_ARG_INTEGER;
     storage[4].key = GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE;
     storage[4].value.integer = 8 << 20;
+    /* A peer that went away (a restarting scheduler) is tried again within
+     * a second, however long it was gone: gRPC's own backoff grows to two
+     * minutes, which kept nodes from re-registering for up to 17 s after a
+     * scheduler down for a minute came back (cluster_bench
+     * scheduler_restart_recovery). */
+    storage[5].type = GRPC_ARG_INTEGER;
+    storage[5].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    storage[5].value.integer = 100;
+    storage[6].type = GRPC_ARG_INTEGER;
+    storage[6].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    storage[6].value.integer = 1000;
     grpc_channel_args args = {LM_RPC_NUM_ARGS, storage};
     return args;
 }

@@ -41,7 +41,7 @@ lumen_status lm_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescripto
                            ProtobufCMessage **out);
 
 /* Channel arguments both ends use; `storage` backs the returned struct. */
-#define LM_RPC_NUM_ARGS 5
+#define LM_RPC_NUM_ARGS 7
 grpc_channel_args lm_rpc_channel_args(size_t max_message_bytes, grpc_arg storage[LM_RPC_NUM_ARGS]);
 
 /* An absolute deadline timeout_ms from now. */

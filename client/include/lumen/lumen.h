@@ -127,7 +127,8 @@ typedef struct lumen_connect_opts {
 LUMEN_EXPORT lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts,
                                         lumen_client **out);
 
-/* Ends the job (its objects are released) and frees the client. NULL-safe. */
+/* Ends the job (its objects are released, its tasks still queued or running
+ * are stopped) and frees the client. NULL-safe. */
 LUMEN_EXPORT void lumen_close(lumen_client *c);
 
 /* Stores data in the cluster's object store; *out names it. */
