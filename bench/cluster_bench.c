@@ -458,18 +458,26 @@ static uint64_t wall_us(void) {
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* A cluster of a recovery benchmark's own (the main one is stopped) and a
+ * client of it; the status of connecting (the cluster is up, or we died). */
+static lumen_status small_cluster(int workers, int slots, lm_test_cluster **out, lumen_client **client) {
+    lm_test_cluster_opts opts = {.workers = workers, .slots = slots};
+    *out = NULL;
+    *client = NULL;
+    lumen_status st = lm_test_cluster_start(&opts, out);
+    if (!LM_IS_OK(st)) die("recovery cluster", st);
+    return lumen_connect(lm_test_cluster_scheduler(*out), NULL, client);
+}
+
 /*
  * From a worker's SIGKILL to its tasks running again elsewhere, on a
  * cluster of its own: one worker runs two long tasks, a second worker
  * joins, the first is killed; the re-runs report when they started.
  */
 static void worker_death_recovery(void) {
-    lm_test_cluster *small = NULL;
-    lm_test_cluster_opts opts = {.workers = 1, .slots = 2};
-    lumen_status st = lm_test_cluster_start(&opts, &small);
-    if (!LM_IS_OK(st)) die("recovery cluster", st);
-    lumen_client *c = NULL;
-    st = lumen_connect(lm_test_cluster_scheduler(small), NULL, &c);
+    lm_test_cluster *small;
+    lumen_client *c;
+    lumen_status st = small_cluster(1, 2, &small, &c);
     lumen_ref refs[2];
     lumen_arg long_sleep = lumen_arg_bytes("60000", 5);
     for (int i = 0; LM_IS_OK(st) && i < 2; i++) st = lumen_call(c, "bench.started_at", &long_sleep, 1, NULL, &refs[i]);
@@ -515,12 +523,9 @@ static void worker_death_recovery(void) {
  * until a task a client (connected before the kill) submits then runs.
  */
 static void scheduler_restart_recovery(int64_t down_ms) {
-    lm_test_cluster *small = NULL;
-    lm_test_cluster_opts opts = {.workers = 2, .slots = 1};
-    lumen_status st = lm_test_cluster_start(&opts, &small);
-    if (!LM_IS_OK(st)) die("restart cluster", st);
-    lumen_client *c = NULL;
-    st = lumen_connect(lm_test_cluster_scheduler(small), NULL, &c);
+    lm_test_cluster *small;
+    lumen_client *c;
+    lumen_status st = small_cluster(2, 1, &small, &c);
     if (LM_IS_OK(st)) kill(lm_test_cluster_scheduler_pid(small), SIGKILL);
     if (LM_IS_OK(st)) lm_test_sleep_ms(down_ms);
     uint64_t restarted = lm_test_now_us();
