@@ -1435,6 +1435,8 @@ static void job_end(scheduler *s, sjob *j, outbox *out) {
     for (size_t i = 0; i < j->tasks.n; i++) {
         stask *t = lm_idmap_get(s->tasks, j->tasks.ids[i]);
         if (t == NULL) continue;
+        /* Its record must not say PENDING or RUNNING forever. */
+        if (t->phase != TASK_DONE) record_task(s, t, LM_TASK_FAILED, "cancelled: its job ended before it finished");
         if (t->phase == TASK_RUNNING || t->phase == TASK_READY) {
             t->orphan = true; /* freed when its worker reports or dispatch skips it */
             if (t->phase == TASK_RUNNING) {

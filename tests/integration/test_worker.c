@@ -192,7 +192,8 @@ static void test_sigterm_stops_cleanly(void) {
 
 /* ---- a job's end frees its slots */
 
-/* Waits until `running` tasks are RUNNING (the scheduler's index in Redis). */
+/* Waits until `running` tasks are RUNNING (the scheduler's index in Redis,
+ * written behind). */
 static bool wait_running(lm_test_cluster *cl, long long running) {
     char host[64];
     int port = 0;
@@ -237,6 +238,7 @@ static void job_end_frees_slots(lm_test_cluster *cl) {
     LM_ASSERT_OK(lumen_call(c, "test.sleep", (lumen_arg[]){lumen_arg_bytes("120000", 6)}, 1, NULL, &r));
     CU_ASSERT_TRUE(wait_running(cl, 1));
     lumen_close(c);
+    CU_ASSERT_TRUE(wait_running(cl, 0)); /* its record says it failed, cancelled */
     assert_slot_free(addr);
 
     LM_ASSERT_OK(lumen_connect(addr, NULL, &c));
@@ -257,6 +259,7 @@ static void job_end_frees_slots(lm_test_cluster *cl) {
     CU_ASSERT_TRUE(wait_running(cl, 1));
     lm_test_sleep_ms(300); /* its fetch reaches the store and waits there */
     lumen_close(c);
+    CU_ASSERT_TRUE(wait_running(cl, 0));
     assert_slot_free(addr);
 }
 
