@@ -325,7 +325,7 @@ static void test_release_job(void) {
     put_ok(&main_store, theirs, other, "other", 5);
     /* Readers waiting for objects: the job's stop waiting when it ends
      * (nothing will put them now), the other job's wait on. */
-    waiter for_job, for_other;
+    static waiter for_job, for_other; /* static: a fatal assert below leaves their threads safe */
     lm_id coming = lm_id_random();
     start_waiter(&for_job, &main_store, lm_id_random(), job, TIMEOUT_MS);
     start_waiter(&for_other, &main_store, coming, other, TIMEOUT_MS);

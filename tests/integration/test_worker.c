@@ -252,9 +252,10 @@ static void job_end_frees_slots(lm_test_cluster *cl) {
     lm_id id;
     memcpy(id.bytes, put.id, sizeof id.bytes);
     uint32_t deleted = 0;
-    LM_ASSERT_OK(lm_objstore_delete(rpc, lm_test_cluster_objstore(cl), &id, 1, 10000, &deleted));
-    CU_ASSERT_EQUAL(deleted, 1);
+    lumen_status st = lm_objstore_delete(rpc, lm_test_cluster_objstore(cl), &id, 1, 10000, &deleted);
     lm_rpc_client_free(rpc);
+    LM_ASSERT_OK(st);
+    CU_ASSERT_EQUAL(deleted, 1);
     LM_ASSERT_OK(lumen_call(c, "test.echo", (lumen_arg[]){lumen_arg_ref(put)}, 1, NULL, &r));
     CU_ASSERT_TRUE(wait_running(cl, 1));
     lm_test_sleep_ms(300); /* its fetch reaches the store and waits there */
