@@ -20,6 +20,7 @@
 #include <lumen/lumen.h>
 
 #include "client_suite.h"
+#include "redis_server.h"
 #include "test_util.h"
 
 static lm_test_cluster *cluster;
@@ -124,10 +125,7 @@ static void kill_quietly(lumen_actor a) { (void)lumen_actor_kill(client, a); }
 /* The suite's connection: opened on first use, closed by suite_cleanup. */
 static redisContext *redis_open(void) {
     if (redis_ctx != NULL) return redis_ctx;
-    char host[64];
-    int port = 0;
-    sscanf(lm_test_cluster_redis(cluster), "%63[^:]:%d", host, &port);
-    redisContext *rc = redisConnect(host, port);
+    redisContext *rc = lm_test_redis_connect(lm_test_cluster_redis(cluster));
     if (rc != NULL && rc->err != 0) {
         fprintf(stderr, "redis %s: %s\n", lm_test_cluster_redis(cluster), rc->errstr);
         redisFree(rc);

@@ -14,6 +14,7 @@
 
 #include "client_suite.h"
 #include "log.h"
+#include "redis_server.h"
 #include "test_util.h"
 
 static lm_test_cluster *cluster;
@@ -280,10 +281,7 @@ static void test_redis_records(void) {
     lumen_ref task = r;
     memset(task.id + 12, 0, 4);
     lumen_ref_hex(task, hex);
-    char host[64];
-    int port = 0;
-    sscanf(lm_test_cluster_redis(cluster), "%63[^:]:%d", host, &port);
-    redisContext *rc = redisConnect(host, port);
+    redisContext *rc = lm_test_redis_connect(lm_test_cluster_redis(cluster));
     CU_ASSERT_FATAL(rc != NULL && rc->err == 0);
     redisReply *rep = NULL;
     for (int i = 0; i < 100; i++) { /* records are written behind: allow a moment */
@@ -342,12 +340,7 @@ static void test_one_client_many_threads(void) {
     }
 }
 
-static redisContext *redis_connect_raw(void) {
-    char host[64];
-    int port = 0;
-    sscanf(lm_test_cluster_redis(cluster), "%63[^:]:%d", host, &port);
-    return redisConnect(host, port);
-}
+static redisContext *redis_connect_raw(void) { return lm_test_redis_connect(lm_test_cluster_redis(cluster)); }
 
 static long long redis_int(redisContext *rc, const char *fmt, const char *arg) {
     redisReply *rep = redisCommand(rc, fmt, arg);

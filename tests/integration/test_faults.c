@@ -71,10 +71,7 @@ static void expect_services_serving(void) {
 }
 
 static long long hash_len(const char *redis_addr, const char *key) {
-    char host[64];
-    int port = 0;
-    sscanf(redis_addr, "%63[^:]:%d", host, &port);
-    redisContext *c = redisConnect(host, port);
+    redisContext *c = lm_test_redis_connect(redis_addr);
     if (c == NULL || c->err) {
         if (c) redisFree(c);
         return -1;

@@ -18,6 +18,7 @@
 #include "id.h"
 #include "redis_state.h"
 #include "tasklog.h"
+#include "redis_server.h"
 #include "test_util.h"
 
 static lm_test_cluster *cluster;
@@ -33,10 +34,7 @@ static int suite_init(void) {
     if (lm_test_client_suite_start(&opts, &cluster, &client) != 0) return 1;
     lm_redis_opts ro = {.addr = lm_test_cluster_redis(cluster)};
     if (!LM_IS_OK(lm_redis_connect(&ro, &redis))) return 1;
-    char host[64];
-    int port = 0;
-    sscanf(lm_test_cluster_redis(cluster), "%63[^:]:%d", host, &port);
-    raw = redisConnect(host, port);
+    raw = lm_test_redis_connect(lm_test_cluster_redis(cluster));
     dir = lm_test_tmpdir("logs");
     if (raw == NULL || raw->err || dir == NULL) return 1;
     snprintf(out_path, sizeof out_path, "%s/out.txt", dir);

@@ -19,6 +19,7 @@
 #include "client_suite.h"
 #include "log.h"
 #include "objclient.h"
+#include "redis_server.h"
 #include "test_util.h"
 
 static lm_test_cluster *cluster;
@@ -195,10 +196,7 @@ static void test_sigterm_stops_cleanly(void) {
 /* Waits until `running` tasks are RUNNING (the scheduler's index in Redis,
  * written behind). */
 static bool wait_running(lm_test_cluster *cl, long long running) {
-    char host[64];
-    int port = 0;
-    sscanf(lm_test_cluster_redis(cl), "%63[^:]:%d", host, &port);
-    redisContext *rc = redisConnect(host, port);
+    redisContext *rc = lm_test_redis_connect(lm_test_cluster_redis(cl));
     long long n = -1;
     for (int waited = 0; rc != NULL && rc->err == 0 && waited < LM_TEST_TIMEOUT(20000); waited += 20) {
         redisReply *rep = redisCommand(rc, "ZCARD lumen:tasks:RUNNING");

@@ -137,6 +137,13 @@ lumen_status lm_test_redis_start(const lm_test_redis_opts *opts, lm_test_redis *
 }
 
 const char *lm_test_redis_addr(const lm_test_redis *r) { return r->addr; }
+
+redisContext *lm_test_redis_connect(const char *addr) {
+    char host[64];
+    int port = 0;
+    if (sscanf(addr, "%63[^:]:%d", host, &port) != 2) return NULL;
+    return redisConnect(host, port);
+}
 uint16_t lm_test_redis_port(const lm_test_redis *r) { return r->port; }
 const char *lm_test_redis_dir(const lm_test_redis *r) { return r->dir; }
 pid_t lm_test_redis_pid(const lm_test_redis *r) { return r->pid; }

@@ -34,6 +34,9 @@ lumen_status lm_test_redis_start(const lm_test_redis_opts *opts, lm_test_redis *
 
 /* "127.0.0.1:<port>", valid until lm_test_redis_stop. */
 const char *lm_test_redis_addr(const lm_test_redis *r);
+/* A raw hiredis connection to "host:port", as a user's redis-cli sees the
+ * data: NULL, or a context whose err says why it failed (redisConnect's). */
+struct redisContext *lm_test_redis_connect(const char *addr);
 uint16_t lm_test_redis_port(const lm_test_redis *r);
 const char *lm_test_redis_dir(const lm_test_redis *r);
 pid_t lm_test_redis_pid(const lm_test_redis *r); /* -1 while not running */
