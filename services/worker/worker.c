@@ -533,6 +533,27 @@ static void *slot_main(void *arg) {
 
 /* ------------------------------------------------------------- handlers */
 
+/* Takes the tasks of *head cancelled before they came out of the list, and
+ * out of the ring. mu held. */
+static queued *take_cancelled_early(lm_worker *w, queued **head) {
+    queued *taken = NULL;
+    for (queued **pp = head; w->cancelled_early_n > 0 && *pp != NULL;) {
+        queued *q = *pp;
+        size_t i = 0;
+        while (i < CANCELLED_EARLY && !lm_id_equal(w->cancelled_early[i], q->id)) i++;
+        if (i == CANCELLED_EARLY) {
+            pp = &q->next;
+            continue;
+        }
+        w->cancelled_early[i] = (lm_id){{0}};
+        w->cancelled_early_n--;
+        *pp = q->next;
+        q->next = taken;
+        taken = q;
+    }
+    return taken;
+}
+
 static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     lm_worker *w = ctx;
     /* Specs are taken from the request rather than copied (as the scheduler
@@ -579,14 +600,21 @@ static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx)
                 why_dropped.msg);
     pthread_mutex_lock(&w->mu);
     bool stopping = w->stopping;
+    queued *cancelled = take_cancelled_early(w, &head);
     if (!stopping && head != NULL) {
         if (w->tail) w->tail->next = head;
         else w->head = head;
         for (queued *q = head; q; q = q->next) w->tail = q;
-        w->queued_count += accepted;
+        for (queued *q = head; q; q = q->next) w->queued_count++;
         pthread_cond_broadcast(&w->work);
     }
     pthread_mutex_unlock(&w->mu);
+    for (queued *q = cancelled, *next; q; q = next) {
+        next = q->next;
+        report_status(w, q->id, lm_status(LUMEN_CANCELLED, "%s was cancelled", q->spec->function));
+        lumen__task_spec__free_unpacked(q->spec, NULL);
+        free(q);
+    }
     if (stopping) {
         for (queued *q = head, *next; q; q = next) {
             next = q->next;
@@ -628,6 +656,11 @@ static void cancel_task(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
             w->slots[i].cancelled = true;
             found = true;
         }
+    if (removed == NULL && !found) { /* not here yet, or done: dropped if it comes */
+        lm_id *slot = &w->cancelled_early[w->cancelled_early_next++ % CANCELLED_EARLY];
+        if (lm_id_is_zero(*slot)) w->cancelled_early_n++;
+        *slot = id;
+    }
     pthread_mutex_unlock(&w->mu);
     if (removed != NULL) {
         report_status(w, id, lm_status(LUMEN_CANCELLED, "%s was cancelled", removed->spec->function));

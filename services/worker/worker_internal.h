@@ -63,6 +63,8 @@ typedef struct slot {
     lm_shmbuf args; /* its tasks' arguments, back to back; reused task after task */
 } slot;
 
+#define CANCELLED_EARLY 64
+
 struct lm_worker {
     const lm_config *cfg;
     const lm_worker_config *wc;
@@ -86,6 +88,10 @@ struct lm_worker {
     bool stopping;
     queued *head, *tail;
     unsigned queued_count;
+    /* Tasks cancelled before their RunTasks came (the two calls race): they
+     * are dropped when it comes. The newest CANCELLED_EARLY, a ring. */
+    lm_id cancelled_early[CANCELLED_EARLY];
+    size_t cancelled_early_next, cancelled_early_n;
     slot *slots;
     library *libs;
     report *reports, *reports_tail; /* waiting to be sent */
