@@ -42,7 +42,7 @@ static int counter_small(lumen_task_ctx *ctx, void *state, const lumen_bytes *ar
 
 static void counter_free(void *state) { free(state); }
 
-LUMEN_ACTOR("bench.Counter", counter_new, counter_free, LUMEN_METHOD("small", counter_small))
+LUMEN_ACTOR("bench.Counter", counter_new, counter_free, LUMEN_METHOD("small", counter_small));
 
 static int started_at(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     struct timespec now;
@@ -62,4 +62,4 @@ static int started_at(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs
     out->len = (size_t)snprintf(out->data, 48, "%llu %u", us, lumen_task_attempt(ctx));
     return 0;
 }
-LUMEN_REMOTE("bench.started_at", started_at)
+LUMEN_REMOTE("bench.started_at", started_at);

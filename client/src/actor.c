@@ -341,7 +341,7 @@ static void on_resolved(void *arg, lumen_status st, ProtobufCMessage *reply) {
         /* The scheduler is away, or restarted before it heard the actor was
          * up: ask again while someone waits, after telling it again. */
         h->stalled = true;
-        c->resync = true;
+        session_lost_locked(c, lm_status(LUMEN_UNAVAILABLE, "%s", st.msg), c->epoch);
         if (st.code == LUMEN_NOT_FOUND) /* make it known again now: the next look-up finds it */
             lm_rpc_unary_async(c->rpc, c->address, c->create_actor, &h->creation->base, c->timeout_ms, on_recreated,
                                NULL);
@@ -384,13 +384,26 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
     Lumen__ActorCallReply *r = (Lumen__ActorCallReply *)reply;
     if (!call_back(h, reply)) return;
     if (LM_IS_OK(st) && r->n_results == h->sent.n) {
-        call_queue again = {0}; /* not run: the actor died before them */
+        call_queue again = {0}; /* not run (the actor died before them), or to run again */
+        call_queue lost = {0};  /* its process died under it, and its retries are used up */
         for (size_t i = 0; i < r->n_results; i++) {
             const Lumen__TaskResult *tr = r->results[i];
             lm_id task;
             lm_id_from_bytes(h->sent.items[i].spec->task_id.data, LM_ID_BYTES, &task);
             lumen_code code = tr->status ? (lumen_code)tr->status->code : LUMEN_OK;
-            if (code == LUMEN_ABORTED) {
+            if (code != LUMEN_OK && tr->crashed) {
+                /* A system failure, as in Ray: the call runs again on the
+                 * next incarnation while max_task_retries allows. */
+                queued_call call = h->sent.items[i];
+                h->sent.items[i].spec = NULL;
+                if (++call.attempts <= h->max_task_retries) {
+                    queue_push(&again, call);
+                } else {
+                    settle(c, task, lm_status(code, "%s (max_task_retries is %u)", tr->status->message,
+                                              h->max_task_retries), NULL, 0, NULL, 0);
+                    queue_push(&lost, call);
+                }
+            } else if (code == LUMEN_ABORTED) {
                 queue_push(&again, h->sent.items[i]);
                 h->sent.items[i].spec = NULL;
             } else if (code != LUMEN_OK) {
@@ -406,6 +419,10 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
             }
         }
         queue_free(&h->sent);
+        /* The worker left these to us (it does not know our retries): the
+         * scheduler hears of their failure from here. */
+        report_failures(h, lost.items, lost.n, lm_status(LUMEN_ACTOR_DIED, "the actor died while the call ran"));
+        queue_free(&lost);
         if (again.n > 0) {
             queue_prepend(&h->queue, &again);
             free(h->addr);
@@ -538,8 +555,10 @@ lumen_status lumen_actor_new(lumen_client *c, const char *class_name, const lume
                              const lumen_actor_opts *opts, lumen_actor *out) {
     if (class_name == NULL || *class_name == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no actor class name");
     Lumen__TaskSpec *spec = NULL;
-    lumen_status st = client_spec_new(c, class_name, args, nargs, 0, opts ? opts->timeout_ms : 0,
-                                      opts ? opts->memory_limit : 0, opts ? opts->library : NULL, &spec);
+    lumen_call_opts call = {.timeout_ms = opts ? opts->timeout_ms : 0,
+                            .memory_limit = opts ? opts->memory_limit : 0,
+                            .library = opts ? opts->library : NULL};
+    lumen_status st = client_spec_new(c, class_name, args, nargs, &call, &spec);
     if (!LM_IS_OK(st)) return st;
     lm_id id = lm_id_random();
     spec->actor_id = client_bytes_copy(id.bytes, LM_ID_BYTES);
@@ -586,7 +605,7 @@ lumen_status lumen_actor_call(lumen_client *c, lumen_actor actor, const char *me
     if (method == NULL || *method == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no method name");
     Lumen__TaskSpec *spec = NULL;
     /* The library (if any) came with the constructor: the executor has it. */
-    lumen_status st = client_spec_new(c, method, args, nargs, 0, 0, 0, NULL, &spec);
+    lumen_status st = client_spec_new(c, method, args, nargs, NULL, &spec);
     if (!LM_IS_OK(st)) return st;
     free(spec->library_id.data);
     spec->library_id = (ProtobufCBinaryData){0};
@@ -661,19 +680,13 @@ static void collect_creation(void *arg, lm_id key, void *value) {
     if (h->creation != NULL) l->items[l->n++] = h->creation;
 }
 
-lumen_status actor_resync(lumen_client *c) {
-    lumen_status st = lm_ok();
-    pthread_mutex_lock(&c->mu); /* held: no handle goes away meanwhile */
+void actor_resync_locked(lumen_client *c) {
     handle_list l = {calloc(lm_idmap_count(c->actors) + 1, sizeof *l.items), 0};
-    if (l.items == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    else lm_idmap_each(c->actors, collect_creation, &l);
-    for (size_t i = 0; LM_IS_OK(st) && i < l.n; i++) {
-        ProtobufCMessage *reply = NULL;
-        st = lm_rpc_unary(c->rpc, c->address, c->create_actor, &l.items[i]->base, &reply, c->timeout_ms);
-        lm_rpc_message_free(reply);
-        if (st.code == LUMEN_ALREADY_EXISTS) st = lm_ok(); /* its name went to another actor since */
-    }
+    if (l.items == NULL) return; /* each look-up that fails sends its creation again */
+    lm_idmap_each(c->actors, collect_creation, &l);
+    /* Idempotent (the actor's id is ours); an answer changes nothing here:
+     * the next look-up says how the actor stands. */
+    for (size_t i = 0; i < l.n; i++)
+        lm_rpc_unary_async(c->rpc, c->address, c->create_actor, &l.items[i]->base, c->timeout_ms, on_recreated, NULL);
     free(l.items);
-    pthread_mutex_unlock(&c->mu);
-    return st;
 }

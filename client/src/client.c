@@ -1,12 +1,7 @@
 /*
- * client.c - liblumen: a job's connection to the cluster (see lumen.h).
- *
- * Submissions are pipelined: lumen_call queues the task and returns its ref
- * at once; one SubmitTasks is in flight at a time and carries everything
- * queued since the previous one (so batches grow with the load, and tasks
- * reach the scheduler in the order they were made). Anything that reads a
- * result first waits until the scheduler has acknowledged every task made
- * before it.
+ * client.c - liblumen: a job's connection to the cluster (see lumen.h):
+ * connecting, objects (put, get, wait, free), libraries. Submissions and
+ * the job's session with the scheduler are session.c's.
  *
  * Objects this client put are remembered with their store, so reading them
  * or passing them to tasks needs no scheduler round trip.
@@ -34,7 +29,10 @@
 #include "scheduler.pb-c.h"
 
 #define DEFAULT_ADDRESS "127.0.0.1:7400"
-#define SUBMIT_BATCH_MAX 4096
+/* A put waits for an object store (one restarting) up to the client's
+ * timeout, asking again this often at first, then up to a second. */
+#define PUT_RETRY_MIN_MS 50
+#define PUT_RETRY_MAX_MS 1000
 
 /* ------------------------------------------------------------- helpers */
 
@@ -64,7 +62,7 @@ static const char *env_or(const char *name, const char *fallback) {
 
 /* ------------------------------------------------------------- stores */
 
-static lumen_status refresh_stores(lumen_client *c) {
+lumen_status client_refresh_stores(lumen_client *c, uint64_t *epoch) {
     Lumen__ClusterInfoRequest req = LUMEN__CLUSTER_INFO_REQUEST__INIT;
     ProtobufCMessage *out = NULL;
     lumen_status st = lm_rpc_unary(c->rpc, c->address, c->cluster_info, &req.base, &out, c->timeout_ms);
@@ -78,6 +76,7 @@ static lumen_status refresh_stores(lumen_client *c) {
         if (strcmp(info->nodes[i]->kind, "objstore") == 0) c->stores[c->nstores++] = strdup(info->nodes[i]->addr);
     c->inline_max = info->inline_result_max;
     c->put_replicas = info->put_replicas ? info->put_replicas : 1;
+    if (epoch != NULL) *epoch = info->epoch;
     pthread_mutex_unlock(&c->mu);
     lm_rpc_message_free(out);
     return lm_ok();
@@ -110,31 +109,40 @@ static put_info *pick_stores_locked(lumen_client *c, uint64_t size) {
 static lumen_status put_copies(lumen_client *c, const put_info *p, lm_id id, const void *data, size_t len) {
     lumen_status st = lm_ok();
     for (size_t i = 0; i < p->n && LM_IS_OK(st); i++) {
-        bool already = false;
         st = lm_objstore_put(c->rpc, p->locations[i], id, c->job, data, len,
-                             c->timeout_ms + (int64_t)(len >> 20) * 100, &already);
+                             c->timeout_ms + (int64_t)(len >> 20) * 100, NULL);
     }
     return st;
 }
 
-#define PUT_TRIES 4
+static void pause_ms(int64_t ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
 
+/* Puts the object to put_replicas stores. A store that is gone (or not up
+ * yet: a restart takes a moment) is left for others and the list asked for
+ * again, until the client's timeout: a put waits for a store, it does not
+ * fail because one is restarting. */
 static lumen_status put_with_id(lumen_client *c, lm_id id, const void *data, size_t len) {
-    /* A store that is gone (or not up yet) is left for others: the list is
-     * asked for again, a little later each time. */
+    int64_t deadline = (int64_t)lm_mono_ms() + c->timeout_ms;
+    int64_t pause = PUT_RETRY_MIN_MS;
     lumen_status st = lm_ok();
-    for (int attempt = 0; attempt < PUT_TRIES; attempt++) {
-        if (attempt > 0) {
-            struct timespec pause = {0, 100L * 1000000L * attempt};
-            nanosleep(&pause, NULL);
-            st = refresh_stores(c);
-            if (!LM_IS_OK(st) && st.code != LUMEN_UNAVAILABLE) return st;
+    for (bool first = true;; first = false) {
+        if (!first) {
+            int64_t left = deadline - (int64_t)lm_mono_ms();
+            if (left <= 0) return st;
+            pause_ms(pause < left ? pause : left);
+            pause = pause * 2 > PUT_RETRY_MAX_MS ? PUT_RETRY_MAX_MS : pause * 2;
+            lumen_status info = client_refresh_stores(c, NULL);
+            if (!LM_IS_OK(info) && info.code != LUMEN_UNAVAILABLE) return info;
         }
         pthread_mutex_lock(&c->mu);
         put_info *p = pick_stores_locked(c, len);
         pthread_mutex_unlock(&c->mu);
         if (p == NULL) {
-            st = lm_status(LUMEN_UNAVAILABLE, "the cluster at %s has no object store yet", c->address);
+            st = lm_status(LUMEN_UNAVAILABLE, "the cluster at %s has no object store (waited %lld ms)", c->address,
+                           (long long)c->timeout_ms);
             continue;
         }
         st = put_copies(c, p, id, data, len);
@@ -149,7 +157,6 @@ static lumen_status put_with_id(lumen_client *c, lm_id id, const void *data, siz
         put_info_free(p);
         if (st.code != LUMEN_UNAVAILABLE && st.code != LUMEN_CANCELLED) return st;
     }
-    return st;
 }
 
 lumen_status lumen_put(lumen_client *c, const void *data, size_t len, lumen_ref *out) {
@@ -185,156 +192,7 @@ static char *put_location(lumen_client *c, lm_id id, uint64_t *size) {
     return loc;
 }
 
-/* ------------------------------------------------------------- submission */
-
-static void send_pending_locked(lumen_client *c);
-
-/* The scheduler is away, or back without our job (it restarted). */
-static bool scheduler_forgot(lumen_status st) {
-    return st.code == LUMEN_UNAVAILABLE || st.code == LUMEN_FAILED_PRECONDITION;
-}
-
-/* A submitted task's spec, kept until its result is freed. */
-typedef struct kept_task {
-    Lumen__TaskSpec *spec;
-    uint64_t seq; /* submission order */
-} kept_task;
-
-static void kept_free(kept_task *k) {
-    if (k == NULL) return;
-    lm_rpc_message_free(&k->spec->base);
-    free(k);
-}
-
-void client_need_resync(lumen_client *c, lumen_status st) {
-    if (scheduler_forgot(st)) c->resync = true;
-}
-
-static void on_submitted(void *arg, lumen_status st, ProtobufCMessage *reply) {
-    lumen_client *c = arg;
-    Lumen__SubmitTasksReply *r = (Lumen__SubmitTasksReply *)reply;
-    pthread_mutex_lock(&c->mu);
-    /* A scheduler that is away gets these tasks again (they are kept) when
-     * it is back; any other failure is for good. */
-    if (scheduler_forgot(st)) client_need_resync(c, st);
-    else if (!LM_IS_OK(st) && LM_IS_OK(c->submit_error)) c->submit_error = st;
-    for (size_t i = 0; r != NULL && i < r->n_results; i++) {
-        lumen_status ts = lm_status((lumen_code)r->results[i]->code, "task rejected: %s", r->results[i]->message);
-        if (scheduler_forgot(ts)) client_need_resync(c, ts);
-        else if (ts.code != LUMEN_OK && LM_IS_OK(c->submit_error)) c->submit_error = ts;
-    }
-    c->submitting = false;
-    c->acked += c->in_flight;
-    c->in_flight = 0;
-    send_pending_locked(c);
-    pthread_cond_broadcast(&c->acked_cond);
-    pthread_mutex_unlock(&c->mu);
-    lm_rpc_message_free(reply);
-}
-
-/* Sends everything queued as one SubmitTasks, unless one is in flight (its
- * completion sends the next). Called with `mu` held; the send is async. */
-static void send_pending_locked(lumen_client *c) {
-    if (c->submitting || c->npending == 0) return;
-    size_t n = c->npending < SUBMIT_BATCH_MAX ? c->npending : SUBMIT_BATCH_MAX;
-    Lumen__SubmitTasksRequest req = LUMEN__SUBMIT_TASKS_REQUEST__INIT;
-    req.n_tasks = n;
-    req.tasks = c->pending;
-    c->submitting = true;
-    /* Packed inside the call; the specs stay in `kept`. */
-    lumen_status st = lm_rpc_unary_async(c->rpc, c->address, c->submit, &req.base, c->timeout_ms, on_submitted, c);
-    memmove(c->pending, c->pending + n, (c->npending - n) * sizeof *c->pending);
-    c->npending -= n;
-    c->in_flight = n;
-    if (!LM_IS_OK(st)) { /* no callback will come: count them as answered */
-        c->submitting = false;
-        c->acked += n;
-        c->in_flight = 0;
-        if (LM_IS_OK(c->submit_error)) c->submit_error = st;
-    }
-}
-
-/* Tells a scheduler that (re)started what it may not know: our job, every
- * task we submitted and have not freed (it keeps results still held by
- * object stores and runs the rest again), our actors. Called without mu;
- * holds it while the tasks are sent, so none is freed meanwhile. */
-static lumen_status job_call(lumen_client *c, lm_rpc_method m);
-
-typedef struct kept_list {
-    kept_task **items;
-    size_t n;
-} kept_list;
-
-static void collect_kept(void *arg, lm_id key, void *value) {
-    (void)key;
-    kept_list *l = arg;
-    l->items[l->n++] = value;
-}
-
-static int by_submission(const void *a, const void *b) {
-    uint64_t x = (*(kept_task *const *)a)->seq, y = (*(kept_task *const *)b)->seq;
-    return x < y ? -1 : x > y;
-}
-
-static lumen_status resync(lumen_client *c) {
-    pthread_mutex_lock(&c->mu);
-    bool needed = c->resync;
-    c->resync = false;
-    pthread_mutex_unlock(&c->mu);
-    if (!needed) return lm_ok();
-    lumen_status st = c->joined ? lm_ok() : job_call(c, c->start_job);
-    pthread_mutex_lock(&c->mu);
-    kept_list all = {calloc(lm_idmap_count(c->kept) + 1, sizeof *all.items), 0};
-    Lumen__TaskSpec **specs = calloc(lm_idmap_count(c->kept) + 1, sizeof *specs);
-    if (all.items == NULL || specs == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    else lm_idmap_each(c->kept, collect_kept, &all);
-    /* In submission order, so a task's producers are known before it. */
-    if (all.n > 0) qsort(all.items, all.n, sizeof *all.items, by_submission);
-    for (size_t i = 0; i < all.n; i++) specs[i] = all.items[i]->spec;
-    for (size_t i = 0; LM_IS_OK(st) && i < all.n; i += SUBMIT_BATCH_MAX) {
-        Lumen__SubmitTasksRequest req = LUMEN__SUBMIT_TASKS_REQUEST__INIT;
-        req.n_tasks = all.n - i < SUBMIT_BATCH_MAX ? all.n - i : SUBMIT_BATCH_MAX;
-        req.tasks = specs + i;
-        req.resubmit = true;
-        ProtobufCMessage *out = NULL;
-        st = lm_rpc_unary(c->rpc, c->address, c->submit, &req.base, &out, c->timeout_ms);
-        lm_rpc_message_free(out);
-    }
-    free(all.items);
-    free(specs);
-    if (!LM_IS_OK(st)) client_need_resync(c, st);
-    pthread_mutex_unlock(&c->mu);
-    if (LM_IS_OK(st)) st = actor_resync(c);
-    if (!LM_IS_OK(st)) {
-        pthread_mutex_lock(&c->mu);
-        client_need_resync(c, st);
-        pthread_mutex_unlock(&c->mu);
-    }
-    return st;
-}
-
-/* Waits until every task queued so far reached the scheduler. */
-static lumen_status wait_submitted(lumen_client *c, int64_t timeout_ms) {
-    struct timespec until = lm_timespec_in(CLOCK_REALTIME, timeout_ms);
-    pthread_mutex_lock(&c->mu);
-    uint64_t target = c->queued;
-    send_pending_locked(c);
-    int rc = 0;
-    while (c->acked < target && rc == 0) rc = pthread_cond_timedwait(&c->acked_cond, &c->mu, &until);
-    lumen_status st = c->submit_error;
-    bool late = c->acked < target;
-    pthread_mutex_unlock(&c->mu);
-    if (late) return lm_status(LUMEN_DEADLINE_EXCEEDED, "tasks not accepted by the scheduler at %s in time", c->address);
-    return st;
-}
-
-/* The first submission error, if any (then some refs will never exist). */
-static lumen_status submit_status(lumen_client *c) {
-    pthread_mutex_lock(&c->mu);
-    lumen_status st = c->submit_error;
-    pthread_mutex_unlock(&c->mu);
-    return st;
-}
+/* ------------------------------------------------------------- tasks */
 
 lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *out) {
     lumen__arg__init(out);
@@ -359,6 +217,7 @@ lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *o
         pthread_mutex_unlock(&c->mu);
         return lm_ok();
     }
+    if (in->len > 0 && in->data == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "an argument of %zu bytes at NULL", in->len);
     pthread_mutex_lock(&c->mu);
     uint64_t inline_max = c->inline_max;
     pthread_mutex_unlock(&c->mu);
@@ -375,9 +234,9 @@ lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *o
 }
 
 lumen_status client_spec_new(lumen_client *c, const char *function, const lumen_arg *args, size_t nargs,
-                             uint32_t max_retries, int64_t timeout_ms, uint64_t memory_limit,
-                             const lumen_ref *library, Lumen__TaskSpec **out) {
+                             const lumen_call_opts *opts, Lumen__TaskSpec **out) {
     *out = NULL;
+    if (nargs > 0 && args == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "%zu arguments at NULL", nargs);
     lm_id task = lm_id_random();
     Lumen__TaskSpec *spec = malloc(sizeof *spec);
     if (spec == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
@@ -386,9 +245,12 @@ lumen_status client_spec_new(lumen_client *c, const char *function, const lumen_
     spec->job_id = client_bytes_copy(c->job.bytes, LM_ID_BYTES);
     spec->function = strdup(function);
     spec->num_returns = 1;
-    spec->max_retries = max_retries;
-    spec->timeout_ms = timeout_ms > 0 ? (uint64_t)timeout_ms : 0;
-    spec->memory_limit = memory_limit;
+    if (opts != NULL) {
+        spec->max_retries = opts->max_retries;
+        spec->timeout_ms = opts->timeout_ms > 0 ? (uint64_t)opts->timeout_ms : 0;
+        spec->memory_limit = opts->memory_limit;
+        spec->retry_on_error = opts->retry_on_error != 0;
+    }
     spec->args = calloc(nargs ? nargs : 1, sizeof *spec->args);
     lumen_status st = lm_ok();
     for (size_t i = 0; i < nargs && LM_IS_OK(st); i++) {
@@ -396,6 +258,7 @@ lumen_status client_spec_new(lumen_client *c, const char *function, const lumen_
         spec->n_args++;
         st = client_make_arg(c, &args[i], spec->args[i]);
     }
+    const lumen_ref *library = opts ? opts->library : NULL;
     pthread_mutex_lock(&c->mu);
     bool has_lib = library != NULL || c->has_library;
     lm_id lib = library != NULL ? ref_id(*library) : c->library;
@@ -416,29 +279,21 @@ lumen_status client_spec_new(lumen_client *c, const char *function, const lumen_
 
 lumen_status lumen_call(lumen_client *c, const char *function, const lumen_arg *args, size_t nargs,
                         const lumen_call_opts *opts, lumen_ref *out) {
+    if (c == NULL || out == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_call: NULL client or out");
     if (function == NULL || *function == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no function name");
     Lumen__TaskSpec *spec = NULL;
-    lumen_status st = client_spec_new(c, function, args, nargs, opts ? opts->max_retries : 0,
-                                      opts ? opts->timeout_ms : 0, opts ? opts->memory_limit : 0,
-                                      opts ? opts->library : NULL, &spec);
+    lumen_status st = client_spec_new(c, function, args, nargs, opts, &spec);
     if (!LM_IS_OK(st)) return st;
     lm_id task;
     lm_id_from_bytes(spec->task_id.data, spec->task_id.len, &task);
-    kept_task *k = malloc(sizeof *k);
-    if (k == NULL) {
-        lm_rpc_message_free(&spec->base);
-        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    }
     pthread_mutex_lock(&c->mu);
-    if (c->npending == c->cap_pending) {
-        c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 64;
-        c->pending = realloc(c->pending, c->cap_pending * sizeof *c->pending);
-    }
-    c->pending[c->npending++] = spec; /* borrowed from `kept` */
-    *k = (kept_task){spec, c->queued++};
-    lm_idmap_put(c->kept, task, k);
-    send_pending_locked(c);
+    st = c->job_error;
+    if (LM_IS_OK(st)) session_submit_locked(c, spec, task);
     pthread_mutex_unlock(&c->mu);
+    if (!LM_IS_OK(st)) {
+        lm_rpc_message_free(&spec->base);
+        return st;
+    }
     *out = id_ref(lm_id_for_return(task, 0));
     return lm_ok();
 }
@@ -456,6 +311,7 @@ lumen_status lumen_reduce(lumen_client *c, const char *function, const lumen_ref
                           const lumen_call_opts *opts, lumen_ref *out) {
     if (n == 0) return lm_status(LUMEN_INVALID_ARGUMENT, "nothing to reduce");
     lumen_ref *level = malloc(n * sizeof *level);
+    if (level == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     memcpy(level, refs, n * sizeof *level);
     lumen_status st = lm_ok();
     /* Pairwise, level by level: a tree of depth log2(n) inside the cluster. */
@@ -475,25 +331,43 @@ lumen_status lumen_reduce(lumen_client *c, const char *function, const lumen_ref
 
 /* ------------------------------------------------------------- results */
 
-/* Asks the scheduler for the states of ids, waiting up to timeout_ms for
- * num_ready of them (0: no wait). */
-static lumen_status wait_objects(lumen_client *c, const lm_id *ids, size_t n, size_t num_ready, int64_t timeout_ms,
-                                 Lumen__WaitObjectsReply **reply) {
-    /* The submissions carrying these refs may still be on their way: the
-     * scheduler waits for them instead of answering NOT_FOUND. */
+static bool was_freed(lumen_client *c, lm_id id) {
     pthread_mutex_lock(&c->mu);
-    send_pending_locked(c);
+    bool freed = lm_idmap_get(c->freed, id) != NULL;
     pthread_mutex_unlock(&c->mu);
+    return freed;
+}
+
+static lumen_status freed_status(lm_id id) {
+    char hex[LM_ID_HEX_LEN + 1];
+    return lm_status(LUMEN_NOT_FOUND, "object %s was freed by this client (lumen_free)", lm_id_to_hex(id, hex));
+}
+
+/* Asks the scheduler for the states of ids, waiting up to wait_ms for
+ * num_ready of them (0: no wait); *epoch gets the session it asked under. */
+static lumen_status wait_objects(lumen_client *c, const lm_id *ids, size_t n, size_t num_ready, int64_t wait_ms,
+                                 uint64_t *epoch, Lumen__WaitObjectsReply **reply) {
+    *reply = NULL;
     ProtobufCBinaryData *raw = malloc((n ? n : 1) * sizeof *raw);
+    if (raw == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n; i++) raw[i] = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)ids[i].bytes};
     Lumen__WaitObjectsRequest req = LUMEN__WAIT_OBJECTS_REQUEST__INIT;
     req.n_object_ids = n;
     req.object_ids = raw;
     req.num_ready = (uint32_t)num_ready;
+    req.wait_ms = wait_ms > 0 ? (uint64_t)wait_ms : 0;
+    /* The submissions carrying these refs may still be on their way: the
+     * scheduler waits for them instead of answering NOT_FOUND. */
     req.park_unknown = true;
     req.job_id = (ProtobufCBinaryData){LM_ID_BYTES, c->job.bytes};
+    pthread_mutex_lock(&c->mu);
+    session_pump_locked(c);
+    *epoch = req.epoch = c->epoch;
+    pthread_mutex_unlock(&c->mu);
     ProtobufCMessage *out = NULL;
-    lumen_status st = lm_rpc_unary(c->rpc, c->address, c->wait, &req.base, &out, timeout_ms > 0 ? timeout_ms : 1);
+    lumen_status st = *epoch == 0 ? lm_status(LUMEN_UNAVAILABLE, "the job's session with %s is being established", c->address)
+                                  : lm_rpc_unary(c->rpc, c->address, c->wait, &req.base, &out,
+                                                 (int64_t)req.wait_ms + c->timeout_ms);
     free(raw);
     *reply = (Lumen__WaitObjectsReply *)out;
     if (LM_IS_OK(st) && (*reply)->n_objects != n) {
@@ -504,150 +378,235 @@ static lumen_status wait_objects(lumen_client *c, const lm_id *ids, size_t n, si
     return st;
 }
 
-/* A scheduler call failed UNAVAILABLE: if time is left, pauses (the
- * scheduler may be restarting) and marks the client for a resync; true to
- * try again. */
-static bool retry_later(lumen_client *c, lumen_status st, int64_t deadline) {
+/* A scheduler call failed: if it went away or restarted and time is left,
+ * the session is established again and the caller tries again after a
+ * pause; false otherwise. */
+static bool retry_later(lumen_client *c, lumen_status st, uint64_t epoch, int64_t deadline) {
+    if (!session_scheduler_forgot(st)) return false;
     pthread_mutex_lock(&c->mu);
-    client_need_resync(c, st);
+    session_lost_locked(c, st, epoch);
+    session_pump_locked(c);
+    bool ended = !LM_IS_OK(c->job_error);
     pthread_mutex_unlock(&c->mu);
     int64_t left = deadline - (int64_t)lm_mono_ms();
-    if (left <= 0) return false;
-    int64_t pause = left < 200 ? left : 200;
-    struct timespec ts = {0, (long)pause * 1000000L};
-    nanosleep(&ts, NULL);
+    if (ended || left <= 0) return false;
+    pause_ms(left < 100 ? left : 100);
     return true;
 }
 
-/* Reads an object from the store the scheduler named. *retry is set when
- * the store failed us: the object may be being rebuilt elsewhere. */
-static lumen_status read_located(lumen_client *c, lm_id id, const Lumen__ObjectState *o, lumen_bytes *out,
-                                 bool *retry) {
+/* Reads a copy of one of our puts whose store is there. */
+static lumen_status read_put(lumen_client *c, lm_id id, const put_info *p, int64_t timeout_ms, lumen_bytes *out) {
+    char hex[LM_ID_HEX_LEN + 1];
+    lumen_status st = lm_status(LUMEN_OBJECT_LOST, "object %s has no copy", lm_id_to_hex(id, hex));
+    for (size_t i = 0; i < p->n; i++) {
+        st = lm_objstore_get(c->rpc, p->locations[i], id, false, timeout_ms > 0 ? timeout_ms : c->timeout_ms,
+                             &out->data, &out->len);
+        if (st.code != LUMEN_UNAVAILABLE) break;
+    }
+    if (st.code == LUMEN_UNAVAILABLE) /* a put has no lineage: gone with its stores */
+        st = lm_status(LUMEN_OBJECT_LOST, "object %s was put to %zu object store(s), which are gone (%s)", hex, p->n,
+                       st.msg);
+    return st;
+}
+
+/* The value of a ready object, inline or from its store. *retry: the store
+ * failed us, the object may be being rebuilt elsewhere: ask again. */
+static lumen_status read_ready(lumen_client *c, lm_id id, const Lumen__ObjectState *o, lumen_bytes *out, bool *retry) {
+    *retry = false;
+    if (o->status != NULL && o->status->code != LUMEN_OK)
+        return lm_status((lumen_code)o->status->code, "%s", o->status->message);
+    if (o->n_locations == 0) {
+        out->len = o->inline_value.len;
+        out->data = malloc(out->len + 1);
+        if (out->data == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory for %zu bytes", out->len);
+        if (out->len) memcpy(out->data, o->inline_value.data, out->len);
+        ((char *)out->data)[out->len] = '\0';
+        return lm_ok();
+    }
     size_t len = 0;
     lumen_status st = lm_objstore_get(c->rpc, o->locations[0], id, false,
                                       c->timeout_ms + (int64_t)(o->size >> 20) * 100, &out->data, &len);
     out->len = len;
-    *retry = st.code == LUMEN_UNAVAILABLE;
+    *retry = st.code == LUMEN_UNAVAILABLE || st.code == LUMEN_NOT_FOUND;
     return st;
 }
 
-lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen_bytes *out) {
-    out->data = NULL;
-    out->len = 0;
-    lm_id id = ref_id(ref);
-    char hex[LM_ID_HEX_LEN + 1];
-    lm_id_to_hex(id, hex);
-    put_info *p = put_copy(c, id);
-    if (p != NULL) { /* our put: read a copy whose store is there */
-        lumen_status st = lm_status(LUMEN_OBJECT_LOST, "object %s has no copy", hex);
-        for (size_t i = 0; i < p->n; i++) {
-            st = lm_objstore_get(c->rpc, p->locations[i], id, false, timeout_ms > 0 ? timeout_ms : c->timeout_ms,
-                                 &out->data, &out->len);
-            if (st.code != LUMEN_UNAVAILABLE) break;
-        }
-        if (st.code == LUMEN_UNAVAILABLE) /* a put has no lineage: gone with its stores */
-            st = lm_status(LUMEN_OBJECT_LOST, "object %s was put to %zu object store(s), which are gone (%s)", hex,
-                           p->n, st.msg);
-        put_info_free(p);
-        return st;
-    }
-    pthread_mutex_lock(&c->mu);
-    bool ours = actor_result_known(c, id);
-    pthread_mutex_unlock(&c->mu);
-    if (ours) return actor_result_get(c, id, timeout_ms, out);
+/*
+ * lumen_get of n refs: our puts are read from their stores, our actor calls'
+ * results are here, the rest is waited for at the scheduler (all of them in
+ * one wait, again while the deadline allows) and read inline or from their
+ * store. On failure every out[] is freed and the error names the ref.
+ */
+static lumen_status get_refs(lumen_client *c, const lumen_ref *refs, size_t n, int64_t timeout_ms, lumen_bytes *out) {
+    if (n > 0 && (refs == NULL || out == NULL)) return lm_status(LUMEN_INVALID_ARGUMENT, "NULL refs or out");
+    memset(out, 0, n * sizeof *out);
+    if (timeout_ms < 0) timeout_ms = 0;
     int64_t deadline = (int64_t)lm_mono_ms() + timeout_ms;
-    for (;;) {
-        Lumen__WaitObjectsReply *reply = NULL;
-        int64_t left = deadline - (int64_t)lm_mono_ms();
-        lumen_status st = resync(c);
-        if (LM_IS_OK(st)) st = wait_objects(c, &id, 1, 1, left > 0 ? left : 1, &reply);
-        if (scheduler_forgot(st) && retry_later(c, st, deadline)) continue; /* away, or back without us */
-        if (st.code == LUMEN_DEADLINE_EXCEEDED) {
-            lumen_status submit = submit_status(c);
-            if (!LM_IS_OK(submit)) return submit; /* its task never reached the scheduler */
-            return lm_status(LUMEN_DEADLINE_EXCEEDED, "object %s not ready after %lld ms", hex, (long long)timeout_ms);
+    lm_id *ids = malloc((n ? n : 1) * sizeof *ids);
+    size_t *index = malloc((n ? n : 1) * sizeof *index);
+    lumen_status st = ids && index ? session_status(c) : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    size_t asked = 0, failed_at = 0;
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i++) {
+        lm_id id = ref_id(refs[i]);
+        failed_at = i;
+        if (was_freed(c, id)) {
+            st = freed_status(id);
+            break;
         }
-        if (!LM_IS_OK(st)) return st;
-        Lumen__ObjectState *o = reply->objects[0];
-        bool retry = false;
-        if (o->status != NULL && o->status->code != LUMEN_OK) {
-            st = lm_status((lumen_code)o->status->code, "%s", o->status->message);
-        } else if (o->n_locations == 0) {
-            out->len = o->inline_value.len;
-            out->data = malloc(out->len ? out->len : 1);
-            if (out->len) memcpy(out->data, o->inline_value.data, out->len);
-        } else {
-            st = read_located(c, id, o, out, &retry);
+        put_info *p = put_copy(c, id);
+        if (p != NULL) {
+            st = read_put(c, id, p, timeout_ms, &out[i]);
+            put_info_free(p);
+            continue;
+        }
+        pthread_mutex_lock(&c->mu);
+        bool ours = actor_result_known(c, id);
+        pthread_mutex_unlock(&c->mu);
+        if (ours) {
+            int64_t left = deadline - (int64_t)lm_mono_ms();
+            st = actor_result_get(c, id, left > 0 ? left : 0, &out[i]);
+            continue;
+        }
+        ids[asked] = id;
+        index[asked++] = i;
+    }
+    while (LM_IS_OK(st) && asked > 0) {
+        int64_t left = deadline - (int64_t)lm_mono_ms();
+        uint64_t epoch = 0;
+        Lumen__WaitObjectsReply *reply = NULL;
+        st = wait_objects(c, ids, asked, asked, left > 0 ? left : 0, &epoch, &reply);
+        if (!LM_IS_OK(st)) {
+            failed_at = index[0];
+            if (retry_later(c, st, epoch, deadline)) {
+                st = lm_ok();
+                continue;
+            }
+            if (st.code == LUMEN_DEADLINE_EXCEEDED || session_scheduler_forgot(st)) {
+                lumen_status why = session_status(c);
+                if (!LM_IS_OK(why)) st = why; /* its task never reached the scheduler, or the job ended */
+            }
+            break;
+        }
+        size_t keep = 0;
+        bool store_failed = false;
+        for (size_t k = 0; k < asked && LM_IS_OK(st); k++) {
+            const Lumen__ObjectState *o = reply->objects[k];
+            bool retry = false;
+            if (o->ready) st = read_ready(c, ids[k], o, &out[index[k]], &retry);
+            if (o->ready && !retry) {
+                if (!LM_IS_OK(st)) failed_at = index[k];
+                continue;
+            }
+            store_failed = store_failed || retry;
+            st = lm_ok(); /* not ready yet, or its store failed us: ask again */
+            ids[keep] = ids[k];
+            index[keep++] = index[k];
         }
         lm_rpc_message_free(&reply->base);
-        /* Its store went away under us: the scheduler rebuilds the object
-         * (or says it is lost); ask again, a little later. */
-        if (!retry || (int64_t)lm_mono_ms() >= deadline) return st;
-        struct timespec pause = {0, 50 * 1000000L};
-        nanosleep(&pause, NULL);
+        asked = keep;
+        if (!LM_IS_OK(st) || asked == 0) break;
+        if ((int64_t)lm_mono_ms() >= deadline) {
+            failed_at = index[0];
+            lumen_status why = session_status(c);
+            char hex[LM_ID_HEX_LEN + 1];
+            st = LM_IS_OK(why) ? lm_status(LUMEN_DEADLINE_EXCEEDED, "object %s not ready after %lld ms",
+                                           lm_id_to_hex(ids[0], hex), (long long)timeout_ms)
+                               : why;
+            break;
+        }
+        if (store_failed) pause_ms(50); /* the scheduler notices the store is gone and rebuilds */
     }
+    free(ids);
+    free(index);
+    if (LM_IS_OK(st)) return st;
+    for (size_t i = 0; i < n; i++) lumen_bytes_free(&out[i]);
+    return n > 1 ? lm_status_wrap(st, "ref %zu", failed_at) : st;
 }
 
-lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready, int64_t timeout_ms,
-                        int *ready, size_t *num_done) {
-    /* Only results of our own actor calls: answered here, as they arrive. */
+lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen_bytes *out) {
+    if (c == NULL || out == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_get: NULL client or out");
+    return get_refs(c, &ref, 1, timeout_ms, out);
+}
+
+lumen_status lumen_get_many(lumen_client *c, const lumen_ref *refs, size_t n, int64_t timeout_ms, lumen_bytes *out) {
+    if (c == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_get_many: NULL client");
+    return get_refs(c, refs, n, timeout_ms, out);
+}
+
+/* Which refs are ready (or failed) now, or once num_ready are, waiting up to
+ * timeout_ms: flags[i] for refs[i]. */
+static lumen_status ready_flags(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready, int64_t timeout_ms,
+                                int *flags) {
+    lm_id *ids = malloc((n ? n : 1) * sizeof *ids);
+    size_t *index = malloc((n ? n : 1) * sizeof *index);
+    if (ids == NULL || index == NULL) {
+        free(ids);
+        free(index);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    }
     bool all_ours = n > 0;
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < n && all_ours; i++) all_ours = actor_result_known(c, ref_id(refs[i]));
     pthread_mutex_unlock(&c->mu);
-    if (all_ours) {
-        lm_id *ids = malloc(n * sizeof *ids);
-        if (ids == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    lumen_status st = lm_ok();
+    if (all_ours) { /* results of our own actor calls only: answered here, as they arrive */
         for (size_t i = 0; i < n; i++) ids[i] = ref_id(refs[i]);
-        lumen_status st = actor_results_wait(c, ids, n, num_ready, timeout_ms, ready, num_done);
+        st = actor_results_wait(c, ids, n, num_ready, timeout_ms, flags, NULL);
         free(ids);
+        free(index);
         return st;
     }
-    lm_id *ids = malloc((n ? n : 1) * sizeof *ids);
-    size_t *index = malloc((n ? n : 1) * sizeof *index);
-    size_t asked = 0, local = 0;
+    size_t asked = 0, settled = 0;
     for (size_t i = 0; i < n; i++) {
         lm_id id = ref_id(refs[i]);
         char *loc = put_location(c, id, NULL);
-        ready[i] = loc != NULL; /* our own puts are ready */
-        if (loc != NULL) local++;
-        else ids[asked] = id, index[asked++] = i;
+        flags[i] = loc != NULL || was_freed(c, id); /* our puts are ready; a freed ref fails at once */
+        settled += (size_t)flags[i];
+        if (!flags[i]) ids[asked] = id, index[asked++] = i;
         free(loc);
     }
-    size_t want = num_ready > n ? n : num_ready;
-    want = want > local ? want - local : 0;
-    lumen_status st = lm_ok();
-    Lumen__WaitObjectsReply *reply = NULL;
-    if (asked) {
-        st = wait_objects(c, ids, asked, want, timeout_ms, &reply);
-        if (st.code == LUMEN_DEADLINE_EXCEEDED) /* not enough in time: report what is */
-            st = wait_objects(c, ids, asked, 0, c->timeout_ms, &reply);
-        if (LM_IS_OK(st)) {
-            lumen_status submit = submit_status(c);
-            if (!LM_IS_OK(submit)) st = submit;
-        }
+    size_t want = num_ready > settled ? num_ready - settled : 0;
+    int64_t deadline = (int64_t)lm_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    while (asked > 0) {
+        int64_t left = deadline - (int64_t)lm_mono_ms();
+        uint64_t epoch = 0;
+        Lumen__WaitObjectsReply *reply = NULL;
+        st = wait_objects(c, ids, asked, want, want > 0 && left > 0 ? left : 0, &epoch, &reply);
+        if (!LM_IS_OK(st) && retry_later(c, st, epoch, deadline)) continue;
+        for (size_t k = 0; reply != NULL && k < asked; k++)
+            if (reply->objects[k]->ready) flags[index[k]] = 1;
+        lm_rpc_message_free(reply ? &reply->base : NULL);
+        break;
     }
-    size_t done = local;
-    for (size_t k = 0; reply != NULL && k < asked; k++)
-        if (reply->objects[k]->ready) ready[index[k]] = 1, done++;
-    if (num_done != NULL) *num_done = done;
-    lm_rpc_message_free(reply ? &reply->base : NULL);
+    if (LM_IS_OK(st) && asked > 0) { /* an error of a submission outranks "not ready" */
+        lumen_status submit = session_status(c);
+        if (!LM_IS_OK(submit)) st = submit;
+    }
     free(ids);
     free(index);
     return st;
 }
 
-/* Drops the kept spec of the task that makes result `id` (mu held); a
- * spec not sent yet stays until it is. */
-static void forget_task(lumen_client *c, lm_id id) {
-    lm_id task = id;
-    memset(task.bytes + 12, 0, 4); /* a result id is its task's id and a return number */
-    kept_task *k = lm_idmap_get(c->kept, task);
-    if (k == NULL) return;
-    for (size_t i = 0; i < c->npending; i++)
-        if (c->pending[i] == k->spec) return;
-    lm_idmap_remove(c->kept, task);
-    kept_free(k);
+lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready, int64_t timeout_ms,
+                        int *ready, size_t *num_done) {
+    if (num_done != NULL) *num_done = 0;
+    if (c == NULL || (n > 0 && refs == NULL)) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_wait: NULL client or refs");
+    if (num_ready > n)
+        return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_wait: num_ready (%zu) is more than the %zu refs", num_ready, n);
+    int *flags = calloc(n ? n : 1, sizeof *flags);
+    if (flags == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    lumen_status st = ready_flags(c, refs, n, num_ready, timeout_ms, flags);
+    /* Like ray.wait: at most num_ready refs are reported ready, the first
+     * ready ones in the order given. */
+    size_t marked = 0;
+    for (size_t i = 0; i < n; i++) {
+        int mark = flags[i] && marked < num_ready;
+        marked += (size_t)mark;
+        if (ready != NULL) ready[i] = mark;
+    }
+    if (num_done != NULL) *num_done = marked;
+    free(flags);
+    return st;
 }
 
 static void on_freed(void *arg, lumen_status st, ProtobufCMessage *reply) {
@@ -656,14 +615,23 @@ static void on_freed(void *arg, lumen_status st, ProtobufCMessage *reply) {
 }
 
 lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n) {
+    if (c == NULL || (n > 0 && refs == NULL)) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_free: NULL client or refs");
     ProtobufCBinaryData *raw = malloc((n ? n : 1) * sizeof *raw);
+    if (raw == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    static char mark;
     size_t nraw = 0;
     for (size_t i = 0; i < n; i++) {
         lm_id id = ref_id(refs[i]);
         pthread_mutex_lock(&c->mu);
         put_info *p = lm_idmap_remove(c->puts, id);
         actor_result_forget(c, id); /* the scheduler holds a copy too: freed below */
-        forget_task(c, id);
+        session_forget_locked(c, id);
+        if (lm_idmap_get(c->freed, id) == NULL) { /* remembered, the newest FREED_REMEMBERED */
+            lm_id *slot = &c->freed_ring[c->freed_next++ % FREED_REMEMBERED];
+            if (!lm_id_is_zero(*slot)) lm_idmap_remove(c->freed, *slot);
+            *slot = id;
+            lm_idmap_put(c->freed, id, &mark);
+        }
         pthread_mutex_unlock(&c->mu);
         if (p != NULL) {
             for (size_t k = 0; k < p->n; k++) lm_objstore_delete(c->rpc, p->locations[k], &id, 1, c->timeout_ms, NULL);
@@ -723,11 +691,15 @@ lumen_status lumen_library_upload(lumen_client *c, const char *path, lumen_ref *
 
 /* ------------------------------------------------------------- lifecycle */
 
-static lumen_status job_call(lumen_client *c, lm_rpc_method m) {
+const char *lumen_job_id(const lumen_client *c) { return c != NULL ? c->job_hex : ""; }
+
+static lumen_status job_call(lumen_client *c, lm_rpc_method m, uint64_t *epoch) {
     Lumen__JobRequest req = LUMEN__JOB_REQUEST__INIT;
     req.job_id = (ProtobufCBinaryData){LM_ID_BYTES, c->job.bytes};
+    req.detached = c->detached;
     ProtobufCMessage *out = NULL;
     lumen_status st = lm_rpc_unary(c->rpc, c->address, m, &req.base, &out, c->timeout_ms);
+    if (LM_IS_OK(st) && epoch != NULL) *epoch = ((Lumen__JobReply *)out)->epoch;
     lm_rpc_message_free(out);
     return st;
 }
@@ -737,22 +709,14 @@ static void free_put(void *arg, lm_id key, void *value) {
     put_info_free(value);
 }
 
-static void free_kept_entry(void *arg, lm_id key, void *value) {
-    (void)arg, (void)key;
-    kept_free(value);
-}
-
 static void client_free(lumen_client *c) {
-    pthread_mutex_lock(&c->mu);
-    c->closing = true;
-    pthread_mutex_unlock(&c->mu);
-    lm_rpc_client_free(c->rpc); /* runs the last submission and actor callbacks */
+    session_stop(c);              /* closing: async completions only clean up */
+    lm_rpc_client_free(c->rpc);   /* runs the last submission and actor callbacks */
     actor_client_fini(c);
-    free(c->pending); /* its specs are in `kept` */
-    lm_idmap_each(c->kept, free_kept_entry, NULL);
-    lm_idmap_free(c->kept);
+    session_fini(c);
     lm_idmap_each(c->puts, free_put, NULL);
     lm_idmap_free(c->puts);
+    lm_idmap_free(c->freed);
     for (size_t i = 0; i < c->nstores; i++) free(c->stores[i]);
     free(c->stores);
     free(c->address);
@@ -780,37 +744,58 @@ static bool scheduler_restarting(lumen_status st) {
             strstr(st.msg, "failed to connect") == NULL);
 }
 
-/* Learns the object stores and starts the job, trying again while nothing
+/* Learns the object stores and starts the job (or learns the incarnation,
+ * for a client working in another's job), trying again while nothing
  * listens at the scheduler's address (a restart takes a moment) for up to
  * wait_ms (0: CONNECT_WAIT_MS, negative: once), backing off from 50 ms. */
 static lumen_status first_contact(lumen_client *c, int64_t wait_ms) {
     uint64_t until = lm_mono_ms() + (uint64_t)(wait_ms == 0 ? CONNECT_WAIT_MS : wait_ms > 0 ? wait_ms : 0);
-    int64_t pause_ms = 50;
+    int64_t pause = 50;
     for (;;) {
-        lumen_status st = refresh_stores(c);
-        if (LM_IS_OK(st) && !c->joined) st = job_call(c, c->start_job);
+        uint64_t epoch = 0;
+        lumen_status st = client_refresh_stores(c, &epoch);
+        if (LM_IS_OK(st) && !c->joined) st = job_call(c, c->start_job, &epoch);
+        if (LM_IS_OK(st)) {
+            pthread_mutex_lock(&c->mu);
+            c->epoch = epoch;
+            session_pump_locked(c); /* the job's lease */
+            pthread_mutex_unlock(&c->mu);
+            return st;
+        }
         uint64_t now = lm_mono_ms();
         if (!scheduler_restarting(st) || now >= until) return st;
-        if ((uint64_t)pause_ms > until - now) pause_ms = (int64_t)(until - now);
-        struct timespec pause = {pause_ms / 1000, (pause_ms % 1000) * 1000000};
-        nanosleep(&pause, NULL);
-        pause_ms = pause_ms * 2 > 500 ? 500 : pause_ms * 2;
+        pause_ms(pause < (int64_t)(until - now) ? pause : (int64_t)(until - now));
+        pause = pause * 2 > 500 ? 500 : pause * 2;
     }
 }
 
 /* A connect option if given, else its environment variable. */
 static const char *opt_or_env(const char *opt, const char *env) { return opt != NULL ? opt : env_or(env, ""); }
 
+/* The scheduler's address: given, else $LUMEN_ADDRESS, else
+ * $LUMEN_SCHEDULER_ADDR, else the run dir of `lumen start`, else the default. */
+static char *scheduler_address(const char *given) {
+    if (given != NULL) return strdup(given);
+    const char *env = env_or("LUMEN_ADDRESS", env_or("LUMEN_SCHEDULER_ADDR", NULL));
+    if (env != NULL) return strdup(env);
+    char dir[512], addr[300];
+    lm_run_dir(NULL, dir, sizeof dir);
+    return strdup(lm_run_dir_read(dir, "address", addr, sizeof addr) ? addr : DEFAULT_ADDRESS);
+}
+
 lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, lumen_client **out) {
+    if (out == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_connect: NULL out");
     *out = NULL;
     lm_process_tune_malloc();
     lumen_client *c = calloc(1, sizeof *c);
-    c->address = strdup(address ? address : env_or("LUMEN_ADDRESS", env_or("LUMEN_SCHEDULER_ADDR", DEFAULT_ADDRESS)));
+    if (c == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    c->address = scheduler_address(address);
     c->timeout_ms = opts && opts->rpc_timeout_ms > 0 ? opts->rpc_timeout_ms : DEFAULT_TIMEOUT_MS;
     c->job = lm_id_random();
     c->puts = lm_idmap_new();
-    c->kept = lm_idmap_new();
+    c->freed = lm_idmap_new();
     c->inline_max = 100 * 1024;
+    c->detached = opts != NULL && opts->detached;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->acked_cond, NULL);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "SubmitTasks", &c->submit);
@@ -819,23 +804,27 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
     lm_rpc_method_find(&lumen__scheduler__descriptor, "FreeObjects", &c->free_objects);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "StartJob", &c->start_job);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "EndJob", &c->end_job);
+    lm_rpc_method_find(&lumen__scheduler__descriptor, "WatchJob", &c->watch_job);
     actor_client_init(c);
+    session_init(c);
     char *token = lm_cluster_token(opts ? opts->token : NULL, NULL);
     lm_rpc_client_opts ropts = {
         .token = token,
         .tls = {opt_or_env(opts ? opts->tls_cert : NULL, "LUMEN_TLS_CERT"),
                 opt_or_env(opts ? opts->tls_key : NULL, "LUMEN_TLS_KEY"),
                 opt_or_env(opts ? opts->tls_ca : NULL, "LUMEN_TLS_CA")}};
-    lumen_status st = lm_rpc_client_new(&ropts, &c->rpc);
+    lumen_status st = c->address ? lm_rpc_client_new(&ropts, &c->rpc) : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     free(token);
     if (LM_IS_OK(st) && opts != NULL && opts->job != NULL) {
         c->joined = true;
         if (!lm_id_from_hex(opts->job, &c->job))
             st = lm_status(LUMEN_INVALID_ARGUMENT, "job \"%s\" is not 32 hex digits", opts->job);
     }
+    lm_id_to_hex(c->job, c->job_hex);
     if (LM_IS_OK(st)) st = first_contact(c, opts ? opts->connect_timeout_ms : 0);
+    if (LM_IS_OK(st)) st = session_start(c);
     if (!LM_IS_OK(st)) {
-        st = lm_status_wrap(st, "cannot connect to the Lumen scheduler at %s%s", c->address,
+        st = lm_status_wrap(st, "cannot connect to the Lumen scheduler at %s%s", c->address ? c->address : "?",
                             connect_hint(st.code, &ropts.tls));
         client_free(c);
         return st;
@@ -846,7 +835,10 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
 
 void lumen_close(lumen_client *c) {
     if (c == NULL) return;
-    wait_submitted(c, c->timeout_ms);
-    if (!c->joined) job_call(c, c->end_job); /* the scheduler releases the job's objects and actors */
+    session_wait_submitted(c, c->timeout_ms);
+    pthread_mutex_lock(&c->mu);
+    c->closing = true; /* no lease again once the job ends */
+    pthread_mutex_unlock(&c->mu);
+    if (!c->joined) job_call(c, c->end_job, NULL); /* the scheduler releases the job's objects and actors */
     client_free(c);
 }

@@ -1,6 +1,8 @@
 /*
- * client_internal.h - liblumen's client state, shared by client.c (tasks,
- * objects, the job) and actor.c (actors). Not installed.
+ * client_internal.h - liblumen's client state, shared by client.c (objects,
+ * results, the job's connection), session.c (the job's session with the
+ * scheduler: submissions, resending after a restart, the job's lease) and
+ * actor.c (actors). Not installed.
  */
 #ifndef LUMEN_CLIENT_INTERNAL_H
 #define LUMEN_CLIENT_INTERNAL_H
@@ -19,6 +21,8 @@
 #define DEFAULT_TIMEOUT_MS 10000
 /* How long lumen_connect waits for a scheduler that cannot be reached. */
 #define CONNECT_WAIT_MS 5000
+/* Refs freed by this client that lumen_get recognises as freed (the newest). */
+#define FREED_REMEMBERED (1u << 16)
 
 /* An object this client put: the stores holding a copy. */
 typedef struct put_info {
@@ -27,19 +31,33 @@ typedef struct put_info {
     uint64_t size;
 } put_info;
 
+/*
+ * A task this client submitted, kept for a scheduler that restarts (the
+ * lineage lives with the client too): its spec, until nothing can need it,
+ * that is until its result is freed and no kept task takes that result.
+ */
+typedef struct kept_task {
+    Lumen__TaskSpec *spec;
+    uint64_t seq;       /* submission order */
+    bool sent;          /* it left in a SubmitTasks (else it waits in `pending`) */
+    bool freed;         /* its result was freed by the client */
+    uint32_t consumers; /* kept tasks that take its result */
+} kept_task;
+
 struct lumen_client {
     lm_rpc_client *rpc;
     char *address;
     int64_t timeout_ms;
     lm_id job;
-    lm_rpc_method submit, wait, cluster_info, free_objects, start_job, end_job;
+    char job_hex[LM_ID_HEX_LEN + 1];
+    lm_rpc_method submit, wait, cluster_info, free_objects, start_job, end_job, watch_job;
 
     pthread_mutex_t mu;
     pthread_cond_t acked_cond;
-    Lumen__TaskSpec **pending;
+    kept_task **pending;     /* not sent yet, in order */
     size_t npending, cap_pending;
-    bool submitting;
-    size_t in_flight;        /* tasks in the SubmitTasks in flight */
+    bool submitting;         /* a session call (StartJob, a SubmitTasks) is in flight */
+    size_t in_flight;        /* tasks of the pending queue in the SubmitTasks in flight */
     uint64_t queued, acked;  /* tasks queued / answered by the scheduler (or failed to send) */
     lumen_status submit_error;
 
@@ -50,11 +68,24 @@ struct lumen_client {
     uint32_t put_replicas; /* stores each put is written to */
     bool has_library;
     lm_id library;
-    bool joined; /* works in a job it did not start: close leaves it running */
-    /* Lineage for a scheduler that restarts: the spec of every task this
-     * client submitted, by task id, until its result is freed. */
-    lm_idmap *kept;
-    bool resync; /* a scheduler call failed UNAVAILABLE: send the job, tasks and actors again */
+    bool joined;   /* works in a job it did not start: close leaves it running */
+    bool detached; /* its job outlives it: no lease */
+    lm_idmap *kept; /* kept_task* by task id */
+    lm_idmap *freed; /* refs freed here: a get of one fails at once */
+    lm_id freed_ring[FREED_REMEMBERED];
+    size_t freed_next;
+
+    /* The session (session.c), under mu: the scheduler incarnation the job
+     * is established with (0: establish it again: StartJob, then every
+     * kept task sent again in order, then actors, before anything new). */
+    uint64_t epoch;
+    lm_id *resend; /* kept tasks to send again, by id, in submission order */
+    size_t nresend, resend_pos;
+    bool lease_held; /* a WatchJob is in flight */
+    lumen_status job_error; /* the job ended under us: calls fail with it */
+    pthread_t keeper;       /* re-establishes the session while nothing else asks */
+    pthread_cond_t keeper_cond;
+    bool keeper_started;
 
     /* Actors (actor.c), under mu. */
     lm_rpc_method create_actor, get_actor, kill_actor, call_actor, task_done;
@@ -85,21 +116,54 @@ ProtobufCBinaryData client_bytes_copy(const void *data, size_t n);
  * args: ids, job, arguments (big inline values go through the object
  * store), limits and library. The caller frees it (lm_rpc_message_free). */
 lumen_status client_spec_new(lumen_client *c, const char *function, const lumen_arg *args, size_t nargs,
-                             uint32_t max_retries, int64_t timeout_ms, uint64_t memory_limit,
-                             const lumen_ref *library, Lumen__TaskSpec **out);
+                             const lumen_call_opts *opts, Lumen__TaskSpec **out);
 
 /* Fills a spec argument from a lumen_arg. */
 lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *out);
 
-/* The scheduler may have restarted (a call failed UNAVAILABLE): the next
- * call first tells it our job, tasks and actors again. mu held. */
-void client_need_resync(lumen_client *c, lumen_status st);
+/* Refreshes the list of object stores (GetClusterInfo); *epoch (may be
+ * NULL) gets the scheduler's incarnation. No lock held. */
+lumen_status client_refresh_stores(lumen_client *c, uint64_t *epoch);
+
+/* ---- session.c ---- */
+
+/* Queues a task for the scheduler (taking spec) and keeps it. mu held. */
+void session_submit_locked(lumen_client *c, Lumen__TaskSpec *spec, lm_id task);
+
+/* Moves the session along (mu held): establishes it, resends, sends what
+ * is queued, keeps the lease; one session call in flight at a time. */
+void session_pump_locked(lumen_client *c);
+
+/* A call to the scheduler failed (st) with the session at `epoch`: if the
+ * scheduler went away or restarted, the session is established again.
+ * mu held. */
+void session_lost_locked(lumen_client *c, lumen_status st, uint64_t epoch);
+
+/* Whether the scheduler is away, or back without our job (it restarted). */
+bool session_scheduler_forgot(lumen_status st);
+
+/* Waits until every task queued so far reached the scheduler. */
+lumen_status session_wait_submitted(lumen_client *c, int64_t timeout_ms);
+
+/* The first submission error, or the job's end, if any. */
+lumen_status session_status(lumen_client *c);
+
+/* The result `id` was freed: its task's spec goes once nothing needs it. mu held. */
+void session_forget_locked(lumen_client *c, lm_id result);
+
+/* Sets up and tears down the session: init (first), start (the keeper
+ * thread, once the job is established), stop (before the RPC client is
+ * freed), fini (after). */
+void session_init(lumen_client *c);
+lumen_status session_start(lumen_client *c);
+void session_stop(lumen_client *c);  /* before the RPC client is freed */
+void session_fini(lumen_client *c);  /* after */
 
 /* ---- actor.c ---- */
 
 /* Sends CreateActor again for every actor this client created (a restarted
- * scheduler learns their constructor calls). No lock held. */
-lumen_status actor_resync(lumen_client *c);
+ * scheduler learns their constructor calls), without waiting. mu held. */
+void actor_resync_locked(lumen_client *c);
 
 /* How a local actor call result stands: unknown (not one of ours), or
  * known. `fill` (may be NULL) gets its value into *arg when it is ready

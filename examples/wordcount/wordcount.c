@@ -78,7 +78,7 @@ static int most_frequent(lumen_task_ctx *ctx, const lumen_bytes *args, size_t na
     wc_table_free(all);
     return rc;
 }
-LUMEN_REMOTE("wordcount.most_frequent", most_frequent)
+LUMEN_REMOTE("wordcount.most_frequent", most_frequent);
 
 /* The candidate list (a table, counts ignored) with every count set to 0. */
 static int parse_candidates(lumen_task_ctx *ctx, const lumen_bytes *list, wc_table **out) {
@@ -94,14 +94,14 @@ static int count_candidates(lumen_task_ctx *ctx, const lumen_bytes *args, size_t
     wc_table_count_known(t, args[0].data, args[0].len);
     return reply_table(ctx, t, out);
 }
-LUMEN_REMOTE("wordcount.count_candidates", count_candidates)
+LUMEN_REMOTE("wordcount.count_candidates", count_candidates);
 
 static int count(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     wc_table *t;
     if (want_args(ctx, "wordcount.count", nargs, 1) || count_chunk(ctx, &args[0], &t)) return -1;
     return reply_table(ctx, t, out);
 }
-LUMEN_REMOTE("wordcount.count", count)
+LUMEN_REMOTE("wordcount.count", count);
 
 static int merge(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     if (nargs == 0) return lumen_task_fail(ctx, "wordcount.merge needs at least one table");
@@ -119,7 +119,7 @@ static int merge(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lum
     }
     return reply_table(ctx, t, out);
 }
-LUMEN_REMOTE("wordcount.merge", merge)
+LUMEN_REMOTE("wordcount.merge", merge);
 
 static int top(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     if (want_args(ctx, "wordcount.top", nargs, 2)) return -1;
@@ -146,7 +146,7 @@ static int top(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen
     out->data = text;
     return 0;
 }
-LUMEN_REMOTE("wordcount.top", top)
+LUMEN_REMOTE("wordcount.top", top);
 
 /* ---- wordcount.Counter: an actor holding the word table of its chunks ---- */
 
@@ -224,4 +224,4 @@ LUMEN_ACTOR("wordcount.Counter", counter_new, counter_free,
             LUMEN_METHOD("add", counter_add),
             LUMEN_METHOD("most_frequent", counter_most_frequent),
             LUMEN_METHOD("count_candidates", counter_count_candidates),
-            LUMEN_METHOD("counts", counter_counts))
+            LUMEN_METHOD("counts", counter_counts));

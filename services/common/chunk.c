@@ -12,7 +12,8 @@
 
 void *lm_chunk_buffer_alloc(uint64_t size) {
     if (size > SIZE_MAX - 1) return NULL;
-    void *p = malloc(size ? (size_t)size : 1);
+    char *p = malloc((size_t)size + 1);
+    if (p != NULL) p[size] = '\0'; /* readers may treat a value as a C string */
 #ifdef MADV_HUGEPAGE
     /* Big mallocs are fresh mmaps: huge pages turn 512 faults into one.
      * Only the 2 MiB-aligned interior can use them; advice failing is fine. */

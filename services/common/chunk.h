@@ -87,7 +87,7 @@ void lm_chunk_asm_fini(lm_chunk_asm *a);
  * buffer that is about to be filled front to back: large ones are asked to
  * use huge pages, which makes first-touch page faults 512 times rarer.
  * Free it with free(). NULL when out of memory. */
-void *lm_chunk_buffer_alloc(uint64_t size);
+void *lm_chunk_buffer_alloc(uint64_t size); /* size + 1 bytes, the last one NUL */
 
 /* -------------------------------------------------------------- chunker */
 

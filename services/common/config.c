@@ -53,6 +53,8 @@ static const lm_config_setting cluster_settings[] = {
            "Prefix of every Redis key, so several clusters can share one Redis"),
     STRING(R, token, LM_CONFIG_SECRET, "", "LUMEN_TOKEN",
            "Shared secret every RPC must carry; \"\" = no authentication"),
+    STRING(R, token_file, 0, "", "LUMEN_TOKEN_FILE",
+           "File holding the token, read at start when token is \"\" (keeps it out of command lines)"),
     ADDR(R, scheduler_addr, REQ, "127.0.0.1:7400", "LUMEN_SCHEDULER_ADDR", NULL,
          "Where workers, object stores and clients reach the scheduler"),
     LOG_LEVEL(R, log_level, "info", "LUMEN_LOG_LEVEL",
@@ -86,6 +88,11 @@ static const lm_config_setting scheduler_settings[] = {
          "Results up to this size travel inside the RPC, larger ones via an object store"),
     INT(R, put_replicas, 1, 8, "1", "LUMEN_SCHEDULER_PUT_REPLICAS",
         "Object stores a client writes each put to (puts have no lineage: a copy survives a store)"),
+    DURATION(R, job_grace_ms, 0, DAY_MS, "10000", "LUMEN_SCHEDULER_JOB_GRACE_MS",
+             "A job whose client went away without lumen_close ends this long after, unless the client "
+             "is back or the job is detached; 0 = at once"),
+    DURATION(R, unknown_ref_timeout_ms, 100, DAY_MS, "5000", "LUMEN_SCHEDULER_UNKNOWN_REF_TIMEOUT_MS",
+             "A task argument that no task makes and no object store holds fails (NOT_FOUND) after this long"),
 #undef R
 };
 
@@ -643,6 +650,28 @@ lumen_status lm_config_set(lm_config *cfg, const char *section, const char *name
     if (s == NULL) return lm_status(LUMEN_CONFIG, "unknown setting \"%s.%s\"", section, name);
     lumen_status st = assign(s, field_of(cfg, sec, s), value);
     return LM_IS_OK(st) ? st : at(st, "%s.%s", section, name);
+}
+
+/* The file's first line, without its line end. */
+static lumen_status read_secret_file(const char *path, const char *what, char **out) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return lm_status_errno(LUMEN_CONFIG, errno, path);
+    char line[4096];
+    bool got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    line[got ? strcspn(line, "\r\n") : 0] = '\0';
+    if (line[0] == '\0') return lm_status(LUMEN_CONFIG, "%s %s is empty", what, path);
+    char *copy = strdup(line);
+    if (copy == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    free(*out);
+    *out = copy;
+    return lm_ok();
+}
+
+lumen_status lm_config_read_secrets(lm_config *cfg) {
+    lm_cluster_config *cc = &cfg->cluster;
+    if (cc->token[0] != '\0' || cc->token_file[0] == '\0') return lm_ok();
+    return read_secret_file(cc->token_file, "cluster.token_file", &cc->token);
 }
 
 lumen_status lm_config_check(const lm_config *cfg) {

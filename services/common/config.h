@@ -35,6 +35,7 @@ typedef struct lm_cluster_config {
     char *redis_password;
     char *key_prefix;
     char *token;
+    char *token_file; /* read into token at start when token is "" */
     char *scheduler_addr;
     lm_log_level log_level;
     int64_t rpc_timeout_ms;
@@ -53,6 +54,8 @@ typedef struct lm_scheduler_config {
     int max_retries;
     uint64_t inline_result_max;
     int put_replicas;
+    int64_t job_grace_ms;
+    int64_t unknown_ref_timeout_ms;
 } lm_scheduler_config;
 
 typedef struct lm_objstore_config {
@@ -100,6 +103,10 @@ lumen_status lm_config_set(lm_config *cfg, const char *section, const char *name
 
 /* Rules that span settings (heartbeat timeout > interval, TLS cert with key). */
 lumen_status lm_config_check(const lm_config *cfg);
+
+/* Reads cluster.token_file into cluster.token when the token is unset, so
+ * a service's command line can name the secret without showing it. */
+lumen_status lm_config_read_secrets(lm_config *cfg);
 
 /* Writes the config in libconfig syntax with each setting's help, env var
  * and default as comments; lm_config_load reads it back. Secrets that are

@@ -24,6 +24,8 @@ typedef struct watch {
     atomic_int refs; /* the agent's, plus the call in flight's */
     pthread_mutex_t mu;
     bool in_flight, stopping;
+    void (*broken)(void *arg); /* the agent's: the call failed */
+    void *broken_arg;
     lm_rpc_client *rpc;
     char *scheduler_addr;
     lm_rpc_method method;
@@ -40,21 +42,51 @@ struct lm_node_agent {
     pthread_cond_t cond;
     bool stopping;
     bool registered_once;
+    bool probing;      /* the watch broke or a beat failed: beat again soon */
+    bool wake;         /* end the current nap now */
     uint32_t interval_ms;
+    uint64_t epoch;    /* of the scheduler we registered with */
 };
 
 /* Sleeps ms or until the agent is stopped; false when stopped. */
 static bool nap(lm_node_agent *a, uint32_t ms) {
     struct timespec until = lm_timespec_in(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&a->mu);
-    while (!a->stopping)
+    while (!a->stopping && !a->wake)
         if (pthread_cond_timedwait(&a->cond, &a->mu, &until) != 0) break;
+    a->wake = false;
     bool go_on = !a->stopping;
     pthread_mutex_unlock(&a->mu);
     return go_on;
 }
 
+static void holdings_free(lm_node_holdings *h) {
+    free(h->tasks);
+    free(h->actors);
+    free(h->incarnations);
+    memset(h, 0, sizeof *h);
+}
+
 static lumen_status register_once(lm_node_agent *a) {
+    lm_node_holdings held = {0};
+    if (a->opts.holdings != NULL) a->opts.holdings(a->opts.registered_arg, &held);
+    ProtobufCBinaryData *tasks = calloc(held.ntasks ? held.ntasks : 1, sizeof *tasks);
+    Lumen__HostedActor *actors = calloc(held.nactors ? held.nactors : 1, sizeof *actors);
+    Lumen__HostedActor **actor_ptrs = calloc(held.nactors ? held.nactors : 1, sizeof *actor_ptrs);
+    if (tasks == NULL || actors == NULL || actor_ptrs == NULL) {
+        free(tasks);
+        free(actors);
+        free(actor_ptrs);
+        holdings_free(&held);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; i < held.ntasks; i++) tasks[i] = (ProtobufCBinaryData){LM_ID_BYTES, held.tasks[i].bytes};
+    for (size_t i = 0; i < held.nactors; i++) {
+        lumen__hosted_actor__init(&actors[i]);
+        actors[i].actor_id = (ProtobufCBinaryData){LM_ID_BYTES, held.actors[i].bytes};
+        actors[i].incarnation = held.incarnations[i];
+        actor_ptrs[i] = &actors[i];
+    }
     Lumen__NodeInfo node = LUMEN__NODE_INFO__INIT;
     node.node_id.data = a->opts.node_id.bytes;
     node.node_id.len = LM_ID_BYTES;
@@ -69,17 +101,32 @@ static lumen_status register_once(lm_node_agent *a) {
     node.objstore_addr = a->objstore_addr ? a->objstore_addr : (char *)"";
     Lumen__RegisterNodeRequest req = LUMEN__REGISTER_NODE_REQUEST__INIT;
     req.node = &node;
+    req.n_held_tasks = held.ntasks;
+    req.held_tasks = tasks;
+    req.n_actors = held.nactors;
+    req.actors = actor_ptrs;
     ProtobufCMessage *out = NULL;
     lumen_status st = lm_rpc_unary(a->opts.rpc, a->scheduler_addr, a->register_method, &req.base, &out,
                                    a->opts.rpc_timeout_ms);
+    free(tasks);
+    free(actors);
+    free(actor_ptrs);
+    holdings_free(&held);
     if (!LM_IS_OK(st)) return st;
     Lumen__RegisterNodeReply *reply = (Lumen__RegisterNodeReply *)out;
     a->interval_ms = reply->heartbeat_interval_ms ? reply->heartbeat_interval_ms : 1000;
-    if (a->opts.registered != NULL)
-        a->opts.registered(a->opts.registered_arg, a->interval_ms, reply->inline_result_max);
+    a->epoch = reply->epoch;
+    lm_id *drop = calloc(reply->n_drop_tasks ? reply->n_drop_tasks : 1, sizeof *drop);
+    size_t ndrop = 0;
+    for (size_t i = 0; drop != NULL && i < reply->n_drop_tasks; i++)
+        if (lm_id_from_bytes(reply->drop_tasks[i].data, reply->drop_tasks[i].len, &drop[ndrop])) ndrop++;
+    lm_node_registration reg = {a->interval_ms, reply->inline_result_max, reply->epoch, drop, ndrop};
+    if (a->opts.registered != NULL) a->opts.registered(a->opts.registered_arg, &reg);
+    free(drop);
     lm_rpc_message_free(out);
     pthread_mutex_lock(&a->mu);
     a->registered_once = true;
+    a->probing = false;
     pthread_mutex_unlock(&a->mu);
     return lm_ok();
 }
@@ -94,11 +141,16 @@ static bool heartbeat_once(lm_node_agent *a) {
     req.slots_free = load.slots_free;
     req.running = load.running;
     req.bytes_used = load.bytes_used;
+    req.epoch = a->epoch;
     ProtobufCMessage *out = NULL;
     lumen_status st = lm_rpc_unary(a->opts.rpc, a->scheduler_addr, a->heartbeat_method, &req.base, &out,
                                    a->opts.rpc_timeout_ms);
+    pthread_mutex_lock(&a->mu);
+    bool was_probing = a->probing;
+    a->probing = !LM_IS_OK(st);
+    pthread_mutex_unlock(&a->mu);
     if (!LM_IS_OK(st)) {
-        lm_warn("heartbeat to %s failed: %s", a->scheduler_addr, st.msg);
+        if (!was_probing) lm_warn("heartbeat to %s failed: %s", a->scheduler_addr, st.msg);
         return st.code != LUMEN_NOT_FOUND;
     }
     bool again = ((Lumen__HeartbeatReply *)out)->reregister;
@@ -127,6 +179,9 @@ static void watch_done(void *arg, lumen_status st, ProtobufCMessage *reply) {
     /* A lease that ran its course is renewed at once; after a failure the
      * agent's next beat tries again (no spinning on a scheduler that is down). */
     if (LM_IS_OK(st) && !w->stopping) watch_start_locked(w);
+    /* The scheduler may be gone: look for its return. Under w->mu, so the
+     * agent (which sets stopping under it before it goes) is still there. */
+    if (!LM_IS_OK(st) && !w->stopping) w->broken(w->broken_arg);
     pthread_mutex_unlock(&w->mu);
     watch_unref(w);
 }
@@ -152,6 +207,18 @@ static void watch_ensure(lm_node_agent *a) {
     pthread_mutex_unlock(&a->watch->mu);
 }
 
+/* The watch's call failed: the next beat comes soon, and then more often
+ * until the scheduler answers. Runs on the RPC client's thread, while the
+ * agent lives (lm_node_agent_free stops the watch before freeing it). */
+static void watch_broken(void *arg) {
+    lm_node_agent *a = arg;
+    pthread_mutex_lock(&a->mu);
+    a->probing = true;
+    a->wake = true;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->mu);
+}
+
 static watch *watch_new(const lm_node_agent *a) {
     watch *w = calloc(1, sizeof *w);
     if (w == NULL) return NULL;
@@ -160,8 +227,25 @@ static watch *watch_new(const lm_node_agent *a) {
     w->rpc = a->opts.rpc;
     w->scheduler_addr = strdup(a->scheduler_addr);
     w->node_id = a->opts.node_id;
+    w->broken = watch_broken;
+    w->broken_arg = (void *)a;
     lm_rpc_method_find(&lumen__scheduler__descriptor, "WatchNode", &w->method);
     return w;
+}
+
+/* How long until the next beat: the interval, or while probing for a
+ * scheduler that went away a short pause that grows to it. */
+static uint32_t next_beat_ms(lm_node_agent *a, uint32_t *probe_ms) {
+    pthread_mutex_lock(&a->mu);
+    bool probing = a->probing;
+    pthread_mutex_unlock(&a->mu);
+    if (!probing) {
+        *probe_ms = BACKOFF_MIN_MS;
+        return a->interval_ms;
+    }
+    uint32_t ms = *probe_ms < a->interval_ms ? *probe_ms : a->interval_ms;
+    *probe_ms = *probe_ms * 2;
+    return ms;
 }
 
 static void *agent_main(void *arg) {
@@ -175,10 +259,12 @@ static void *agent_main(void *arg) {
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
             continue;
         }
-        lm_info("registered with the scheduler at %s as %s %s", a->scheduler_addr, a->kind, a->addr);
+        lm_info("registered with the scheduler at %s as %s %s (incarnation %llu)", a->scheduler_addr, a->kind,
+                a->addr, (unsigned long long)a->epoch);
         backoff = BACKOFF_MIN_MS;
         if (a->watch != NULL) watch_ensure(a);
-        while (nap(a, a->interval_ms)) {
+        uint32_t probe_ms = BACKOFF_MIN_MS;
+        while (nap(a, next_beat_ms(a, &probe_ms))) {
             if (!heartbeat_once(a)) break; /* the scheduler forgot us: register again */
             if (a->watch != NULL) watch_ensure(a);
         }

@@ -30,15 +30,18 @@ static lumen_status next_chunk(void *arg, const ProtobufCMessage **msg) {
 }
 
 lumen_status lm_objstore_put(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, const void *data,
-                             size_t len, int64_t timeout_ms, bool *already_present) {
-    if (already_present != NULL) *already_present = false;
+                             size_t len, int64_t timeout_ms, lm_objstore_put_info *info) {
+    if (info != NULL) *info = (lm_objstore_put_info){0};
     lm_chunker chunker;
     lm_chunker_init(&chunker, id, job, data, len, 0);
     ProtobufCMessage *out = NULL;
     lumen_status st = lm_rpc_write_stream(cli, addr, method("Put"), next_chunk, &chunker, &out, timeout_ms);
     if (LM_IS_OK(st)) {
         Lumen__PutReply *reply = (Lumen__PutReply *)out;
-        if (already_present != NULL) *already_present = reply->already_present;
+        if (info != NULL) {
+            info->already_present = reply->already_present;
+            lm_id_from_bytes(reply->node_id.data, reply->node_id.len, &info->store);
+        }
         if (reply->size != len)
             st = lm_status(LUMEN_INTERNAL, "store %s holds %llu bytes, %zu were put", addr,
                            (unsigned long long)reply->size, len);
@@ -66,7 +69,7 @@ static lumen_status on_chunk(void *arg, const ProtobufCMessage *msg) {
 /* Streams the object (or the range) into the assembler opts describe; on
  * success *data and *len are what lm_chunk_asm_take gives. */
 static lumen_status get(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset, uint64_t length,
-                        lm_id job, bool wait, int64_t timeout_ms, const lm_chunk_asm_opts *opts, void **data,
+                        lm_id job, lm_id store, bool wait, int64_t timeout_ms, const lm_chunk_asm_opts *opts, void **data,
                         size_t *len) {
     *data = NULL;
     *len = 0;
@@ -76,6 +79,10 @@ static lumen_status get(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t
     if (!lm_id_is_zero(job)) {
         req.job_id.data = job.bytes;
         req.job_id.len = LM_ID_BYTES;
+    }
+    if (!lm_id_is_zero(store)) {
+        req.store_id.data = store.bytes;
+        req.store_id.len = LM_ID_BYTES;
     }
     req.wait = wait;
     req.offset = offset;
@@ -91,19 +98,19 @@ static lumen_status get(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t
 
 lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id id, uint64_t offset,
                                    uint64_t length, bool wait, int64_t timeout_ms, void **data, size_t *len) {
-    return get(cli, addr, id, offset, length, (lm_id){{0}}, wait, timeout_ms, NULL, data, len);
+    return get(cli, addr, id, offset, length, (lm_id){{0}}, (lm_id){{0}}, wait, timeout_ms, NULL, data, len);
 }
 
 lumen_status lm_objstore_get(lm_rpc_client *cli, const char *addr, lm_id id, bool wait, int64_t timeout_ms,
                              void **data, size_t *len) {
-    return get(cli, addr, id, 0, 0, (lm_id){{0}}, wait, timeout_ms, NULL, data, len);
+    return get(cli, addr, id, 0, 0, (lm_id){{0}}, (lm_id){{0}}, wait, timeout_ms, NULL, data, len);
 }
 
-lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, bool wait,
+lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, lm_id store, bool wait,
                                   int64_t timeout_ms, lm_chunk_alloc_fn alloc, void *alloc_arg, size_t *len) {
     lm_chunk_asm_opts opts = {.alloc = alloc, .alloc_arg = alloc_arg};
     void *data;
-    return get(cli, addr, id, 0, 0, job, wait, timeout_ms, &opts, &data, len);
+    return get(cli, addr, id, 0, 0, job, store, wait, timeout_ms, &opts, &data, len);
 }
 
 /* ------------------------------------------------------ delete, release */

@@ -17,11 +17,15 @@
 #include "id.h"
 #include "rpc.h"
 
-/* Stores data[0..len) as object id of job (zero: none). Objects are
- * immutable: when the store already holds id, its copy stays and
- * *already_present (may be NULL) is true. */
+/* What a store said of a put. */
+typedef struct lm_objstore_put_info {
+    bool already_present; /* objects are immutable: the store's copy stays */
+    lm_id store;          /* the store's incarnation (node id) that holds it */
+} lm_objstore_put_info;
+
+/* Stores data[0..len) as object id of job (zero: none); *info may be NULL. */
 lumen_status lm_objstore_put(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, const void *data,
-                             size_t len, int64_t timeout_ms, bool *already_present);
+                             size_t len, int64_t timeout_ms, lm_objstore_put_info *info);
 
 /* Reads object id into a buffer malloc'd once at its size (*data is the
  * caller's to free(); an empty object gives a 1-byte buffer and *len 0).
@@ -41,8 +45,9 @@ lumen_status lm_objstore_get_range(lm_rpc_client *cli, const char *addr, lm_id i
  * reason it put in st). *len gets the size. On failure that memory may
  * hold part of the object. job is the reader's (zero: none): a wait ends
  * with FAILED_PRECONDITION when that job ends, as nothing will put the
- * object then. */
-lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, bool wait,
+ * object then. store (zero: any) is the incarnation said to hold it: a
+ * store restarted since answers OBJECT_LOST at once instead of waiting. */
+lumen_status lm_objstore_get_into(lm_rpc_client *cli, const char *addr, lm_id id, lm_id job, lm_id store, bool wait,
                                   int64_t timeout_ms, lm_chunk_alloc_fn alloc, void *alloc_arg, size_t *len);
 
 /* Deletes the objects the store holds among ids[0..n); *deleted (may be

@@ -635,6 +635,20 @@ lumen_status lm_redis_ping(lm_redis *r) {
     return run(r, "PING", &c, NULL);
 }
 
+lumen_status lm_redis_epoch_next(lm_redis *r, uint64_t *epoch) {
+    cmd c;
+    cmd_start(&c, "INCR");
+    argf(&c, "%sepoch", r->cfg.prefix);
+    redisReply *rep = NULL;
+    lumen_status st = run(r, "epoch", &c, &rep);
+    if (!LM_IS_OK(st)) return st;
+    if (rep->type != REDIS_REPLY_INTEGER || rep->integer <= 0)
+        st = lm_status(LUMEN_INTERNAL, "redis %s: INCR %sepoch gave no positive number", r->cfg.addr, r->cfg.prefix);
+    else *epoch = (uint64_t)rep->integer;
+    freeReplyObject(rep);
+    return st;
+}
+
 /* ---- nodes ---- */
 
 lumen_status lm_redis_node_register(lm_redis *r, const lm_node_record *rec) {
@@ -989,6 +1003,47 @@ lumen_status lm_redis_obj_locs(lm_redis *r, lm_id obj, lm_id **stores, size_t *n
     return members(r, "obj locs", &c, stores, n);
 }
 
+/* Pipelined SMEMBERS of n location sets; out[i] gets object i's stores. */
+lumen_status lm_redis_objs_locs(lm_redis *r, const lm_id *objs, size_t n, lm_id_set *out) {
+    memset(out, 0, n * sizeof *out);
+    if (n == 0) return lm_ok();
+    batch b = {0};
+    cmd c;
+    for (size_t i = 0; i < n; i++) {
+        cmd_start(&c, "SMEMBERS");
+        arg_key(&c, &r->cfg, "obj", objs[i], ":locs");
+        batch_add(&b, &c);
+    }
+    redisReply **reps = NULL;
+    lumen_status st = exec(r, &b, "obj locs", &reps);
+    batch_fini(&b);
+    if (!LM_IS_OK(st)) return st;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *rep = reps[i];
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements == 0) continue;
+        out[i].ids = calloc(rep->elements, sizeof *out[i].ids);
+        if (out[i].ids == NULL) {
+            st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: obj locs: out of memory", r->cfg.addr);
+            break;
+        }
+        for (size_t k = 0; k < rep->elements; k++) {
+            const redisReply *e = rep->element[k];
+            if (e->type == REDIS_REPLY_STRING && e->len == LM_ID_HEX_LEN && lm_id_from_hex(e->str, &out[i].ids[out[i].n]))
+                out[i].n++;
+        }
+    }
+    replies_free(reps, n);
+    if (!LM_IS_OK(st)) lm_id_sets_free(out, n);
+    return st;
+}
+
+void lm_id_sets_free(lm_id_set *sets, size_t n) {
+    for (size_t i = 0; sets != NULL && i < n; i++) {
+        free(sets[i].ids);
+        sets[i] = (lm_id_set){0};
+    }
+}
+
 /* ---- actors ---- */
 
 static void actor_cmd(cmd *c, const conn_cfg *cfg, const lm_actor_record *rec) {
@@ -1083,6 +1138,20 @@ lumen_status lm_redis_job_start(lm_redis *r, lm_id job) {
     lumen_status st = exec(r, &b, "job start", NULL);
     batch_fini(&b);
     return st;
+}
+
+lumen_status lm_redis_job_detach(lm_redis *r, lm_id job) {
+    cmd c;
+    hset_start(&c, &r->cfg, "job", job);
+    f_u64(&c, "detached", 1);
+    return run(r, "job detach", &c, NULL);
+}
+
+lumen_status lm_redis_jobs_running(lm_redis *r, lm_id **jobs, size_t *n) {
+    cmd c;
+    cmd_start(&c, "SMEMBERS");
+    argf(&c, "%sjobs:running", r->cfg.prefix);
+    return members(r, "running jobs", &c, jobs, n);
 }
 
 lumen_status lm_redis_job_finish(lm_redis *r, lm_id job, uint64_t tasks) {
@@ -1338,7 +1407,7 @@ void lm_task_record_fini(lm_task_record *t) {
 }
 
 lumen_status lm_redis_jobs_get(lm_redis *r, const lm_id *ids, size_t n, lm_job_record *out, bool *found) {
-    static const char *const fields[] = {"state", "started_ms", "finished_ms", "tasks"};
+    static const char *const fields[] = {"state", "started_ms", "finished_ms", "tasks", "detached"};
     redisReply **reps = NULL;
     lumen_status st = hmget_many(r, "jobs get", job_key, ids, n, fields, ARRAY_LEN(fields), &reps);
     for (size_t i = 0; LM_IS_OK(st) && i < n; i++) {
@@ -1347,7 +1416,7 @@ lumen_status lm_redis_jobs_get(lm_redis *r, const lm_id *ids, size_t n, lm_job_r
         found[i] = state >= 0;
         out[i] = (lm_job_record){.id = ids[i], .state = state == LM_JOB_FINISHED ? LM_JOB_FINISHED : LM_JOB_RUNNING,
                                  .started_ms = reply_u64(v[1]), .finished_ms = reply_u64(v[2]),
-                                 .tasks = reply_u64(v[3])};
+                                 .tasks = reply_u64(v[3]), .detached = reply_u64(v[4]) != 0};
     }
     replies_free(reps, LM_IS_OK(st) ? n : 0);
     return st;

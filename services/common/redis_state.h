@@ -17,9 +17,10 @@
  *   <p>obj:<id>:locs  set of object-store node ids holding a copy
  *   <p>actor:<id>     hash: class worker state restarts incarnation calls
  *                           name job error
- *   <p>job:<id>       hash: state started_ms finished_ms tasks
+ *   <p>job:<id>       hash: state started_ms finished_ms tasks [detached]
  *   <p>job:<id>:objs  set of object ids the job owns
  *   <p>events         pub/sub channel: "<type> <id>[ <detail>]" per event
+ *   <p>epoch          counter: the scheduler's incarnation, one INCR per start
  *
  * Indexes and counters, kept up to date by the writers above so that views
  * never walk every key (task ones by one script per task write, atomically):
@@ -77,6 +78,9 @@ void lm_redis_free(lm_redis *r);
 
 /* One round trip; for health checks. */
 lumen_status lm_redis_ping(lm_redis *r);
+
+/* A new scheduler incarnation: INCR <p>epoch, always above every earlier one. */
+lumen_status lm_redis_epoch_next(lm_redis *r, uint64_t *epoch);
 
 /* ---- the words stored in state fields ---- */
 typedef enum lm_node_kind { LM_NODE_WORKER, LM_NODE_OBJSTORE } lm_node_kind;
@@ -210,6 +214,16 @@ lumen_status lm_redis_obj_loc_remove(lm_redis *r, lm_id obj, lm_id store);
 /* The stores holding obj (possibly none); free(*stores) when done. */
 lumen_status lm_redis_obj_locs(lm_redis *r, lm_id obj, lm_id **stores, size_t *n);
 
+/* A list of ids (free with lm_id_sets_free). */
+typedef struct lm_id_set {
+    lm_id *ids;
+    size_t n;
+} lm_id_set;
+
+/* The stores holding each of n objects, one round trip: out[i] for objs[i]. */
+lumen_status lm_redis_objs_locs(lm_redis *r, const lm_id *objs, size_t n, lm_id_set *out);
+void lm_id_sets_free(lm_id_set *sets, size_t n);
+
 /* ---- actors ---- */
 typedef struct lm_actor_record {
     lm_id id;
@@ -235,6 +249,10 @@ void lm_redis_actor_record_free(lm_actor_record *rec);
 /* ---- jobs ---- */
 /* state RUNNING, started_ms now, finished_ms 0, tasks 0. */
 lumen_status lm_redis_job_start(lm_redis *r, lm_id job);
+/* detached 1: the job outlives its client (no lease). */
+lumen_status lm_redis_job_detach(lm_redis *r, lm_id job);
+/* The members of <p>jobs:running; free(*jobs) when done. */
+lumen_status lm_redis_jobs_running(lm_redis *r, lm_id **jobs, size_t *n);
 /* state FINISHED, finished_ms now, tasks: how many the job submitted. */
 lumen_status lm_redis_job_finish(lm_redis *r, lm_id job, uint64_t tasks);
 /* The objects the job owns; free(*objs) when done. */
@@ -301,6 +319,7 @@ typedef struct lm_job_record {
     lm_job_state state;
     uint64_t started_ms, finished_ms;
     uint64_t tasks; /* set when it finished */
+    bool detached;  /* it outlives its client */
 } lm_job_record;
 
 lumen_status lm_redis_jobs_get(lm_redis *r, const lm_id *ids, size_t n, lm_job_record *out, bool *found);

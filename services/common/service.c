@@ -87,6 +87,7 @@ int lm_service_init(const char *role, int argc, char **argv, lm_config *cfg) {
             st = set_flag(cfg, role, a + 2, argv[++i]);
         }
     }
+    if (LM_IS_OK(st)) st = lm_config_read_secrets(cfg);
     if (LM_IS_OK(st)) st = lm_config_check(cfg);
     if (!LM_IS_OK(st)) {
         fprintf(stderr, "lumen-%s: %s\n", role, st.msg);

@@ -158,6 +158,15 @@ static void handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
         lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "get: job_id must be 16 bytes, got %zu", req->job_id.len);
         return;
     }
+    lm_id expected;
+    if (req->store_id.len != 0 && (!id_field(req->store_id, &expected) || !lm_id_equal(expected, srv->node_id))) {
+        /* The reader was told an earlier incarnation of this store holds
+         * it: that one is gone, and with it the object (waiting would hold
+         * the reader for nothing). */
+        lm_rpc_fail(call, LUMEN_OBJECT_LOST, "object %s was in an earlier incarnation of store %s, which is gone",
+                    lm_id_str(id).s, srv->addr);
+        return;
+    }
     if (!req->wait) {
         st = lm_store_open(srv->store, id, &g->reader);
         if (st.code == LUMEN_NOT_FOUND)
@@ -208,6 +217,7 @@ static void put_reply(void *arg) {
     Lumen__PutReply reply = LUMEN__PUT_REPLY__INIT;
     reply.size = p->asm_.total;
     reply.already_present = p->already_present;
+    reply.node_id = (ProtobufCBinaryData){LM_ID_BYTES, p->srv->node_id.bytes};
     lm_rpc_reply(call, &reply.base);
 }
 

@@ -60,38 +60,28 @@ static void record(scheduler *s, const sactor *a) {
 static sactor *by_id(scheduler *s, lm_id id) { return lm_idmap_get(s->actors, id); }
 
 /*
- * An actor this scheduler has not seen, as Redis remembers it: after a
- * restart, live actors go on on their workers (their callers reach them
- * directly) and are known here again on first mention. Without its
- * constructor call it cannot restart until its creator sends it again
- * (the client does after it reconnects). A round trip under the lock, for
- * ids never seen only.
+ * An actor Redis says was alive when a new incarnation starts: live actors
+ * go on on their workers (their callers reach them directly), and their
+ * workers confirm them when they register again. Without its constructor
+ * call it cannot restart until its creator sends it again (the client does
+ * after it reconnects).
  */
-static sactor *by_id_or_redis(scheduler *s, lm_id id) {
-    sactor *a = by_id(s, id);
-    if (a != NULL) return a;
-    lm_actor_record rec;
-    if (!LM_IS_OK(lm_redis_actor_get(s->redis, id, &rec))) return NULL;
-    if (rec.state == LM_ACTOR_ALIVE && (a = calloc(1, sizeof *a)) != NULL) {
-        a->id = id;
-        a->job = rec.job;
-        a->class_name = strdup(rec.class_name);
-        a->name = strdup(rec.name);
-        a->state = LM_ACTOR_ALIVE;
-        a->worker = rec.worker;
-        a->incarnation = rec.incarnation;
-        a->restarts = rec.restarts;
-        a->calls = rec.calls;
-        lm_idmap_put(s->actors, id, a);
-        sched_id_push(&sched_job_get(s, a->job)->actors, id);
-        snode *w = lm_idmap_get(s->nodes, a->worker);
-        if (w != NULL) w->actors++;
-        char h[LM_ID_HEX_LEN + 1];
-        lm_info("actor %s (%s) known again from redis: alive on its worker, incarnation %u", hex(id, h),
-                a->class_name, a->incarnation);
-    }
-    lm_redis_actor_record_free(&rec);
-    return a;
+bool actors_load(scheduler *s, const lm_actor_record *rec) {
+    if (by_id(s, rec->id) != NULL) return false;
+    sactor *a = calloc(1, sizeof *a);
+    if (a == NULL) return false;
+    a->id = rec->id;
+    a->job = rec->job;
+    a->class_name = strdup(rec->class_name ? rec->class_name : "");
+    a->name = strdup(rec->name ? rec->name : "");
+    a->state = LM_ACTOR_ALIVE;
+    a->worker = rec->worker;
+    a->incarnation = rec->incarnation;
+    a->restarts = rec->restarts;
+    a->calls = rec->calls;
+    lm_idmap_put(s->actors, a->id, a);
+    sched_id_push(&sched_job_get(s, a->job)->actors, a->id);
+    return true;
 }
 
 /* Where an ALIVE actor can be reached, or NULL while its worker has not
@@ -180,6 +170,7 @@ static void stop_on(scheduler *s, lm_id actor, lm_id node) {
     if (w == NULL || !w->alive) return;
     Lumen__StopActorRequest req = LUMEN__STOP_ACTOR_REQUEST__INIT;
     req.actor_id = id_bytes(&actor);
+    req.epoch = s->epoch;
     sched_send_and_forget(s, w->addr, s->stop_actor, &req.base, "StopActor");
 }
 
@@ -246,8 +237,15 @@ void actors_expire_waits(scheduler *s, outbox *out) {
 
 /* ------------------------------------------------------------- lifecycle */
 
-/* Admits a creation task for the actor's next incarnation. */
+/* Admits a creation task for the actor's next incarnation. An actor known
+ * from Redis only waits for its creator to send its constructor again. */
 static void start_creation(scheduler *s, sactor *a, lm_id task, outbox *out) {
+    if (a->spec == NULL) {
+        char h[LM_ID_HEX_LEN + 1];
+        lm_info("actor %s (%s) waits for its creator to send its constructor again", hex(a->id, h), a->class_name);
+        memset(&a->creation, 0, sizeof a->creation);
+        return;
+    }
     Lumen__TaskSpec *spec = spec_copy(a->spec);
     if (spec == NULL) {
         a->state = LM_ACTOR_DEAD;
@@ -378,6 +376,7 @@ void actors_call_done(scheduler *s, lm_id actor) {
 typedef struct lost_actors {
     lm_id worker;
     ptr_vec actors;
+    scheduler *s;
 } lost_actors;
 
 static void collect_on_worker(void *arg, lm_id key, void *value) {
@@ -387,14 +386,58 @@ static void collect_on_worker(void *arg, lm_id key, void *value) {
     if (a->state == LM_ACTOR_ALIVE && lm_id_equal(a->worker, la->worker)) sched_ptr_push(&la->actors, a);
 }
 
+/* ALIVE on a worker that is not (known and) alive here. */
+static void collect_unplaced(void *arg, lm_id key, void *value) {
+    (void)key;
+    lost_actors *la = arg;
+    sactor *a = value;
+    scheduler *s = la->s;
+    if (a->state == LM_ACTOR_ALIVE && actor_node(s, a) == NULL) sched_ptr_push(&la->actors, a);
+}
+
 void actors_node_lost(scheduler *s, snode *w, outbox *out) {
-    lost_actors la = {w->id, {0}};
+    lost_actors la = {w->id, {0}, s};
     lm_idmap_each(s->actors, collect_on_worker, &la);
     char why[400];
     snprintf(why, sizeof why, "its worker %s died", w->addr);
     for (size_t i = 0; i < la.actors.n; i++) actor_lost(s, la.actors.items[i], why, out);
     free(la.actors.items);
     w->actors = 0;
+    if (la.actors.n > 0) waits_recheck(s, out);
+}
+
+/* Whether req lists actor a in its incarnation. */
+static bool hosted_in(const Lumen__RegisterNodeRequest *req, const sactor *a) {
+    for (size_t i = 0; i < req->n_actors; i++) {
+        lm_id id;
+        if (id_field(req->actors[i]->actor_id, &id) && lm_id_equal(id, a->id) &&
+            req->actors[i]->incarnation == a->incarnation)
+            return true;
+    }
+    return false;
+}
+
+void actors_node_registered(scheduler *s, snode *w, const Lumen__RegisterNodeRequest *req, outbox *out) {
+    lost_actors la = {w->id, {0}, s};
+    lm_idmap_each(s->actors, collect_on_worker, &la);
+    for (size_t i = 0; i < la.actors.n; i++)
+        if (!hosted_in(req, la.actors.items[i]))
+            actor_lost(s, la.actors.items[i], "its worker no longer hosts it", out);
+    free(la.actors.items);
+    for (size_t i = 0; i < req->n_actors; i++) {
+        lm_id actor;
+        if (id_field(req->actors[i]->actor_id, &actor))
+            actors_reported_up(s, actor, req->actors[i]->incarnation, w->id, out);
+    }
+    waits_recheck(s, out);
+}
+
+void actors_recovered(scheduler *s, outbox *out) {
+    lost_actors la = {.s = s};
+    lm_idmap_each(s->actors, collect_unplaced, &la);
+    for (size_t i = 0; i < la.actors.n; i++)
+        actor_lost(s, la.actors.items[i], "its worker did not come back after the scheduler restarted", out);
+    free(la.actors.items);
     if (la.actors.n > 0) waits_recheck(s, out);
 }
 
@@ -467,7 +510,7 @@ void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     outbox out = {0};
     char h[LM_ID_HEX_LEN + 1];
     pthread_mutex_lock(&s->mu);
-    sactor *a = by_id_or_redis(s, id);
+    sactor *a = by_id(s, id);
     sactor *named = by_name(s, req->name);
     if (a != NULL) { /* a resubmission: the same actor */
         if (a->spec == NULL) { /* known again from Redis: now it can restart */
@@ -475,6 +518,10 @@ void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *
             req->spec = NULL;
             a->max_restarts = req->max_restarts;
             a->max_task_retries = req->max_task_retries;
+            if (a->state == LM_ACTOR_RESTARTING && lm_id_is_zero(a->creation)) { /* it waited for this */
+                start_creation(s, a, lm_id_random(), &out);
+                sched_dispatch(s, &out);
+            }
         }
         answer_info(s, call, a, &out);
     } else if (named != NULL) {
@@ -533,7 +580,7 @@ void actors_handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     outbox out = {0};
     pthread_mutex_lock(&s->mu);
     sactor *a;
-    bool known = w->name != NULL || by_id_or_redis(s, w->id) != NULL;
+    bool known = w->name != NULL || by_id(s, w->id) != NULL;
     if (!known || req->wait_ms == 0 || wait_satisfied(s, w, &a)) {
         a = w->name ? by_name(s, w->name) : by_id(s, w->id);
         answer_wait(s, w, a, &out);

@@ -16,12 +16,14 @@
 #include "id.h"
 #include "idmap.h"
 #include "redis_state.h"
+#include "resolver.h"
 #include "rpc.h"
 #include "scheduler.h"
 #include "scheduler.pb-c.h"
 #include "writer.h"
 
 #define DISPATCH_DEPTH(slots) ((slots) * 2 + 4) /* tasks queued per worker beyond running */
+#define ENDED_JOBS_MAX 4096 /* ended jobs remembered, so their clients hear so */
 
 typedef struct id_vec {
     lm_id *ids;
@@ -34,18 +36,21 @@ typedef struct ptr_vec {
 } ptr_vec;
 
 typedef enum { OBJ_PENDING, OBJ_READY, OBJ_FAILED } obj_state;
-/* HELD: it could not read an argument and waits a moment (task_hold). */
-typedef enum { TASK_WAITING, TASK_READY, TASK_RUNNING, TASK_HELD, TASK_DONE } task_phase;
+/* HELD: it could not read an argument and waits a moment (task_hold).
+ * RESOLVING: sent again after a restart, it waits to hear whether an object
+ * store still holds its result (then it is done) before it may run. */
+typedef enum { TASK_WAITING, TASK_READY, TASK_RUNNING, TASK_HELD, TASK_RESOLVING, TASK_DONE } task_phase;
 
 typedef struct snode {
     lm_id id;
     bool is_worker;
     char *addr;
     uint32_t slots;
+    uint32_t slots_free; /* as its last heartbeat said */
     int in_flight; /* tasks sent to it and not reported done */
     bool alive;
     uint64_t last_beat_ms;
-    lm_id objstore_id;
+    char *objstore_addr; /* workers: the store they keep results in (its id changes when it restarts) */
     uint64_t memory_limit, bytes_used;
     unsigned actors; /* hosted (placed and not dead), for spreading them */
     struct node_watch *watch; /* its open WatchNode call, if any */
@@ -65,6 +70,12 @@ typedef struct sobj {
     lm_id store;
     lumen_status *error;
     lm_id producer; /* zero for objects the scheduler did not make */
+    /* An argument or a wait nobody has made or reported yet: looked up in
+     * the stores' directory (resolver.h) until found, made by a task sent
+     * later, or timed out (scheduler.unknown_ref_timeout_ms). */
+    bool unresolved;
+    bool direct;          /* an actor call's result: its worker reports it, it never times out */
+    uint64_t unresolved_since_ms; /* monotonic */
     id_vec dependents; /* tasks waiting for it */
     ptr_vec waiters;
     int pins;          /* tasks not finished that take it */
@@ -82,6 +93,7 @@ typedef struct stask {
     uint64_t ready_us; /* monotonic, when it joined the ready queue (dispatch latency) */
     uint64_t held_until_ms; /* HELD: monotonic */
     bool orphan; /* its job ended while it ran */
+    bool retry_on_error; /* its own failures are retried too (lumen_call_opts) */
     struct stask *next;
 } stask;
 
@@ -90,6 +102,11 @@ typedef struct sjob {
     id_vec tasks, objs, actors;
     lm_idmap *freed_early; /* ids the client freed before they existed here */
     bool started;          /* its client said StartJob to this scheduler */
+    bool detached;         /* outlives its client: no lease, ends by EndJob only */
+    struct job_lease *lease; /* the client's open WatchJob call, if any (jobs.c) */
+    /* Monotonic ms since when no client holds the job (0: one does, or it
+     * is detached): past scheduler.job_grace_ms it ends as if closed. */
+    uint64_t unheld_since_ms;
 } sjob;
 
 struct waiter {
@@ -99,6 +116,10 @@ struct waiter {
     size_t n;
     size_t need, have;
     bool done;
+    bool park_unknown;  /* ids not seen are waited for, not answered NOT_FOUND */
+    lm_id job;          /* the caller's, if it said (zero: none) */
+    uint64_t until_ms;  /* monotonic: answered with the states as they are then */
+    size_t heap_idx;    /* in scheduler.wait_heap; SIZE_MAX: not there */
     atomic_int refs; /* the call's (until it is answered), plus one per object list it is on */
 };
 
@@ -127,6 +148,7 @@ struct scheduler {
     lm_idmap *actors_reported;     /* made but unknown here, by actor id (actors.c) */
     ptr_vec actor_waits;           /* GetActor calls waiting (actors.c) */
     lm_idmap *unknown_waiters; /* ptr_vec of waiters by object id not seen yet */
+    ptr_vec wait_heap;         /* waiters by until_ms, a min-heap (each holds a reference) */
     ptr_vec node_list; /* every snode, for placement and lookups by address */
     stask *ready_head, *ready_tail;
     id_vec held; /* HELD tasks (some may have left that phase) */
@@ -135,11 +157,30 @@ struct scheduler {
 
     lm_redis *redis;
     sched_writer *writer;
+    sched_resolver *resolver;
+    id_vec unresolved;          /* ids of unresolved objects (some may have settled since) */
+
+    /* This incarnation (recovery.c): its epoch, and the recovery window
+     * after a start, while the nodes of the previous incarnation register
+     * again: nothing is placed until they all have, or until
+     * heartbeat_timeout_ms passed, so a task still running on one of them
+     * is not placed twice. */
+    uint64_t epoch;
+    bool recovering;
+    uint64_t recovery_ends_ms; /* monotonic */
+    lm_idmap *expected;        /* nodes alive before the start, not registered again yet */
+    lm_idmap *claims;          /* task id -> node id: tasks a node holds that were not sent again yet */
+
+    lm_idmap *ended_jobs;      /* the last ENDED_JOBS_MAX ended jobs (jobs.c) */
+    lm_id ended_ring[ENDED_JOBS_MAX];
+    size_t ended_next;
     lm_rpc_client *rpc;
     lm_rpc_method run_tasks, release_job, delete_objects, stop_actor, cancel_task;
+    uint64_t job_grace_ms, unknown_ref_timeout_ms;
 
     pthread_t monitor;
-    pthread_cond_t monitor_cond;
+    bool monitor_started;
+    pthread_cond_t monitor_cond; /* CLOCK_MONOTONIC */
     bool stopping;
 };
 
@@ -154,7 +195,8 @@ void sched_outbox_fail(outbox *o, lm_rpc_call *call, lumen_status st);
 /* Answers everything collected; call without `mu`. */
 void sched_outbox_send(outbox *o);
 /* Sends req to addr (a method whose answer nothing waits for); a failure is
- * logged as "<what> failed: <why>". what must outlive the call (a literal). */
+ * logged as "<what> failed: <why>". what must outlive the call (a literal).
+ * Calls to workers carry the epoch in their request (set by the caller). */
 void sched_send_and_forget(scheduler *s, const char *addr, lm_rpc_method m, const ProtobufCMessage *req,
                            const char *what);
 
@@ -171,9 +213,61 @@ static inline const char *hex(lm_id id, char buf[LM_ID_HEX_LEN + 1]) { return lm
  * resubmit: its client sent it before we (re)started; a result an object
  * store still holds (Redis knows where) counts as made. */
 lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, outbox *out);
-/* Places every ready task it can. */
+/* Places every ready task it can (none while recovering). */
 void sched_dispatch(scheduler *s, outbox *out);
+/* The job, made if new (then unheld: a job nobody claims ends after the grace). */
 sjob *sched_job_get(scheduler *s, lm_id id);
+/* The node at addr, a live one first (a restarted node has a new id). */
+snode *sched_node_by_addr(scheduler *s, const char *addr);
+/* A task that could not finish goes back in line, or fails once it used
+ * its retries (with code, and why). */
+void sched_task_retry(scheduler *s, stask *t, lumen_code code, const char *why, outbox *out);
+/* Unlinks a READY task from the ready queue. */
+void sched_ready_remove(scheduler *s, stask *t);
+/* A task runs on node w (placed here, or found there after a restart). */
+void sched_task_running_on(scheduler *s, stask *t, snode *w);
+/* Frees a task (its spec too); it must be out of every queue. */
+void sched_task_free(stask *t);
+/* Objects of the stores' directory that the resolver answered for. */
+void sched_on_resolved(void *arg, lm_id obj, const lm_id *stores, size_t n);
+/* Frees what a job holds here (not the job's record). */
+void sched_job_free(sjob *j);
+/* Forgets a job's tasks and objects and stops its actors and running tasks
+ * (its stores are told separately: jobs.c). */
+void sched_job_forget(scheduler *s, sjob *j, outbox *out);
+
+/* ---- recovery.c ---- */
+
+/* At start, before serving: the epoch and what Redis says the previous
+ * incarnation had (live nodes, running jobs, live actors). */
+lumen_status recovery_start(scheduler *s);
+/* A node registered: it is not waited for any more; its held tasks are
+ * claimed (drop gets those placed elsewhere meanwhile). */
+void recovery_node_registered(scheduler *s, snode *n, const Lumen__RegisterNodeRequest *req, id_vec *drop,
+                              outbox *out);
+/* A task sent again after a restart: true when a node claims it (it now
+ * runs there). */
+bool recovery_claimed(scheduler *s, stask *t);
+/* A node is gone: its claims with it. */
+void recovery_node_lost(scheduler *s, snode *n);
+/* A task's result was reported: its claim is settled. */
+void recovery_result_reported(scheduler *s, lm_id task);
+/* Ends the window when its time came or every node is back (the monitor,
+ * and each registration, call it). */
+void recovery_check(scheduler *s, outbox *out);
+/* scheduler.c's part of the window's end: tasks and objects that waited
+ * for it are looked up again, placeholders' time starts now. */
+void sched_recovered(scheduler *s, outbox *out);
+
+/* ---- jobs.c ---- */
+
+void jobs_handle_start(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx);
+void jobs_handle_end(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx);
+void jobs_handle_watch(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx);
+/* Ends the jobs whose client has been gone past the grace (the monitor). */
+void jobs_expire(scheduler *s, outbox *out);
+/* Renews leases that ran their course, and ends them all when stopping. */
+void jobs_renew_leases(scheduler *s, outbox *out);
 
 /* ---- actors.c ---- */
 
@@ -190,6 +284,9 @@ void actors_reported_up(scheduler *s, lm_id id, uint32_t incarnation, lm_id wher
 void actors_call_done(scheduler *s, lm_id actor);
 /* A node (re)registered: lookups waiting for its actors may be answered. */
 void actors_node_up(scheduler *s, outbox *out);
+/* A worker registered with the actors it hosts: those it lists are up
+ * there, those this scheduler placed there that it does not list are lost. */
+void actors_node_registered(scheduler *s, snode *w, const Lumen__RegisterNodeRequest *req, outbox *out);
 /* A worker died: its actors restart elsewhere or die. */
 void actors_node_lost(scheduler *s, snode *w, outbox *out);
 /* A creation task finished after its job ended: the actor is stopped. */
@@ -198,6 +295,11 @@ void actors_orphan_created(scheduler *s, const stask *t);
 void actors_job_end(scheduler *s, sjob *j, outbox *out);
 /* Answers the lookups that waited past their time (the monitor calls it). */
 void actors_expire_waits(scheduler *s, outbox *out);
+/* An actor Redis says was alive (recovery.c at start); false if it was
+ * not taken (out of memory, or known already). */
+bool actors_load(scheduler *s, const lm_actor_record *rec);
+/* The recovery window ended: actors whose worker did not come back are lost. */
+void actors_recovered(scheduler *s, outbox *out);
 /* A constructor call (an actor's creation task), not a method call. */
 static inline bool is_actor_creation(const Lumen__TaskSpec *spec) {
     return spec->actor_id.len > 0 && (spec->method == NULL || spec->method[0] == '\0');

@@ -8,8 +8,16 @@
  * and tasks refer to each other by id, never by pointer, so either side may
  * be released first (a job ending, a client freeing refs).
  *
+ * An object nobody here made or reported (another client's put, a result
+ * of a task whose client has not sent it again since a restart) is
+ * "unresolved": a placeholder that tasks and waits can depend on, looked up
+ * in the stores' directory off the lock (resolver.h), settled when found,
+ * when a task that makes it arrives, or failed after unknown_ref_timeout_ms.
+ *
  * Locking: `mu` guards everything. Calls are answered only after it is
  * released (an answer may wait for the call's on_cancel, which takes `mu`).
+ * Nothing under `mu` waits for Redis: records go through the write-behind,
+ * lookups through the resolver.
  */
 #include "clock.h"
 #include "scheduler.h"
@@ -110,8 +118,29 @@ static sobj *obj_new(scheduler *s, lm_id id, lm_id job) {
     if (early != NULL) {
         o->waiters = *early;
         free(early);
+        sched_resolver_unwatch(s->resolver, id);
     }
     return o;
+}
+
+/* A placeholder for an object nobody has made or reported here yet. */
+static sobj *obj_unresolved(scheduler *s, lm_id id, lm_id job, bool direct) {
+    sobj *o = obj_new(s, id, job);
+    o->unresolved = true;
+    o->direct = direct;
+    o->unresolved_since_ms = lm_mono_ms();
+    if (!direct) { /* an actor call's result comes from its worker, never from a store's directory */
+        sched_id_push(&s->unresolved, id);
+        sched_resolver_watch(s->resolver, id);
+    }
+    return o;
+}
+
+/* The object is known for what it is now (made, found, or failed). */
+static void obj_resolved(scheduler *s, sobj *o) {
+    if (!o->unresolved) return;
+    o->unresolved = false;
+    if (!o->direct) sched_resolver_unwatch(s->resolver, o->id);
 }
 
 static void waiter_unref(waiter *w) {
@@ -134,6 +163,7 @@ static void unknown_detach(scheduler *s, waiter *w) {
         }
         if (list != NULL && list->n == 0) {
             lm_idmap_remove(s->unknown_waiters, w->ids[i]);
+            sched_resolver_unwatch(s->resolver, w->ids[i]);
             free(list->items);
             free(list);
         }
@@ -152,19 +182,22 @@ static void obj_free(sobj *o) {
     free(o);
 }
 
-static snode *node_by_addr(scheduler *s, const char *addr);
 static void waiters_recount(scheduler *s, sobj *o, outbox *out);
+static void send_deletes(scheduler *s, ptr_vec *deletes);
 static void task_resolved_arg(scheduler *s, lm_id task_id);
 static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out);
 
+static bool task_waits(const stask *t) { return t->phase == TASK_WAITING || t->phase == TASK_RESOLVING; }
+
 /* An object leaves PENDING: wake its dependents and waiters. */
 static void obj_settled(scheduler *s, sobj *o, outbox *out) {
+    obj_resolved(s, o);
     record_obj(s, o);
     id_vec deps = o->dependents;
     memset(&o->dependents, 0, sizeof o->dependents);
     for (size_t i = 0; i < deps.n; i++) {
         stask *t = lm_idmap_get(s->tasks, deps.ids[i]);
-        if (t == NULL || t->phase != TASK_WAITING) continue;
+        if (t == NULL || !task_waits(t)) continue;
         if (o->state == OBJ_FAILED) {
             char h[LM_ID_HEX_LEN + 1];
             task_fail(s, t, lm_status_wrap(*o->error, "argument %s", hex(o->id, h)), out);
@@ -181,6 +214,24 @@ static void obj_set_failed(scheduler *s, sobj *o, lumen_status st, outbox *out) 
     o->state = OBJ_FAILED;
     o->error = malloc(sizeof *o->error);
     *o->error = st;
+    obj_settled(s, o, out);
+}
+
+/* A pending object is READY in the store `store` (a live node; NULL: a
+ * store that is gone, so the object is lost). */
+static void obj_set_stored(scheduler *s, sobj *o, const snode *store, uint64_t size, outbox *out) {
+    if (o->state != OBJ_PENDING) return;
+    if (store == NULL) {
+        char h[LM_ID_HEX_LEN + 1];
+        obj_set_failed(s, o, lm_status(LUMEN_OBJECT_LOST, "object %s was stored in an object store that is gone",
+                                       hex(o->id, h)), out);
+        return;
+    }
+    free(o->location);
+    o->location = strdup(store->addr);
+    o->store = store->id;
+    o->size = size;
+    o->state = OBJ_READY;
     obj_settled(s, o, out);
 }
 
@@ -202,13 +253,7 @@ static void fill_object_state(scheduler *s, Lumen__ObjectState *st, Lumen__Statu
     st->object_id.len = LM_ID_BYTES;
     st->object_id.data = malloc(LM_ID_BYTES);
     memcpy(st->object_id.data, id.bytes, LM_ID_BYTES);
-    if (o == NULL) {
-        char h[LM_ID_HEX_LEN + 1];
-        char msg[96];
-        snprintf(msg, sizeof msg, "object %s is unknown to the scheduler", hex(id, h));
-        status->code = LUMEN_NOT_FOUND;
-        status->message = strdup(msg);
-        st->ready = true;
+    if (o == NULL) { /* not ready: it may still come (a wait that parks unknown ids says so) */
         return;
     }
     st->size = o->size;
@@ -226,12 +271,26 @@ static void fill_object_state(scheduler *s, Lumen__ObjectState *st, Lumen__Statu
             st->n_locations = 1;
             st->locations = malloc(sizeof *st->locations);
             st->locations[0] = strdup(o->location);
+            st->store_id.len = LM_ID_BYTES;
+            st->store_id.data = malloc(LM_ID_BYTES);
+            memcpy(st->store_id.data, o->store.bytes, LM_ID_BYTES);
         }
     }
 }
 
+/* An unknown id in a wait that does not park them: answered at once. */
+static void fill_unknown(Lumen__ObjectState *st, Lumen__Status *status, lm_id id) {
+    char h[LM_ID_HEX_LEN + 1];
+    char msg[96];
+    snprintf(msg, sizeof msg, "object %s is unknown to the scheduler", hex(id, h));
+    status->code = LUMEN_NOT_FOUND;
+    free(status->message);
+    status->message = strdup(msg);
+    st->ready = true;
+}
+
 /* A heap-built WaitObjects reply with copies, safe to send without `mu`. */
-static Lumen__WaitObjectsReply *wait_reply_build(scheduler *s, const lm_id *ids, size_t n) {
+static Lumen__WaitObjectsReply *wait_reply_build(scheduler *s, const lm_id *ids, size_t n, bool park_unknown) {
     Lumen__WaitObjectsReply *r = malloc(sizeof *r);
     lumen__wait_objects_reply__init(r);
     r->n_objects = n;
@@ -240,6 +299,7 @@ static Lumen__WaitObjectsReply *wait_reply_build(scheduler *s, const lm_id *ids,
         Lumen__ObjectState *st = malloc(sizeof *st);
         Lumen__Status *status = malloc(sizeof *status);
         fill_object_state(s, st, status, ids[i]);
+        if (!park_unknown && lm_idmap_get(s->objs, ids[i]) == NULL) fill_unknown(st, status, ids[i]);
         if (status->message == NULL) status->message = strdup("");
         r->objects[i] = st;
     }
@@ -250,10 +310,13 @@ static Lumen__WaitObjectsReply *wait_reply_build(scheduler *s, const lm_id *ids,
  * unpacker allocates, so its free function releases it. */
 static void wait_reply_free(ProtobufCMessage *m) { protobuf_c_message_free_unpacked(m, NULL); }
 
+static void wait_heap_remove(scheduler *s, waiter *w);
+
 static void waiter_answer(scheduler *s, waiter *w, outbox *out) {
     w->done = true;
     unknown_detach(s, w);
-    Lumen__WaitObjectsReply *r = wait_reply_build(s, w->ids, w->n);
+    wait_heap_remove(s, w);
+    Lumen__WaitObjectsReply *r = wait_reply_build(s, w->ids, w->n, w->park_unknown);
     /* The call's reference goes once the answer is out: until then its
      * on_cancel may still run and look at w. */
     sched_outbox_add(out, (answer){w->call, &r->base, wait_reply_free, lm_ok(), waiter_release, w});
@@ -270,6 +333,64 @@ static void waiters_recount(scheduler *s, sobj *o, outbox *out) {
     free(ws.items);
 }
 
+/* Waits with a time limit, by when it ends: a binary min-heap, each waiter
+ * knowing its index so an answered one leaves at once. */
+static bool heap_less(const waiter *a, const waiter *b) { return a->until_ms < b->until_ms; }
+
+static void heap_swap(ptr_vec *h, size_t i, size_t j) {
+    void *t = h->items[i];
+    h->items[i] = h->items[j];
+    h->items[j] = t;
+    ((waiter *)h->items[i])->heap_idx = i;
+    ((waiter *)h->items[j])->heap_idx = j;
+}
+
+static void heap_sift(ptr_vec *h, size_t i) {
+    while (i > 0 && heap_less(h->items[i], h->items[(i - 1) / 2])) {
+        heap_swap(h, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->n && heap_less(h->items[l], h->items[m])) m = l;
+        if (r < h->n && heap_less(h->items[r], h->items[m])) m = r;
+        if (m == i) return;
+        heap_swap(h, i, m);
+        i = m;
+    }
+}
+
+static void wait_heap_add(scheduler *s, waiter *w) {
+    w->heap_idx = s->wait_heap.n;
+    sched_ptr_push(&s->wait_heap, w);
+    atomic_fetch_add(&w->refs, 1);
+    heap_sift(&s->wait_heap, w->heap_idx);
+    if (w->heap_idx == 0) pthread_cond_signal(&s->monitor_cond); /* the monitor wakes earlier now */
+}
+
+static void wait_heap_remove(scheduler *s, waiter *w) {
+    if (w->heap_idx == SIZE_MAX) return;
+    ptr_vec *h = &s->wait_heap;
+    size_t i = w->heap_idx;
+    heap_swap(h, i, h->n - 1);
+    h->n--;
+    w->heap_idx = SIZE_MAX;
+    if (i < h->n) heap_sift(h, i);
+    atomic_fetch_sub(&w->refs, 1); /* never the last: the call holds one */
+}
+
+/* Answers the waits whose time ran out, with the states as they are; the
+ * monotonic ms of the next one to run out (0: none). */
+static uint64_t waits_expire(scheduler *s, outbox *out) {
+    uint64_t now = lm_mono_ms();
+    while (s->wait_heap.n > 0) {
+        waiter *w = s->wait_heap.items[0];
+        if (w->until_ms > now) return w->until_ms;
+        waiter_answer(s, w, out);
+    }
+    return 0;
+}
+
 static void on_wait_cancel(lm_rpc_call *call, void *arg);
 
 static ptr_vec *unknown_list(scheduler *s, lm_id id) {
@@ -277,6 +398,7 @@ static ptr_vec *unknown_list(scheduler *s, lm_id id) {
     if (list == NULL) {
         list = calloc(1, sizeof *list);
         lm_idmap_put(s->unknown_waiters, id, list);
+        sched_resolver_watch(s->resolver, id); /* maybe a put of another client */
     }
     return list;
 }
@@ -304,6 +426,17 @@ static void ready_push(scheduler *s, stask *t) {
     s->ready_tail = t;
 }
 
+void sched_ready_remove(scheduler *s, stask *t) {
+    stask **pp = &s->ready_head;
+    stask *prev = NULL;
+    while (*pp != NULL && *pp != t) prev = *pp, pp = &(*pp)->next;
+    if (*pp != t) return;
+    *pp = t->next;
+    if (s->ready_tail == t) s->ready_tail = prev;
+    s->nready--;
+    t->next = NULL;
+}
+
 static sobj *arg_obj(scheduler *s, const Lumen__Arg *a) {
     lm_id id;
     if (a->value_case != LUMEN__ARG__VALUE_REF || !id_field(a->ref, &id)) return NULL;
@@ -325,7 +458,8 @@ static lm_id preferred_store(scheduler *s, const stask *t) {
 }
 
 /* A worker next to the biggest argument if it has a free slot; else the
- * least loaded worker with room in its queue. */
+ * least loaded worker with room in its queue. A worker whose object store
+ * is down (it could not keep a big result) waits for it to come back. */
 static snode *pick_worker(scheduler *s, const stask *t) {
     lm_id near = preferred_store(s, t);
     snode *best = NULL, *best_near = NULL;
@@ -336,11 +470,11 @@ static snode *pick_worker(scheduler *s, const stask *t) {
     for (size_t i = 0; i < s->node_list.n; i++) {
         snode *w = s->node_list.items[i];
         if (!w->is_worker || !w->alive || w->slots == 0 || w->in_flight >= (int)DISPATCH_DEPTH(w->slots)) continue;
-        snode *store = lm_idmap_get(s->nodes, w->objstore_id);
-        if (store != NULL && !store->alive) continue; /* it could not keep a big result */
+        snode *store = w->objstore_addr ? sched_node_by_addr(s, w->objstore_addr) : NULL;
+        if (store != NULL && !store->alive) continue;
         double load = (double)(w->in_flight + (creation ? (int)w->actors : 0)) / w->slots;
         if (load < best_load) best = w, best_load = load;
-        if (!lm_id_is_zero(near) && lm_id_equal(w->objstore_id, near) && w->in_flight < (int)w->slots &&
+        if (store != NULL && !lm_id_is_zero(near) && lm_id_equal(store->id, near) && w->in_flight < (int)w->slots &&
             load < best_near_load)
             best_near = w, best_near_load = load;
     }
@@ -376,6 +510,7 @@ static void dispatch_spec(scheduler *s, const stask *t, Lumen__TaskSpec *out, Lu
         } else {
             args[i].location = o->location ? o->location : (char *)"";
             args[i].size = o->size;
+            args[i].store_id = id_bytes(&o->store);
         }
     }
     lm_id lib;
@@ -385,8 +520,17 @@ static void dispatch_spec(scheduler *s, const stask *t, Lumen__TaskSpec *out, Lu
     }
 }
 
+void sched_task_running_on(scheduler *s, stask *t, snode *w) {
+    t->phase = TASK_RUNNING;
+    t->worker = w->id;
+    t->attempts++;
+    w->in_flight++;
+    record_task(s, t, LM_TASK_RUNNING, NULL);
+}
+
 /* Places every ready task it can and sends one RunTasks per worker. */
 void sched_dispatch(scheduler *s, outbox *out) {
+    if (s->recovering) return; /* a node still to register may run some of them */
     dispatch_batch *batches = NULL;
     size_t nbatches = 0;
     uint64_t now_us = lm_mono_us();
@@ -396,12 +540,9 @@ void sched_dispatch(scheduler *s, outbox *out) {
         if (w == NULL) break;
         s->ready_head = t->next;
         s->nready--;
+        t->next = NULL;
         latency_observe(&s->dispatch_lat, now_us > t->ready_us ? now_us - t->ready_us : 0);
-        t->phase = TASK_RUNNING;
-        t->worker = w->id;
-        t->attempts++;
-        w->in_flight++;
-        record_task(s, t, LM_TASK_RUNNING, NULL);
+        sched_task_running_on(s, t, w);
         size_t b = 0;
         while (b < nbatches && !lm_id_equal(batches[b].worker, w->id)) b++;
         if (b == nbatches) {
@@ -434,6 +575,7 @@ void sched_dispatch(scheduler *s, outbox *out) {
         Lumen__RunTasksRequest req = LUMEN__RUN_TASKS_REQUEST__INIT;
         req.n_tasks = n;
         req.tasks = spec_ptrs;
+        req.epoch = s->epoch;
         /* Packed inside the call: the temporaries can go right after. */
         lumen_status st = lm_rpc_unary_async(s->rpc, batch->addr, s->run_tasks, &req.base,
                                              s->cfg->cluster.rpc_timeout_ms, on_run_tasks_done, batch);
@@ -464,24 +606,49 @@ static void task_unpin_args(scheduler *s, stask *t, ptr_vec *deletes) {
     }
 }
 
-static void task_free(stask *t) {
+void sched_task_free(stask *t) {
     lm_rpc_message_free(&t->spec->base);
     free(t);
 }
 
 static void task_resolved_arg(scheduler *s, lm_id task_id) {
     stask *t = lm_idmap_get(s->tasks, task_id);
-    if (t != NULL && t->phase == TASK_WAITING && --t->unresolved == 0) ready_push(s, t);
+    if (t == NULL || !task_waits(t) || t->unresolved == 0) return;
+    if (--t->unresolved == 0 && t->phase == TASK_WAITING) ready_push(s, t);
 }
 
 static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out) {
     if (t->phase == TASK_DONE) return;
+    if (t->phase == TASK_READY) sched_ready_remove(s, t);
     t->phase = TASK_DONE;
     record_task(s, t, LM_TASK_FAILED, st.msg);
     task_unpin_args(s, t, NULL);
     sobj *o = lm_idmap_get(s->objs, lm_id_for_return(t->id, 0));
     if (o != NULL) obj_set_failed(s, o, st, out);
     if (is_actor_creation(t->spec)) actors_created(s, t, st, t->worker, out);
+}
+
+/* A task is finished without running (again): its result is known. */
+static void task_finished(scheduler *s, stask *t, ptr_vec *deletes) {
+    if (t->phase == TASK_READY) sched_ready_remove(s, t);
+    t->phase = TASK_DONE;
+    record_task(s, t, LM_TASK_FINISHED, NULL);
+    task_unpin_args(s, t, deletes);
+}
+
+/* Pins every ref argument of t again (it was finished); counts those
+ * still pending. */
+static void task_pin_args(scheduler *s, stask *t) {
+    t->unresolved = 0;
+    for (size_t i = 0; i < t->spec->n_args; i++) {
+        sobj *o = arg_obj(s, t->spec->args[i]);
+        if (o == NULL) continue;
+        o->pins++;
+        if (o->state == OBJ_PENDING) {
+            sched_id_push(&o->dependents, t->id);
+            t->unresolved++;
+        }
+    }
 }
 
 /*
@@ -507,17 +674,8 @@ static void task_rearm(scheduler *s, stask *t, const char *why, outbox *out) {
         if (result != NULL) obj_set_failed(s, result, bad, out);
         return;
     }
-    t->unresolved = 0;
     t->phase = TASK_WAITING;
-    for (size_t i = 0; i < t->spec->n_args; i++) {
-        sobj *o = arg_obj(s, t->spec->args[i]);
-        if (o == NULL) continue;
-        o->pins++;
-        if (o->state == OBJ_PENDING) {
-            sched_id_push(&o->dependents, t->id);
-            t->unresolved++;
-        }
-    }
+    task_pin_args(s, t);
     record_task(s, t, LM_TASK_READY, why);
     if (t->unresolved == 0) ready_push(s, t);
 }
@@ -569,6 +727,7 @@ sjob *sched_job_get(scheduler *s, lm_id id) {
     if (j == NULL) {
         j = calloc(1, sizeof *j);
         j->id = id;
+        j->unheld_since_ms = lm_mono_ms(); /* until its client says StartJob and holds it */
         lm_idmap_put(s->jobs, id, j);
     }
     return j;
@@ -587,7 +746,7 @@ static lumen_status lost_put(lm_id id, const char *store) {
 static bool obj_move_to_copy(scheduler *s, sobj *o) {
     while (o->nreplicas > 0) {
         char *addr = o->replicas[--o->nreplicas];
-        snode *store = node_by_addr(s, addr);
+        snode *store = sched_node_by_addr(s, addr);
         if (store != NULL && store->alive) {
             free(o->location);
             o->location = addr;
@@ -600,37 +759,23 @@ static bool obj_move_to_copy(scheduler *s, sobj *o) {
 }
 
 /* A READY object the scheduler did not make, held by the store at location
- * (and copies at replicas[0..n)). */
-static sobj *obj_at(scheduler *s, lm_id id, lm_id job, const char *location, uint64_t size, char *const *replicas,
-                    size_t n) {
-    sobj *o = obj_new(s, id, job);
-    o->state = OBJ_READY;
+ * (and copies at replicas[0..n)). Replaces a placeholder of the same id. */
+static sobj *obj_at(scheduler *s, sobj *o, lm_id id, lm_id job, const char *location, uint64_t size,
+                    char *const *replicas, size_t n, outbox *out) {
+    if (o == NULL) o = obj_new(s, id, job);
+    if (o->state != OBJ_PENDING) return o;
     o->size = size;
     o->location = strdup(location);
     o->replicas = calloc(n ? n : 1, sizeof *o->replicas);
     for (size_t i = 0; o->replicas != NULL && i < n; i++) o->replicas[o->nreplicas++] = strdup(replicas[i]);
-    snode *store = node_by_addr(s, location);
+    snode *store = sched_node_by_addr(s, location);
     if (store != NULL) o->store = store->id;
     if (store != NULL && !store->alive && !obj_move_to_copy(s, o)) { /* a put whose stores died since: no lineage */
-        o->state = OBJ_FAILED;
-        o->error = malloc(sizeof *o->error);
-        *o->error = lost_put(id, location);
+        obj_set_failed(s, o, lost_put(id, location), out);
+        return o;
     }
-    return o;
-}
-
-/* An object another client put, found through its locations in Redis (a
- * round trip under the lock, but only for refs no one here has seen). */
-static sobj *obj_from_redis(scheduler *s, lm_id id, lm_id job) {
-    lm_id *stores = NULL;
-    size_t n = 0;
-    sobj *o = NULL;
-    if (!LM_IS_OK(lm_redis_obj_locs(s->redis, id, &stores, &n))) return NULL;
-    for (size_t i = 0; i < n && o == NULL; i++) {
-        snode *store = lm_idmap_get(s->nodes, stores[i]);
-        if (store != NULL && store->alive) o = obj_at(s, id, job, store->addr, 0, NULL, 0);
-    }
-    free(stores);
+    o->state = OBJ_READY;
+    obj_settled(s, o, out);
     return o;
 }
 
@@ -639,6 +784,22 @@ static sobj *obj_from_redis(scheduler *s, lm_id id, lm_id job) {
 static void spec_keep_args(Lumen__TaskSpec *spec, size_t n) {
     for (size_t i = n; i < spec->n_args; i++) lumen__arg__free_unpacked(spec->args[i], NULL);
     if (n < spec->n_args) spec->n_args = n;
+}
+
+/* The object a ref argument (or the library, i == n_args) names, made
+ * known if it is not: a put the client says it stored (location), an actor
+ * call's result its worker will report (direct), else a placeholder. */
+static sobj *admit_ref(scheduler *s, sjob *j, lm_id ref, const Lumen__Arg *a, const char *library_location,
+                       outbox *out) {
+    sobj *o = lm_idmap_get(s->objs, ref);
+    const char *location = a != NULL ? a->location : library_location;
+    bool fresh = o == NULL;
+    if (location != NULL && location[0] != '\0' && (o == NULL || (o->unresolved && o->state == OBJ_PENDING)))
+        o = obj_at(s, o, ref, j->id, location, a ? a->size : 0, a ? a->replicas : NULL, a ? a->n_replicas : 0, out);
+    else if (o == NULL)
+        o = obj_unresolved(s, ref, j->id, a != NULL && a->direct);
+    if (fresh) sched_id_push(&j->objs, ref);
+    return o;
 }
 
 /*
@@ -677,6 +838,7 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
     t->job = job;
     t->spec = spec;
     t->max_retries = spec->max_retries ? spec->max_retries : (uint32_t)s->cfg->scheduler.max_retries;
+    t->retry_on_error = spec->retry_on_error;
     t->submitted_ms = lm_wall_ms();
     lm_idmap_put(s->tasks, id, t);
     sjob *j = sched_job_get(s, job);
@@ -685,13 +847,13 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
     lm_id result_id = lm_id_for_return(id, 0);
     sobj *result = lm_idmap_get(s->objs, result_id);
     if (result == NULL) {
-        if (resubmit) result = obj_from_redis(s, result_id, job); /* made before we (re)started */
-        if (result == NULL) result = obj_new(s, result_id, job);
+        result = obj_new(s, result_id, job);
         sched_id_push(&j->objs, result_id);
     }
     result->producer = id;
-    /* Already made (reported early, or stored): nothing to run; but an
-     * actor is made by running its creation, whose worker says where. */
+    obj_resolved(s, result); /* a placeholder: now this task makes it */
+    /* Already made (reported early): nothing to run; but an actor is made
+     * by running its creation, whose worker says where. */
     if (result->state == OBJ_READY && !is_actor_creation(spec)) {
         t->phase = TASK_DONE;
         record_task(s, t, LM_TASK_FINISHED, NULL);
@@ -701,48 +863,24 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
     record_obj(s, result);
 
     /* Pins every ref argument (then the library, if any); stops at the first
-     * that cannot be had, at index i. */
+     * that failed, at index i. */
     size_t i = 0;
     for (; LM_IS_OK(failed) && i <= spec->n_args; i++) {
         lm_id ref;
-        const char *location = NULL;
-        uint64_t size = 0;
-        char **replicas = NULL;
-        size_t nreplicas = 0;
-        if (i < spec->n_args) { /* an argument */
-            Lumen__Arg *a = spec->args[i];
+        Lumen__Arg *a = i < spec->n_args ? spec->args[i] : NULL;
+        if (a != NULL) {
             if (a->value_case != LUMEN__ARG__VALUE_REF) continue;
             if (!id_field(a->ref, &ref)) {
                 failed = lm_status(LUMEN_INVALID_ARGUMENT, "argument %zu: a ref must be %d bytes, got %zu", i,
                                    LM_ID_BYTES, a->ref.len);
                 break;
             }
-            location = a->location;
-            size = a->size;
-            replicas = a->replicas;
-            nreplicas = a->n_replicas;
-        } else if (id_field(spec->library_id, &ref)) { /* the library, if any */
-            location = spec->library_location;
-        } else {
+        } else if (!id_field(spec->library_id, &ref)) {
             continue;
         }
-        sobj *o = lm_idmap_get(s->objs, ref);
-        if (o == NULL) {
-            /* A put: the client says where it stored the object, or (another
-             * client's put) Redis knows. An actor call's result still being
-             * made: its worker will report it. */
-            bool direct = i < spec->n_args && spec->args[i]->direct;
-            o = location != NULL && location[0] != '\0' ? obj_at(s, ref, job, location, size, replicas, nreplicas)
-                : direct                                ? obj_new(s, ref, job)
-                                                        : obj_from_redis(s, ref, job);
-            if (o != NULL) sched_id_push(&j->objs, ref);
-        }
-        char h[LM_ID_HEX_LEN + 1];
-        if (o == NULL) {
-            failed = lm_status(LUMEN_NOT_FOUND, "argument %s is an unknown object", hex(ref, h));
-            break;
-        }
+        sobj *o = admit_ref(s, j, ref, a, a == NULL ? spec->library_location : NULL, out);
         if (o->state == OBJ_FAILED) {
+            char h[LM_ID_HEX_LEN + 1];
             failed = lm_status_wrap(*o->error, "argument %s", hex(ref, h));
             break;
         }
@@ -759,14 +897,66 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
         task_fail(s, t, failed, out);
         return lm_ok();
     }
+    if (resubmit && recovery_claimed(s, t)) return lm_ok(); /* running on the node that holds it */
+    if (resubmit && !is_actor_creation(spec)) {
+        /* Made before the restart, maybe: a store may hold its result. */
+        t->phase = TASK_RESOLVING;
+        sched_resolver_lookup(s->resolver, result_id);
+        return lm_ok();
+    }
     if (t->unresolved == 0) ready_push(s, t);
     return lm_ok();
 }
 
+/* The first live store among ids, or NULL. */
+static snode *live_store(scheduler *s, const lm_id *ids, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        snode *store = lm_idmap_get(s->nodes, ids[i]);
+        if (store != NULL && store->alive && !store->is_worker) return store;
+    }
+    return NULL;
+}
+
+/* The resolver's answer: where the stores' directory says obj is. */
+void sched_on_resolved(void *arg, lm_id id, const lm_id *stores, size_t n) {
+    scheduler *s = arg;
+    outbox out = {0};
+    ptr_vec deletes = {0};
+    pthread_mutex_lock(&s->mu);
+    snode *store = live_store(s, stores, n);
+    sobj *o = lm_idmap_get(s->objs, id);
+    stask *t = o != NULL && !lm_id_is_zero(o->producer) ? lm_idmap_get(s->tasks, o->producer) : NULL;
+    if (t != NULL && t->phase == TASK_RESOLVING) { /* a task sent again after a restart */
+        if (store != NULL) {
+            task_finished(s, t, &deletes);
+            obj_set_stored(s, o, store, 0, &out);
+            obj_maybe_release(s, o, &deletes);
+        } else if (!s->recovering) { /* not made, or lost: it runs (again) */
+            t->phase = TASK_WAITING;
+            if (t->unresolved == 0) ready_push(s, t);
+        } /* else: its store may not have registered yet; asked again when the window ends */
+    } else if (o != NULL && o->unresolved && store != NULL) {
+        obj_set_stored(s, o, store, 0, &out); /* someone's put, or a result made before a restart */
+    } else if (o == NULL && store != NULL) {
+        ptr_vec *early = lm_idmap_get(s->unknown_waiters, id);
+        waiter *w = early != NULL && early->n > 0 ? early->items[0] : NULL;
+        if (w != NULL) { /* a wait for another client's put: known from now on, with the waiter's job */
+            sjob *j = lm_id_is_zero(w->job) ? NULL : lm_idmap_get(s->jobs, w->job);
+            sobj *found = obj_new(s, id, j ? j->id : (lm_id){{0}});
+            obj_set_stored(s, found, store, 0, &out);
+            if (j != NULL) sched_id_push(&j->objs, id);
+            else lm_idmap_remove(s->objs, id), obj_free(found); /* nobody's to keep */
+        }
+    }
+    sched_dispatch(s, &out);
+    pthread_mutex_unlock(&s->mu);
+    sched_outbox_send(&out);
+    send_deletes(s, &deletes);
+}
+
 /* ------------------------------------------------------------- nodes */
 
-/* The node at addr, a live one first (a restarted node has a new id). */
-static snode *node_by_addr(scheduler *s, const char *addr) {
+snode *sched_node_by_addr(scheduler *s, const char *addr) {
     snode *dead = NULL;
     for (size_t i = 0; i < s->node_list.n; i++) { /* few nodes: a scan is enough */
         snode *n = s->node_list.items[i];
@@ -789,17 +979,14 @@ static void collect_lost(void *arg, lm_id key, void *value) {
     if (t->phase == TASK_RUNNING && lm_id_equal(t->worker, sw->worker)) sched_ptr_push(&sw->tasks, t);
 }
 
-/* Puts a task that did not finish back in line, or fails it when it has
- * used its retries. */
-static void task_retry(scheduler *s, stask *t, const char *why, outbox *out) {
+void sched_task_retry(scheduler *s, stask *t, lumen_code code, const char *why, outbox *out) {
     if (t->orphan) {
         lm_idmap_remove(s->tasks, t->id);
-        task_free(t);
+        sched_task_free(t);
         return;
     }
     if (t->attempts > t->max_retries) {
-        task_fail(s, t, lm_status(LUMEN_WORKER_DIED, "%s: %s (tried %u times)", t->spec->function, why,
-                                  t->attempts), out);
+        task_fail(s, t, lm_status(code, "%s: %s (tried %u times)", t->spec->function, why, t->attempts), out);
         return;
     }
     record_task(s, t, LM_TASK_READY, why);
@@ -859,12 +1046,16 @@ static void objects_lost(scheduler *s, snode *store, outbox *out) {
     free(rearm.items);
 }
 
-/* A worker is gone: what it was running runs again elsewhere. */
+/* A node is gone: what it was running runs again elsewhere, what it held
+ * is rebuilt. Its record follows behind. */
 static void node_lost(scheduler *s, snode *w, const char *why, outbox *out) {
     if (!w->alive) return;
     w->alive = false;
     w->in_flight = 0;
     lm_warn("%s %s is dead: %s", w->is_worker ? "worker" : "object store", w->addr, why);
+    sched_writer_node_dead(s->writer, w->id);
+    sched_writer_event(s->writer, LM_EVENT_NODE_DIED, w->id, NULL);
+    recovery_node_lost(s, w);
     if (!w->is_worker) {
         objects_lost(s, w, out);
         return;
@@ -873,12 +1064,18 @@ static void node_lost(scheduler *s, snode *w, const char *why, outbox *out) {
     lm_idmap_each(s->tasks, collect_lost, &sw);
     char reason[160];
     snprintf(reason, sizeof reason, "worker %s died", w->addr);
-    for (size_t i = 0; i < sw.tasks.n; i++) task_retry(s, sw.tasks.items[i], reason, out);
+    for (size_t i = 0; i < sw.tasks.n; i++) sched_task_retry(s, sw.tasks.items[i], LUMEN_WORKER_DIED, reason, out);
     free(sw.tasks.items);
     actors_node_lost(s, w, out);
 }
 
 /* ------------------------------------------------------------- handlers */
+
+static void node_record(const snode *n, lm_node_record *rec) {
+    *rec = (lm_node_record){.id = n->id, .kind = n->is_worker ? LM_NODE_WORKER : LM_NODE_OBJSTORE, .addr = n->addr,
+                            .slots = n->slots, .slots_free = n->slots_free, .bytes_used = n->bytes_used,
+                            .memory_limit = n->memory_limit};
+}
 
 static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     scheduler *s = ctx;
@@ -890,7 +1087,14 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
         lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "RegisterNode needs node_id, addr and kind worker|objstore");
         return;
     }
+    lumen_status limit = lm_limits_batch(req->n_held_tasks, "RegisterNode held_tasks");
+    if (LM_IS_OK(limit)) limit = lm_limits_batch(req->n_actors, "RegisterNode actors");
+    if (!LM_IS_OK(limit)) {
+        lm_rpc_fail_status(call, limit);
+        return;
+    }
     outbox out = {0};
+    id_vec drop = {0};
     pthread_mutex_lock(&s->mu);
     snode *n = lm_idmap_get(s->nodes, id);
     if (n == NULL) {
@@ -902,29 +1106,38 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     }
     free(n->addr);
     n->addr = strdup(info->addr);
+    free(n->objstore_addr);
+    n->objstore_addr = n->is_worker && info->objstore_addr && info->objstore_addr[0] ? strdup(info->objstore_addr) : NULL;
     n->slots = n->is_worker ? info->slots : 0;
+    n->slots_free = n->slots;
     n->memory_limit = info->memory_limit;
-    if (!id_field(info->objstore_id, &n->objstore_id)) memset(&n->objstore_id, 0, sizeof n->objstore_id);
     if (!n->alive) n->in_flight = 0; /* new, or back after being declared dead: nothing of ours runs there */
     n->alive = true;
     n->last_beat_ms = lm_wall_ms();
+    lm_node_record rec;
+    node_record(n, &rec);
+    sched_writer_node_up(s->writer, &rec);
+    sched_writer_event(s->writer, LM_EVENT_NODE_JOINED, id, info->addr);
+    recovery_node_registered(s, n, req, &drop, &out);
     sched_dispatch(s, &out);
     actors_node_up(s, &out);
     pthread_mutex_unlock(&s->mu);
     sched_outbox_send(&out);
 
-    lm_node_record rec = {.id = id, .kind = n->is_worker ? LM_NODE_WORKER : LM_NODE_OBJSTORE, .addr = info->addr,
-                          .slots = info->slots, .slots_free = info->slots, .memory_limit = info->memory_limit};
-    lumen_status st = lm_redis_node_register(s->redis, &rec);
-    if (!LM_IS_OK(st)) lm_warn("node %s: %s", info->addr, st.msg);
     char h[LM_ID_HEX_LEN + 1];
-    lm_redis_publish(s->redis, LM_EVENT_NODE_JOINED, id, info->addr);
-    lm_info("%s %s joined (%s, %u slots)", info->kind, info->addr, hex(id, h), info->slots);
-
+    lm_info("%s %s joined (%s, %u slots%s)", info->kind, info->addr, hex(id, h), info->slots,
+            req->n_held_tasks ? ", holding tasks" : "");
     Lumen__RegisterNodeReply reply = LUMEN__REGISTER_NODE_REPLY__INIT;
     reply.heartbeat_interval_ms = (uint32_t)s->cfg->scheduler.heartbeat_interval_ms;
     reply.inline_result_max = s->cfg->scheduler.inline_result_max;
+    reply.epoch = s->epoch;
+    ProtobufCBinaryData *drops = calloc(drop.n ? drop.n : 1, sizeof *drops);
+    for (size_t i = 0; drops != NULL && i < drop.n; i++) drops[i] = id_bytes(&drop.ids[i]);
+    reply.n_drop_tasks = drops != NULL ? drop.n : 0;
+    reply.drop_tasks = drops;
     lm_rpc_reply(call, &reply.base);
+    free(drops);
+    free(drop.ids);
 }
 
 /* A node's open WatchNode call: answered when its lease ends, or taken as
@@ -970,7 +1183,6 @@ static void on_watch_cancel(lm_rpc_call *call, void *arg) {
     pthread_mutex_unlock(&s->mu);
     sched_outbox_send(&out);
     if (!mine) return; /* the answer under way frees it */
-    if (n != NULL) lm_redis_node_mark_dead(s->redis, w->node);
     lm_rpc_fail(call, LUMEN_CANCELLED, "the watch was cancelled");
     free(w);
 }
@@ -1011,7 +1223,7 @@ static void watches_renew(scheduler *s, outbox *out) {
     uint64_t now = lm_mono_ms();
     for (size_t i = 0; i < s->node_list.n; i++) {
         snode *n = s->node_list.items[i];
-        if (n->watch != NULL && (now >= n->watch->ends_ms || !n->alive)) {
+        if (n->watch != NULL && (now >= n->watch->ends_ms || !n->alive || s->stopping)) {
             watch_end(n->watch, out);
             n->watch = NULL;
         }
@@ -1029,18 +1241,19 @@ static void handle_heartbeat(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     }
     pthread_mutex_lock(&s->mu);
     snode *n = lm_idmap_get(s->nodes, id);
-    /* Unknown (the scheduler restarted) or declared dead: register again. */
-    reply.reregister = n == NULL || !n->alive;
+    /* Unknown (the scheduler restarted), registered with another
+     * incarnation, or declared dead: register again. */
     reply.declared_dead = n != NULL && !n->alive;
+    reply.reregister = n == NULL || !n->alive || (req->epoch != 0 && req->epoch != s->epoch);
     if (!reply.reregister) {
         n->last_beat_ms = lm_wall_ms();
         n->bytes_used = req->bytes_used;
+        n->slots_free = req->slots_free;
+        lm_node_record rec;
+        node_record(n, &rec);
+        sched_writer_node_beat(s->writer, &rec);
     }
     pthread_mutex_unlock(&s->mu);
-    if (!reply.reregister) {
-        lumen_status st = lm_redis_node_heartbeat(s->redis, id, req->slots_free, req->bytes_used);
-        if (st.code == LUMEN_NOT_FOUND) reply.reregister = true; /* Redis lost it */
-    }
     lm_rpc_reply(call, &reply.base);
 }
 
@@ -1053,6 +1266,12 @@ static void handle_submit(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     lumen_status limit = lm_limits_batch(n, "SubmitTasks");
     if (!LM_IS_OK(limit)) {
         lm_rpc_fail_status(call, limit);
+        return;
+    }
+    if (req->epoch != 0 && req->epoch != s->epoch) { /* meant for another incarnation: all or nothing */
+        lm_rpc_fail(call, LUMEN_FAILED_PRECONDITION,
+                    "the scheduler restarted (incarnation %llu, the batch was for %llu): send the job again",
+                    (unsigned long long)s->epoch, (unsigned long long)req->epoch);
         return;
     }
     Lumen__Status *statuses = calloc(n ? n : 1, sizeof *statuses);
@@ -1082,29 +1301,26 @@ static void handle_submit(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     free(messages);
 }
 
+/* The live store a reported result was written to; NULL when it is gone
+ * already (or never registered). */
+static snode *result_store(scheduler *s, const Lumen__TaskResult *r) {
+    lm_id store;
+    snode *sn = id_field(r->objstore_node_id, &store) ? lm_idmap_get(s->nodes, store) : NULL;
+    return sn != NULL && sn->alive ? sn : NULL;
+}
+
 /* A pending object gets a reported result: its value inline, or where it
- * was stored. `what` names the producer in errors. */
-static void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, const char *what, outbox *out) {
+ * was stored (a live store: see result_store). */
+static void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, outbox *out) {
     if (o->state != OBJ_PENDING) return; /* a duplicate report (a re-run) */
-    if (r->n_inline_results > 0) {
-        o->is_inline = true;
-        o->size = r->inline_results[0].len;
-        o->data = malloc(o->size ? o->size : 1);
-        if (o->size) memcpy(o->data, r->inline_results[0].data, o->size);
-    } else {
-        lm_id store;
-        o->size = r->n_result_sizes > 0 ? r->result_sizes[0] : 0;
-        if (id_field(r->objstore_node_id, &store)) {
-            o->store = store;
-            snode *sn = lm_idmap_get(s->nodes, store);
-            if (sn != NULL) o->location = strdup(sn->addr);
-        }
-        if (o->location == NULL) {
-            obj_set_failed(s, o, lm_status(LUMEN_OBJECT_LOST, "%s: result stored in an unknown object store", what),
-                           out);
-            return;
-        }
+    if (r->n_inline_results == 0) {
+        obj_set_stored(s, o, result_store(s, r), r->n_result_sizes > 0 ? r->result_sizes[0] : 0, out);
+        return;
     }
+    o->is_inline = true;
+    o->size = r->inline_results[0].len;
+    o->data = malloc(o->size ? o->size : 1);
+    if (o->size) memcpy(o->data, r->inline_results[0].data, o->size);
     o->state = OBJ_READY;
     obj_settled(s, o, out);
 }
@@ -1119,7 +1335,9 @@ static void unplaced_result(scheduler *s, lm_id node, const Lumen__TaskResult *r
     bool is_call = id_field(r->actor_id, &actor);
     lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
     if (code == LUMEN_OK && id_field(r->created_actor_id, &actor)) actors_reported_up(s, actor, r->incarnation, node, out);
-    if (!id_field(r->job_id, &job) || (!is_call && code != LUMEN_OK)) return;
+    /* A task's failure is left to its re-run; an actor call that crashed
+     * is left to its caller, which runs it again or reports it failed. */
+    if (!id_field(r->job_id, &job) || (code != LUMEN_OK && (!is_call || r->crashed))) return;
     if (is_call) actors_call_done(s, actor);
     sjob *j = is_call ? lm_idmap_get(s->jobs, job) : sched_job_get(s, job);
     if (j == NULL) return; /* the job ended: no one will read it */
@@ -1130,7 +1348,8 @@ static void unplaced_result(scheduler *s, lm_id node, const Lumen__TaskResult *r
         sched_id_push(&j->objs, id);
     }
     if (code != LUMEN_OK) obj_set_failed(s, o, lm_status(code, "%s", r->status->message), out);
-    else obj_set_result(s, o, r, is_call ? "an actor call" : "a task", out);
+    else if (r->n_inline_results > 0 || result_store(s, r) != NULL) obj_set_result(s, o, r, out);
+    /* else: stored where it is gone already; a task re-run makes it again */
     obj_maybe_release(s, o, deletes);
 }
 
@@ -1139,11 +1358,13 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
     lm_id id;
     if (!id_field(r->task_id, &id)) return;
     stask *t = r->actor_id.len > 0 ? NULL : lm_idmap_get(s->tasks, id);
+    if (r->actor_id.len == 0) recovery_result_reported(s, id);
     if (t == NULL) {
         unplaced_result(s, node, r, id, out, deletes);
         return;
     }
     lumen_code code = r->status ? (lumen_code)r->status->code : LUMEN_OK;
+    const char *msg = r->status ? r->status->message : "";
     if (t->phase != TASK_RUNNING) { /* stale or duplicate report */
         /* A creation that ran twice across a restart: one copy stays. */
         if (code == LUMEN_OK && is_actor_creation(t->spec)) actors_created_again(s, t, node, out);
@@ -1157,7 +1378,7 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
     if (t->orphan) { /* its job ended while it ran */
         if (code == LUMEN_OK && is_actor_creation(t->spec)) actors_orphan_created(s, t);
         lm_idmap_remove(s->tasks, id);
-        task_free(t);
+        sched_task_free(t);
         return;
     }
     if (code == LUMEN_OBJECT_LOST && arg_rebuilding(s, t) && t->attempts <= t->max_retries) {
@@ -1170,28 +1391,30 @@ static void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outb
      * objects are rebuilt), so it runs again after a moment while retries
      * last. */
     if ((code == LUMEN_OBJECT_LOST || code == LUMEN_UNAVAILABLE) && t->attempts <= t->max_retries) {
-        task_hold(s, t, r->status->message);
+        task_hold(s, t, msg);
         return;
     }
-    if (code == LUMEN_UNAVAILABLE) {
-        task_retry(s, t, r->status->message, out); /* out of retries: fails saying so */
+    /* The process running it died (a system failure, as in Ray), or its
+     * own failure that the caller wants retried: again while retries last. */
+    if (code == LUMEN_UNAVAILABLE || (code != LUMEN_OK && (r->crashed || (t->retry_on_error && code == LUMEN_TASK_FAILED)))) {
+        sched_task_retry(s, t, code, msg, out);
         return;
     }
     if (code != LUMEN_OK) {
-        task_fail(s, t, lm_status(code, "%s", r->status->message), out);
+        task_fail(s, t, lm_status(code, "%s", msg), out);
         return;
     }
-    t->phase = TASK_DONE;
-    record_task(s, t, LM_TASK_FINISHED, NULL);
-    task_unpin_args(s, t, deletes);
+    if (r->n_inline_results == 0 && !is_actor_creation(t->spec) && result_store(s, r) == NULL) {
+        sched_task_retry(s, t, LUMEN_OBJECT_LOST, "its result was stored in an object store that died", out);
+        return;
+    }
+    task_finished(s, t, deletes);
     if (is_actor_creation(t->spec)) actors_created(s, t, lm_ok(), node, out);
     sobj *o = lm_idmap_get(s->objs, lm_id_for_return(id, 0));
     if (o == NULL) return;
-    obj_set_result(s, o, r, t->spec->function, out);
+    obj_set_result(s, o, r, out);
     obj_maybe_release(s, o, deletes); /* freed while it ran */
 }
-
-static void send_deletes(scheduler *s, ptr_vec *deletes);
 
 /* What a task wrote goes to Redis behind, like its record (the writer holds
  * it to LM_LIMIT_TASK_LOG_BYTES); a task that wrote nothing costs nothing. */
@@ -1233,10 +1456,17 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     scheduler *s = ctx;
     const Lumen__WaitObjectsRequest *req = (const Lumen__WaitObjectsRequest *)msg;
     size_t n = req->n_object_ids;
+    lumen_status limit = lm_limits_batch(n, "WaitObjects");
+    if (!LM_IS_OK(limit)) {
+        lm_rpc_fail_status(call, limit);
+        return;
+    }
     waiter *w = calloc(1, sizeof *w);
     w->s = s;
     w->call = call;
     w->n = n;
+    w->park_unknown = req->park_unknown;
+    w->heap_idx = SIZE_MAX;
     w->ids = calloc(n ? n : 1, sizeof *w->ids);
     for (size_t i = 0; i < n; i++) {
         if (!id_field(req->object_ids[i], &w->ids[i])) {
@@ -1246,20 +1476,22 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
             return;
         }
     }
-    /* num_ready 0 asks for the states as they are, without waiting. */
+    /* num_ready 0 or wait_ms 0 asks for the states as they are, without waiting. */
     w->need = req->num_ready > n ? n : req->num_ready;
+    if (req->wait_ms == 0) w->need = 0;
+    w->until_ms = lm_mono_ms() + req->wait_ms;
     atomic_init(&w->refs, 1);
     outbox out = {0};
     pthread_mutex_lock(&s->mu);
-    lm_id job;
-    sjob *j = id_field(req->job_id, &job) ? lm_idmap_get(s->jobs, job) : NULL;
-    if (req->job_id.len > 0 && (j == NULL || !j->started)) {
+    sjob *j = id_field(req->job_id, &w->job) ? lm_idmap_get(s->jobs, w->job) : NULL;
+    if (req->job_id.len > 0 && (j == NULL || !j->started || (req->epoch != 0 && req->epoch != s->epoch))) {
         pthread_mutex_unlock(&s->mu);
+        char h[LM_ID_HEX_LEN + 1];
+        hex(w->job, h);
         free(w->ids);
         free(w);
-        char h[LM_ID_HEX_LEN + 1];
         lm_rpc_fail(call, LUMEN_FAILED_PRECONDITION, "job %s is unknown to this scheduler (it restarted): send it again",
-                    hex(job, h));
+                    h);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -1281,6 +1513,7 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
                 atomic_fetch_add(&w->refs, 1);
             }
         }
+        wait_heap_add(s, w);
     }
     pthread_mutex_unlock(&s->mu);
     sched_outbox_send(&out);
@@ -1294,10 +1527,11 @@ static void on_wait_cancel(lm_rpc_call *call, void *arg) {
     if (mine) {
         w->done = true;
         unknown_detach(s, w);
+        wait_heap_remove(s, w);
         waiter_unref(w); /* the call's reference; objects drop theirs later */
     }
     pthread_mutex_unlock(&s->mu);
-    if (mine) lm_rpc_fail(call, LUMEN_DEADLINE_EXCEEDED, "objects not ready before the deadline");
+    if (mine) lm_rpc_fail(call, LUMEN_CANCELLED, "the wait was cancelled by its caller");
 }
 
 static void handle_cluster_info(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
@@ -1330,6 +1564,7 @@ static void handle_cluster_info(lm_rpc_call *call, const ProtobufCMessage *msg, 
     reply.nodes = ptrs;
     reply.inline_result_max = s->cfg->scheduler.inline_result_max;
     reply.put_replicas = (uint32_t)s->cfg->scheduler.put_replicas;
+    reply.epoch = s->epoch;
     lm_rpc_reply(call, &reply.base);
     for (size_t i = 0; i < k; i++) free(addrs[i]);
     free(addrs);
@@ -1397,22 +1632,7 @@ static void handle_free(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     lm_rpc_reply(call, &reply.base);
 }
 
-static void handle_start_job(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    const Lumen__JobRequest *req = (const Lumen__JobRequest *)msg;
-    lm_id id;
-    if (!id_field(req->job_id, &id)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "StartJob needs a 16-byte job_id");
-        return;
-    }
-    pthread_mutex_lock(&s->mu);
-    sched_job_get(s, id)->started = true;
-    pthread_mutex_unlock(&s->mu);
-    lumen_status st = lm_redis_job_start(s->redis, id);
-    if (!LM_IS_OK(st)) lm_warn("job start: %s", st.msg);
-    Lumen__JobReply reply = LUMEN__JOB_REPLY__INIT;
-    lm_rpc_reply(call, &reply.base);
-}
+/* ------------------------------------------------------------- job end */
 
 /* Asks t's worker to stop it, queued or running: no one will read its
  * result now. Its report (CANCELLED) frees it here. Constructors are left
@@ -1422,42 +1642,11 @@ static void cancel_orphan(scheduler *s, const stask *t) {
     if (w == NULL || !w->alive || is_actor_creation(t->spec)) return;
     Lumen__CancelTaskRequest req = LUMEN__CANCEL_TASK_REQUEST__INIT;
     req.task_id = id_bytes(&t->id);
+    req.epoch = s->epoch;
     sched_send_and_forget(s, w->addr, s->cancel_task, &req.base, "cancelling a task of an ended job");
 }
 
-/* Forgets a job's tasks and objects; its stores drop the objects. */
-static void job_end(scheduler *s, sjob *j, outbox *out) {
-    actors_job_end(s, j, out);
-    for (size_t i = 0; i < j->objs.n; i++) {
-        sobj *o = lm_idmap_remove(s->objs, j->objs.ids[i]);
-        if (o != NULL) obj_free(o);
-    }
-    for (size_t i = 0; i < j->tasks.n; i++) {
-        stask *t = lm_idmap_get(s->tasks, j->tasks.ids[i]);
-        if (t == NULL) continue;
-        /* Its record must not say PENDING or RUNNING forever. */
-        if (t->phase != TASK_DONE) record_task(s, t, LM_TASK_FAILED, "cancelled: its job ended before it finished");
-        if (t->phase == TASK_RUNNING || t->phase == TASK_READY) {
-            t->orphan = true; /* freed when its worker reports or dispatch skips it */
-            if (t->phase == TASK_RUNNING) {
-                cancel_orphan(s, t);
-                continue;
-            }
-        }
-        if (t->phase == TASK_READY) {
-            /* Unlink from the ready queue before freeing. */
-            stask **pp = &s->ready_head;
-            stask *prev = NULL;
-            while (*pp != NULL && *pp != t) prev = *pp, pp = &(*pp)->next;
-            if (*pp == t) {
-                *pp = t->next;
-                if (s->ready_tail == t) s->ready_tail = prev;
-                s->nready--;
-            }
-        }
-        lm_idmap_remove(s->tasks, t->id);
-        task_free(t);
-    }
+void sched_job_free(sjob *j) {
     free(j->objs.ids);
     free(j->tasks.ids);
     free(j->actors.ids);
@@ -1465,38 +1654,28 @@ static void job_end(scheduler *s, sjob *j, outbox *out) {
     free(j);
 }
 
-static void handle_end_job(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    const Lumen__JobRequest *req = (const Lumen__JobRequest *)msg;
-    lm_id id;
-    if (!id_field(req->job_id, &id)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "EndJob needs a 16-byte job_id");
-        return;
+void sched_job_forget(scheduler *s, sjob *j, outbox *out) {
+    actors_job_end(s, j, out);
+    for (size_t i = 0; i < j->objs.n; i++) {
+        sobj *o = lm_idmap_remove(s->objs, j->objs.ids[i]);
+        if (o == NULL) continue;
+        if (o->unresolved && !o->direct) sched_resolver_unwatch(s->resolver, o->id);
+        obj_free(o);
     }
-    outbox out = {0};
-    pthread_mutex_lock(&s->mu);
-    sjob *j = lm_idmap_remove(s->jobs, id);
-    size_t ntasks = j ? j->tasks.n : 0;
-    if (j != NULL) job_end(s, j, &out);
-    char **stores = calloc(s->node_list.n + 1, sizeof *stores);
-    size_t nstores = 0;
-    for (size_t i = 0; i < s->node_list.n; i++) {
-        snode *n = s->node_list.items[i];
-        if (!n->is_worker && n->alive) stores[nstores++] = strdup(n->addr);
+    for (size_t i = 0; i < j->tasks.n; i++) {
+        stask *t = lm_idmap_get(s->tasks, j->tasks.ids[i]);
+        if (t == NULL) continue;
+        /* Its record must not say PENDING or RUNNING forever. */
+        if (t->phase != TASK_DONE) record_task(s, t, LM_TASK_FAILED, "cancelled: its job ended before it finished");
+        if (t->phase == TASK_RUNNING) {
+            t->orphan = true; /* freed when its worker reports */
+            cancel_orphan(s, t);
+            continue;
+        }
+        if (t->phase == TASK_READY) sched_ready_remove(s, t);
+        lm_idmap_remove(s->tasks, t->id);
+        sched_task_free(t);
     }
-    pthread_mutex_unlock(&s->mu);
-    sched_outbox_send(&out);
-    ProtobufCBinaryData job_bytes = id_bytes(&id);
-    Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
-    rel.job_id = job_bytes;
-    for (size_t i = 0; i < nstores; i++) {
-        sched_send_and_forget(s, stores[i], s->release_job, &rel.base, "object store cleanup");
-        free(stores[i]);
-    }
-    free(stores);
-    sched_writer_job_end(s->writer, id, ntasks);
-    Lumen__JobReply reply = LUMEN__JOB_REPLY__INIT;
-    lm_rpc_reply(call, &reply.base);
 }
 
 /* A RunTasks batch could not be delivered: the worker is gone or broken.
@@ -1508,10 +1687,9 @@ static void run_tasks_failed(scheduler *s, dispatch_batch *batch, lumen_status s
     for (size_t i = 0; i < batch->tasks.n; i++) {
         stask *t = lm_idmap_get(s->tasks, batch->tasks.ids[i]);
         if (t != NULL && t->phase == TASK_RUNNING && lm_id_equal(t->worker, batch->worker))
-            task_retry(s, t, st.msg, out);
+            sched_task_retry(s, t, LUMEN_WORKER_DIED, st.msg, out);
     }
 }
-
 
 /* A failed call that says nothing about the request: the peer is down,
  * slow or cut off. */
@@ -1524,9 +1702,19 @@ static void on_run_tasks_done(void *arg, lumen_status st, ProtobufCMessage *repl
     dispatch_batch *batch = arg;
     scheduler *s = batch->s;
     lm_rpc_message_free(reply);
-    if (!LM_IS_OK(st) && !worker_unreachable(st)) { /* the worker refused the batch: the tasks fail, not it */
-        outbox out = {0};
-        pthread_mutex_lock(&s->mu);
+    outbox out = {0};
+    pthread_mutex_lock(&s->mu);
+    if (st.code == LUMEN_FAILED_PRECONDITION) {
+        /* The worker serves a newer incarnation: this scheduler was replaced. */
+        lm_warn("worker %s refused tasks: %s", batch->addr, st.msg);
+        for (size_t i = 0; i < batch->tasks.n; i++) {
+            stask *t = lm_idmap_get(s->tasks, batch->tasks.ids[i]);
+            snode *w = lm_idmap_get(s->nodes, batch->worker);
+            if (t == NULL || t->phase != TASK_RUNNING || !lm_id_equal(t->worker, batch->worker)) continue;
+            if (w != NULL && w->in_flight > 0) w->in_flight--;
+            sched_task_retry(s, t, LUMEN_UNAVAILABLE, st.msg, &out);
+        }
+    } else if (!LM_IS_OK(st) && !worker_unreachable(st)) { /* the worker refused the batch: the tasks fail, not it */
         for (size_t i = 0; i < batch->tasks.n; i++) {
             stask *t = lm_idmap_get(s->tasks, batch->tasks.ids[i]);
             snode *w = lm_idmap_get(s->nodes, batch->worker);
@@ -1534,18 +1722,12 @@ static void on_run_tasks_done(void *arg, lumen_status st, ProtobufCMessage *repl
             if (w != NULL && w->in_flight > 0) w->in_flight--;
             task_fail(s, t, lm_status_wrap(st, "worker %s refused it", batch->addr), &out);
         }
-        sched_dispatch(s, &out);
-        pthread_mutex_unlock(&s->mu);
-        sched_outbox_send(&out);
     } else if (!LM_IS_OK(st)) {
-        outbox out = {0};
-        pthread_mutex_lock(&s->mu);
         run_tasks_failed(s, batch, st, &out);
-        sched_dispatch(s, &out);
-        pthread_mutex_unlock(&s->mu);
-        sched_outbox_send(&out);
-        lm_redis_node_mark_dead(s->redis, batch->worker);
     }
+    if (!LM_IS_OK(st)) sched_dispatch(s, &out);
+    pthread_mutex_unlock(&s->mu);
+    sched_outbox_send(&out);
     free(batch->tasks.ids);
     free(batch->addr);
     free(batch);
@@ -1553,39 +1735,89 @@ static void on_run_tasks_done(void *arg, lumen_status st, ProtobufCMessage *repl
 
 /* ------------------------------------------------------------- monitor */
 
+/* Placeholders nobody made or stored in time fail their dependents. */
+static void unresolved_expire(scheduler *s, outbox *out) {
+    uint64_t now = lm_mono_ms();
+    size_t keep = 0;
+    for (size_t i = 0; i < s->unresolved.n; i++) {
+        sobj *o = lm_idmap_get(s->objs, s->unresolved.ids[i]);
+        if (o == NULL || !o->unresolved || o->state != OBJ_PENDING) continue;
+        if (s->recovering || now - o->unresolved_since_ms < s->unknown_ref_timeout_ms) {
+            s->unresolved.ids[keep++] = o->id;
+            continue;
+        }
+        char h[LM_ID_HEX_LEN + 1];
+        obj_set_failed(s, o, lm_status(LUMEN_NOT_FOUND, "object %s is an unknown object: no task makes it and no object store "
+                                       "holds it (waited %llu ms)", hex(o->id, h),
+                                       (unsigned long long)(now - o->unresolved_since_ms)), out);
+    }
+    s->unresolved.n = keep;
+}
+
+/* The recovery window ended: what waited for it goes on. */
+static void resolving_again(void *arg, lm_id key, void *value) {
+    (void)key;
+    scheduler *s = arg;
+    stask *t = value;
+    if (t->phase == TASK_RESOLVING) sched_resolver_lookup(s->resolver, lm_id_for_return(t->id, 0));
+}
+
+void sched_recovered(scheduler *s, outbox *out) {
+    (void)out;
+    lm_idmap_each(s->tasks, resolving_again, s);
+    uint64_t now = lm_mono_ms();
+    for (size_t i = 0; i < s->unresolved.n; i++) { /* the time away does not count */
+        sobj *o = lm_idmap_get(s->objs, s->unresolved.ids[i]);
+        if (o != NULL && o->unresolved) {
+            o->unresolved_since_ms = now;
+            sched_resolver_lookup(s->resolver, o->id);
+        }
+    }
+}
+
 static void *monitor_main(void *arg) {
     scheduler *s = arg;
     int64_t interval = s->cfg->scheduler.heartbeat_interval_ms;
     int64_t timeout = s->cfg->scheduler.heartbeat_timeout_ms;
+    uint64_t next_tick = lm_mono_ms();
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
-        struct timespec until = lm_timespec_in(CLOCK_REALTIME, interval / 2 > 0 ? interval / 2 : 1);
-        pthread_cond_timedwait(&s->monitor_cond, &s->mu, &until);
-        if (s->stopping) break;
-        uint64_t now = lm_wall_ms();
         outbox out = {0};
-        id_vec dead = {0};
-        for (size_t i = 0; i < s->node_list.n; i++) {
-            snode *n = s->node_list.items[i];
-            if (n->alive && now - n->last_beat_ms > (uint64_t)timeout) {
-                char why[64];
-                snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)(now - n->last_beat_ms));
-                node_lost(s, n, why, &out);
-                sched_id_push(&dead, n->id);
+        uint64_t wake = waits_expire(s, &out);
+        uint64_t now = lm_mono_ms();
+        if (now >= next_tick) {
+            next_tick = now + (uint64_t)(interval / 2 > 0 ? interval / 2 : 1);
+            uint64_t wall = lm_wall_ms();
+            for (size_t i = 0; i < s->node_list.n; i++) {
+                snode *n = s->node_list.items[i];
+                if (n->alive && wall - n->last_beat_ms > (uint64_t)timeout) {
+                    char why[64];
+                    snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)(wall - n->last_beat_ms));
+                    node_lost(s, n, why, &out);
+                }
             }
+            recovery_check(s, &out);
+            tasks_release_held(s, false, &out);
+            unresolved_expire(s, &out);
+            jobs_expire(s, &out);
+            sched_dispatch(s, &out);
+            actors_expire_waits(s, &out);
+            watches_renew(s, &out);
+            jobs_renew_leases(s, &out);
         }
-        tasks_release_held(s, false, &out);
-        sched_dispatch(s, &out);
-        actors_expire_waits(s, &out);
-        watches_renew(s, &out);
-        pthread_mutex_unlock(&s->mu);
-        sched_outbox_send(&out);
-        for (size_t i = 0; i < dead.n; i++) {
-            lm_redis_node_mark_dead(s->redis, dead.ids[i]);
-            lm_redis_publish(s->redis, LM_EVENT_NODE_DIED, dead.ids[i], NULL);
+        if (out.n > 0) {
+            pthread_mutex_unlock(&s->mu);
+            sched_outbox_send(&out);
+            pthread_mutex_lock(&s->mu);
+            continue; /* time passed: look again before sleeping */
         }
-        free(dead.ids);
-        pthread_mutex_lock(&s->mu);
+        free(out.items);
+        if (wake == 0 || wake > next_tick) wake = next_tick;
+        now = lm_mono_ms();
+        if (wake > now && !s->stopping) {
+            struct timespec until = lm_timespec_in(CLOCK_MONOTONIC, (int64_t)(wake - now));
+            pthread_cond_timedwait(&s->monitor_cond, &s->mu, &until);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -1597,13 +1829,14 @@ static const lm_rpc_method_impl scheduler_methods[] = {
     {"RegisterNode", LM_RPC_UNARY, handle_register},
     {"Heartbeat", LM_RPC_UNARY, handle_heartbeat},
     {"WatchNode", LM_RPC_UNARY, handle_watch},
+    {"WatchJob", LM_RPC_UNARY, jobs_handle_watch},
     {"SubmitTasks", LM_RPC_UNARY, handle_submit},
     {"TaskDone", LM_RPC_UNARY, handle_task_done},
     {"WaitObjects", LM_RPC_UNARY, handle_wait},
     {"GetClusterInfo", LM_RPC_UNARY, handle_cluster_info},
     {"FreeObjects", LM_RPC_UNARY, handle_free},
-    {"StartJob", LM_RPC_UNARY, handle_start_job},
-    {"EndJob", LM_RPC_UNARY, handle_end_job},
+    {"StartJob", LM_RPC_UNARY, jobs_handle_start},
+    {"EndJob", LM_RPC_UNARY, jobs_handle_end},
     {"CreateActor", LM_RPC_UNARY, actors_handle_create},
     {"GetActor", LM_RPC_UNARY, actors_handle_get},
     {"KillActor", LM_RPC_UNARY, actors_handle_kill},
@@ -1613,6 +1846,14 @@ static const lm_rpc_method_impl scheduler_methods[] = {
 
 lumen_status scheduler_add_service(scheduler *s, lm_rpc_server *srv) {
     return lm_rpc_server_add_service(srv, &lumen__scheduler__descriptor, scheduler_methods, s);
+}
+
+static void cond_init_monotonic(pthread_cond_t *c) {
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
 }
 
 lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
@@ -1625,16 +1866,10 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     scheduler *s = calloc(1, sizeof *s);
     s->cfg = cfg;
     s->redis = redis;
-    lm_rpc_client_opts copts = {.token = cfg->cluster.token,
-                                .tls = {cfg->cluster.tls_cert, cfg->cluster.tls_key, cfg->cluster.tls_ca}};
-    st = lm_rpc_client_new(&copts, &s->rpc);
-    if (!LM_IS_OK(st)) {
-        lm_redis_free(redis);
-        free(s);
-        return st;
-    }
+    s->job_grace_ms = (uint64_t)cfg->scheduler.job_grace_ms;
+    s->unknown_ref_timeout_ms = (uint64_t)cfg->scheduler.unknown_ref_timeout_ms;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->monitor_cond, NULL);
+    cond_init_monotonic(&s->monitor_cond);
     s->nodes = lm_idmap_new();
     s->tasks = lm_idmap_new();
     s->objs = lm_idmap_new();
@@ -1642,20 +1877,36 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     s->actors = lm_idmap_new();
     s->actors_reported = lm_idmap_new();
     s->unknown_waiters = lm_idmap_new();
-    s->writer = sched_writer_new(redis);
+    s->expected = lm_idmap_new();
+    s->claims = lm_idmap_new();
+    s->ended_jobs = lm_idmap_new();
     lm_rpc_method_find(&lumen__worker__descriptor, "RunTasks", &s->run_tasks);
     lm_rpc_method_find(&lumen__object_store__descriptor, "ReleaseJob", &s->release_job);
     lm_rpc_method_find(&lumen__object_store__descriptor, "Delete", &s->delete_objects);
     lm_rpc_method_find(&lumen__worker__descriptor, "StopActor", &s->stop_actor);
     lm_rpc_method_find(&lumen__worker__descriptor, "CancelTask", &s->cancel_task);
-    pthread_create(&s->monitor, NULL, monitor_main, s);
+    lm_rpc_client_opts copts = {.token = cfg->cluster.token,
+                                .tls = {cfg->cluster.tls_cert, cfg->cluster.tls_key, cfg->cluster.tls_ca}};
+    st = lm_rpc_client_new(&copts, &s->rpc);
+    if (LM_IS_OK(st)) st = sched_resolver_new(&ropts, sched_on_resolved, s, &s->resolver);
+    if (LM_IS_OK(st)) st = recovery_start(s); /* before the writer: nothing of ours in Redis yet */
+    if (!LM_IS_OK(st)) {
+        scheduler_free(s);
+        return st;
+    }
+    s->writer = sched_writer_new(redis);
+    s->monitor_started = pthread_create(&s->monitor, NULL, monitor_main, s) == 0;
+    if (!s->monitor_started) {
+        scheduler_free(s);
+        return lm_status(LUMEN_INTERNAL, "cannot start the scheduler's monitor thread");
+    }
     *out = s;
     return lm_ok();
 }
 
 static void free_task_entry(void *arg, lm_id key, void *value) {
     (void)arg, (void)key;
-    task_free(value);
+    sched_task_free(value);
 }
 
 static void free_obj_entry(void *arg, lm_id key, void *value) {
@@ -1673,17 +1924,18 @@ static void free_unknown_entry(void *arg, lm_id key, void *value) {
 
 static void free_job_entry(void *arg, lm_id key, void *value) {
     (void)arg, (void)key;
-    sjob *j = value;
-    free(j->objs.ids);
-    free(j->tasks.ids);
-    free(j->actors.ids);
-    lm_idmap_free(j->freed_early);
-    free(j);
+    sched_job_free(value);
+}
+
+static void free_plain_entry(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    free(value);
 }
 
 void scheduler_stop(scheduler *s) {
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
+    pthread_cond_broadcast(&s->monitor_cond);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -1693,22 +1945,32 @@ void scheduler_free(scheduler *s) {
     s->stopping = true;
     pthread_cond_broadcast(&s->monitor_cond);
     pthread_mutex_unlock(&s->mu);
-    pthread_join(s->monitor, NULL);
-    lm_rpc_client_free(s->rpc); /* async callbacks finish here */
+    if (s->monitor_started) pthread_join(s->monitor, NULL);
+    /* Open watches and leases end with the server's shutdown; waits too. */
+    sched_resolver_free(s->resolver); /* no more answers from it */
+    lm_rpc_client_free(s->rpc);       /* async callbacks finish here */
     sched_writer_free(s->writer);
+    for (size_t i = 0; i < s->wait_heap.n; i++) waiter_unref(s->wait_heap.items[i]);
+    free(s->wait_heap.items);
     lm_idmap_each(s->tasks, free_task_entry, NULL);
     lm_idmap_each(s->objs, free_obj_entry, NULL);
     lm_idmap_each(s->jobs, free_job_entry, NULL);
     actors_free_all(s);
     lm_idmap_each(s->unknown_waiters, free_unknown_entry, NULL);
     lm_idmap_free(s->unknown_waiters);
+    lm_idmap_each(s->claims, free_plain_entry, NULL);
+    lm_idmap_free(s->claims);
+    lm_idmap_free(s->expected);
+    lm_idmap_free(s->ended_jobs);
     for (size_t i = 0; i < s->node_list.n; i++) {
         snode *n = s->node_list.items[i];
         free(n->addr);
+        free(n->objstore_addr);
         free(n);
     }
     free(s->node_list.items);
     free(s->held.ids);
+    free(s->unresolved.ids);
     lm_idmap_free(s->tasks);
     lm_idmap_free(s->objs);
     lm_idmap_free(s->jobs);

@@ -28,7 +28,19 @@ typedef struct job_end {
     uint64_t tasks;
 } job_end;
 
+/* A write about the cluster rather than a task: rare, kept in order. */
+typedef enum cluster_op_kind { OP_NODE_UP, OP_NODE_BEAT, OP_NODE_DEAD, OP_JOB_START, OP_EVENT } cluster_op_kind;
+
+typedef struct cluster_op {
+    cluster_op_kind kind;
+    lm_node_record node; /* NODE_UP, NODE_BEAT (its addr owned); DEAD, JOB_START, EVENT: node.id only */
+    char *type, *detail; /* EVENT */
+    bool detached;       /* JOB_START */
+} cluster_op;
+
 typedef struct queue {
+    cluster_op *ops;
+    size_t nops, cap_ops;
     lm_task_record *tasks;
     size_t ntasks, cap_tasks;
     lm_obj_record *objs;
@@ -93,6 +105,14 @@ static void push_job(queue *q, const job_end *j) {
     q->jobs[q->njobs++] = *j;
 }
 
+static void push_op(queue *q, const cluster_op *op) {
+    if (q->nops == q->cap_ops) {
+        q->cap_ops = q->cap_ops ? 2 * q->cap_ops : 16;
+        q->ops = realloc(q->ops, q->cap_ops * sizeof *q->ops);
+    }
+    q->ops[q->nops++] = *op;
+}
+
 static void push_log(queue *q, const lm_task_log *l) {
     if (q->nlogs == q->cap_logs) {
         q->cap_logs = q->cap_logs ? 2 * q->cap_logs : 64;
@@ -101,16 +121,19 @@ static void push_log(queue *q, const lm_task_log *l) {
     q->logs[q->nlogs++] = *l;
 }
 
-static size_t queue_len(const queue *q) { return q->ntasks + q->nobjs + q->nactors + q->njobs + q->nlogs; }
+static size_t queue_len(const queue *q) {
+    return q->nops + q->ntasks + q->nobjs + q->nactors + q->njobs + q->nlogs;
+}
 
 /* Moves every record of src to the end of dst. */
 static void move_all(queue *dst, queue *src) {
+    for (size_t i = 0; i < src->nops; i++) push_op(dst, &src->ops[i]);
     for (size_t i = 0; i < src->ntasks; i++) push_task(dst, &src->tasks[i]);
     for (size_t i = 0; i < src->nobjs; i++) push_obj(dst, &src->objs[i]);
     for (size_t i = 0; i < src->nactors; i++) push_actor(dst, &src->actors[i]);
     for (size_t i = 0; i < src->njobs; i++) push_job(dst, &src->jobs[i]);
     for (size_t i = 0; i < src->nlogs; i++) push_log(dst, &src->logs[i]);
-    src->ntasks = src->nobjs = src->nactors = src->njobs = src->nlogs = 0;
+    src->nops = src->ntasks = src->nobjs = src->nactors = src->njobs = src->nlogs = 0;
 }
 
 /* Only the first record of a batch wakes the writer: the rest join it
@@ -171,6 +194,38 @@ void sched_writer_task_log(sched_writer *w, lm_id task, const void *log, size_t 
     if (!keep) free((void *)l.data);
 }
 
+static void queue_op(sched_writer *w, cluster_op *op) {
+    pthread_mutex_lock(&w->mu);
+    push_op(&w->pending, op);
+    record_queued(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void queue_node(sched_writer *w, cluster_op_kind kind, const lm_node_record *rec) {
+    cluster_op op = {.kind = kind, .node = *rec};
+    op.node.addr = dup_str(rec->addr);
+    queue_op(w, &op);
+}
+
+void sched_writer_node_up(sched_writer *w, const lm_node_record *rec) { queue_node(w, OP_NODE_UP, rec); }
+
+void sched_writer_node_beat(sched_writer *w, const lm_node_record *rec) { queue_node(w, OP_NODE_BEAT, rec); }
+
+void sched_writer_node_dead(sched_writer *w, lm_id node) {
+    cluster_op op = {.kind = OP_NODE_DEAD, .node.id = node};
+    queue_op(w, &op);
+}
+
+void sched_writer_job_start(sched_writer *w, lm_id job, bool detached) {
+    cluster_op op = {.kind = OP_JOB_START, .node.id = job, .detached = detached};
+    queue_op(w, &op);
+}
+
+void sched_writer_event(sched_writer *w, const char *type, lm_id id, const char *detail) {
+    cluster_op op = {.kind = OP_EVENT, .node.id = id, .type = dup_str(type), .detail = dup_str(detail)};
+    queue_op(w, &op);
+}
+
 void sched_writer_job_end(sched_writer *w, lm_id job, uint64_t tasks) {
     job_end j = {job, tasks};
     pthread_mutex_lock(&w->mu);
@@ -197,16 +252,24 @@ static void drop_actor(void *rec) {
 
 static void drop_log(void *rec) { free((void *)((lm_task_log *)rec)->data); }
 
+static void drop_op(cluster_op *op) {
+    free((char *)op->node.addr);
+    free(op->type);
+    free(op->detail);
+}
+
 static void queue_clear(queue *q) {
+    for (size_t i = 0; i < q->nops; i++) drop_op(&q->ops[i]);
     for (size_t i = 0; i < q->ntasks; i++) drop_task(&q->tasks[i]);
     for (size_t i = 0; i < q->nobjs; i++) drop_obj(&q->objs[i]);
     for (size_t i = 0; i < q->nactors; i++) drop_actor(&q->actors[i]);
     for (size_t i = 0; i < q->nlogs; i++) drop_log(&q->logs[i]);
-    q->ntasks = q->nobjs = q->nactors = q->njobs = q->nlogs = 0;
+    q->nops = q->ntasks = q->nobjs = q->nactors = q->njobs = q->nlogs = 0;
 }
 
 static void queue_free(queue *q) {
     queue_clear(q);
+    free(q->ops);
     free(q->tasks);
     free(q->objs);
     free(q->actors);
@@ -293,8 +356,36 @@ void sched_writer_stats(sched_writer *w, uint64_t *queued, uint64_t *written, sc
     pthread_mutex_unlock(&w->tl_mu);
 }
 
+static lumen_status write_op(lm_redis *r, const cluster_op *op) {
+    lumen_status st = lm_ok();
+    switch (op->kind) {
+    case OP_NODE_UP:
+        return lm_redis_node_register(r, &op->node);
+    case OP_NODE_BEAT: /* a record Redis lost (it restarted empty) is written whole again */
+        st = lm_redis_node_heartbeat(r, op->node.id, op->node.slots_free, op->node.bytes_used);
+        return st.code == LUMEN_NOT_FOUND ? lm_redis_node_register(r, &op->node) : st;
+    case OP_NODE_DEAD:
+        st = lm_redis_node_mark_dead(r, op->node.id);
+        return st.code == LUMEN_NOT_FOUND ? lm_ok() : st;
+    case OP_JOB_START:
+        st = lm_redis_job_start(r, op->node.id);
+        return LM_IS_OK(st) && op->detached ? lm_redis_job_detach(r, op->node.id) : st;
+    case OP_EVENT:
+        return lm_redis_publish(r, op->type, op->node.id, op->detail);
+    }
+    return st;
+}
+
 static lumen_status write_batch(sched_writer *w, queue *q) {
     lumen_status st = lm_ok();
+    /* First, in order: nodes and jobs before the task records that name them. */
+    size_t done = 0;
+    for (; LM_IS_OK(st) && done < q->nops; done++) st = write_op(w->redis, &q->ops[done]);
+    if (!LM_IS_OK(st)) done--;
+    for (size_t i = 0; i < done; i++) drop_op(&q->ops[i]); /* not again when the batch is retried */
+    memmove(q->ops, q->ops + done, (q->nops - done) * sizeof *q->ops);
+    q->nops -= done;
+    if (!LM_IS_OK(st)) return st;
     for (size_t i = 0; LM_IS_OK(st) && i < q->ntasks; i += BATCH_MAX) {
         size_t n = q->ntasks - i < BATCH_MAX ? q->ntasks - i : BATCH_MAX;
         st = lm_redis_tasks_put(w->redis, q->tasks + i, n);

@@ -1,6 +1,6 @@
 /*
- * writer.h - the scheduler's write-behind to Redis. Task, object and actor records
- * are queued by the hot path (no Redis round trip per task) and written by
+ * writer.h - the scheduler's write-behind to Redis. Every record (nodes,
+ * jobs, tasks, objects, actors, logs, events) is queued by the hot path (no Redis round trip per task) and written by
  * one thread in pipelined batches; if Redis is down the batch is kept and
  * retried, so nothing queued is dropped while the scheduler lives.
  */
@@ -29,6 +29,16 @@ void sched_writer_task_log(sched_writer *w, lm_id task, const void *log, size_t 
  * erased once everything queued before is written (never on the caller's
  * thread, so a Redis that is down holds up nobody). */
 void sched_writer_job_end(sched_writer *w, lm_id job, uint64_t tasks);
+
+/* Cluster records, written behind in the order queued (before the task
+ * records queued with them): a node's registration (state ALIVE), its
+ * heartbeat (a record Redis lost is written whole again), its death, a
+ * job's start, and an event on <p>events. */
+void sched_writer_node_up(sched_writer *w, const lm_node_record *rec);
+void sched_writer_node_beat(sched_writer *w, const lm_node_record *rec);
+void sched_writer_node_dead(sched_writer *w, lm_id node);
+void sched_writer_job_start(sched_writer *w, lm_id job, bool detached);
+void sched_writer_event(sched_writer *w, const char *type, lm_id id, const char *detail);
 
 /* Waits (up to timeout_ms) until everything queued so far is written. */
 bool sched_writer_flush(sched_writer *w, int64_t timeout_ms);

@@ -91,6 +91,19 @@ unsigned actor_host_count(const lm_worker *w) {
     return n;
 }
 
+void actor_host_list(const lm_worker *w, lm_id **ids, uint32_t **incarnations, size_t *n) {
+    unsigned cap = actor_host_count(w);
+    *n = 0;
+    *ids = calloc(cap ? cap : 1, sizeof **ids);
+    *incarnations = calloc(cap ? cap : 1, sizeof **incarnations);
+    if (*ids == NULL || *incarnations == NULL) return; /* then none is listed: they restart elsewhere */
+    for (const hosted_actor *a = w->actors; a != NULL; a = a->next) {
+        if (a->stopping) continue;
+        (*ids)[*n] = a->id;
+        (*incarnations)[(*n)++] = a->incarnation;
+    }
+}
+
 static void actor_free(hosted_actor *a) {
     lm_exec_pool_free(a->pool); /* closes its socket: the destructor runs as it exits */
     lm_shmbuf_fini(&a->args);
@@ -135,13 +148,16 @@ static lumen_status resolve_refs(hosted_actor *a, Lumen__TaskSpec *spec) {
         req.object_ids = ids;
         req.num_ready = (uint32_t)n;
         req.park_unknown = true;
+        req.wait_ms = RESOLVE_SLICE_MS;
         ProtobufCMessage *out = NULL;
         st = lm_rpc_unary(w->cli, w->cfg->cluster.scheduler_addr, w->wait_objects, &req.base, &out,
-                          RESOLVE_SLICE_MS);
+                          RESOLVE_SLICE_MS + w->cfg->cluster.rpc_timeout_ms);
         reply = (Lumen__WaitObjectsReply *)out;
         if (LM_IS_OK(st) && reply->n_objects != n)
             st = lm_status(LUMEN_INTERNAL, "the scheduler answered %zu states for %zu objects", reply->n_objects, n);
-        if (st.code != LUMEN_DEADLINE_EXCEEDED && st.code != LUMEN_UNAVAILABLE) break;
+        bool all_ready = LM_IS_OK(st);
+        for (size_t k = 0; all_ready && k < n; k++) all_ready = reply->objects[k]->ready;
+        if (all_ready || (!LM_IS_OK(st) && st.code != LUMEN_DEADLINE_EXCEEDED && st.code != LUMEN_UNAVAILABLE)) break;
         lm_rpc_message_free(out);
         reply = NULL;
         pthread_mutex_lock(&w->mu);
@@ -223,10 +239,12 @@ static void exec(hosted_actor *a, lm_exec_kind kind, const Lumen__TaskSpec *spec
         *gone = lm_status(LUMEN_ACTOR_DIED, "actor %s (%s) died: %s", hex(a->id, h), a->class_name, a->cause);
         size_t log_len;
         char *log = lm_exec_result_take_log(res, &log_len); /* what it wrote before it died */
+        bool crashed = res->crashed; /* a crash, not a limit: the caller may run it again */
         lm_exec_result_free(res);
         res->status = *gone;
         res->log = log;
         res->log_len = log_len;
+        res->crashed = crashed;
     }
 }
 
@@ -531,6 +549,10 @@ void actor_host_stop(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) 
     lm_id id;
     if (!lm_id_from_bytes(req->actor_id.data, req->actor_id.len, &id)) {
         lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "actor_id must be 16 bytes, got %zu", req->actor_id.len);
+        return;
+    }
+    if (!worker_epoch_ok(w, req->epoch)) {
+        lm_rpc_fail(call, LUMEN_FAILED_PRECONDITION, "StopActor from a replaced scheduler incarnation");
         return;
     }
     pthread_mutex_lock(&w->mu);

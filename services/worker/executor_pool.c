@@ -412,6 +412,7 @@ static void died(const lm_exec_task *t, int status, lm_exec_result *out) {
         fail(out, LUMEN_TASK_FAILED, "%s ended its executor process (exit status %d)", t->function,
              WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     }
+    out->crashed = out->status.code == LUMEN_TASK_FAILED;
 }
 
 /* Waits for e's reply within the task's time limit, reading what the task
@@ -445,7 +446,10 @@ static void await_reply(lm_exec_pool *p, executor *e, const lm_exec_task *t, lm_
     if (rc == 0) {
         const Lumen__ExecReply *reply = (const Lumen__ExecReply *)msg;
         take_reply(reply, nfds > 0 ? fds[0] : -1, out);
-        if (reply->fatal) retire(p, e, true, log); /* sent by its crash handler: it is dying */
+        if (reply->fatal) { /* sent by its crash handler: it is dying */
+            retire(p, e, true, log);
+            out->crashed = true;
+        }
         for (size_t i = 0; i < nfds; i++) close(fds[i]);
         protobuf_c_message_free_unpacked(msg, NULL);
         return;

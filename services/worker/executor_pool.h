@@ -79,6 +79,8 @@ typedef struct lm_exec_result {
     void *held_;
     char *log;           /* what the task wrote to stdout and stderr (NULL: nothing), */
     size_t log_len;      /* at most LM_TASK_LOG_MAX bytes; freed with the result */
+    bool crashed;        /* the executor died under it (a signal, an unexpected exit),
+                            not the function's own failure nor a limit */
 } lm_exec_result;
 
 /* Spawns the executors. Strings in opts are copied. */

@@ -34,7 +34,7 @@
 /* How long an actor call's report may wait for others to share a TaskDone. */
 #define ACTOR_REPORT_DELAY_MS 5
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 1000
 /* How long a stopping worker keeps trying to deliver its last reports. */
 #define STOP_FLUSH_MS 3000
 
@@ -192,7 +192,7 @@ bool worker_results_build(lm_worker *w, report *const *reports, size_t n, result
             m->sizes[i] = r->size;
             tr->n_result_sizes = 1;
             tr->result_sizes = &m->sizes[i];
-            tr->objstore_node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->objstore_id.bytes};
+            tr->objstore_node_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->store.bytes};
             tr->location = (char *)w->wc->objstore_addr;
         }
         /* The job lets a scheduler that restarted keep a result it has
@@ -204,6 +204,7 @@ bool worker_results_build(lm_worker *w, report *const *reports, size_t n, result
             tr->created_actor_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->created.bytes};
             tr->incarnation = r->incarnation;
         }
+        tr->crashed = r->crashed;
         m->ptrs[i] = tr;
     }
     return true;
@@ -395,8 +396,10 @@ lumen_status worker_fetch_args(lm_worker *w, lm_shmbuf *buf, const Lumen__TaskSp
             return lm_status(LUMEN_OBJECT_LOST, "argument %zu (object %s) has no location", i,
                              lm_id_to_hex(id, hex));
         arg_place place = {buf, off};
-        st = lm_objstore_get_into(w->cli, a->location, id, worker_spec_job(spec), true, io_timeout_ms(w, a->size),
-                                  place_arg, &place, &args[i].len);
+        lm_id store = {{0}};
+        lm_id_from_bytes(a->store_id.data, a->store_id.len, &store); /* absent: any incarnation */
+        st = lm_objstore_get_into(w->cli, a->location, id, worker_spec_job(spec), store, true,
+                                  io_timeout_ms(w, a->size), place_arg, &place, &args[i].len);
         if (!LM_IS_OK(st)) return lm_status(LUMEN_OBJECT_LOST, "argument %zu: %s", i, st.msg);
     }
     if (!LM_IS_OK(st)) return st;
@@ -422,10 +425,12 @@ lumen_status worker_keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id
         r->inline_len = res->len;
         return lm_ok();
     }
-    lumen_status st = lm_objstore_put(w->cli, w->wc->objstore_addr, lm_id_for_return(task, 0), worker_spec_job(spec), res->data,
-                                      res->len, io_timeout_ms(w, res->len), NULL);
+    lm_objstore_put_info info;
+    lumen_status st = lm_objstore_put(w->cli, w->wc->objstore_addr, lm_id_for_return(task, 0), worker_spec_job(spec),
+                                      res->data, res->len, io_timeout_ms(w, res->len), &info);
     if (!LM_IS_OK(st)) return lm_status_wrap(st, "storing the result");
     r->stored = true;
+    r->store = lm_id_is_zero(info.store) ? w->objstore_id : info.store;
     r->size = res->len;
     return lm_ok();
 }
@@ -433,6 +438,7 @@ lumen_status worker_keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id
 lumen_status worker_finish_run(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, lm_exec_result *res,
                                report *r) {
     r->log = lm_exec_result_take_log(res, &r->log_len);
+    r->crashed = res->crashed;
     lumen_status st = res->status;
     if (LM_IS_OK(st)) st = worker_keep_result(w, spec, task, res, r);
     lm_exec_result_free(res);
@@ -560,6 +566,11 @@ static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx)
      * does): each is its own allocation, and taken entries are left NULL,
      * which freeing the request skips. */
     Lumen__RunTasksRequest *req = (Lumen__RunTasksRequest *)msg;
+    if (!worker_epoch_ok(w, req->epoch)) {
+        lm_rpc_fail(call, LUMEN_FAILED_PRECONDITION, "RunTasks from scheduler incarnation %llu, replaced by %llu",
+                    (unsigned long long)req->epoch, (unsigned long long)atomic_load(&w->epoch));
+        return;
+    }
     lumen_status limit = lm_limits_batch(req->n_tasks, "RunTasks");
     if (!LM_IS_OK(limit)) {
         lm_warn("RunTasks from %s refused: %s", lm_rpc_call_peer(call), limit.msg);
@@ -629,6 +640,15 @@ static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx)
     lm_rpc_reply(call, &reply.base);
 }
 
+static bool cancel_one(lm_worker *w, lm_id id);
+
+bool worker_epoch_ok(lm_worker *w, uint64_t epoch) {
+    uint64_t mine = atomic_load(&w->epoch);
+    while (epoch > mine && !atomic_compare_exchange_weak(&w->epoch, &mine, epoch)) {
+    }
+    return epoch == 0 || epoch >= mine;
+}
+
 static void cancel_task(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
     lm_worker *w = ctx;
     const Lumen__CancelTaskRequest *req = (const Lumen__CancelTaskRequest *)msg;
@@ -637,6 +657,18 @@ static void cancel_task(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
         lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "task_id must be 16 bytes, got %zu", req->task_id.len);
         return;
     }
+    if (!worker_epoch_ok(w, req->epoch)) {
+        lm_rpc_fail(call, LUMEN_FAILED_PRECONDITION, "CancelTask from a replaced scheduler incarnation");
+        return;
+    }
+    Lumen__CancelTaskReply reply = LUMEN__CANCEL_TASK_REPLY__INIT;
+    reply.found = cancel_one(w, id);
+    lm_rpc_reply(call, &reply.base);
+}
+
+/* Drops task id, queued (reported CANCELLED) or running (its executor is
+ * told to stop); one not here yet is dropped when it comes. */
+static bool cancel_one(lm_worker *w, lm_id id) {
     bool found = false;
     queued *removed = NULL;
     pthread_mutex_lock(&w->mu);
@@ -670,9 +702,7 @@ static void cancel_task(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     } else if (found) {
         lm_exec_pool_cancel(w->pool, id); /* a task still fetching its arguments sees the flag */
     }
-    Lumen__CancelTaskReply reply = LUMEN__CANCEL_TASK_REPLY__INIT;
-    reply.found = found;
-    lm_rpc_reply(call, &reply.base);
+    return found;
 }
 
 static const lm_rpc_method_impl worker_methods[] = {
@@ -696,10 +726,33 @@ static void sample_load(void *arg, lm_node_load *load) {
     pthread_mutex_unlock(&w->mu);
 }
 
-static void on_registered(void *arg, uint32_t heartbeat_interval_ms, uint64_t inline_result_max) {
-    (void)heartbeat_interval_ms;
+/* What runs or waits here, and the actors hosted, for a registration. */
+static void holdings(void *arg, lm_node_holdings *out) {
     lm_worker *w = arg;
-    atomic_store(&w->inline_max, inline_result_max ? inline_result_max : DEFAULT_INLINE_RESULT_MAX);
+    pthread_mutex_lock(&w->mu);
+    size_t n = w->queued_count + (size_t)w->nslots;
+    out->tasks = calloc(n ? n : 1, sizeof *out->tasks);
+    for (queued *q = w->head; out->tasks != NULL && q != NULL; q = q->next) out->tasks[out->ntasks++] = q->id;
+    for (int i = 0; out->tasks != NULL && i < w->nslots; i++)
+        if (w->slots[i].active && !w->slots[i].cancelled) out->tasks[out->ntasks++] = w->slots[i].task;
+    actor_host_list(w, &out->actors, &out->incarnations, &out->nactors);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void on_registered(void *arg, const lm_node_registration *reg) {
+    lm_worker *w = arg;
+    atomic_store(&w->inline_max, reg->inline_result_max ? reg->inline_result_max : DEFAULT_INLINE_RESULT_MAX);
+    atomic_store(&w->epoch, reg->epoch);
+    /* A scheduler (maybe a new one) is there now: results waiting for it
+     * go at once, not after a backoff grown while it was away. */
+    pthread_mutex_lock(&w->mu);
+    w->backoff_ms = 0;
+    w->retry_at_ms = 0;
+    pthread_cond_broadcast(&w->report_cond);
+    pthread_mutex_unlock(&w->mu);
+    /* Tasks it placed elsewhere while we were away: no task runs twice at once. */
+    for (size_t i = 0; i < reg->ndrop; i++) cancel_one(w, reg->drop[i]);
+    if (reg->ndrop > 0) lm_warn("dropped %zu task(s) the scheduler ran elsewhere meanwhile", reg->ndrop);
 }
 
 /* The scheduler gave our work to others (it thought us dead): what is
@@ -759,6 +812,7 @@ static void *join_main(void *arg) {
         .objstore_addr = w->wc->objstore_addr,
         .sample = sample_load,
         .sample_arg = w,
+        .holdings = holdings,
         .registered = on_registered,
         .declared_dead = on_declared_dead,
         .registered_arg = w,

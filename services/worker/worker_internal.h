@@ -35,7 +35,9 @@ typedef struct report {
     lumen_status status;
     uint8_t *inline_data; /* NULL unless the result travels inline */
     size_t inline_len;
-    bool stored;          /* the result is in our object store */
+    bool stored;          /* the result is in our object store ... */
+    lm_id store;          /* ... this incarnation of it */
+    bool crashed;         /* the process running it died: a system failure */
     uint64_t size;
     lm_id job;   /* the result's job */
     lm_id actor; /* actor method calls (not placed by the scheduler): the actor that made it */
@@ -68,7 +70,10 @@ typedef struct slot {
 struct lm_worker {
     const lm_config *cfg;
     const lm_worker_config *wc;
-    lm_id node_id, objstore_id;
+    lm_id node_id, objstore_id; /* objstore_id: the store's incarnation when we last heard of it */
+    /* The scheduler incarnation we registered with: calls of an older one
+     * are refused (it was replaced), a newer one's are taken. */
+    atomic_uint_fast64_t epoch;
     char addr[300];
     char *run_dir;
     bool own_run_dir; /* made by us: removed at stop */
@@ -136,6 +141,10 @@ typedef struct result_msgs {
 bool worker_results_build(lm_worker *w, report *const *reports, size_t n, result_msgs *m);
 void worker_results_free(result_msgs *m);
 
+/* Whether a call from scheduler incarnation `epoch` may be served (0: a
+ * caller that does not say); a newer one is adopted. */
+bool worker_epoch_ok(lm_worker *w, uint64_t epoch);
+
 /* Queues a finished task or call for the next TaskDone. Takes r. */
 void worker_report_push(lm_worker *w, report *r);
 
@@ -176,5 +185,9 @@ void actor_host_stop_all(lm_worker *w);
 
 /* Actors hosted now. mu held. */
 unsigned actor_host_count(const lm_worker *w);
+
+/* The actors hosted now and their incarnations (arrays malloc'd; *n
+ * entries). mu held. */
+void actor_host_list(const lm_worker *w, lm_id **ids, uint32_t **incarnations, size_t *n);
 
 #endif

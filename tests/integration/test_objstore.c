@@ -121,9 +121,10 @@ static uint8_t *make(size_t n, uint64_t seed) {
 }
 
 static void put_ok(const store_proc *s, lm_id id, lm_id job, const void *data, size_t n) {
-    bool present = true;
-    LM_ASSERT_OK(lm_objstore_put(client, s->addr, id, job, data, n, TIMEOUT_MS, &present));
-    CU_ASSERT_FALSE(present);
+    lm_objstore_put_info info = {.already_present = true};
+    LM_ASSERT_OK(lm_objstore_put(client, s->addr, id, job, data, n, TIMEOUT_MS, &info));
+    CU_ASSERT_FALSE(info.already_present);
+    CU_ASSERT_FALSE(lm_id_is_zero(info.store)); /* the store says which incarnation holds it */
 }
 
 static void get_equals(const store_proc *s, lm_id id, const void *want, size_t n) {
@@ -215,9 +216,9 @@ static void test_missing_is_not_found(void) {
 static void test_first_put_wins(void) {
     lm_id id = lm_id_random();
     put_ok(&main_store, id, (lm_id){{0}}, "original", 8);
-    bool present = false;
-    LM_ASSERT_OK(lm_objstore_put(client, main_store.addr, id, (lm_id){{0}}, "impostor", 8, TIMEOUT_MS, &present));
-    CU_ASSERT_TRUE(present);
+    lm_objstore_put_info info = {0};
+    LM_ASSERT_OK(lm_objstore_put(client, main_store.addr, id, (lm_id){{0}}, "impostor", 8, TIMEOUT_MS, &info));
+    CU_ASSERT_TRUE(info.already_present);
     get_equals(&main_store, id, "original", 8);
 }
 
@@ -226,6 +227,7 @@ static void test_first_put_wins(void) {
 typedef struct waiter {
     const store_proc *store;
     lm_id id, job;
+    lm_id store_id; /* the incarnation the reader expects (zero: any) */
     int64_t timeout_ms;
     lumen_status st;
     void *data;
@@ -242,8 +244,8 @@ static void *waiter_alloc(void *arg, uint64_t size, lumen_status *st) {
 
 static void *wait_main(void *arg) {
     waiter *w = arg;
-    w->st = lm_objstore_get_into(client, w->store->addr, w->id, w->job, true, w->timeout_ms, waiter_alloc, w,
-                                 &w->len);
+    w->st = lm_objstore_get_into(client, w->store->addr, w->id, w->job, w->store_id, true, w->timeout_ms,
+                                 waiter_alloc, w, &w->len);
     return NULL;
 }
 

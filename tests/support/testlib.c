@@ -49,7 +49,7 @@ static int echo(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lume
     if (nargs < 1) return lumen_task_fail(ctx, "test.echo wants 1 argument, got %zu", nargs);
     return reply(out, args[0].data, args[0].len);
 }
-LUMEN_REMOTE("test.echo", echo)
+LUMEN_REMOTE("test.echo", echo);
 
 static int concat(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     size_t total = 0;
@@ -65,7 +65,7 @@ static int concat(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lu
     out->len = total;
     return 0;
 }
-LUMEN_REMOTE("test.concat", concat)
+LUMEN_REMOTE("test.concat", concat);
 
 /* args[0] repeated args[1] times: a big result from small arguments. */
 static int repeat(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
@@ -78,7 +78,7 @@ static int repeat(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lu
     out->len = args[0].len * (size_t)times;
     return 0;
 }
-LUMEN_REMOTE("test.repeat", repeat)
+LUMEN_REMOTE("test.repeat", repeat);
 
 static int add(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     long long sum = 0;
@@ -91,7 +91,7 @@ static int add(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen
     snprintf(buf, sizeof buf, "%lld", sum);
     return reply_str(out, buf);
 }
-LUMEN_REMOTE("test.add", add)
+LUMEN_REMOTE("test.add", add);
 
 static int fail(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     (void)out;
@@ -100,20 +100,20 @@ static int fail(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lume
     free(s);
     return rc;
 }
-LUMEN_REMOTE("test.fail", fail)
+LUMEN_REMOTE("test.fail", fail);
 
 static int crash(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     (void)ctx, (void)args, (void)nargs, (void)out;
     raise(SIGSEGV);
     return 0;
 }
-LUMEN_REMOTE("test.crash", crash)
+LUMEN_REMOTE("test.crash", crash);
 
 static int do_abort(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     (void)ctx, (void)args, (void)nargs, (void)out;
     abort();
 }
-LUMEN_REMOTE("test.abort", do_abort)
+LUMEN_REMOTE("test.abort", do_abort);
 
 static int do_sleep(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     long long ms;
@@ -124,7 +124,7 @@ static int do_sleep(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, 
     }
     return reply_str(out, "slept");
 }
-LUMEN_REMOTE("test.sleep", do_sleep)
+LUMEN_REMOTE("test.sleep", do_sleep);
 
 /* Allocates and touches N MiB in 1 MiB blocks, so a memory limit stops it
  * part-way with malloc returning NULL (errno ENOMEM). */
@@ -151,7 +151,7 @@ static int alloc(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lum
     snprintf(buf, sizeof buf, "%lld", mib);
     return reply_str(out, buf);
 }
-LUMEN_REMOTE("test.alloc", alloc)
+LUMEN_REMOTE("test.alloc", alloc);
 
 static int size(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     (void)ctx;
@@ -161,7 +161,7 @@ static int size(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lume
     snprintf(buf, sizeof buf, "%" PRIu64, total);
     return reply_str(out, buf);
 }
-LUMEN_REMOTE("test.size", size)
+LUMEN_REMOTE("test.size", size);
 
 static int print(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     (void)ctx;
@@ -171,7 +171,7 @@ static int print(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lum
     free(s);
     return reply_str(out, "printed");
 }
-LUMEN_REMOTE("test.print", print)
+LUMEN_REMOTE("test.print", print);
 
 /* ------------------------------------------------------ task logs */
 
@@ -185,7 +185,7 @@ static int print_lines(lumen_task_ctx *ctx, const lumen_bytes *args, size_t narg
     free(s);
     return reply_str(out, "printed");
 }
-LUMEN_REMOTE("test.print_lines", print_lines)
+LUMEN_REMOTE("test.print_lines", print_lines);
 
 /* test.print_crash(text): a line on stdout, one on stderr, an unfinished
  * line on stdout, then SIGSEGV. */
@@ -199,7 +199,7 @@ static int print_crash(lumen_task_ctx *ctx, const lumen_bytes *args, size_t narg
     raise(SIGSEGV);
     return 0;
 }
-LUMEN_REMOTE("test.print_crash", print_crash)
+LUMEN_REMOTE("test.print_crash", print_crash);
 
 /* "about to <what>: <args[0]>" on stdout, then next(args[1]). */
 static int print_then(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, const char *what,
@@ -215,13 +215,13 @@ static int print_then(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs
 static int print_sleep(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     return print_then(ctx, args, nargs, "sleep", do_sleep, out);
 }
-LUMEN_REMOTE("test.print_sleep", print_sleep)
+LUMEN_REMOTE("test.print_sleep", print_sleep);
 
 /* test.print_alloc(text, mib): a line on stdout, then test.alloc(mib) (into its memory limit). */
 static int print_alloc(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     return print_then(ctx, args, nargs, "allocate", alloc, out);
 }
-LUMEN_REMOTE("test.print_alloc", print_alloc)
+LUMEN_REMOTE("test.print_alloc", print_alloc);
 
 static void *print_from_thread(void *arg) {
     printf("from a thread of the task: %s\n", (const char *)arg);
@@ -238,7 +238,7 @@ static int print_thread(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nar
     free(s);
     return rc == 0 ? reply_str(out, "printed") : lumen_task_fail(ctx, "pthread_create: %s", strerror(rc));
 }
-LUMEN_REMOTE("test.print_thread", print_thread)
+LUMEN_REMOTE("test.print_thread", print_thread);
 
 /* ------------------------------------------------------------ actors */
 
@@ -333,7 +333,7 @@ static int counter_pid(lumen_task_ctx *ctx, void *state, const lumen_bytes *args
 LUMEN_ACTOR("test.Counter", counter_new, counter_free, LUMEN_METHOD("add", counter_add),
             LUMEN_METHOD("get", counter_get), LUMEN_METHOD("fail", counter_fail),
             LUMEN_METHOD("crash", counter_crash), LUMEN_METHOD("sleep", counter_sleep),
-            LUMEN_METHOD("pid", counter_pid), LUMEN_METHOD("say", counter_say))
+            LUMEN_METHOD("pid", counter_pid), LUMEN_METHOD("say", counter_say));
 
 /*
  * test.call_actor(handle, n): a task that calls an actor. It joins the
@@ -364,4 +364,4 @@ static int call_actor(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs
     lumen_bytes_free(&b);
     return rc;
 }
-LUMEN_REMOTE("test.call_actor", call_actor)
+LUMEN_REMOTE("test.call_actor", call_actor);

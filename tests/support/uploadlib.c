@@ -17,4 +17,4 @@ static int hello(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lum
     out->len = glen + nlen;
     return 0;
 }
-LUMEN_REMOTE("upload.hello", hello)
+LUMEN_REMOTE("upload.hello", hello);

@@ -116,16 +116,28 @@ typedef struct lumen_connect_opts {
     const char *tls_ca;     /* the CA the services' certificates chain to */
     const char *tls_cert;   /* this client's certificate */
     const char *tls_key;    /* its private key */
+    int detached;           /* non-zero: the job outlives this client. Otherwise the job
+                               lives as long as the client: if the process dies without
+                               lumen_close and does not come back within the scheduler's
+                               job_grace_ms (10 s), the job ends as if closed. A detached
+                               job ends by lumen_close or `lumen job stop ID`. */
 } lumen_connect_opts;
 
 /*
  * Connects to the scheduler at `address` ("host:port"; NULL: $LUMEN_ADDRESS,
- * else $LUMEN_SCHEDULER_ADDR, else 127.0.0.1:7400) and starts a job. Every
- * task and object made through the client belongs to the job and is released
- * by lumen_close. A client may be used from several threads at once.
+ * else $LUMEN_SCHEDULER_ADDR, else the address `lumen start` left in its run
+ * dir, else 127.0.0.1:7400) and starts a job. Every task and object made
+ * through the client belongs to the job and is released by lumen_close. A
+ * client may be used from several threads at once. If the scheduler
+ * restarts, the client tells the new one its job, its tasks and its actors
+ * by itself; calls meanwhile wait (within their timeouts).
  */
 LUMEN_EXPORT lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts,
                                         lumen_client **out);
+
+/* The client's job, as 32 hex digits (lumen_connect_opts.job for another
+ * client working in it; `lumen job stop ID`). Valid while the client is. */
+LUMEN_EXPORT const char *lumen_job_id(const lumen_client *c);
 
 /* Ends the job (its objects are released, its tasks still queued or running
  * are stopped) and frees the client. NULL-safe. */
@@ -153,10 +165,13 @@ static inline lumen_arg lumen_arg_ref(lumen_ref ref) {
 }
 
 typedef struct lumen_call_opts {
-    uint32_t max_retries;   /* 0: the cluster's default */
+    uint32_t max_retries;   /* runs after the first when the process running it dies (a crash,
+                               its worker's death), as in Ray; 0: the cluster's default (3) */
     int64_t timeout_ms;     /* task run time limit; 0: the worker's default */
     uint64_t memory_limit;  /* bytes; 0: the worker's default */
     const lumen_ref *library; /* uploaded library holding the function; NULL: the client's default */
+    int retry_on_error;     /* non-zero: the function's own failures (lumen_task_fail) are retried
+                               too, within max_retries; by default they are final */
 } lumen_call_opts;
 
 /*
@@ -169,16 +184,29 @@ LUMEN_EXPORT lumen_status lumen_call(lumen_client *c, const char *function, cons
                                      size_t nargs, const lumen_call_opts *opts, lumen_ref *out);
 
 /*
- * Waits up to timeout_ms for ref's object and copies it into *out (yours to
- * lumen_bytes_free). DEADLINE_EXCEEDED when it is not there in time;
- * TASK_FAILED (with the task's error) when its producer failed for good.
+ * Waits up to timeout_ms (0: not at all) for ref's object and copies it into
+ * *out (yours to lumen_bytes_free; a NUL byte follows the data, not counted
+ * in len, so text can be used as a C string). DEADLINE_EXCEEDED when it is
+ * not there in time; TASK_FAILED (with the task's error) when its producer
+ * failed for good; NOT_FOUND at once for a ref this client freed.
  */
 LUMEN_EXPORT lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen_bytes *out);
 
 /*
+ * lumen_get of n refs at once (one wait at the scheduler for all of them):
+ * out[i] gets refs[i]'s value. On failure nothing is left in out[] and the
+ * error names the first ref that failed ("ref 3: ...").
+ */
+LUMEN_EXPORT lumen_status lumen_get_many(lumen_client *c, const lumen_ref *refs, size_t n, int64_t timeout_ms,
+                                         lumen_bytes *out);
+
+/*
  * Like ray.wait: returns when num_ready of the n refs are ready (or failed),
- * or when timeout_ms passes (then OK too: count what is ready). ready[i] is
- * set to 1 for each ready ref; *num_done (may be NULL) gets their count.
+ * or when timeout_ms passes (then OK too: count what is ready). At most
+ * num_ready refs are reported: ready[i] (ready may be NULL) is 1 for the
+ * first ready ones in the order given, 0 for the others; *num_done (may be
+ * NULL) gets their count. A ref reported ready can be read at once
+ * (lumen_get with timeout 0). num_ready > n is INVALID_ARGUMENT.
  */
 LUMEN_EXPORT lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t num_ready,
                                      int64_t timeout_ms, int *ready, size_t *num_done);
@@ -194,7 +222,8 @@ LUMEN_EXPORT lumen_status lumen_wait_progress(lumen_client *c, const lumen_ref *
                                               int64_t timeout_ms, const char *label, int *ready,
                                               size_t *num_done);
 
-/* The objects are no longer needed by this client; the cluster may drop them. */
+/* The objects are no longer needed by this client; the cluster may drop them
+ * (a task still to run that takes one keeps it until it ran). */
 LUMEN_EXPORT lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n);
 
 /* Split jobs: one task of `function` per input, refs back at once (out[n]). */
@@ -234,8 +263,9 @@ typedef struct lumen_actor_opts {
                                   other clients find it with lumen_actor_get_named */
     uint32_t max_restarts;     /* times it is re-created (constructor run again, on another
                                   worker) after its worker or process dies; 0: it stays dead */
-    uint32_t max_task_retries; /* times a method call that was in flight when it died is run
-                                  again on the restarted actor; 0: such calls fail (WORKER_DIED) */
+    uint32_t max_task_retries; /* times a method call that was running when the actor died (its
+                                  process crashed or was killed, or its worker died) is run again
+                                  on the restarted actor; 0: such calls fail (ACTOR_DIED) */
     int64_t timeout_ms;        /* run time limit of the constructor and of each method call;
                                   0: the worker's default. A call over it ends the actor. */
     uint64_t memory_limit;     /* bytes the actor may allocate; 0: the worker's default */

@@ -95,19 +95,22 @@ LUMEN_EXPORT void lumen_actor_register(const char *class_name, lumen_actor_new_f
 
 #define LUMEN_METHOD(name, fn) {(name), (fn)}
 
-/* Registers an actor class when the library is loaded. */
+/* Registers an actor class when the library is loaded. A statement:
+ * end it with a semicolon (it ends in a declaration, so -Wpedantic is quiet). */
 #define LUMEN_ACTOR(name, ctor, dtor, ...)                                                    \
     __attribute__((constructor)) static void lumen_register_actor_##ctor##_(void) {           \
         static const lumen_method lumen_methods_[] = {__VA_ARGS__};                           \
         lumen_actor_register((name), (ctor), (dtor), lumen_methods_,                          \
                              sizeof lumen_methods_ / sizeof lumen_methods_[0]);               \
-    }
+    }                                                                                         \
+    struct lumen_registration_
 
-/* Registers fn under name when the library is loaded. */
+/* Registers fn under name when the library is loaded: LUMEN_REMOTE("lib.f", f); */
 #define LUMEN_REMOTE(name, fn)                                                    \
     __attribute__((constructor)) static void lumen_register_##fn##_(void) {     \
         lumen_remote_register((name), (fn));                                      \
-    }
+    }                                                                             \
+    struct lumen_registration_
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,196 @@
+/*
+ * recovery.c - a scheduler incarnation taking over from the previous one
+ * (docs/reliability.md, "The restart protocol").
+ *
+ * A scheduler keeps its state in memory and writes records behind to
+ * Redis; when it dies, the state that matters lives on with the others:
+ * nodes hold the tasks they run and the actors they host, object stores
+ * hold objects (and list them in Redis), clients hold the specs of their
+ * tasks. A new incarnation:
+ *
+ *  1. takes an epoch (INCR in Redis), carried by every call it makes, so
+ *     nodes tell its calls from a replaced incarnation's;
+ *  2. reads what Redis says the previous one had: the nodes alive, the
+ *     jobs running, the actors alive;
+ *  3. opens a recovery window: nothing is placed until every node alive
+ *     before has registered again (or heartbeat_timeout_ms passed: it
+ *     died too). A node registers with the tasks it holds and the actors
+ *     it hosts; a task a client sends again that a node holds is taken as
+ *     running there ("claimed"), so no task runs twice at once;
+ *  4. when the window ends, jobs found in Redis that no client has claimed
+ *     start their grace (jobs.c), actors whose worker did not come back
+ *     restart, and tasks sent again that no store holds a result of run.
+ */
+#include "clock.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "sched_internal.h"
+
+#define PAGE 1000
+
+static char mark;
+
+/* Live actors, a page at a time. */
+static lumen_status load_actors(scheduler *s, size_t *loaded) {
+    lm_index ix = {.kind = LM_INDEX_ACTORS};
+    lm_id ids[PAGE];
+    lm_actor_record recs[PAGE];
+    bool found[PAGE];
+    for (size_t offset = 0;; offset += PAGE) {
+        size_t n = 0;
+        lumen_status st = lm_redis_index_page(s->redis, &ix, 0, offset, PAGE, ids, NULL, &n);
+        if (LM_IS_OK(st) && n > 0) st = lm_redis_actors_get(s->redis, ids, n, recs, found);
+        if (!LM_IS_OK(st)) return st;
+        for (size_t i = 0; i < n; i++) {
+            if (found[i] && recs[i].state == LM_ACTOR_ALIVE && actors_load(s, &recs[i])) (*loaded)++;
+            lm_redis_actor_record_free(&recs[i]);
+        }
+        if (n < PAGE) return lm_ok();
+    }
+}
+
+/* Running jobs: a client may come back for each; the others end after the grace. */
+static lumen_status load_jobs(scheduler *s, size_t *loaded) {
+    lm_id *ids = NULL;
+    size_t n = 0;
+    lumen_status st = lm_redis_jobs_running(s->redis, &ids, &n);
+    for (size_t i = 0; LM_IS_OK(st) && i < n; i += PAGE) {
+        size_t k = n - i < PAGE ? n - i : PAGE;
+        lm_job_record recs[PAGE];
+        bool found[PAGE];
+        st = lm_redis_jobs_get(s->redis, ids + i, k, recs, found);
+        for (size_t r = 0; LM_IS_OK(st) && r < k; r++) {
+            sjob *j = sched_job_get(s, ids[i + r]);
+            j->detached = found[r] && recs[r].detached;
+            if (j->detached) j->unheld_since_ms = 0;
+            (*loaded)++;
+        }
+    }
+    free(ids);
+    return st;
+}
+
+lumen_status recovery_start(scheduler *s) {
+    lumen_status st = lm_redis_epoch_next(s->redis, &s->epoch);
+    if (!LM_IS_OK(st)) return lm_status_wrap(st, "taking the scheduler's epoch");
+    lm_node_list *nodes = NULL;
+    st = lm_redis_nodes_list(s->redis, &nodes);
+    for (size_t i = 0; LM_IS_OK(st) && i < nodes->count; i++)
+        if (nodes->nodes[i].state == LM_NODE_ALIVE) lm_idmap_put(s->expected, nodes->nodes[i].id, &mark);
+    lm_node_list_free(nodes);
+    size_t njobs = 0, nactors = 0;
+    if (LM_IS_OK(st)) st = load_jobs(s, &njobs);
+    if (LM_IS_OK(st)) st = load_actors(s, &nactors);
+    if (!LM_IS_OK(st)) return lm_status_wrap(st, "reading the previous incarnation's state");
+    size_t waiting = lm_idmap_count(s->expected);
+    s->recovering = waiting > 0;
+    s->recovery_ends_ms = lm_mono_ms() + (uint64_t)s->cfg->scheduler.heartbeat_timeout_ms;
+    if (waiting > 0 || njobs > 0 || nactors > 0)
+        lm_info("incarnation %llu: waiting up to %lld ms for %zu node(s) of the previous one to register; "
+                "%zu job(s) and %zu actor(s) were running",
+                (unsigned long long)s->epoch, (long long)s->cfg->scheduler.heartbeat_timeout_ms, waiting, njobs,
+                nactors);
+    else
+        lm_info("incarnation %llu", (unsigned long long)s->epoch);
+    return lm_ok();
+}
+
+/* A task a node holds, known here already: it runs there, unless it was
+ * placed elsewhere or finished meanwhile (then the node drops it). */
+static void claim_known(scheduler *s, stask *t, snode *n, id_vec *drop) {
+    switch (t->phase) {
+    case TASK_RUNNING:
+        if (!lm_id_equal(t->worker, n->id)) sched_id_push(drop, t->id);
+        return;
+    case TASK_DONE:
+        sched_id_push(drop, t->id);
+        return;
+    case TASK_READY:
+        sched_ready_remove(s, t);
+        sched_task_running_on(s, t, n);
+        return;
+    case TASK_WAITING:
+    case TASK_HELD:
+    case TASK_RESOLVING:
+        sched_task_running_on(s, t, n);
+        return;
+    }
+}
+
+void recovery_node_registered(scheduler *s, snode *n, const Lumen__RegisterNodeRequest *req, id_vec *drop,
+                              outbox *out) {
+    lm_idmap_remove(s->expected, n->id);
+    for (size_t i = 0; n->is_worker && i < req->n_held_tasks; i++) {
+        lm_id id;
+        if (!id_field(req->held_tasks[i], &id)) continue;
+        stask *t = lm_idmap_get(s->tasks, id);
+        if (t != NULL) {
+            claim_known(s, t, n, drop);
+            continue;
+        }
+        lm_id *node = lm_idmap_get(s->claims, id);
+        if (node == NULL && (node = malloc(sizeof *node)) == NULL) continue; /* then it may run twice: no worse */
+        *node = n->id;
+        lm_idmap_put(s->claims, id, node);
+    }
+    if (n->is_worker) actors_node_registered(s, n, req, out);
+    recovery_check(s, out);
+}
+
+bool recovery_claimed(scheduler *s, stask *t) {
+    lm_id *node = lm_idmap_remove(s->claims, t->id);
+    if (node == NULL) return false;
+    snode *n = lm_idmap_get(s->nodes, *node);
+    free(node);
+    if (n == NULL || !n->alive) return false;
+    sched_task_running_on(s, t, n);
+    return true;
+}
+
+typedef struct claim_sweep {
+    lm_id node;
+    id_vec gone;
+} claim_sweep;
+
+static void collect_claims(void *arg, lm_id key, void *value) {
+    claim_sweep *sw = arg;
+    if (lm_id_equal(*(lm_id *)value, sw->node)) sched_id_push(&sw->gone, key);
+}
+
+void recovery_node_lost(scheduler *s, snode *n) {
+    if (lm_idmap_count(s->claims) == 0) return;
+    claim_sweep sw = {n->id, {0}};
+    lm_idmap_each(s->claims, collect_claims, &sw);
+    for (size_t i = 0; i < sw.gone.n; i++) free(lm_idmap_remove(s->claims, sw.gone.ids[i]));
+    free(sw.gone.ids);
+}
+
+void recovery_result_reported(scheduler *s, lm_id task) {
+    if (lm_idmap_count(s->claims) > 0) free(lm_idmap_remove(s->claims, task));
+}
+
+static void start_grace(void *arg, lm_id key, void *value) {
+    (void)key;
+    sjob *j = value;
+    if (!j->detached && j->lease == NULL) j->unheld_since_ms = *(uint64_t *)arg;
+}
+
+void recovery_check(scheduler *s, outbox *out) {
+    if (!s->recovering) return;
+    size_t missing = lm_idmap_count(s->expected);
+    uint64_t now = lm_mono_ms();
+    if (missing > 0 && now < s->recovery_ends_ms) return;
+    s->recovering = false;
+    if (missing > 0)
+        lm_warn("incarnation %llu: %zu node(s) of the previous one did not register again; going on without them",
+                (unsigned long long)s->epoch, missing);
+    else
+        lm_info("incarnation %llu: every node is back", (unsigned long long)s->epoch);
+    lm_idmap_each(s->jobs, start_grace, &now);
+    sched_recovered(s, out);
+    actors_recovered(s, out);
+    sched_dispatch(s, out);
+}
