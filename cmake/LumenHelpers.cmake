@@ -44,3 +44,12 @@ function(lumen_add_test name)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}")
 endfunction()
+
+# lumen_install_programs(<target>...): installs programs to bin with a
+# RUNPATH relative to themselves ($ORIGIN/../lib), so an installed tree finds
+# liblumen without LD_LIBRARY_PATH wherever its prefix is, or is moved to.
+function(lumen_install_programs)
+  file(RELATIVE_PATH _lib "${CMAKE_INSTALL_FULL_BINDIR}" "${CMAKE_INSTALL_FULL_LIBDIR}")
+  set_target_properties(${ARGN} PROPERTIES INSTALL_RPATH "$ORIGIN/${_lib}")
+  install(TARGETS ${ARGN} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endfunction()
