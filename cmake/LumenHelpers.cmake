@@ -32,15 +32,29 @@ function(lumen_protoc_c target)
 endfunction()
 
 # lumen_add_test(<name> SOURCES <src>... [LIBS <lib>...] [TIMEOUT <s>] [LABELS <l>...])
-# One executable per test, registered with ctest with a timeout, so a hung
-# test fails instead of stalling the suite.
+# lumen_add_test(<name> SCRIPT <file.sh> [ARGS <arg>...] [TIMEOUT <s>] [LABELS <l>...])
+# One executable (or bash script) per test, registered with ctest with a
+# timeout, so a hung test fails instead of stalling the suite.
 function(lumen_add_test name)
-  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "" "TIMEOUT;SCRIPT" "SOURCES;LIBS;LABELS;ARGS" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
-  add_executable(${name} ${T_SOURCES})
-  target_link_libraries(${name} PRIVATE lumen_test_support ${T_LIBS})
-  add_test(NAME ${name} COMMAND ${name})
+  if(T_SCRIPT)
+    add_test(NAME ${name} COMMAND bash "${CMAKE_CURRENT_SOURCE_DIR}/${T_SCRIPT}" ${T_ARGS})
+  else()
+    add_executable(${name} ${T_SOURCES})
+    target_link_libraries(${name} PRIVATE lumen_test_support ${T_LIBS})
+    add_test(NAME ${name} COMMAND ${name})
+  endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}")
+endfunction()
+
+# lumen_install_programs(<target>...): installs programs to bin with a
+# RUNPATH relative to themselves ($ORIGIN/../lib), so an installed tree finds
+# liblumen without LD_LIBRARY_PATH wherever its prefix is, or is moved to.
+function(lumen_install_programs)
+  file(RELATIVE_PATH _lib "${CMAKE_INSTALL_FULL_BINDIR}" "${CMAKE_INSTALL_FULL_LIBDIR}")
+  set_target_properties(${ARGN} PROPERTIES INSTALL_RPATH "$ORIGIN/${_lib}")
+  install(TARGETS ${ARGN} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endfunction()
