@@ -185,9 +185,17 @@ typedef struct lm_rpc_client_opts {
     size_t max_message_bytes;   /* 0: LM_RPC_DEFAULT_MAX_MESSAGE */
     bool wait_for_ready;        /* true: wait (within the deadline) for a peer that is not up yet */
     lm_rpc_tls tls;
+    /* true: connections of this client's own, shared with no other client
+     * of the process (gRPC shares one per address by default), so its calls
+     * never queue behind another's bulk transfers: heartbeats. */
+    bool own_connections;
 } lm_rpc_client_opts;
 
 lumen_status lm_rpc_client_new(const lm_rpc_client_opts *opts, lm_rpc_client **out);
+
+/* A new client with base's token, TLS and message limit, and connections
+ * of its own (own_connections). */
+lumen_status lm_rpc_client_new_private(const lm_rpc_client *base, lm_rpc_client **out);
 
 /* Cancels calls in flight (their callbacks run with CANCELLED), then frees. */
 void lm_rpc_client_free(lm_rpc_client *cli);
