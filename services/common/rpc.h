@@ -118,11 +118,8 @@ lumen_status lm_rpc_server_start(lm_rpc_server *srv);
 #define LM_RPC_CODE_SLOTS 128
 void lm_rpc_server_error_counts(lm_rpc_server *srv, uint64_t counts[LM_RPC_CODE_SLOTS]);
 
-/* The listener's counters (listener.h), for metrics. */
-typedef struct lm_rpc_connection_stats {
-    uint64_t open, unproven, accepted, refused, evicted, timed_out, dropped;
-} lm_rpc_connection_stats;
-void lm_rpc_server_connection_stats(lm_rpc_server *srv, lm_rpc_connection_stats *out);
+/* The server's connections (listener.h), for metrics; zeros for NULL. */
+void lm_rpc_server_connection_stats(lm_rpc_server *srv, lm_listener_stats *out);
 
 /* The port actually bound (useful after binding port 0). */
 int lm_rpc_server_port(const lm_rpc_server *srv);

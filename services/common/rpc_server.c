@@ -746,11 +746,9 @@ void lm_rpc_server_error_counts(lm_rpc_server *srv, uint64_t counts[LM_RPC_CODE_
         counts[i] = srv ? atomic_load_explicit(&srv->errors[i], memory_order_relaxed) : 0;
 }
 
-void lm_rpc_server_connection_stats(lm_rpc_server *srv, lm_rpc_connection_stats *out) {
-    lm_listener_stats ls = {0};
-    if (srv != NULL) lm_listener_stats_get(srv->listener, &ls);
-    *out = (lm_rpc_connection_stats){ls.open, ls.unproven, ls.accepted, ls.refused, ls.evicted, ls.timed_out,
-                                     ls.dropped};
+void lm_rpc_server_connection_stats(lm_rpc_server *srv, lm_listener_stats *out) {
+    *out = (lm_listener_stats){0};
+    if (srv != NULL) lm_listener_stats_get(srv->listener, out);
 }
 
 int lm_rpc_server_port(const lm_rpc_server *srv) { return srv->port; }
