@@ -27,7 +27,10 @@
 #define PAUSE_MS 100        /* accepting rests this long when no descriptor is left at all */
 #define FD_RESERVE_MIN 256  /* descriptors kept for the rest of the process... */
 #define FD_RESERVE_SHARE 4  /* ...or a quarter of the limit, whichever is more */
-#define UNPROVEN_WINDOW (16 << 10) /* bytes in flight towards an unproven connection */
+#define UNPROVEN_WINDOW (4 << 10) /* bytes in flight towards an unproven connection */
+#define SUSPECTS 256          /* addresses remembered for a dropped connection... */
+#define SUSPECT_MS 10000      /* ...this long after their last one */
+#define SUSPECT_TURN_MS 200   /* a suspect address gets a connection heard this often */
 
 /* What an epoll event points at. */
 typedef enum { SRC_LISTEN, SRC_WAKE, SRC_CONN } source_kind;
@@ -49,6 +52,9 @@ struct conn {
     int listen_fd;   /* the socket it came in on */
     bool handed;     /* the server has its duplicate */
     bool unproven;   /* in the unproven list */
+    bool suspect;    /* from an address that misbehaved lately */
+    bool parked;     /* sent bytes, waits for its address's turn (suspects) */
+    bool turn;       /* unparked: its address's turn is its own */
     uint64_t deadline_ms; /* unproven: dropped then */
     int strikes;
     double reset_tokens;
@@ -81,6 +87,12 @@ struct lm_listener {
     conn *uhead, *utail;     /* unproven, oldest first */
     conn *all;
     conn *graveyard;         /* closed, freed by the thread between two waits */
+    struct suspect {
+        uint8_t addr[16];
+        uint64_t until_ms;
+        uint64_t next_turn_ms; /* when its next connection may reach the server */
+    } suspects[SUSPECTS];    /* addresses whose connections were dropped lately */
+    int parked;              /* connections waiting for their address's turn */
     lm_listener_stats stats;
 };
 
@@ -145,6 +157,28 @@ static conn **hash_slot(lm_listener *l, const peer_key *k) {
     return pp;
 }
 
+/* -------------------------------------------------------------- suspects */
+
+/* An address whose connection was dropped for misbehaving is a suspect
+ * for SUSPECT_MS: its new connections get one strike, and they reach the
+ * server one at a time, one per SUSPECT_TURN_MS at most, so that
+ * reconnecting after each drop buys an attacker little. (A member at that
+ * address is slowed only when it opens a connection meanwhile.) */
+static struct suspect *suspect_of(lm_listener *l, const peer_key *k, uint64_t now) {
+    for (int i = 0; i < SUSPECTS; i++)
+        if (l->suspects[i].until_ms > now && memcmp(l->suspects[i].addr, k->addr, 16) == 0) return &l->suspects[i];
+    return NULL;
+}
+
+static void suspect_add(lm_listener *l, const peer_key *k, uint64_t now) {
+    struct suspect *slot = suspect_of(l, k, now);
+    for (int i = 0; slot == NULL && i < SUSPECTS; i++) /* else an expired one, or the oldest */
+        if (i == 0 || l->suspects[i].until_ms < slot->until_ms) slot = &l->suspects[i];
+    if (slot->until_ms <= now) slot->next_turn_ms = 0;
+    memcpy(slot->addr, k->addr, 16);
+    slot->until_ms = now + SUSPECT_MS;
+}
+
 /* ----------------------------------------------------------- bookkeeping */
 
 /* The receive window of a connection: narrow while it is unproven, so that
@@ -155,6 +189,7 @@ static conn **hash_slot(lm_listener *l, const peer_key *k) {
 static void set_window(int fd, bool narrow) {
     int size = narrow ? UNPROVEN_WINDOW : 1 << 30;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    if (!narrow) setsockopt(fd, IPPROTO_TCP, TCP_WINDOW_CLAMP, &size, sizeof size);
 }
 
 static void unproven_unlink(lm_listener *l, conn *c) {
@@ -166,6 +201,8 @@ static void unproven_unlink(lm_listener *l, conn *c) {
     if (c->unext) c->unext->uprev = c->uprev;
     else l->utail = c->uprev;
     l->stats.unproven--;
+    if (c->parked) l->parked--;
+    c->parked = false;
 }
 
 /* Closes our descriptor of c and retires it: it is freed by the thread
@@ -243,6 +280,7 @@ static void add_conn(lm_listener *l, int listen_fd, int fd, const struct sockadd
     c->peer = k;
     c->listen_fd = listen_fd;
     c->unproven = true;
+    c->suspect = suspect_of(l, &k, lm_mono_ms()) != NULL;
     c->deadline_ms = lm_mono_ms() + (uint64_t)l->lim.prove_timeout_ms;
     c->reset_tokens = l->lim.reset_burst;
     c->reset_at_ms = lm_mono_ms();
@@ -316,10 +354,49 @@ typedef struct handoff {
 } handoff;
 
 /* A connection sent its first bytes (or went away before any). */
+/* Whether a connection from c's address is with the server, unproven. */
+static bool address_busy(const lm_listener *l, const conn *c) {
+    for (const conn *p = l->uhead; p != NULL; p = p->unext)
+        if (p != c && p->handed && same_addr(&p->peer, &c->peer)) return true;
+    return false;
+}
+
+/* Parked connections whose address's turn has come (the oldest of each)
+ * are heard again: first_bytes hands them over. */
+static void unpark(lm_listener *l, uint64_t now) {
+    for (conn *p = l->uhead; p != NULL && l->parked > 0; p = p->unext) {
+        if (!p->parked) continue;
+        struct suspect *sus = suspect_of(l, &p->peer, now);
+        if (sus != NULL && (now < sus->next_turn_ms || address_busy(l, p))) continue;
+        if (sus != NULL) sus->next_turn_ms = now + SUSPECT_TURN_MS;
+        p->parked = false;
+        p->turn = true;
+        l->parked--;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &p->src};
+        epoll_ctl(l->epfd, EPOLL_CTL_MOD, p->src.fd, &ev);
+    }
+}
+
+/* Whether a suspect's connection waits for its turn (and if not, takes it). */
+static bool must_wait(lm_listener *l, conn *c, uint64_t now) {
+    struct suspect *sus = suspect_of(l, &c->peer, now);
+    if (sus == NULL || c->turn) return false;
+    if (now < sus->next_turn_ms || address_busy(l, c)) return true;
+    sus->next_turn_ms = now + SUSPECT_TURN_MS;
+    return false;
+}
+
 static void first_bytes(lm_listener *l, conn *c, uint32_t events, handoff *out, int *nout) {
     char b;
     ssize_t n = recv(c->src.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR) && !(events & (EPOLLHUP | EPOLLERR))) return;
+    if (n > 0 && c->suspect && must_wait(l, c, lm_mono_ms())) { /* unheard until its turn or its deadline */
+        struct epoll_event ev = {.events = EPOLLET, .data.ptr = &c->src};
+        epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->src.fd, &ev);
+        c->parked = true;
+        l->parked++;
+        return;
+    }
     int dup = n > 0 ? fcntl(c->src.fd, F_DUPFD_CLOEXEC, 0) : -1;
     struct epoll_event ev = {.events = EPOLLET, .data.ptr = &c->src}; /* HUP and ERR only */
     if (dup < 0 || epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->src.fd, &ev) != 0) {
@@ -351,6 +428,10 @@ static int expire(lm_listener *l) {
     }
     int64_t wait = -1;
     if (l->uhead != NULL) wait = (int64_t)(l->uhead->deadline_ms - now);
+    if (l->parked > 0) { /* turns come with time, and when a connection leaves the server */
+        unpark(l, now);
+        if (wait < 0 || wait > SUSPECT_TURN_MS) wait = SUSPECT_TURN_MS;
+    }
     if (l->paused) {
         if (l->paused_until_ms <= now) set_paused(l, false);
         else if (wait < 0 || (int64_t)(l->paused_until_ms - now) < wait) wait = (int64_t)(l->paused_until_ms - now);
@@ -398,7 +479,7 @@ bool lm_listener_note(lm_listener *l, const struct sockaddr *peer, lm_conn_event
     if (c != NULL && ev == LM_CONN_PROVEN) {
         unproven_unlink(l, c);
     } else if (c != NULL && ev == LM_CONN_REFUSED) {
-        kept = ++c->strikes < l->lim.max_strikes;
+        kept = ++c->strikes < (c->suspect ? 1 : l->lim.max_strikes);
     } else if (c != NULL && ev == LM_CONN_RESET) {
         uint64_t now = lm_mono_ms();
         c->reset_tokens += (double)(now - c->reset_at_ms) * l->lim.reset_rate / 1000.0;
@@ -411,8 +492,10 @@ bool lm_listener_note(lm_listener *l, const struct sockaddr *peer, lm_conn_event
         c = NULL;
     }
     if (c != NULL && !kept) {
-        lm_warn("listener on port %d: dropped a connection that %s", l->port,
+        if (!c->suspect) /* said once per suspect period, not per connection */
+            lm_warn("listener on port %d: dropped a connection that %s", l->port,
                 ev == LM_CONN_REFUSED ? "kept calling without the token" : "reset calls past its budget");
+        suspect_add(l, &c->peer, lm_mono_ms());
         retire(l, c, true);
         l->stats.dropped++;
     }
