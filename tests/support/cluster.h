@@ -41,6 +41,8 @@ typedef struct lm_test_cluster_opts {
     const char *const *scheduler_flags; /* extra flags for the scheduler, NULL-terminated; may be NULL */
     int objstores;                /* object stores; worker i uses store i mod objstores; 0: 1 */
     bool redis_appendonly;        /* Redis with its append-only file on (it survives kill + restart) */
+    int max_fds;                  /* services run with RLIMIT_NOFILE this low, soft and hard; 0: inherited */
+    bool dashboard;               /* the scheduler serves its dashboard, on a free port */
 } lm_test_cluster_opts;
 
 typedef struct lm_test_cluster lm_test_cluster;
@@ -60,6 +62,7 @@ pid_t lm_test_cluster_objstore_pid(const lm_test_cluster *c, int i);
 lumen_status lm_test_cluster_add_objstore(lm_test_cluster *c, int *index);
 const char *lm_test_cluster_worker(const lm_test_cluster *c, int i); /* worker i's address */
 const char *lm_test_cluster_redis(const lm_test_cluster *c);
+uint16_t lm_test_cluster_dashboard(const lm_test_cluster *c); /* its port; 0: none */
 /* The Redis server itself, to kill and restart it (redis_server.h). */
 struct lm_test_redis *lm_test_cluster_redis_server(lm_test_cluster *c);
 const char *lm_test_cluster_dir(const lm_test_cluster *c);

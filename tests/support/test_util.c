@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -81,13 +82,17 @@ void lm_test_sleep_ms(unsigned ms) {
     }
 }
 
-pid_t lm_test_spawn(char *const argv[], const char *log_path) {
+pid_t lm_test_spawn(char *const argv[], const char *log_path) { return lm_test_spawn_limited(argv, log_path, 0); }
+
+pid_t lm_test_spawn_limited(char *const argv[], const char *log_path, int max_fds) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0) return pid;
     /* Child: only async-signal-safe calls until exec. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
+    struct rlimit rl = {(rlim_t)max_fds, (rlim_t)max_fds};
+    if (max_fds > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
     if (log_path != NULL) {
         int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {

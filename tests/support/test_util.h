@@ -66,6 +66,10 @@ void lm_test_sleep_ms(unsigned ms);
  * process (PR_SET_PDEATHSIG), so a crashed test leaves nothing running. */
 pid_t lm_test_spawn(char *const argv[], const char *log_path);
 
+/* The same with RLIMIT_NOFILE set to max_fds, soft and hard (0: inherited):
+ * a service that must live with few descriptors. */
+pid_t lm_test_spawn_limited(char *const argv[], const char *log_path, int max_fds);
+
 /* Runs argv[0] (a path) to completion with its stdout - and stderr too when
  * with_stderr - written to out_path, then read back into output (at most
  * cap - 1 bytes, NUL-terminated). Returns the exit code, or -1 when it did
