@@ -30,6 +30,7 @@
 #include "log.h"
 #include "redis_server.h"
 #include "redis_state.h"
+#include "tasklog.h"
 #include "test_util.h"
 
 #define TOKEN "attacks-test-token-0123456789abcdef"
@@ -52,6 +53,8 @@ static lumen_client *client;
 static lm_rpc_client *rpc; /* a member's: carries the token */
 static uint16_t dashboard;
 static lm_latency idle_latency;
+static char *tmp; /* the suite's temp dir */
+static char out_path[700], output[16 << 10]; /* the last `lumen` command's output */
 
 static const char *port_of(const char *addr) { return strrchr(addr, ':') + 1; }
 
@@ -62,6 +65,9 @@ static lumen_status connect_client(const lm_test_cluster *c, lumen_client **out)
 
 static int suite_init(void) {
     lm_log_set_level(LM_LOG_WARN);
+    tmp = lm_test_tmpdir("attacks");
+    if (tmp == NULL) return 1;
+    snprintf(out_path, sizeof out_path, "%s/lumen.out", tmp);
     lm_test_cluster_opts opts = {.workers = 1, .slots = 2, .token = TOKEN, .dashboard = true};
     lumen_status st = lm_test_cluster_start(&opts, &cluster);
     if (LM_IS_OK(st)) dashboard = lm_test_cluster_dashboard(cluster);
@@ -79,6 +85,8 @@ static int suite_init(void) {
 }
 
 static int suite_cleanup(void) {
+    lm_test_rmtree(tmp);
+    free(tmp);
     lumen_close(client);
     lm_rpc_client_free(rpc);
     lm_test_cluster_stop(cluster);
@@ -296,6 +304,156 @@ static void test_descriptor_exhaustion(void) {
     lm_test_cluster_stop(c);
 }
 
+/* ------------------------------------------------- lumen start, exposed */
+
+
+/* `lumen args...`: its exit code, and what it printed in `output`. */
+#define lumen(...) lm_test_lumen(out_path, output, sizeof output, __VA_ARGS__)
+
+/* The first line of <dir>/<name>. */
+static bool read_line(const char *dir, const char *name, char *out, size_t cap) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    bool ok = f != NULL && fgets(out, (int)cap, f) != NULL;
+    if (f != NULL) fclose(f);
+    if (ok) out[strcspn(out, "\n")] = '\0';
+    return ok;
+}
+
+/* Whether a TCP connection to host:port is accepted. */
+static bool reachable(const char *host, const char *port) {
+    char addr[300];
+    snprintf(addr, sizeof addr, "%s:%s", host, port);
+    int fd = lm_test_tcp_connect(addr);
+    if (fd >= 0) close(fd);
+    return fd >= 0;
+}
+
+/* A reply's text, for error and status replies alike. */
+static const char *reply_text(const redisReply *r) { return r != NULL && r->str != NULL ? r->str : ""; }
+
+/* Redis at host:port wants a password before anything; with it, it keeps
+ * protected mode and binds no wildcard. */
+static void check_redis_closed(const char *host, const char *port, const char *password) {
+    char addr[300];
+    snprintf(addr, sizeof addr, "%s:%s", host, port);
+    redisContext *r = lm_test_redis_connect(addr);
+    CU_ASSERT_FATAL(r != NULL && r->err == 0);
+    redisReply *rep = redisCommand(r, "KEYS *");
+    fprintf(stderr, "\n  KEYS * at %s without the password: %s", addr, reply_text(rep));
+    CU_ASSERT(rep != NULL && rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "NOAUTH") != NULL);
+    freeReplyObject(rep);
+    rep = redisCommand(r, "AUTH %s", password);
+    CU_ASSERT(rep != NULL && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    rep = redisCommand(r, "CONFIG GET protected-mode");
+    CU_ASSERT(rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+              strcmp(reply_text(rep->element[1]), "yes") == 0);
+    freeReplyObject(rep);
+    rep = redisCommand(r, "CONFIG GET bind");
+    const char *bind = rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 ? reply_text(rep->element[1]) : "";
+    fprintf(stderr, "; bind \"%s\"", bind);
+    CU_ASSERT(bind[0] != '\0' && strstr(bind, "0.0.0.0") == NULL && strchr(bind, '*') == NULL);
+    freeReplyObject(rep);
+    redisFree(r);
+}
+
+#define PLANTED_LOG_BYTES (16u << 20)
+
+/* Whoever writes to Redis plants a huge log: the dashboard serves its head. */
+static void check_planted_log(const char *redis, const char *password, const char *token, uint16_t dport,
+                              pid_t scheduler) {
+    lm_redis_opts ro = {.addr = redis, .password = password};
+    lm_redis *r = NULL;
+    LM_ASSERT_OK(lm_redis_connect(&ro, &r));
+    lm_task_record t = {.id = lm_id_random(), .fn = "planted.log", .job = lm_id_random(), .state = LM_TASK_FINISHED};
+    char *big = malloc(PLANTED_LOG_BYTES);
+    CU_ASSERT_FATAL(big != NULL);
+    for (size_t i = 0; i < PLANTED_LOG_BYTES; i++) big[i] = i % 64 == 63 ? '\n' : 'x';
+    lm_task_log log = {t.id, big, PLANTED_LOG_BYTES};
+    LM_ASSERT_OK(lm_redis_tasks_put(r, &t, 1));
+    LM_ASSERT_OK(lm_redis_task_logs_put(r, &log, 1));
+    free(big);
+    lm_redis_free(r);
+
+    uint64_t before = lm_test_rss_kb(scheduler), peak = before;
+    char path[128], auth[300];
+    snprintf(path, sizeof path, "/api/tasks/%s", lm_id_str(t.id).s);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    for (int i = 0; i < 8; i++) {
+        lm_http_reply rep;
+        CU_ASSERT(lm_http_request(dport, "GET", path, auth, NULL, (int)LM_TEST_TIMEOUT(10000), &rep) == 0);
+        CU_ASSERT_EQUAL(rep.status, 200);
+        CU_ASSERT(rep.body_len < 2 * LM_TASK_LOG_MAX);
+        CU_ASSERT(rep.body != NULL && strstr(rep.body, "...[truncated") != NULL);
+        if (i == 0) fprintf(stderr, "\n  a planted log of %u bytes served as %zu bytes", PLANTED_LOG_BYTES, rep.body_len);
+        lm_http_reply_free(&rep);
+        uint64_t rss = lm_test_rss_kb(scheduler);
+        if (rss > peak) peak = rss;
+    }
+    fprintf(stderr, "; scheduler rss %lu -> %lu KiB\n", (unsigned long)before, (unsigned long)peak);
+    CU_ASSERT(peak < before + (64u << 10));
+}
+
+/* The multi-machine recipe of docs/security.md leaves no Redis open, no
+ * dashboard beyond loopback, and no planted log served whole. */
+static void test_start_bind_all(void) {
+    char *dir = lm_test_tmpdir("expose"), run[600], port[8], rport[8], dport[8];
+    CU_ASSERT_FATAL(dir != NULL);
+    snprintf(run, sizeof run, "%s/run", dir);
+    uint16_t dp = lm_test_free_port();
+    snprintf(port, sizeof port, "%u", lm_test_free_port());
+    snprintf(rport, sizeof rport, "%u", lm_test_free_port());
+    snprintf(dport, sizeof dport, "%u", dp);
+    int rc = lumen("start", "--head", "--bind", "0.0.0.0", "--port", port, "--redis-port", rport, "--dashboard-port",
+                   dport, "--workers", "0", "--run-dir", run, NULL);
+    CU_ASSERT_EQUAL(rc, 0);
+    char redis[300] = "", password[256] = "", token[256] = "", host[256] = "", pidline[64] = "", pidname[64];
+    snprintf(pidname, sizeof pidname, "pids/scheduler-%s.pid", port);
+    if (rc == 0 && read_line(run, "redis", redis, sizeof redis) && read_line(run, "redis_password", password, sizeof password) &&
+        read_line(run, "token", token, sizeof token) && read_line(run, pidname, pidline, sizeof pidline)) {
+        snprintf(host, sizeof host, "%.*s", (int)(strrchr(redis, ':') - redis), redis);
+        check_redis_closed("127.0.0.1", rport, password);
+        bool elsewhere = strncmp(host, "127.", 4) != 0;
+        if (elsewhere) {
+            check_redis_closed(host, rport, password);
+            CU_ASSERT(!reachable(host, dport)); /* the dashboard: loopback only */
+        }
+        fprintf(stderr, "\n  advertised %s; dashboard on 127.0.0.1 %s, on %s %s", host,
+                reachable("127.0.0.1", dport) ? "open" : "closed", host,
+                elsewhere ? (reachable(host, dport) ? "open" : "closed") : "(the same)");
+        CU_ASSERT(reachable("127.0.0.1", dport));
+        check_planted_log(redis, password, token, dp, (pid_t)atoi(pidline));
+    } else {
+        CU_FAIL("lumen start left no redis, redis_password, token or scheduler pid file");
+    }
+    CU_ASSERT_EQUAL(lumen("stop", "--run-dir", run, NULL), 0);
+    lm_test_rmtree(dir);
+    free(dir);
+}
+
+/* A --bind that is no address of this machine, or no address at all, says
+ * so before anything starts (it used to blame a Redis on the port). */
+static void test_bad_bind(void) {
+    char *dir = lm_test_tmpdir("badbind"), run[600];
+    CU_ASSERT_FATAL(dir != NULL);
+    snprintf(run, sizeof run, "%s/run", dir);
+    static const struct {
+        const char *bind, *says;
+    } cases[] = {{"198.51.100.77", "198.51.100.77 is not an address of this machine"},
+                 {"no-such-host.invalid", "does not resolve"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CU_ASSERT_EQUAL(lumen("start", "--head", "--bind", cases[i].bind, "--workers", "0", "--run-dir", run, NULL), 1);
+        CU_ASSERT(strstr(output, cases[i].says) != NULL);
+        CU_ASSERT(strstr(output, "--bind") != NULL);
+        CU_ASSERT(strstr(output, "in use") == NULL);
+        CU_ASSERT(strstr(output, "stopped the") == NULL); /* nothing had started */
+    }
+    lm_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     CU_TestInfo tests[] = {
         {"descriptor exhaustion: 1,100 idle connections, ulimit -n 1024", test_descriptor_exhaustion},
@@ -303,6 +461,8 @@ int main(void) {
         {"connection churn during a job", test_churn},
         {"big requests without the token", test_big_payloads},
         {"slowloris and idle connections on the dashboard", test_slowloris_dashboard},
+        {"lumen start --bind 0.0.0.0: Redis closed, dashboard on loopback, planted log cut", test_start_bind_all},
+        {"lumen start --bind: a bad address says so", test_bad_bind},
         CU_TEST_INFO_NULL,
     };
     return lm_test_main("attacks", tests, suite_init, suite_cleanup);

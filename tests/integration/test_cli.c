@@ -29,21 +29,8 @@ static char run_dir[600];
 static char out_path[700];
 static char output[64 * 1024]; /* the last command's stdout + stderr */
 
-/* Runs `lumen args...` to completion; returns its exit code (-1 if it
- * did not exit normally) and leaves what it printed in `output`. */
-static int lumen(const char *first, ...) {
-    char *argv[40];
-    int n = 0;
-    argv[n++] = (char *)lm_test_bin("lumen");
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a != NULL && n < 39; a = va_arg(ap, const char *)) argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    int code = lm_test_run(argv, out_path, true, output, sizeof output);
-    fprintf(stderr, "\n$ lumen %s ... -> %d\n%s", first ? first : "", code, output);
-    return code;
-}
+/* `lumen args...`: its exit code, and what it printed in `output`. */
+#define lumen(...) lm_test_lumen(out_path, output, sizeof output, __VA_ARGS__)
 
 #define ASSERT_OUTPUT_HAS(text)                                             \
     do {                                                                    \

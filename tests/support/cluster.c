@@ -2,6 +2,7 @@
 #include "cluster.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,20 @@ const char *lm_test_bin(const char *name) {
     static __thread char path[512];
     snprintf(path, sizeof path, "%s/%s", LUMEN_TEST_BIN_DIR, name);
     return path;
+}
+
+int lm_test_lumen(const char *out_path, char *output, size_t cap, const char *first, ...) {
+    char *argv[40];
+    int n = 0;
+    argv[n++] = (char *)lm_test_bin("lumen");
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a != NULL && n < 39; a = va_arg(ap, const char *)) argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    int code = lm_test_run(argv, out_path, true, output, cap);
+    fprintf(stderr, "\n$ lumen %s ... -> %d\n%s", first ? first : "", code, output);
+    return code;
 }
 
 /* The last lines of a log, for error messages. */

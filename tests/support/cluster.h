@@ -18,6 +18,11 @@
 /* build/bin/<name>, e.g. lm_test_bin("lumen-worker"); static storage. */
 const char *lm_test_bin(const char *name);
 
+/* Runs `lumen first ...` (NULL-terminated) to completion with its stdout
+ * and stderr in out_path, read back into output (cap bytes), and echoed to
+ * stderr; returns its exit code (-1 if it did not exit normally). */
+int lm_test_lumen(const char *out_path, char *output, size_t cap, const char *first, ...);
+
 /*
  * Starts build/bin/lumen-<role> with the NULL-terminated flags, appending its
  * output to log_path, and waits up to timeout_ms until `addr` answers Health

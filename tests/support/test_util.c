@@ -48,6 +48,20 @@ uint16_t lm_test_free_port(void) {
     return port;
 }
 
+int lm_test_tcp_connect(const char *addr) {
+    char host[64];
+    unsigned port;
+    if (sscanf(addr, "%63[^:]:%u", host, &port) != 2) return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 char *lm_test_tmpdir(const char *tag) {
     const char *base = getenv("TMPDIR");
     if (base == NULL || *base == '\0') base = "/tmp";

@@ -52,6 +52,9 @@ int lm_test_main(const char *suite, CU_TestInfo *tests, int (*init)(void), int (
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 uint16_t lm_test_free_port(void);
 
+/* A plain TCP connection to addr ("1.2.3.4:port", IPv4); -1 when it cannot connect. */
+int lm_test_tcp_connect(const char *addr);
+
 /* A fresh directory under $TMPDIR (or /tmp); free() the result.
  * lm_test_rmtree removes it and everything below it. */
 char *lm_test_tmpdir(const char *tag);
