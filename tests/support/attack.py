@@ -9,7 +9,7 @@ port, for the hostile tests and bench/attack_bench. Test plumbing.
         STREAMS streams per connection went out.
     attack.py big-payload HOST PORT STREAMS BYTES PATH
         STREAMS calls at once, each a gRPC message of BYTES bytes (sent as
-        flow control allows), again as each one ends, for 2 s.
+        flow control allows), again as each one ends, for 3 s.
     attack.py idle HOST PORT CONNS SECONDS
         CONNS TCP connections that say nothing, held SECONDS.
     attack.py churn HOST PORT SECONDS [THREADS]
@@ -21,6 +21,7 @@ Prints one line of counts when done. Frames come from h2's own libraries
 (hpack, hyperframe): real HTTP/2, at the speed of a client that cares only
 about sending.
 """
+import select
 import socket
 import sys
 import threading
@@ -81,9 +82,9 @@ def rapid_reset(host, port, conns, streams, path):
 
 
 def big_payload(host, port, streams, size, path):
-    chunk = bytes(64 << 10)
+    chunk = bytes(1 << 20)
     calls = [0]
-    deadline = time.time() + 2
+    deadline = time.time() + 3
 
     def one(_):
         while time.time() < deadline:
@@ -99,18 +100,16 @@ def big_payload(host, port, streams, size, path):
                     left[sid] = size
                     calls[0] += 1
                 s.sendall(c.data_to_send())
-                s.settimeout(0.5)
                 while left and time.time() < deadline:
-                    for sid in list(left):
-                        n = min(len(chunk), left[sid], c.local_flow_control_window(sid))
+                    for sid in list(left):  # as much as the server's windows take (its frames may be big)
+                        n = min(len(chunk), left[sid], c.local_flow_control_window(sid), c.max_outbound_frame_size)
                         if n > 0:
                             c.send_data(sid, chunk[:n])
                             left[sid] -= n
                     s.sendall(c.data_to_send())
-                    try:
-                        data = s.recv(1 << 16)
-                    except socket.timeout:
+                    if not select.select([s], [], [], 0.01)[0]:
                         continue
+                    data = s.recv(1 << 16)
                     if not data:
                         break
                     for ev in c.receive_data(data):
@@ -151,6 +150,7 @@ def churn(host, port, seconds, threads):
         while time.time() < deadline:
             try:
                 s = socket.socket()
+                s.settimeout(1)  # a full backlog must not stop the loop
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 s.connect((host, port))
                 s.close()
