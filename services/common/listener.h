@@ -13,6 +13,8 @@
  *    at most prove_timeout_ms, and past max_unproven (or a peer's
  *    max_unproven_per_peer) the oldest is dropped for the newcomer, so idle,
  *    half-open or dribbling connections cannot keep members out.
+ *  - An unproven connection's receive window is narrow (4 KiB): its server
+ *    reads a flood in small bites and answers in between.
  *  - A connection is handed over only once it has sent its first bytes; one
  *    that closes before that (connection churn) never reaches the server.
  *  - At most max_connections are open; the default follows the descriptor
@@ -25,7 +27,9 @@
  *    and the socket keeps answering once descriptors are back.
  *  - Misbehaviour reported by the server drops the connection: refused
  *    calls (a wrong or missing token) past max_strikes, calls cancelled by
- *    the client faster than its reset budget (HTTP/2 rapid reset).
+ *    the client faster than its reset budget (HTTP/2 rapid reset). Its
+ *    address is then a suspect for a while: one strike, and its new
+ *    connections reach the server one at a time, a few a second.
  *
  * The listener keeps a duplicate of every connection it hands over, so it can
  * drop one (an abortive close: RST, queued bytes discarded, the server's
