@@ -216,7 +216,7 @@ static void on_sent(lm_rpc_tag *tag, bool ok);
 
 /* One send batch: [initial metadata] [message] [status]; takes msg. */
 static void send_answer(lm_rpc_call *c, grpc_byte_buffer *msg, lumen_code code, const char *details,
-                 bool with_status) {
+                        bool with_status) {
     grpc_op ops[3];
     size_t n = add_initial_metadata(c, &ops[0]);
     if (msg != NULL) {
@@ -384,10 +384,9 @@ const char *lm_rpc_call_peer(lm_rpc_call *c) {
 
 /* --------------------------------------------------------------- arrival */
 
-/* Tells the listener what the call's connection did; false when it dropped
- * the connection for it. */
-static bool note(lm_rpc_call *c, lm_conn_event ev) {
-    return c->srv->listener == NULL || lm_listener_note_uri(c->srv->listener, lm_rpc_call_peer(c), ev);
+/* Tells the listener what the call's connection did (it may drop it). */
+static void note(lm_rpc_call *c, lm_conn_event ev) {
+    lm_listener_note_uri(c->srv->listener, lm_rpc_call_peer(c), ev);
 }
 
 static void on_close(lm_rpc_tag *tag, bool ok) {
