@@ -139,10 +139,15 @@ typedef struct cli_redis {
 
 /* Connects to the cluster's Redis: --redis, else an explicit setting (the
  * environment or the --config file), else the one this machine's `lumen
- * start` used (its run dir), else the default. Returns -1 when connected
+ * start` used (its run dir), else the default; with the configured
+ * password, else the one `lumen start` keeps for that Redis. Returns -1 when connected
  * (close with cli_redis_close), else the exit code after saying why: 2 bad
  * arguments or configuration, 1 Redis not reachable. */
 int cli_redis_open(const cli_command *cmd, const cli_redis_flags *f, cli_redis *out);
+
+/* The password this machine's `lumen start` keeps (<run_dir>/redis_password)
+ * for the Redis at addr, the one it started: false for any other Redis. */
+bool cli_redis_password_of(const char *run_dir, const char *addr, char *out, size_t cap);
 void cli_redis_close(cli_redis *r);
 
 /* ---- commands ---- */

@@ -56,6 +56,7 @@ typedef struct plan {
     char bin_dir[PATH_MAX];
     char lib_path[PATH_MAX + 8192];
     char bind[256];
+    char dashboard_host[256];
     char adv_host[256];   /* the host others reach this machine's services at */
     char local_host[256]; /* the host this machine reaches them at */
     char scheduler[300], redis[300];
@@ -75,7 +76,7 @@ typedef struct plan {
 
 static struct {
     const char *head, *address, *port, *redis, *redis_port, *workers, *slots, *memory, *run_dir, *token,
-        *library_path, *bind, *advertise, *dashboard_port, *timeout, *log_level;
+        *library_path, *bind, *advertise, *dashboard_port, *dashboard_host, *timeout, *log_level;
 } f;
 
 static const cli_flag start_flags[] = {
@@ -99,6 +100,8 @@ static const cli_flag start_flags[] = {
                           "the default route when binding all addresses)", &f.advertise},
     {"dashboard-port", "PORT", "head: the scheduler's HTTP dashboard port (default 8265; 0: off)",
      &f.dashboard_port},
+    {"dashboard-host", "HOST", "head: address the dashboard listens on (default 127.0.0.1 whatever --bind "
+                               "says: it is plain HTTP)", &f.dashboard_host},
     {"timeout", "SECONDS", "how long to wait for every service to answer (default 20)", &f.timeout},
     {"log-level", "LEVEL", "services' log level: debug, info, warn, error (default info)", &f.log_level},
     {NULL, NULL, NULL, NULL},
@@ -111,7 +114,10 @@ static const cli_command start_cmd = {
     "Logs go to <run-dir>/logs/<name>.log, pid files to <run-dir>/pids; `lumen stop` stops\n"
     "them all. A head makes a random token unless given one and keeps it in <run-dir>/token\n"
     "(mode 0600), where clients and `lumen` on this machine find it; other machines need it as\n"
-    "LUMEN_TOKEN (or --token). Services listen on 127.0.0.1 unless told --bind. Examples:\n"
+    "LUMEN_TOKEN (or --token). A head that starts Redis gives it a random password, kept in\n"
+    "<run-dir>/redis_password (mode 0600) and handed to the services; other machines need it as\n"
+    "LUMEN_REDIS_PASSWORD. Services listen on 127.0.0.1 unless told --bind; the dashboard stays on\n"
+    "127.0.0.1 unless told --dashboard-host. Examples:\n"
     "  lumen start --head --workers 4              a one-machine cluster\n"
     "  lumen start --head --bind 0.0.0.0           a head other machines can join\n"
     "  LUMEN_TOKEN=... lumen start --address 10.0.0.5:7400   join it from another machine\n",
@@ -123,6 +129,10 @@ static const cli_command start_cmd = {
 
 static bool is_wildcard(const char *host) {
     return host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0;
+}
+
+static bool is_loopback(const char *host) {
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
 }
 
 /* Formats host:port, bracketing IPv6 literals. */
@@ -146,21 +156,42 @@ static void route_ip(const char *toward, char *out, size_t cap) {
     freeaddrinfo(ai);
 }
 
-/* True when a listening socket could bind host:port right now. No
- * SO_REUSEPORT here: gRPC servers set it, and a second server must not
- * silently share a port with the first. */
-static bool port_free(const char *host, uint16_t port) {
+/* Whether a listening socket could bind host:port right now, and if not,
+ * why: ALREADY_EXISTS for a port in use, INVALID_ARGUMENT for a host that
+ * does not resolve or is not an address of this machine. No SO_REUSEPORT
+ * here: a second server must not silently share a port with the first. */
+static lumen_status try_bind(const char *host, uint16_t port) {
     char service[8];
     snprintf(service, sizeof service, "%u", port);
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
-    if (getaddrinfo(is_wildcard(host) ? NULL : host, service, &hints, &ai) != 0) return false;
+    int gai = getaddrinfo(is_wildcard(host) ? NULL : host, service, &hints, &ai);
+    if (gai != 0)
+        return lm_status(LUMEN_INVALID_ARGUMENT, "host \"%s\" does not resolve (%s)", host,
+                         gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
               bind(fd, ai->ai_addr, ai->ai_addrlen) == 0;
+    int err = errno;
     if (fd >= 0) close(fd);
     freeaddrinfo(ai);
-    return ok;
+    if (ok) return lm_ok();
+    if (err == EADDRINUSE) return lm_status(LUMEN_ALREADY_EXISTS, "port %u on %s is in use", port, host);
+    if (err == EADDRNOTAVAIL)
+        return lm_status(LUMEN_INVALID_ARGUMENT, "%s is not an address of this machine (see `ip addr`)", host);
+    return lm_status_errno(LUMEN_UNAVAILABLE, err, host);
+}
+
+static bool port_free(const char *host, uint16_t port) { return LM_IS_OK(try_bind(host, port)); }
+
+/* --bind and --dashboard-host name addresses of this machine: said at once,
+ * before anything starts, not later as a port in use. */
+static lumen_status check_hosts(const plan *p) {
+    lumen_status st = try_bind(p->bind, 0);
+    if (!LM_IS_OK(st)) return lm_status_wrap(st, "--bind %s", p->bind);
+    if (p->head && p->dashboard_port != 0 && !LM_IS_OK(st = try_bind(p->dashboard_host, 0)))
+        return lm_status_wrap(st, "--dashboard-host %s", p->dashboard_host);
+    return lm_ok();
 }
 
 static lumen_status take_port(plan *p, uint16_t from, uint16_t *out) {
@@ -215,14 +246,32 @@ static lumen_status start_token(plan *p) {
     return p->token != NULL ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
 }
 
+/* The cluster's Redis password: the environment's (or lumen.cfg's), else
+ * the one this machine's `lumen start` keeps for that Redis (a join on the
+ * head's machine), else for a head that starts its Redis a new random one:
+ * no Redis Lumen starts runs without a password. */
+static lumen_status start_redis_password(plan *p) {
+    char saved[CLI_TOKEN_MAX + 56];
+    if (p->cfg.cluster.redis_password[0] != '\0') return lm_ok();
+    if (!p->own_redis) {
+        if (!cli_redis_password_of(p->run_dir, p->redis, saved, sizeof saved)) return lm_ok();
+        return lm_config_set(&p->cfg, "cluster", "redis_password", saved);
+    }
+    char *made = NULL;
+    lumen_status st = cli_token_new(&made);
+    if (LM_IS_OK(st)) st = lm_config_set(&p->cfg, "cluster", "redis_password", made);
+    free(made);
+    return st;
+}
+
 static int parse_start(plan *p) {
     long v;
     p->head = f.head != NULL;
     if (p->head == (f.address != NULL)) return cli_bad_arg(&start_cmd, "give exactly one of --head and --address");
     if (p->head && f.redis != NULL && f.redis_port != NULL)
         return cli_bad_arg(&start_cmd, "--redis-port is for the Redis started here; with --redis none is started");
-    if (!p->head && (f.redis_port != NULL || f.dashboard_port != NULL))
-        return cli_bad_arg(&start_cmd, "--redis-port and --dashboard-port are for --head");
+    if (!p->head && (f.redis_port != NULL || f.dashboard_port != NULL || f.dashboard_host != NULL))
+        return cli_bad_arg(&start_cmd, "--redis-port, --dashboard-port and --dashboard-host are for --head");
     p->port = p->head ? 7400 : 7401;
     if (f.port != NULL && !cli_parse_port(f.port, &p->port))
         return cli_bad_arg(&start_cmd, "--port wants 1..65535, not \"%s\"", f.port);
@@ -264,6 +313,9 @@ static int parse_start(plan *p) {
     if (p->bind[0] == '\0' || strchr(p->bind, ' ') != NULL)
         return cli_bad_arg(&start_cmd, "--bind wants a host, not \"%s\"", p->bind);
     snprintf(p->local_host, sizeof p->local_host, "%s", is_wildcard(p->bind) ? "127.0.0.1" : p->bind);
+    snprintf(p->dashboard_host, sizeof p->dashboard_host, "%s", f.dashboard_host != NULL ? f.dashboard_host : "127.0.0.1");
+    if (p->dashboard_host[0] == '\0' || strchr(p->dashboard_host, ' ') != NULL)
+        return cli_bad_arg(&start_cmd, "--dashboard-host wants a host, not \"%s\"", p->dashboard_host);
 
     char sched_host[256] = "";
     if (!p->head) lm_parse_addr(f.address, 0, sched_host, sizeof sched_host, NULL);
@@ -441,35 +493,39 @@ static lumen_status redis_conf(const plan *p, const char *rel, char *path, size_
 
 static lumen_status start_redis(plan *p) {
     service *s = new_service(p, "redis", p->adv_host, p->redis_port);
-    if (!port_free(p->bind, p->redis_port))
+    lumen_status st = try_bind(p->bind, p->redis_port);
+    if (st.code == LUMEN_ALREADY_EXISTS)
         return lm_status(LUMEN_ALREADY_EXISTS,
                          "port %u on %s is in use: a Redis already runs there? Use it with --redis %s, "
                          "or pick another --redis-port", p->redis_port, p->bind, s->addr);
+    if (!LM_IS_OK(st)) return st;
     char dir[600], port[8], rel[64], conf[700];
     snprintf(dir, sizeof dir, "%s/redis-%u", p->run_dir, p->redis_port);
     snprintf(port, sizeof port, "%u", p->redis_port);
     snprintf(rel, sizeof rel, "redis-%u/redis.conf", p->redis_port);
-    bool password = p->cfg.cluster.redis_password[0] != '\0';
-    lumen_status st = mkdir_p(dir, 0700);
-    if (LM_IS_OK(st) && password) st = redis_conf(p, rel, conf, sizeof conf);
-    /* AOF on: the cluster's state survives a Redis restart. Protected mode
-     * refuses other hosts when Redis has no password, so it is off only when
-     * the user asked to listen beyond loopback. */
+    st = mkdir_p(dir, 0700);
+    if (LM_IS_OK(st)) st = redis_conf(p, rel, conf, sizeof conf); /* start_redis_password made one */
+    /* AOF on: the cluster's state survives a Redis restart. It listens only
+     * where it is reached: this machine's loopback and, for --bind beyond
+     * it, the address other machines use; always with its password and in
+     * protected mode. */
     args a = {.n = 0};
     add(&a, "redis-server", NULL);
-    if (password) add(&a, conf, NULL); /* a config file comes first */
+    add(&a, conf, NULL); /* a config file comes first */
     add(&a, "--port", port);
-    add(&a, "--bind", p->bind);
+    if (!is_wildcard(p->bind)) {
+        add(&a, "--bind", p->bind);
+    } else {
+        add(&a, "--bind", "127.0.0.1");
+        if (!is_loopback(p->adv_host)) add(&a, p->adv_host, NULL);
+    }
     add(&a, "--dir", dir);
     add(&a, "--appendonly", "yes");
     add(&a, "--daemonize", "no");
     add(&a, "--logfile", "");
-    add(&a, "--protected-mode", is_wildcard(p->bind) ? "no" : "yes");
+    add(&a, "--protected-mode", "yes");
     if (LM_IS_OK(st)) st = spawn(p, s, a.v);
     if (!LM_IS_OK(st)) return st;
-    if (is_wildcard(p->bind) && !password)
-        fprintf(stderr, "lumen start: warning: Redis listens on all addresses without a password "
-                        "(set LUMEN_REDIS_PASSWORD)\n");
 
     lm_redis_opts ropts = {.addr = s->local, .password = p->cfg.cluster.redis_password, .timeout_ms = 500};
     for (int64_t until = mono_ms() + p->timeout_ms;;) {
@@ -503,10 +559,12 @@ static void service_args(const plan *p, args *a, const char *binary, char *path,
 }
 
 static lumen_status start_scheduler(plan *p) {
-    if (!port_free(p->bind, p->port))
+    lumen_status st = try_bind(p->bind, p->port);
+    if (st.code == LUMEN_ALREADY_EXISTS)
         return lm_status(LUMEN_ALREADY_EXISTS,
                          "port %u on %s is in use: is a cluster already running (lumen status, lumen stop)? "
                          "Else pick another --port", p->port, p->bind);
+    if (!LM_IS_OK(st)) return st;
     p->taken[p->ntaken++] = p->port;
     service *s = new_service(p, "scheduler", p->adv_host, p->port);
     args a;
@@ -517,7 +575,7 @@ static lumen_status start_scheduler(plan *p) {
     } else {
         snprintf(dport, sizeof dport, "%u", p->dashboard_port);
         add(&a, "--dashboard-port", dport);
-        add(&a, "--dashboard-host", p->bind);
+        add(&a, "--dashboard-host", p->dashboard_host);
     }
     return spawn(p, s, a.v);
 }
@@ -655,10 +713,6 @@ static lumen_status wait_ready(plan *p) {
     return st;
 }
 
-static bool is_loopback(const char *host) {
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
-}
-
 /* Warnings about what the chosen settings leave open, before anything runs. */
 static void warn_open(const plan *p) {
     if (p->head && p->token_from == TOKEN_NONE)
@@ -667,6 +721,12 @@ static void warn_open(const plan *p) {
     if (!is_loopback(p->bind) && p->cfg.cluster.tls_cert[0] == '\0')
         fprintf(stderr, "lumen start: warning: services listen on %s without TLS: calls and the token cross the "
                         "network in plaintext (LUMEN_TLS_CERT, see docs/security.md)\n", p->bind);
+    if (p->own_redis && !is_loopback(p->bind))
+        fprintf(stderr, "lumen start: warning: Redis listens beyond loopback (for the other machines' services): "
+                        "its password and data cross the network in plaintext (see docs/security.md)\n");
+    if (p->head && p->dashboard_port != 0 && !is_loopback(p->dashboard_host))
+        fprintf(stderr, "lumen start: warning: the dashboard listens on %s over plain HTTP: the token crosses "
+                        "the network in the clear\n", p->dashboard_host);
 }
 
 /* How others join and connect. The token itself is never printed (output
@@ -683,9 +743,12 @@ static void print_started(const plan *p) {
     bool own_dir = strcmp(usual, p->run_dir) != 0;
     if (token) printf("\nEvery call must carry the cluster's token, kept in %s/token (mode 0600).\n", p->run_dir);
     else printf("\nThe cluster has no token: anything that reaches its ports can use it.\n");
+    if (p->own_redis)
+        printf("Redis wants its password, kept in %s/redis_password (mode 0600).\n", p->run_dir);
     printf("To add workers (on another machine%s%s):\n  lumen start --address %s --redis %s\n",
            token ? ", with LUMEN_TOKEN set to the token" : "",
-           p->cfg.cluster.redis_password[0] ? ", with LUMEN_REDIS_PASSWORD" : "", p->scheduler, p->redis);
+           p->cfg.cluster.redis_password[0] ? " and LUMEN_REDIS_PASSWORD to the Redis password" : "", p->scheduler,
+           p->redis);
     if (is_loopback(p->bind))
         printf("  (services listen on %s only: other machines need a head started with --bind)\n", p->bind);
     printf("To connect a client: lumen_connect(\"%s\", ...), or set LUMEN_ADDRESS=%s\n", p->scheduler,
@@ -695,7 +758,8 @@ static void print_started(const plan *p) {
                own_dir ? " with LUMEN_RUN_DIR=" : "", own_dir ? p->run_dir : "");
     printf("  e.g. most_frequent_word --address %s --input FILE\n", p->scheduler);
     if (p->head && p->dashboard_port != 0) /* the token goes in the URL once; it is not printed */
-        printf("The dashboard: http://%s:%u/%s\n", p->local_host, p->dashboard_port,
+        printf("The dashboard: http://%s:%u/%s\n", is_wildcard(p->dashboard_host) ? p->local_host : p->dashboard_host,
+               p->dashboard_port,
                token ? "?token=<the token>  (or sign in there with it)" : "");
     printf("To see the cluster: lumen status%s%s\nTo stop what runs here: lumen stop%s%s\n",
            f.run_dir ? " --run-dir " : "", f.run_dir ? p->run_dir : "", f.run_dir ? " --run-dir " : "",
@@ -714,13 +778,18 @@ static lumen_status start(plan *p) {
     if (LM_IS_OK(st)) st = mkdir_p(sub, 0755);
     if (!LM_IS_OK(st)) return st;
     library_path(p);
+    st = check_hosts(p);
+    if (!LM_IS_OK(st)) return st;
     st = start_token(p);
     if (!LM_IS_OK(st)) return st;
     warn_open(p);
-    /* Services read the token from the environment, not argv: a command
-     * line is visible to every user of the machine. */
+    st = start_redis_password(p);
+    if (!LM_IS_OK(st)) return st;
+    /* Services read the token and the Redis password from the environment,
+     * not argv: a command line is visible to every user of the machine. */
     if (p->token[0] != '\0') setenv("LUMEN_TOKEN", p->token, 1);
     else unsetenv("LUMEN_TOKEN");
+    if (p->cfg.cluster.redis_password[0] != '\0') setenv("LUMEN_REDIS_PASSWORD", p->cfg.cluster.redis_password, 1);
     p->started_ms = lm_wall_ms();
 
     if (p->own_redis) st = start_redis(p);
@@ -736,6 +805,8 @@ static lumen_status start(plan *p) {
     if (LM_IS_OK(st)) st = cli_write_file(p->run_dir, "redis", p->redis, 0644);
     if (LM_IS_OK(st) && p->token[0] != '\0') st = cli_write_file(p->run_dir, "token", p->token, 0600);
     if (LM_IS_OK(st) && p->token[0] == '\0') cli_remove_file(p->run_dir, "token"); /* a previous cluster's */
+    if (LM_IS_OK(st) && p->own_redis)
+        st = cli_write_file(p->run_dir, "redis_password", p->cfg.cluster.redis_password, 0600);
     return st;
 }
 

@@ -21,7 +21,7 @@ static const cli_flag stop_flags[] = {
 static const cli_command stop_cmd = {
     "stop", "[--run-dir DIR] [--timeout SECONDS]",
     "Stops every process `lumen start` began on this machine (from the run dir's pid files):\n"
-    "workers and object stores first, then the scheduler, then Redis; then removes the token file.",
+    "workers and object stores first, then the scheduler, then Redis; then removes the token and Redis password files.",
     NULL, stop_flags, 0,
 };
 
@@ -76,6 +76,7 @@ int cli_cmd_stop(int argc, char **argv) {
     free(procs);
     /* The token of a cluster gone is of no use, and a secret the fewer. */
     cli_remove_file(run_dir, "token");
+    cli_remove_file(run_dir, "redis_password");
     if (n == 0) printf("nothing to stop in %s\n", run_dir);
     else printf("stopped %zu process(es) in %s\n", stopped, run_dir);
     return 0;

@@ -16,10 +16,10 @@
 /* The scheduler answers a watch within its lease (30 s); this covers it. */
 #define WATCH_DEADLINE_MS (60 * 1000)
 
-/* The open WatchNode call's state. It outlives the agent while a call is
- * in flight: the call's completion runs on the RPC client's thread, which
- * may be after the agent is freed (the client cancels it when it is freed,
- * and the scheduler then sees the node go). */
+/* The open WatchNode call's state, shared by the agent and the call in
+ * flight: the call's completion runs on the RPC client's thread (the
+ * client cancels it when it is freed, and the scheduler then sees the node
+ * go). */
 typedef struct watch {
     atomic_int refs; /* the agent's, plus the call in flight's */
     pthread_mutex_t mu;
@@ -34,6 +34,7 @@ typedef struct watch {
 
 struct lm_node_agent {
     lm_node_agent_opts opts; /* strings below are the agent's copies */
+    lm_rpc_client *rpc;      /* the agent's own: a connection no other call queues on */
     char *scheduler_addr, *kind, *addr, *objstore_addr;
     lm_rpc_method register_method, heartbeat_method;
     watch *watch;
@@ -106,7 +107,7 @@ static lumen_status register_once(lm_node_agent *a) {
     req.n_actors = held.nactors;
     req.actors = actor_ptrs;
     ProtobufCMessage *out = NULL;
-    lumen_status st = lm_rpc_unary(a->opts.rpc, a->scheduler_addr, a->register_method, &req.base, &out,
+    lumen_status st = lm_rpc_unary(a->rpc, a->scheduler_addr, a->register_method, &req.base, &out,
                                    a->opts.rpc_timeout_ms);
     free(tasks);
     free(actors);
@@ -143,7 +144,7 @@ static bool heartbeat_once(lm_node_agent *a) {
     req.bytes_used = load.bytes_used;
     req.epoch = a->epoch;
     ProtobufCMessage *out = NULL;
-    lumen_status st = lm_rpc_unary(a->opts.rpc, a->scheduler_addr, a->heartbeat_method, &req.base, &out,
+    lumen_status st = lm_rpc_unary(a->rpc, a->scheduler_addr, a->heartbeat_method, &req.base, &out,
                                    a->opts.rpc_timeout_ms);
     pthread_mutex_lock(&a->mu);
     bool was_probing = a->probing;
@@ -224,7 +225,7 @@ static watch *watch_new(const lm_node_agent *a) {
     if (w == NULL) return NULL;
     atomic_init(&w->refs, 1);
     pthread_mutex_init(&w->mu, NULL);
-    w->rpc = a->opts.rpc;
+    w->rpc = a->rpc;
     w->scheduler_addr = strdup(a->scheduler_addr);
     w->node_id = a->opts.node_id;
     w->broken = watch_broken;
@@ -282,6 +283,14 @@ lumen_status lm_node_agent_start(const lm_node_agent_opts *opts, lm_node_agent *
     if (opts->rpc == NULL || opts->scheduler_addr == NULL || opts->kind == NULL || opts->addr == NULL)
         return lm_status(LUMEN_INVALID_ARGUMENT, "node agent: rpc, scheduler_addr, kind and addr are required");
     lm_node_agent *a = calloc(1, sizeof *a);
+    /* Membership calls get a connection of their own: on the process's
+     * shared one they would queue behind its bulk transfers (a 64 MiB
+     * RunTasks, object chunks) and miss the heartbeat timeout. */
+    lumen_status st = lm_rpc_client_new_private(opts->rpc, &a->rpc);
+    if (!LM_IS_OK(st)) {
+        free(a);
+        return st;
+    }
     a->opts = *opts;
     a->scheduler_addr = strdup(opts->scheduler_addr);
     a->kind = strdup(opts->kind);
@@ -315,10 +324,11 @@ void lm_node_agent_free(lm_node_agent *a) {
     pthread_join(a->thread, NULL);
     if (a->watch != NULL) {
         pthread_mutex_lock(&a->watch->mu);
-        a->watch->stopping = true; /* the open call ends when the RPC client is freed */
+        a->watch->stopping = true;
         pthread_mutex_unlock(&a->watch->mu);
-        watch_unref(a->watch);
     }
+    lm_rpc_client_free(a->rpc); /* cancels the open watch; its callback has run when this returns */
+    if (a->watch != NULL) watch_unref(a->watch);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cond);
     free(a->scheduler_addr);

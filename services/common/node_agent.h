@@ -48,7 +48,7 @@ typedef struct lm_node_registration {
 } lm_node_registration;
 
 typedef struct lm_node_agent_opts {
-    lm_rpc_client *rpc;          /* not owned; outlives the agent */
+    lm_rpc_client *rpc;          /* not owned: its token and TLS make the agent's own client */
     const char *scheduler_addr;
     int64_t rpc_timeout_ms;
     lm_id node_id;

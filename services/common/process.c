@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "log.h"
 
@@ -17,8 +18,20 @@ void lm_process_tune_malloc(void) {
     mallopt(M_TOP_PAD, 64 << 20);            /* grow the heap in big steps */
 }
 
+long lm_process_raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
+}
+
 void lm_process_init(const char *name) {
     lm_log_set_name(name);
     signal(SIGPIPE, SIG_IGN);
     lm_process_tune_malloc();
+    lm_process_raise_fd_limit();
 }

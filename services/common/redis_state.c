@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tasklog.h"
 
 #define DEFAULT_ADDR "127.0.0.1:6379"
 #define DEFAULT_PREFIX "lumen:"
@@ -875,7 +876,16 @@ lumen_status lm_redis_task_log_get(lm_redis *r, lm_id task, char **data, size_t 
     *len = 0;
     batch b = {0};
     cmd c;
-    cmd_start(&c, "GET");
+    /* A range, not GET: whoever can write to Redis could plant a log of
+     * any size, and the reader would hold it all. */
+    char last[24];
+    snprintf(last, sizeof last, "%u", LM_TASK_LOG_MAX - 1);
+    cmd_start(&c, "GETRANGE");
+    arg_key(&c, &r->cfg, "task", task, ":log");
+    arg_str(&c, "0");
+    arg_str(&c, last);
+    batch_add(&b, &c);
+    cmd_start(&c, "STRLEN");
     arg_key(&c, &r->cfg, "task", task, ":log");
     batch_add(&b, &c);
     cmd_start(&c, "EXISTS");
@@ -886,15 +896,23 @@ lumen_status lm_redis_task_log_get(lm_redis *r, lm_id task, char **data, size_t 
     batch_fini(&b);
     if (!LM_IS_OK(st)) return st;
     const redisReply *log = reps[0];
-    bool known = reps[1]->type == REDIS_REPLY_INTEGER && reps[1]->integer > 0;
+    long long total = reps[1]->type == REDIS_REPLY_INTEGER ? reps[1]->integer : 0;
+    bool known = reps[2]->type == REDIS_REPLY_INTEGER && reps[2]->integer > 0;
     if (log->type == REDIS_REPLY_STRING && log->len > 0) {
-        *data = malloc(log->len + 1);
+        /* Cut like any log past its bound: at a line, with a last line
+         * saying how much (tasklog.h). */
+        lm_tasklog t = {0};
+        lm_tasklog_append(&t, log->str, log->len);
+        if (total > (long long)log->len) t.dropped += (uint64_t)total - log->len;
+        size_t n = 0;
+        char *head = lm_tasklog_take(&t, &n);
+        *data = head != NULL ? realloc(head, n + 1) : NULL; /* room for the NUL */
         if (*data == NULL) {
+            free(head);
             st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "redis %s: task log get: out of memory", r->cfg.addr);
         } else {
-            memcpy(*data, log->str, log->len);
-            (*data)[log->len] = '\0';
-            *len = log->len;
+            (*data)[n] = '\0';
+            *len = n;
         }
     } else if (known) {
         st = lm_status(LUMEN_NOT_FOUND, "task %s wrote nothing to stdout or stderr (yet)", lm_id_str(task).s);
@@ -902,7 +920,7 @@ lumen_status lm_redis_task_log_get(lm_redis *r, lm_id task, char **data, size_t 
         st = lm_status(LUMEN_NOT_FOUND, "no task %s in redis %s (nor output of an actor call with that id)",
                        lm_id_str(task).s, r->cfg.addr);
     }
-    replies_free(reps, 2);
+    replies_free(reps, 3);
     return st;
 }
 

@@ -181,7 +181,8 @@ typedef struct lm_task_log {
 lumen_status lm_redis_task_logs_put(lm_redis *r, const lm_task_log *logs, size_t n);
 
 /* A task's log into *data (malloc'd, NUL-terminated; yours to free) and
- * *len. NOT_FOUND when there is none, saying whether the task is known and
+ * *len: at most LM_TASK_LOG_MAX bytes read, a longer value (planted by
+ * whoever writes to Redis) cut as tasklog.h cuts. NOT_FOUND when there is none, saying whether the task is known and
  * wrote nothing or has no record at all (one round trip). */
 lumen_status lm_redis_task_log_get(lm_redis *r, lm_id task, char **data, size_t *len);
 

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "listener.h"
 #include "status.h"
 
 /* gRPC's own default receive limit; chunks of streams stay far below it. */
@@ -51,6 +52,18 @@ typedef struct lm_rpc_tls {
 
 /* ---------------------------------------------------------------- server */
 
+/*
+ * What a server allows each connection (see also lm_listener_limits, which
+ * bound connections, and rpc_server.c for why each is what it is).
+ */
+#define LM_RPC_MAX_STREAMS 1024            /* calls open at once on one connection; more wait client-side */
+#define LM_RPC_MAX_METADATA_BYTES (16 << 10) /* a call's headers */
+#define LM_RPC_IDLE_MS (10 * 60 * 1000)    /* a connection without calls this long gets GOAWAY */
+#define LM_RPC_KEEPALIVE_MS (60 * 1000)    /* ping a connection quiet this long... */
+#define LM_RPC_KEEPALIVE_TIMEOUT_MS (20 * 1000) /* ...and close it if the ping goes unanswered */
+#define LM_RPC_READ_CHUNK_BYTES (256 << 10) /* the most gRPC reads from a connection at once */
+#define LM_RPC_DEFAULT_MEMORY_QUOTA ((uint64_t)128 << 20) /* gRPC's buffers and calls, per server */
+
 typedef struct lm_rpc_server lm_rpc_server;
 typedef struct lm_rpc_call lm_rpc_call;
 
@@ -60,6 +73,12 @@ typedef struct lm_rpc_server_opts {
     const char *token;         /* non-empty: calls must carry it as a Bearer token */
     size_t max_message_bytes;  /* 0: LM_RPC_DEFAULT_MAX_MESSAGE */
     lm_rpc_tls tls;
+    /* Methods ("lumen.Scheduler/Heartbeat") served on a lane of their own:
+     * a queue and thread where no other call waits, so a flood of other
+     * calls cannot delay them. NULL-terminated; NULL: none. */
+    const char *const *urgent_methods;
+    lm_listener_limits limits; /* connections; zeros: the defaults (listener.h) */
+    uint64_t memory_quota_bytes; /* gRPC's memory for this server; 0: LM_RPC_DEFAULT_MEMORY_QUOTA */
 } lm_rpc_server_opts;
 
 typedef enum lm_rpc_kind {
@@ -82,6 +101,8 @@ typedef struct lm_rpc_method_impl {
     lm_rpc_handler_fn handler;
 } lm_rpc_method_impl;
 
+/* Binds opts->addr at once (its errors say what is wrong with the address:
+ * listener.h); serves from lm_rpc_server_start. */
 lumen_status lm_rpc_server_new(const lm_rpc_server_opts *opts, lm_rpc_server **out);
 
 /* Adds a service before lm_rpc_server_start. `methods` ends with a {NULL}
@@ -96,6 +117,9 @@ lumen_status lm_rpc_server_start(lm_rpc_server *srv);
  * (codes past the table share its last slot). For metrics. */
 #define LM_RPC_CODE_SLOTS 128
 void lm_rpc_server_error_counts(lm_rpc_server *srv, uint64_t counts[LM_RPC_CODE_SLOTS]);
+
+/* The server's connections (listener.h), for metrics; zeros for NULL. */
+void lm_rpc_server_connection_stats(lm_rpc_server *srv, lm_listener_stats *out);
 
 /* The port actually bound (useful after binding port 0). */
 int lm_rpc_server_port(const lm_rpc_server *srv);
@@ -158,9 +182,17 @@ typedef struct lm_rpc_client_opts {
     size_t max_message_bytes;   /* 0: LM_RPC_DEFAULT_MAX_MESSAGE */
     bool wait_for_ready;        /* true: wait (within the deadline) for a peer that is not up yet */
     lm_rpc_tls tls;
+    /* true: connections of this client's own, shared with no other client
+     * of the process (gRPC shares one per address by default), so its calls
+     * never queue behind another's bulk transfers: heartbeats. */
+    bool own_connections;
 } lm_rpc_client_opts;
 
 lumen_status lm_rpc_client_new(const lm_rpc_client_opts *opts, lm_rpc_client **out);
+
+/* A new client with base's token, TLS and message limit, and connections
+ * of its own (own_connections). */
+lumen_status lm_rpc_client_new_private(const lm_rpc_client *base, lm_rpc_client **out);
 
 /* Cancels calls in flight (their callbacks run with CANCELLED), then frees. */
 void lm_rpc_client_free(lm_rpc_client *cli);

@@ -36,7 +36,10 @@ struct lm_rpc_client {
     bool has_auth;
     uint32_t call_flags;
     int max_message_bytes;
+    bool own_connections;
     grpc_channel_credentials *creds;
+    char *token;         /* what the client was made with, for lm_rpc_client_new_private */
+    char *tls_strings[3];
 
     pthread_mutex_t mu;
     channel_entry *channels;
@@ -63,8 +66,11 @@ bool lm_rpc_method_find(const ProtobufCServiceDescriptor *svc, const char *name,
 static channel_entry *channel_for(lm_rpc_client *cli, const char *addr) {
     for (size_t i = 0; i < cli->nchannels; i++)
         if (strcmp(cli->channels[i].addr, addr) == 0) return &cli->channels[i];
-    grpc_arg storage[LM_RPC_NUM_ARGS];
+    grpc_arg storage[LM_RPC_NUM_ARGS + 1];
     grpc_channel_args channel_args = lm_rpc_channel_args((size_t)cli->max_message_bytes, storage);
+    if (cli->own_connections)
+        storage[channel_args.num_args++] =
+            (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}};
     grpc_channel *ch = grpc_channel_create(addr, cli->creds, &channel_args);
     if (ch == NULL) return NULL;
     cli->channels = realloc(cli->channels, (cli->nchannels + 1) * sizeof *cli->channels);
@@ -470,6 +476,11 @@ lumen_status lm_rpc_client_new(const lm_rpc_client_opts *opts, lm_rpc_client **o
     }
     lm_rpc_client *cli = calloc(1, sizeof *cli);
     cli->creds = creds ? creds : grpc_insecure_credentials_create();
+    cli->own_connections = opts->own_connections;
+    cli->token = lm_rpc_strdup_nonempty(opts->token);
+    cli->tls_strings[0] = lm_rpc_strdup_nonempty(opts->tls.cert_file);
+    cli->tls_strings[1] = lm_rpc_strdup_nonempty(opts->tls.key_file);
+    cli->tls_strings[2] = lm_rpc_strdup_nonempty(opts->tls.ca_file);
     cli->max_message_bytes = (int)(opts->max_message_bytes ? opts->max_message_bytes : LM_RPC_DEFAULT_MAX_MESSAGE);
     cli->call_flags = opts->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
     if (opts->token != NULL && *opts->token != '\0') {
@@ -486,6 +497,17 @@ lumen_status lm_rpc_client_new(const lm_rpc_client_opts *opts, lm_rpc_client **o
     pthread_create(&cli->thread, NULL, client_thread, cli->cq);
     *out = cli;
     return lm_ok();
+}
+
+lumen_status lm_rpc_client_new_private(const lm_rpc_client *base, lm_rpc_client **out) {
+    lm_rpc_client_opts opts = {
+        .token = base->token,
+        .max_message_bytes = (size_t)base->max_message_bytes,
+        .wait_for_ready = base->call_flags & GRPC_INITIAL_METADATA_WAIT_FOR_READY,
+        .tls = {base->tls_strings[0], base->tls_strings[1], base->tls_strings[2]},
+        .own_connections = true,
+    };
+    return lm_rpc_client_new(&opts, out);
 }
 
 void lm_rpc_client_free(lm_rpc_client *cli) {
@@ -510,6 +532,8 @@ void lm_rpc_client_free(lm_rpc_client *cli) {
     free(cli->idle_cqs);
     grpc_channel_credentials_release(cli->creds);
     if (cli->has_auth) grpc_slice_unref(cli->auth.value);
+    free(cli->token);
+    for (int i = 0; i < 3; i++) free(cli->tls_strings[i]);
     pthread_mutex_destroy(&cli->mu);
     free(cli);
     lm_rpc_shutdown();

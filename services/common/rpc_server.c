@@ -1,15 +1,25 @@
 /*
  * rpc_server.c - the server half of the RPC layer.
  *
- * Threads: one completion queue per thread; every registered method keeps
- * REQUESTS_PER_QUEUE calls requested on every queue, so an incoming call is
- * picked up by whichever thread owns the queue it lands on.
+ * Connections: Lumen's listener (listener.h) accepts them, under its caps
+ * and timeouts, and hands them to gRPC through a port named "external:"
+ * (rpc_handoff.cc); the server tells the listener which connections carried
+ * the token and which misbehave (calls refused for their token, calls
+ * cancelled faster than a client would), and the listener drops those.
  *
- * A call's life: a request tag completes -> the call is checked (token),
- * decoded and handed to its handler, which owns it until it answers. Every
- * pending gRPC batch holds a reference on the call, and so does the handler
- * until it answers; the last reference frees it. RECV_CLOSE_ON_SERVER stays
- * pending for the whole call so a client's cancel or deadline is seen.
+ * Threads: one completion queue per thread; every registered method keeps
+ * REQUESTS_PER_QUEUE calls requested on every queue of its lane, so an
+ * incoming call is picked up by whichever thread owns the queue it lands on.
+ * Urgent methods (opts.urgent_methods) have a lane of their own: a queue and
+ * thread where nothing else is requested, so they never wait behind others.
+ *
+ * A call's life: a request tag completes with the call's metadata only ->
+ * the token is checked (a call without it is refused before a byte of its
+ * request is read) -> the request is read and decoded -> the handler owns
+ * the call until it answers. Every pending gRPC batch holds a reference on
+ * the call, and so does the handler until it answers; the last reference
+ * frees it. RECV_CLOSE_ON_SERVER stays pending for the whole call so a
+ * client's cancel or deadline is seen.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -19,17 +29,24 @@
 #include <string.h>
 
 #include "clock.h"
+#include "listener.h"
 #include "log.h"
 #include "rpc_internal.h"
 
 #define REQUESTS_PER_QUEUE 8
 #define DEFAULT_THREADS 2
+/* The name of the port connections are handed to (rpc_handoff.cc). */
+#define HANDOFF_PORT "external:lumen"
+
+/* Implemented in rpc_handoff.cc. */
+void lm_rpc_handoff(void *handler, int listener_fd, int fd);
 
 typedef struct method_entry {
     const ProtobufCServiceDescriptor *service;
     const ProtobufCMethodDescriptor *desc;
     lm_rpc_kind kind;
     lm_rpc_handler_fn handler; /* NULL: answers UNIMPLEMENTED */
+    bool urgent;               /* requested on the urgent lane only */
     void *ctx;
     char *path;
     void *registered; /* gRPC's handle */
@@ -47,9 +64,14 @@ struct lm_rpc_server {
     size_t max_message_bytes;
     lm_rpc_tls tls;
     char *tls_strings[3];
+    char **urgent;    /* "package.Service/Method" of the urgent lane's methods */
     grpc_server *server;
-    server_thread *threads;
+    grpc_resource_quota *quota;
+    lm_listener *listener;
+    void *fd_handler; /* written by gRPC when the handoff port is added */
+    server_thread *threads; /* nthreads regular ones, then the urgent lane's (if any) */
     int nthreads;
+    bool has_urgent;
     method_entry *methods;
     size_t nmethods;
     int port;
@@ -193,8 +215,8 @@ static size_t add_initial_metadata(lm_rpc_call *c, grpc_op *op) {
 static void on_sent(lm_rpc_tag *tag, bool ok);
 
 /* One send batch: [initial metadata] [message] [status]; takes msg. */
-static void send(lm_rpc_call *c, grpc_byte_buffer *msg, lumen_code code, const char *details,
-                 bool with_status) {
+static void send_answer(lm_rpc_call *c, grpc_byte_buffer *msg, lumen_code code, const char *details,
+                        bool with_status) {
     grpc_op ops[3];
     size_t n = add_initial_metadata(c, &ops[0]);
     if (msg != NULL) {
@@ -242,14 +264,14 @@ static void stream_pump(lm_rpc_call *c) {
     if (c->stream_ended) {
         /* The last message (if any) and the status go in one batch. */
         lumen_status st = c->stream_status;
-        send(c, msg, st.code, st.code ? st.msg : NULL, true);
+        send_answer(c, msg, st.code, st.code ? st.msg : NULL, true);
         stream_cleanup(c);
     } else if (msg != NULL) {
-        send(c, msg, LUMEN_OK, NULL, false);
+        send_answer(c, msg, LUMEN_OK, NULL, false);
     } else {
         c->stream_ended = true;
         lm_error("rpc: %s: stream pull produced nothing", c->method->path);
-        send(c, NULL, LUMEN_INTERNAL, "stream producer stalled", true);
+        send_answer(c, NULL, LUMEN_INTERNAL, "stream producer stalled", true);
         stream_cleanup(c);
     }
 }
@@ -274,7 +296,7 @@ static void on_sent(lm_rpc_tag *tag, bool ok) {
 
 void lm_rpc_reply(lm_rpc_call *c, const ProtobufCMessage *reply) {
     if (!take_answer(c, false)) return;
-    send(c, lm_rpc_pack(reply), LUMEN_OK, NULL, true);
+    send_answer(c, lm_rpc_pack(reply), LUMEN_OK, NULL, true);
     handler_done(c);
 }
 
@@ -286,14 +308,14 @@ void lm_rpc_fail_status(lm_rpc_call *c, lumen_status st) {
         return;
     }
     if (!take_answer(c, false)) return;
-    send(c, NULL, st.code, st.msg, true);
+    send_answer(c, NULL, st.code, st.msg, true);
     handler_done(c);
 }
 
 /* Fails the call unless its handler already answered (internal errors). */
 static void fail_unanswered(lm_rpc_call *c, lumen_code code, const char *msg) {
     if (!take_answer(c, true)) return;
-    send(c, NULL, code, msg, true);
+    send_answer(c, NULL, code, msg, true);
     handler_done(c);
 }
 
@@ -362,18 +384,27 @@ const char *lm_rpc_call_peer(lm_rpc_call *c) {
 
 /* --------------------------------------------------------------- arrival */
 
+/* Tells the listener what the call's connection did (it may drop it). */
+static void note(lm_rpc_call *c, lm_conn_event ev) {
+    lm_listener_note_uri(c->srv->listener, lm_rpc_call_peer(c), ev);
+}
+
 static void on_close(lm_rpc_tag *tag, bool ok) {
     (void)ok; /* always succeeds; `cancelled` says how the call ended */
     lm_rpc_call *c = LM_CONTAINER_OF(tag, lm_rpc_call, close_tag);
     pthread_mutex_lock(&c->mu);
     c->closed = true;
-    void (*fn)(lm_rpc_call *, void *) = (c->cancelled && !c->answered) ? c->on_cancel : NULL;
+    bool reset = c->cancelled && !c->answered;
+    void (*fn)(lm_rpc_call *, void *) = reset ? c->on_cancel : NULL;
     void *arg = c->on_cancel_arg;
     if (fn != NULL) {
         c->cancel_running = true;
         c->cancel_thread = pthread_self();
     }
     pthread_mutex_unlock(&c->mu);
+    /* Clients cancel a call now and then; one that cancels call after call
+     * (HTTP/2 rapid reset) exhausts its connection's budget and loses it. */
+    if (reset) note(c, LM_CONN_RESET);
     if (fn != NULL) {
         fn(c, arg);
         pthread_mutex_lock(&c->mu);
@@ -384,40 +415,57 @@ static void on_close(lm_rpc_tag *tag, bool ok) {
     call_unref(c);
 }
 
-static void on_stream_message(lm_rpc_tag *tag, bool ok);
-
 static void recv_next(lm_rpc_call *c) {
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->payload;
-    if (!start_batch(c, &op, 1, &c->recv_tag)) fail_unanswered(c, LUMEN_INTERNAL, "cannot read stream");
+    if (!start_batch(c, &op, 1, &c->recv_tag)) fail_unanswered(c, LUMEN_INTERNAL, "cannot read the request");
 }
 
-static void on_stream_message(lm_rpc_tag *tag, bool ok) {
-    lm_rpc_call *c = LM_CONTAINER_OF(tag, lm_rpc_call, recv_tag);
+/* A client stream's message, or its end (bb NULL). */
+static void stream_message(lm_rpc_call *c, grpc_byte_buffer *bb) {
     method_entry *m = c->method;
+    if (bb == NULL) {
+        m->handler(c, NULL, m->ctx);
+        return;
+    }
+    ProtobufCMessage *msg = NULL;
+    lumen_status st = lm_rpc_unpack(bb, m->desc->input, &msg);
+    if (!LM_IS_OK(st)) {
+        lm_rpc_fail_status(c, st);
+        return;
+    }
+    m->handler(c, msg, m->ctx);
+    lm_rpc_message_free(msg);
+    pthread_mutex_lock(&c->mu);
+    bool more = !c->answered;
+    pthread_mutex_unlock(&c->mu);
+    if (more) recv_next(c);
+}
+
+/* The request of a unary or server-streaming call. */
+static void request_message(lm_rpc_call *c, grpc_byte_buffer *bb) {
+    method_entry *m = c->method;
+    if (bb == NULL) {
+        lm_rpc_fail(c, LUMEN_INVALID_ARGUMENT, "%s: no request message", m->path);
+        return;
+    }
+    lumen_status st = lm_rpc_unpack(bb, m->desc->input, &c->request);
+    if (!LM_IS_OK(st)) {
+        lm_rpc_fail_status(c, lm_status_wrap(st, "%s", m->path));
+        return;
+    }
+    m->handler(c, c->request, m->ctx);
+}
+
+static void on_message(lm_rpc_tag *tag, bool ok) {
+    lm_rpc_call *c = LM_CONTAINER_OF(tag, lm_rpc_call, recv_tag);
     grpc_byte_buffer *bb = c->payload;
     c->payload = NULL;
-    if (!ok) {
-        /* The call died under us (cancel, deadline, broken connection). */
-        fail_unanswered(c, LUMEN_CANCELLED, "stream broken");
-    } else if (bb == NULL) {
-        m->handler(c, NULL, m->ctx); /* end of the client's stream */
-    } else {
-        ProtobufCMessage *msg = NULL;
-        lumen_status st = lm_rpc_unpack(bb, m->desc->input, &msg);
-        if (!LM_IS_OK(st)) {
-            lm_rpc_fail_status(c, st);
-        } else {
-            m->handler(c, msg, m->ctx);
-            lm_rpc_message_free(msg);
-            pthread_mutex_lock(&c->mu);
-            bool more = !c->answered;
-            pthread_mutex_unlock(&c->mu);
-            if (more) recv_next(c);
-        }
-    }
+    if (!ok) fail_unanswered(c, LUMEN_CANCELLED, "call broken"); /* cancel, deadline, lost connection */
+    else if (c->method->kind == LM_RPC_CLIENT_STREAM) stream_message(c, bb);
+    else request_message(c, bb);
     if (bb != NULL) grpc_byte_buffer_destroy(bb);
     call_unref(c);
 }
@@ -438,38 +486,24 @@ static bool authorized(const lm_rpc_server *srv, const grpc_metadata_array *md) 
     return false;
 }
 
+/* The call's metadata is in, its request not read yet. */
 static void dispatch(lm_rpc_call *c) {
     method_entry *m = c->method;
-    if (m == NULL) {
-        lm_rpc_fail(c, LUMEN_UNIMPLEMENTED, "unknown method %.*s",
-                    (int)GRPC_SLICE_LENGTH(c->details.method),
-                    (const char *)GRPC_SLICE_START_PTR(c->details.method));
-        return;
-    }
     if (!authorized(c->srv, &c->metadata)) {
-        lm_rpc_fail(c, LUMEN_UNAUTHENTICATED, "%s: missing or wrong cluster token", m->path);
+        note(c, LM_CONN_REFUSED);
+        if (m == NULL) lm_rpc_fail(c, LUMEN_UNAUTHENTICATED, "missing or wrong cluster token");
+        else lm_rpc_fail(c, LUMEN_UNAUTHENTICATED, "%s: missing or wrong cluster token", m->path);
         return;
     }
-    if (m->handler == NULL) {
+    note(c, LM_CONN_PROVEN);
+    if (m == NULL) {
+        lm_rpc_fail(c, LUMEN_UNIMPLEMENTED, "unknown method %.*s", (int)GRPC_SLICE_LENGTH(c->details.method),
+                    (const char *)GRPC_SLICE_START_PTR(c->details.method));
+    } else if (m->handler == NULL) {
         lm_rpc_fail(c, LUMEN_UNIMPLEMENTED, "%s is not implemented by this server", m->path);
-        return;
-    }
-    if (m->kind == LM_RPC_CLIENT_STREAM) {
+    } else {
         recv_next(c);
-        return;
     }
-    if (c->payload == NULL) {
-        lm_rpc_fail(c, LUMEN_INVALID_ARGUMENT, "%s: no request message", m->path);
-        return;
-    }
-    lumen_status st = lm_rpc_unpack(c->payload, m->desc->input, &c->request);
-    grpc_byte_buffer_destroy(c->payload);
-    c->payload = NULL;
-    if (!LM_IS_OK(st)) {
-        lm_rpc_fail_status(c, lm_status_wrap(st, "%s", m->path));
-        return;
-    }
-    m->handler(c, c->request, m->ctx);
 }
 
 static void on_request(lm_rpc_tag *tag, bool ok) {
@@ -507,7 +541,7 @@ static void post_request(lm_rpc_server *srv, server_thread *t, method_entry *m) 
     c->request_tag.fn = on_request;
     c->close_tag.fn = on_close;
     c->send_tag.fn = on_sent;
-    c->recv_tag.fn = on_stream_message;
+    c->recv_tag.fn = on_message;
     c->srv = srv;
     c->method = m;
     c->thread = t;
@@ -518,9 +552,8 @@ static void post_request(lm_rpc_server *srv, server_thread *t, method_entry *m) 
     grpc_metadata_array_init(&c->metadata);
     grpc_call_error err;
     if (m != NULL) {
-        err = grpc_server_request_registered_call(
-            srv->server, m->registered, &c->call, &c->deadline, &c->metadata,
-            m->kind == LM_RPC_CLIENT_STREAM ? NULL : &c->payload, t->cq, t->cq, &c->request_tag);
+        err = grpc_server_request_registered_call(srv->server, m->registered, &c->call, &c->deadline,
+                                                  &c->metadata, NULL, t->cq, t->cq, &c->request_tag);
     } else {
         grpc_call_details_init(&c->details);
         err = grpc_server_request_call(srv->server, &c->call, &c->details, &c->metadata, t->cq,
@@ -550,11 +583,53 @@ static void on_shutdown(lm_rpc_tag *tag, bool ok) {
     pthread_mutex_unlock(&srv->mu);
 }
 
+/* The handoff port's argument: a pointer to where gRPC writes its handler.
+ * It is the server's own field, so copies share it. */
+static void *handler_copy(void *p) { return p; }
+static void handler_destroy(void *p) { (void)p; }
+static int handler_cmp(void *a, void *b) { return a == b ? 0 : a < b ? -1 : 1; }
+static const grpc_arg_pointer_vtable handler_vtable = {handler_copy, handler_destroy, handler_cmp};
+
+#define SERVER_ARGS 9
+
+/*
+ * What a server allows a connection, on top of lm_rpc_channel_args:
+ * handshakes (TLS, then the client's HTTP/2 settings) end within the time
+ * an unproven connection lives; streams per connection, metadata and
+ * memory are bounded; connections that stay idle are closed politely
+ * (GOAWAY: the client reconnects on its next call), and peers that vanished
+ * without a FIN are found by keepalive pings.
+ */
+static grpc_channel_args server_channel_args(lm_rpc_server *srv, const lm_listener_limits *lim,
+                                             grpc_arg storage[LM_RPC_NUM_ARGS + SERVER_ARGS]) {
+    grpc_channel_args common = lm_rpc_channel_args(srv->max_message_bytes, storage);
+    grpc_arg *a = storage + common.num_args;
+    a[0] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, {.integer = (int)lim->prove_timeout_ms}};
+    a[1] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = LM_RPC_MAX_STREAMS}};
+    a[2] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = LM_RPC_MAX_METADATA_BYTES}};
+    a[3] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = LM_RPC_IDLE_MS}};
+    a[4] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIME_MS, {.integer = LM_RPC_KEEPALIVE_MS}};
+    a[5] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, {.integer = LM_RPC_KEEPALIVE_TIMEOUT_MS}};
+    a[6] = (grpc_arg){GRPC_ARG_POINTER, GRPC_ARG_RESOURCE_QUOTA,
+                      {.pointer = {srv->quota, grpc_resource_quota_arg_vtable()}}};
+    a[7] = (grpc_arg){GRPC_ARG_POINTER, HANDOFF_PORT, {.pointer = {&srv->fd_handler, &handler_vtable}}};
+    /* Reads come in bounded bites, so one read of a flood cannot create
+     * thousands of calls before the listener drops its connection. */
+    a[8] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, {.integer = LM_RPC_READ_CHUNK_BYTES}};
+    grpc_channel_args args = {common.num_args + SERVER_ARGS, storage};
+    return args;
+}
+
 lumen_status lm_rpc_server_new(const lm_rpc_server_opts *opts, lm_rpc_server **out) {
     *out = NULL;
     if (opts == NULL || opts->addr == NULL || *opts->addr == '\0')
         return lm_status(LUMEN_INVALID_ARGUMENT, "rpc server: no listen address");
+    lm_listener *listener = NULL;
+    lumen_status st = lm_listener_open(opts->addr, &opts->limits, &listener);
+    if (!LM_IS_OK(st)) return st;
     lm_rpc_server *srv = calloc(1, sizeof *srv);
+    srv->listener = listener;
+    srv->port = lm_listener_port(listener);
     srv->addr = strdup(opts->addr);
     if (opts->token != NULL && *opts->token != '\0' &&
         asprintf(&srv->auth_value, "Bearer %s", opts->token) < 0)
@@ -564,23 +639,39 @@ lumen_status lm_rpc_server_new(const lm_rpc_server_opts *opts, lm_rpc_server **o
     srv->tls_strings[1] = lm_rpc_strdup_nonempty(opts->tls.key_file);
     srv->tls_strings[2] = lm_rpc_strdup_nonempty(opts->tls.ca_file);
     srv->tls = (lm_rpc_tls){srv->tls_strings[0], srv->tls_strings[1], srv->tls_strings[2]};
+    size_t nurgent = 0;
+    while (opts->urgent_methods != NULL && opts->urgent_methods[nurgent] != NULL) nurgent++;
+    srv->urgent = calloc(nurgent + 1, sizeof *srv->urgent);
+    for (size_t i = 0; i < nurgent; i++) srv->urgent[i] = strdup(opts->urgent_methods[i]);
+    srv->has_urgent = nurgent > 0;
     srv->nthreads = opts->threads > 0 ? opts->threads : DEFAULT_THREADS;
     srv->shutdown_tag.fn = on_shutdown;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cond, NULL);
     lm_rpc_init();
 
-    grpc_arg storage[LM_RPC_NUM_ARGS];
-    grpc_channel_args channel_args = lm_rpc_channel_args(srv->max_message_bytes, storage);
+    srv->quota = grpc_resource_quota_create("lumen-server");
+    grpc_resource_quota_resize(srv->quota, opts->memory_quota_bytes ? opts->memory_quota_bytes
+                                                                     : LM_RPC_DEFAULT_MEMORY_QUOTA);
+    lm_listener_limits lim = lm_listener_limits_of(listener);
+    grpc_arg storage[LM_RPC_NUM_ARGS + SERVER_ARGS];
+    grpc_channel_args channel_args = server_channel_args(srv, &lim, storage);
     srv->server = grpc_server_create(&channel_args, NULL);
-    srv->threads = calloc((size_t)srv->nthreads, sizeof *srv->threads);
-    for (int i = 0; i < srv->nthreads; i++) {
+    int queues = srv->nthreads + (srv->has_urgent ? 1 : 0);
+    srv->threads = calloc((size_t)queues, sizeof *srv->threads);
+    for (int i = 0; i < queues; i++) {
         srv->threads[i].srv = srv;
         srv->threads[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(srv->server, srv->threads[i].cq, NULL);
     }
     *out = srv;
     return lm_ok();
+}
+
+static bool is_urgent(const lm_rpc_server *srv, const char *path) {
+    for (char **u = srv->urgent; *u != NULL; u++)
+        if (strcmp(*u, path + 1) == 0) return true; /* path is "/package.Service/Method" */
+    return false;
 }
 
 lumen_status lm_rpc_server_add_service(lm_rpc_server *srv, const ProtobufCServiceDescriptor *svc,
@@ -598,50 +689,65 @@ lumen_status lm_rpc_server_add_service(lm_rpc_server *srv, const ProtobufCServic
         m->desc = &svc->methods[i];
         m->ctx = ctx;
         m->path = lm_rpc_method_path(svc, i);
+        m->urgent = is_urgent(srv, m->path);
         for (const lm_rpc_method_impl *impl = impls; impl != NULL && impl->name != NULL; impl++) {
             if (strcmp(impl->name, m->desc->name) == 0) {
                 m->kind = impl->kind;
                 m->handler = impl->handler;
             }
         }
-        /* Client streams read their messages one by one; the others get the
-         * request with the call, which saves a round of the queue. */
-        m->registered = grpc_server_register_method(
-            srv->server, m->path, NULL,
-            m->kind == LM_RPC_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE
-                                            : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
-            0);
+        /* No payload with the call: the token is checked before the request
+         * is read, so a stranger's big request costs nothing. */
+        m->registered = grpc_server_register_method(srv->server, m->path, NULL, GRPC_SRM_PAYLOAD_NONE, 0);
         if (m->registered == NULL)
             return lm_status(LUMEN_INTERNAL, "cannot register %s", m->path);
     }
     return lm_ok();
 }
 
+static void handoff(void *arg, int listen_fd, int fd) {
+    lm_rpc_server *srv = arg;
+    lm_rpc_handoff(srv->fd_handler, listen_fd, fd);
+}
+
 lumen_status lm_rpc_server_start(lm_rpc_server *srv) {
     if (srv->started) return lm_status(LUMEN_FAILED_PRECONDITION, "rpc server already started");
+    for (char **u = srv->urgent; *u != NULL; u++) {
+        bool found = false;
+        for (size_t k = 0; k < srv->nmethods && !found; k++) found = strcmp(srv->methods[k].path + 1, *u) == 0;
+        if (!found) return lm_status(LUMEN_INVALID_ARGUMENT, "urgent method %s is not served", *u);
+    }
     grpc_server_credentials *creds = NULL;
     lumen_status st = lm_rpc_server_credentials(&srv->tls, &creds);
     if (!LM_IS_OK(st)) return st;
     if (creds == NULL) creds = grpc_insecure_server_credentials_create();
-    srv->port = grpc_server_add_http2_port(srv->server, srv->addr, creds);
+    grpc_server_add_http2_port(srv->server, HANDOFF_PORT, creds); /* its port number means nothing */
     grpc_server_credentials_release(creds);
-    if (srv->port == 0) return lm_status(LUMEN_UNAVAILABLE, "cannot listen on %s", srv->addr);
+    if (srv->fd_handler == NULL) return lm_status(LUMEN_INTERNAL, "gRPC took no connection handler for %s", srv->addr);
 
     grpc_server_start(srv->server);
     srv->started = true;
-    for (int i = 0; i < srv->nthreads; i++) {
+    int queues = srv->nthreads + (srv->has_urgent ? 1 : 0);
+    for (int i = 0; i < queues; i++) {
         server_thread *t = &srv->threads[i];
+        bool urgent_lane = i == srv->nthreads;
         for (size_t k = 0; k < srv->nmethods; k++)
-            for (int r = 0; r < REQUESTS_PER_QUEUE; r++) post_request(srv, t, &srv->methods[k]);
-        post_request(srv, t, NULL); /* unknown methods */
+            if (srv->methods[k].urgent == urgent_lane)
+                for (int r = 0; r < REQUESTS_PER_QUEUE; r++) post_request(srv, t, &srv->methods[k]);
+        if (!urgent_lane) post_request(srv, t, NULL); /* unknown methods */
         pthread_create(&t->thread, NULL, thread_main, t);
     }
-    return lm_ok();
+    return lm_listener_start(srv->listener, handoff, srv);
 }
 
 void lm_rpc_server_error_counts(lm_rpc_server *srv, uint64_t counts[LM_RPC_CODE_SLOTS]) {
     for (int i = 0; i < LM_RPC_CODE_SLOTS; i++)
         counts[i] = srv ? atomic_load_explicit(&srv->errors[i], memory_order_relaxed) : 0;
+}
+
+void lm_rpc_server_connection_stats(lm_rpc_server *srv, lm_listener_stats *out) {
+    *out = (lm_listener_stats){0};
+    if (srv != NULL) lm_listener_stats_get(srv->listener, out);
 }
 
 int lm_rpc_server_port(const lm_rpc_server *srv) { return srv->port; }
@@ -659,6 +765,7 @@ static bool wait_shutdown(lm_rpc_server *srv, int64_t timeout_ms) {
 void lm_rpc_server_shutdown(lm_rpc_server *srv, int64_t grace_ms) {
     if (srv == NULL || srv->stopped) return;
     srv->stopped = true;
+    lm_listener_stop(srv->listener); /* no connection is handed to a server going away */
     pthread_mutex_lock(&srv->mu);
     srv->stopping = true;
     pthread_mutex_unlock(&srv->mu);
@@ -677,8 +784,9 @@ void lm_rpc_server_shutdown(lm_rpc_server *srv, int64_t grace_ms) {
             lm_warn("rpc: shutdown waits for %ld unanswered call(s)", srv->live_handlers);
     }
     pthread_mutex_unlock(&srv->mu);
-    for (int i = 0; i < srv->nthreads; i++) grpc_completion_queue_shutdown(srv->threads[i].cq);
-    for (int i = 0; i < srv->nthreads; i++) {
+    int queues = srv->nthreads + (srv->has_urgent ? 1 : 0);
+    for (int i = 0; i < queues; i++) grpc_completion_queue_shutdown(srv->threads[i].cq);
+    for (int i = 0; i < queues; i++) {
         if (srv->started) pthread_join(srv->threads[i].thread, NULL);
         else lm_rpc_cq_run(srv->threads[i].cq); /* drain */
     }
@@ -688,10 +796,15 @@ void lm_rpc_server_free(lm_rpc_server *srv) {
     if (srv == NULL) return;
     lm_rpc_server_shutdown(srv, 0);
     grpc_server_destroy(srv->server);
-    for (int i = 0; i < srv->nthreads; i++) grpc_completion_queue_destroy(srv->threads[i].cq);
+    lm_listener_free(srv->listener);
+    grpc_resource_quota_unref(srv->quota);
+    int queues = srv->nthreads + (srv->has_urgent ? 1 : 0);
+    for (int i = 0; i < queues; i++) grpc_completion_queue_destroy(srv->threads[i].cq);
     for (size_t k = 0; k < srv->nmethods; k++) free(srv->methods[k].path);
     free(srv->methods);
     free(srv->threads);
+    for (char **u = srv->urgent; *u != NULL; u++) free(*u);
+    free(srv->urgent);
     for (int i = 0; i < 3; i++) free(srv->tls_strings[i]);
     free(srv->auth_value);
     free(srv->addr);

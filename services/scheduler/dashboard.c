@@ -7,15 +7,16 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "cluster_view.h"
 #include "json.h"
+#include "listener.h"
 #include "log.h"
 #include "redis_state.h"
 
@@ -24,8 +25,15 @@ extern const unsigned char dashboard_html[];
 extern const size_t dashboard_html_len;
 
 #define POOL_THREADS 2
-#define MAX_CONNECTIONS 64
-#define CONNECTION_TIMEOUT_S 30
+/* Connections (listener.h): a stranger's idle or dribbling ones are
+ * unproven and cannot keep the page from its users: past their caps the
+ * oldest go, and none lives longer than PROVE_TIMEOUT_MS without a request
+ * that carries the token. */
+#define MAX_CONNECTIONS 256
+#define MAX_UNPROVEN 64
+#define MAX_UNPROVEN_PER_PEER 32
+#define PROVE_TIMEOUT_MS 10000
+#define CONNECTION_TIMEOUT_S 30 /* a proven connection's idle time */
 #define FORM_MAX 1024 /* bytes of a login form */
 #define COOKIE "lumen_session"
 
@@ -34,6 +42,7 @@ struct dashboard {
     scheduler *sched;
     lm_rpc_server *rpc;
     struct MHD_Daemon *mhd;
+    lm_listener *listener;
     int port;
     char session[65]; /* the cookie's value: random, made at start */
     pthread_mutex_t redis_mu; /* guards the lazy connect; the handle serializes itself */
@@ -126,6 +135,12 @@ static bool authorized(dashboard *d, struct MHD_Connection *conn) {
     if (auth != NULL && strncmp(auth, "Bearer ", 7) == 0 && equal_ct(auth + 7, token)) return true;
     const char *cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, COOKIE);
     return cookie != NULL && equal_ct(cookie, d->session);
+}
+
+/* Tells the listener what the request's connection did (listener.h). */
+static void note(dashboard *d, struct MHD_Connection *conn, lm_conn_event ev) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci != NULL && ci->client_addr != NULL) lm_listener_note(d->listener, ci->client_addr, ev);
 }
 
 static void login_page(reply *r, unsigned status, const char *why) {
@@ -437,6 +452,33 @@ static bool metrics_functions(lm_redis *redis, lm_buf *b) {
     return ok;
 }
 
+/* The connections of both servers, from their listeners. */
+static void metrics_connections(dashboard *d, lm_buf *b) {
+    lm_listener_stats st[2];
+    lm_rpc_server_connection_stats(d->rpc, &st[0]);
+    lm_listener_stats_get(d->listener, &st[1]);
+    static const char *const server[] = {"rpc", "dashboard"};
+    metric_head(b, "lumen_connections", "gauge",
+                "Open connections, by server and state (unproven: no request with the token yet).");
+    for (int i = 0; i < 2; i++)
+        lm_buf_printf(b, "lumen_connections{server=\"%s\",state=\"proven\"} %" PRIu64 "\n"
+                         "lumen_connections{server=\"%s\",state=\"unproven\"} %" PRIu64 "\n",
+                      server[i], st[i].open - st[i].unproven, server[i], st[i].unproven);
+    metric_head(b, "lumen_connections_closed_total", "counter",
+                "Connections the server closed itself, by reason: refused (over the cap or out of descriptors), "
+                "evicted (unproven, for a newcomer), timed_out (unproven too long), dropped (misbehaved).");
+    for (int i = 0; i < 2; i++) {
+        const struct {
+            const char *reason;
+            uint64_t n;
+        } rows[] = {{"refused", st[i].refused}, {"evicted", st[i].evicted},
+                    {"timed_out", st[i].timed_out}, {"dropped", st[i].dropped}};
+        for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++)
+            lm_buf_printf(b, "lumen_connections_closed_total{server=\"%s\",reason=\"%s\"} %" PRIu64 "\n", server[i],
+                          rows[k].reason, rows[k].n);
+    }
+}
+
 static void metrics(dashboard *d, reply *r) {
     lm_buf *b = &r->body;
     lm_redis *redis = NULL;
@@ -503,6 +545,7 @@ static void metrics(dashboard *d, reply *r) {
     for (int c = 0; c < LM_RPC_CODE_SLOTS; c++)
         if (errors[c] || c == LUMEN_UNAUTHENTICATED || c == LUMEN_INVALID_ARGUMENT)
             lm_buf_printf(b, "lumen_rpc_errors_total{code=\"%s\"} %" PRIu64 "\n", lumen_code_name((lumen_code)c), errors[c]);
+    metrics_connections(d, b);
     r->type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
@@ -554,12 +597,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         request *req = *con_cls;
         char *token = NULL;
         const char *want = d->cfg->cluster.token;
-        if (req->too_big || req->body.data == NULL || !form_token(req->body.data, &token))
+        if (req->too_big || req->body.data == NULL || !form_token(req->body.data, &token)) {
             login_page(&r, MHD_HTTP_BAD_REQUEST, "The form has no token.");
-        else if (want[0] != '\0' && !equal_ct(token, want))
+            note(d, conn, LM_CONN_REFUSED);
+        } else if (want[0] != '\0' && !equal_ct(token, want)) {
             login_page(&r, MHD_HTTP_UNAUTHORIZED, "Wrong token.");
-        else
+            note(d, conn, LM_CONN_REFUSED);
+        } else {
             r.status = MHD_HTTP_SEE_OTHER, r.location = "/", r.set_cookie = true;
+            note(d, conn, LM_CONN_PROVEN);
+        }
     } else if (!post && strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
         json_error(&r, MHD_HTTP_METHOD_NOT_ALLOWED, "%s: only GET (and POST /login) are served", method);
     } else if (post) {
@@ -569,23 +616,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *want = d->cfg->cluster.token;
         if (token != NULL && want[0] != '\0') {
             /* the token once in the URL: a cookie from now on, and the URL without it */
-            if (equal_ct(token, want)) r.status = MHD_HTTP_SEE_OTHER, r.location = "/", r.set_cookie = true;
+            bool right = equal_ct(token, want);
+            if (right) r.status = MHD_HTTP_SEE_OTHER, r.location = "/", r.set_cookie = true;
             else login_page(&r, MHD_HTTP_UNAUTHORIZED, "Wrong token.");
+            note(d, conn, right ? LM_CONN_PROVEN : LM_CONN_REFUSED);
         } else if (!authorized(d, conn)) {
-            login_page(&r, MHD_HTTP_UNAUTHORIZED, NULL);
+            login_page(&r, MHD_HTTP_UNAUTHORIZED, NULL); /* a first visit: no strike */
         } else {
+            note(d, conn, LM_CONN_PROVEN);
             r.type = "text/html; charset=utf-8";
             lm_buf_append(&r.body, dashboard_html, dashboard_html_len);
         }
     } else if (!authorized(d, conn)) {
+        note(d, conn, LM_CONN_REFUSED);
         r.challenge = true;
         json_error(&r, MHD_HTTP_UNAUTHORIZED,
                    "this cluster has a token: send Authorization: Bearer <token>, or sign in at /");
     } else if (strncmp(url, "/api/", 5) == 0) {
+        note(d, conn, LM_CONN_PROVEN);
         route_api(d, conn, url + 5, &r);
     } else if (strcmp(url, "/metrics") == 0) {
+        note(d, conn, LM_CONN_PROVEN);
         metrics(d, &r);
     } else {
+        note(d, conn, LM_CONN_PROVEN);
         json_error(&r, MHD_HTTP_NOT_FOUND, "nothing at %s: the page is /, the API /api/..., metrics /metrics", url);
     }
     return send_reply(d, conn, &r);
@@ -600,6 +654,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* libmicrohttpd closes its descriptor without shutdown(): the listener
+ * hears it from here, and closes its duplicate (the client sees the FIN). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) note(cls, conn, LM_CONN_CLOSED);
+}
+
+static void handoff(void *arg, int listen_fd, int fd) {
+    (void)listen_fd;
+    dashboard *d = arg;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0) close(fd);
+    else MHD_add_connection(d->mhd, fd, (struct sockaddr *)&ss, len); /* it closes fd when it fails */
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char msg[300];
@@ -611,17 +682,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
 lumen_status dashboard_start(const lm_config *cfg, scheduler *s, lm_rpc_server *rpc, dashboard **out) {
     *out = NULL;
     const char *host = cfg->scheduler.dashboard_host;
-    char port[8];
-    snprintf(port, sizeof port, "%d", cfg->scheduler.dashboard_port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai = NULL;
-    int gai = getaddrinfo(host, port, &hints, &ai);
-    if (gai != 0)
-        return lm_status(LUMEN_CONFIG, "dashboard host \"%s\": %s", host, gai_strerror(gai));
+    char addr[300];
+    snprintf(addr, sizeof addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, cfg->scheduler.dashboard_port);
     dashboard *d = calloc(1, sizeof *d);
     unsigned char secret[32];
     if (d == NULL || getrandom(secret, sizeof secret, 0) != (ssize_t)sizeof secret) {
-        freeaddrinfo(ai);
         free(d);
         return lm_status(LUMEN_INTERNAL, "dashboard: no memory or no randomness for its session");
     }
@@ -630,23 +695,31 @@ lumen_status dashboard_start(const lm_config *cfg, scheduler *s, lm_rpc_server *
     d->sched = s;
     d->rpc = rpc;
     pthread_mutex_init(&d->redis_mu, NULL);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    lm_listener_limits lim = {.max_connections = MAX_CONNECTIONS, .max_unproven = MAX_UNPROVEN,
+                              .max_unproven_per_peer = MAX_UNPROVEN_PER_PEER, .prove_timeout_ms = PROVE_TIMEOUT_MS};
+    lumen_status st = lm_listener_open(addr, &lim, &d->listener);
+    if (!LM_IS_OK(st)) {
+        dashboard_free(d);
+        return lm_status_wrap(st, "dashboard");
+    }
+    /* Connections come from the listener (MHD_add_connection), none from a
+     * socket of libmicrohttpd's own. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     d->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, d,
                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, d, /* first: it logs the rest */
-                              MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, d,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, d,
                               MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (d->mhd == NULL) {
+    st = d->mhd != NULL ? lm_listener_start(d->listener, handoff, d)
+                        : lm_status(LUMEN_INTERNAL, "dashboard: libmicrohttpd did not start");
+    if (!LM_IS_OK(st)) {
         dashboard_free(d);
-        return lm_status(LUMEN_UNAVAILABLE, "dashboard: cannot listen on %s:%s (in use?)", host, port);
+        return st;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    d->port = info ? info->port : cfg->scheduler.dashboard_port;
+    d->port = lm_listener_port(d->listener);
     *out = d;
     return lm_ok();
 }
@@ -655,7 +728,9 @@ int dashboard_port(const dashboard *d) { return d->port; }
 
 void dashboard_free(dashboard *d) {
     if (d == NULL) return;
+    lm_listener_stop(d->listener); /* no connection goes to a daemon that is stopping */
     if (d->mhd) MHD_stop_daemon(d->mhd);
+    lm_listener_free(d->listener);
     lm_redis_free(d->redis);
     pthread_mutex_destroy(&d->redis_mu);
     free(d);

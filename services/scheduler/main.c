@@ -12,6 +12,11 @@
 #include "scheduler.h"
 #include "service.h"
 
+/* Membership and health calls have a lane of their own (rpc.h): no flood of
+ * other calls, a stranger's included, delays a heartbeat past its timeout. */
+static const char *const urgent_methods[] = {"lumen.Scheduler/RegisterNode", "lumen.Scheduler/Heartbeat",
+                                             "lumen.Scheduler/WatchNode", "lumen.Health/Check", NULL};
+
 int main(int argc, char **argv) {
     lm_config cfg;
     int code = lm_service_init("scheduler", argc, argv, &cfg);
@@ -27,6 +32,7 @@ int main(int argc, char **argv) {
         .addr = cfg.scheduler.listen,
         .token = cfg.cluster.token,
         .tls = {cfg.cluster.tls_cert, cfg.cluster.tls_key, cfg.cluster.tls_ca},
+        .urgent_methods = urgent_methods,
     };
     lumen_status st = scheduler_new(&cfg, &sched);
     if (LM_IS_OK(st)) st = lm_rpc_server_new(&opts, &srv);

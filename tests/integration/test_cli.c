@@ -10,7 +10,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,21 +28,8 @@ static char run_dir[600];
 static char out_path[700];
 static char output[64 * 1024]; /* the last command's stdout + stderr */
 
-/* Runs `lumen args...` to completion; returns its exit code (-1 if it
- * did not exit normally) and leaves what it printed in `output`. */
-static int lumen(const char *first, ...) {
-    char *argv[40];
-    int n = 0;
-    argv[n++] = (char *)lm_test_bin("lumen");
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a != NULL && n < 39; a = va_arg(ap, const char *)) argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    int code = lm_test_run(argv, out_path, true, output, sizeof output);
-    fprintf(stderr, "\n$ lumen %s ... -> %d\n%s", first ? first : "", code, output);
-    return code;
-}
+/* `lumen args...`: its exit code, and what it printed in `output`. */
+#define lumen(...) lm_test_lumen(out_path, output, sizeof output, __VA_ARGS__)
 
 #define ASSERT_OUTPUT_HAS(text)                                             \
     do {                                                                    \
@@ -128,10 +114,11 @@ static bool file_has(const char *path, const char *text) {
     return strstr(buf, text) != NULL;
 }
 
-/* The token the head made: 0600, random hex, in no output and no log. */
-static void check_token_file(char *token, size_t cap) {
+/* A secret the head made (its token, its Redis password): 0600, random
+ * hex, in no output and no log. */
+static void check_secret_file(const char *name, char *token, size_t cap) {
     char path[700];
-    snprintf(path, sizeof path, "%s/token", run_dir);
+    snprintf(path, sizeof path, "%s/%s", run_dir, name);
     struct stat st;
     CU_ASSERT_FATAL(stat(path, &st) == 0);
     CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
@@ -188,10 +175,18 @@ static void check_joins(const char *sched, const char *redis) {
 
     snprintf(other, sizeof other, "%s/elsewhere", dir);
     snprintf(port, sizeof port, "%u", lm_test_free_port());
+    char redis_password[128], path[800];
+    snprintf(path, sizeof path, "%s/redis_password", run_dir);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_FATAL(f != NULL && fgets(redis_password, sizeof redis_password, f) != NULL);
+    fclose(f);
+    redis_password[strcspn(redis_password, "\n")] = '\0';
+    setenv("LUMEN_REDIS_PASSWORD", redis_password, 1); /* what another machine is told */
     uint64_t t0 = lm_test_now_us();
     CU_ASSERT_EQUAL(lumen("start", "--address", sched, "--redis", redis, "--port", port, "--workers", "0",
                           "--token", "guess", "--run-dir", other, NULL),
                     1);
+    unsetenv("LUMEN_REDIS_PASSWORD");
     CU_ASSERT(lm_test_now_us() - t0 < (uint64_t)LM_TEST_TIMEOUT(10000) * 1000);
     ASSERT_OUTPUT_HAS("refused the token given");
     ASSERT_OUTPUT_HAS("LUMEN_TOKEN");
@@ -212,7 +207,9 @@ static void test_start_status_health_stop(void) {
                           0);
     ASSERT_OUTPUT_HAS(join);
     ASSERT_OUTPUT_HAS("LUMEN_RUN_DIR="); /* how clients here find the token of this run dir */
-    check_token_file(token, sizeof token);
+    check_secret_file("token", token, sizeof token);
+    char redis_password[128];
+    check_secret_file("redis_password", redis_password, sizeof redis_password);
     pid_t pids[16];
     int n = read_pids(pids, 16);
     CU_ASSERT_EQUAL(n, 5); /* redis, scheduler, objstore, 2 workers */
@@ -245,6 +242,8 @@ static void test_start_status_health_stop(void) {
     char path[700];
     snprintf(path, sizeof path, "%s/token", run_dir);
     CU_ASSERT(access(path, F_OK) != 0); /* gone with the cluster */
+    snprintf(path, sizeof path, "%s/redis_password", run_dir);
+    CU_ASSERT(access(path, F_OK) != 0);
     CU_ASSERT_NOT_EQUAL(lumen("health", sched, "--timeout", "1", NULL), 0);
 
     CU_ASSERT_EQUAL(lumen("stop", "--run-dir", run_dir, NULL), 0);
@@ -252,7 +251,8 @@ static void test_start_status_health_stop(void) {
 }
 
 /* --token "" asks for an open cluster: it warns, keeps no token, and
- * anything may call it. Its Redis wants the password of the environment. */
+ * anything may call it. Its Redis wants the password of the environment,
+ * which the run dir keeps for commands on this machine. */
 static void test_open_cluster_redis_password(void) {
     char port[8], redis_port[8], sched[32], path[700];
     uint16_t p = lm_test_free_port();
@@ -274,7 +274,10 @@ static void test_open_cluster_redis_password(void) {
     CU_ASSERT_EQUAL(lumen("status", "--run-dir", run_dir, NULL), 0);
     ASSERT_OUTPUT_HAS("Nodes: 1 alive");
     unsetenv("LUMEN_REDIS_PASSWORD");
-    CU_ASSERT_EQUAL(lumen("status", "--run-dir", run_dir, NULL), 1);
+    CU_ASSERT_EQUAL(lumen("status", "--run-dir", run_dir, NULL), 0);
+    char redis[32];
+    snprintf(redis, sizeof redis, "127.0.0.1:%s", redis_port);
+    CU_ASSERT_EQUAL(lumen("status", "--redis", redis, "--run-dir", dir, NULL), 1); /* a run dir without it */
     ASSERT_OUTPUT_HAS("NOAUTH");
     CU_ASSERT_EQUAL(lumen("stop", "--run-dir", run_dir, NULL), 0);
 }

@@ -79,12 +79,9 @@ static bool wait_summary(const char *path, double want, int64_t timeout_ms) {
  * it ends. */
 static int suite_init(void) {
     lm_log_set_level(LM_LOG_WARN);
-    port = lm_test_free_port();
-    char port_s[8];
-    snprintf(port_s, sizeof port_s, "%u", port);
-    const char *sched_flags[] = {"--dashboard", "true", "--dashboard-port", port_s, NULL};
-    lm_test_cluster_opts opts = {.workers = 2, .slots = 2, .token = TOKEN, .scheduler_flags = sched_flags};
+    lm_test_cluster_opts opts = {.workers = 2, .slots = 2, .token = TOKEN, .dashboard = true};
     lumen_status st = lm_test_cluster_start(&opts, &cluster);
+    if (LM_IS_OK(st)) port = lm_test_cluster_dashboard(cluster);
     if (LM_IS_OK(st)) st = connect_client(&client);
     lumen_ref refs[ECHOES + FAILS + 1];
     for (int i = 0; LM_IS_OK(st) && i < ECHOES + FAILS; i++) {

@@ -2,6 +2,7 @@
 #include "cluster.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,27 @@ struct lm_test_cluster {
     int nworkers;
     char scheduler_addr[32];
     char slots[16];
+    char dashboard_port[8]; /* "" without one */
 };
 
 const char *lm_test_bin(const char *name) {
     static __thread char path[512];
     snprintf(path, sizeof path, "%s/%s", LUMEN_TEST_BIN_DIR, name);
     return path;
+}
+
+int lm_test_lumen(const char *out_path, char *output, size_t cap, const char *first, ...) {
+    char *argv[40];
+    int n = 0;
+    argv[n++] = (char *)lm_test_bin("lumen");
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a != NULL && n < 39; a = va_arg(ap, const char *)) argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    int code = lm_test_run(argv, out_path, true, output, cap);
+    fprintf(stderr, "\n$ lumen %s ... -> %d\n%s", first ? first : "", code, output);
+    return code;
 }
 
 /* The last lines of a log, for error messages. */
@@ -57,9 +73,9 @@ static void log_tail(const char *path, char *out, size_t cap) {
         if (*p == '\n') *p = '|';
 }
 
-lumen_status lm_test_service_start(const char *role, const char *const flags[], const char *log_path,
-                                   const char *addr, const lm_rpc_client_opts *client, int64_t timeout_ms,
-                                   pid_t *pid) {
+/* lm_test_service_start, with a descriptor limit (0: inherited). */
+static lumen_status service_start(const char *role, const char *const flags[], const char *log_path, const char *addr,
+                                  const lm_rpc_client_opts *client, int64_t timeout_ms, int max_fds, pid_t *pid) {
     char *argv[MAX_FLAGS + 2];
     char bin[64];
     snprintf(bin, sizeof bin, "lumen-%s", role);
@@ -67,7 +83,7 @@ lumen_status lm_test_service_start(const char *role, const char *const flags[], 
     int n = 1;
     for (int i = 0; flags != NULL && flags[i] != NULL && n < MAX_FLAGS; i++) argv[n++] = (char *)flags[i];
     argv[n] = NULL;
-    *pid = lm_test_spawn(argv, log_path);
+    *pid = lm_test_spawn_limited(argv, log_path, max_fds);
     if (*pid < 0) return lm_status(LUMEN_INTERNAL, "cannot start %s", argv[0]);
 
     lm_rpc_client *cli = NULL;
@@ -94,6 +110,12 @@ lumen_status lm_test_service_start(const char *role, const char *const flags[], 
         return lm_status(st.code, "%s on %s did not come up (%s); log: %s", bin, addr, st.msg, tail);
     }
     return lm_ok();
+}
+
+lumen_status lm_test_service_start(const char *role, const char *const flags[], const char *log_path,
+                                   const char *addr, const lm_rpc_client_opts *client, int64_t timeout_ms,
+                                   pid_t *pid) {
+    return service_start(role, flags, log_path, addr, client, timeout_ms, 0, pid);
 }
 
 static void free_addr(char *out, size_t cap) {
@@ -139,21 +161,23 @@ static lumen_status start_worker(lm_test_cluster *c, int i, int store) {
         flags[n++] = c->opts.worker_flags[k];
     flags[n] = NULL;
     lm_rpc_client_opts copts = client_opts(c);
-    return lm_test_service_start("worker", flags, log, addr, &copts, 20000, &c->worker_pids[i]);
+    return service_start("worker", flags, log, addr, &copts, 20000, c->opts.max_fds, &c->worker_pids[i]);
 }
 
 /* The scheduler on c->scheduler_addr (its log appended to across restarts). */
 static lumen_status start_scheduler(lm_test_cluster *c) {
     char log[600];
     snprintf(log, sizeof log, "%s/scheduler.log", c->dir);
+    bool dash = c->dashboard_port[0] != '\0';
     const char *flags[MAX_FLAGS] = {"--listen", c->scheduler_addr, "--redis-addr", lm_test_redis_addr(c->redis),
-                                    "--dashboard", "false"};
-    int n = common_flags(c, flags, 6);
+                                    "--dashboard", dash ? "true" : "false", "--dashboard-port",
+                                    dash ? c->dashboard_port : "0"};
+    int n = common_flags(c, flags, 8);
     for (int k = 0; c->opts.scheduler_flags && c->opts.scheduler_flags[k] && n < MAX_FLAGS - 1; k++)
         flags[n++] = c->opts.scheduler_flags[k];
     flags[n] = NULL;
     lm_rpc_client_opts copts = client_opts(c);
-    return lm_test_service_start("scheduler", flags, log, c->scheduler_addr, &copts, 20000, &c->scheduler_pid);
+    return service_start("scheduler", flags, log, c->scheduler_addr, &copts, 20000, c->opts.max_fds, &c->scheduler_pid);
 }
 
 lumen_status lm_test_cluster_restart_scheduler(lm_test_cluster *c, int sig) {
@@ -176,7 +200,7 @@ static lumen_status start_objstore(lm_test_cluster *c, int i) {
     common_flags(c, flags, 10);
     c->objstore_pids[i] = -1;
     lm_rpc_client_opts copts = client_opts(c);
-    return lm_test_service_start("objstore", flags, log, addr, &copts, 20000, &c->objstore_pids[i]);
+    return service_start("objstore", flags, log, addr, &copts, 20000, c->opts.max_fds, &c->objstore_pids[i]);
 }
 
 lumen_status lm_test_cluster_add_objstore(lm_test_cluster *c, int *index) {
@@ -195,6 +219,7 @@ lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_clu
     if (c->opts.workers <= 0) c->opts.workers = 1;
     if (c->opts.slots <= 0) c->opts.slots = 2;
     snprintf(c->slots, sizeof c->slots, "%d", c->opts.slots);
+    if (c->opts.dashboard) snprintf(c->dashboard_port, sizeof c->dashboard_port, "%u", lm_test_free_port());
     if (c->opts.objstores <= 0) c->opts.objstores = 1;
     if (c->opts.objstores > MAX_STORES) c->opts.objstores = MAX_STORES;
     c->scheduler_pid = -1;
@@ -320,6 +345,7 @@ void lm_test_cluster_kill_objstore(lm_test_cluster *c, int i, int sig) {
 }
 const char *lm_test_cluster_worker(const lm_test_cluster *c, int i) { return c->worker_addrs[i]; }
 const char *lm_test_cluster_redis(const lm_test_cluster *c) { return lm_test_redis_addr(c->redis); }
+uint16_t lm_test_cluster_dashboard(const lm_test_cluster *c) { return (uint16_t)atoi(c->dashboard_port); }
 lm_test_redis *lm_test_cluster_redis_server(lm_test_cluster *c) { return c->redis; }
 const char *lm_test_cluster_dir(const lm_test_cluster *c) { return c->dir; }
 int lm_test_cluster_workers(const lm_test_cluster *c) { return c->nworkers; }

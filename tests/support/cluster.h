@@ -18,6 +18,11 @@
 /* build/bin/<name>, e.g. lm_test_bin("lumen-worker"); static storage. */
 const char *lm_test_bin(const char *name);
 
+/* Runs `lumen first ...` (NULL-terminated) to completion with its stdout
+ * and stderr in out_path, read back into output (cap bytes), and echoed to
+ * stderr; returns its exit code (-1 if it did not exit normally). */
+int lm_test_lumen(const char *out_path, char *output, size_t cap, const char *first, ...);
+
 /*
  * Starts build/bin/lumen-<role> with the NULL-terminated flags, appending its
  * output to log_path, and waits up to timeout_ms until `addr` answers Health
@@ -41,6 +46,8 @@ typedef struct lm_test_cluster_opts {
     const char *const *scheduler_flags; /* extra flags for the scheduler, NULL-terminated; may be NULL */
     int objstores;                /* object stores; worker i uses store i mod objstores; 0: 1 */
     bool redis_appendonly;        /* Redis with its append-only file on (it survives kill + restart) */
+    int max_fds;                  /* services run with RLIMIT_NOFILE this low, soft and hard; 0: inherited */
+    bool dashboard;               /* the scheduler serves its dashboard, on a free port */
 } lm_test_cluster_opts;
 
 typedef struct lm_test_cluster lm_test_cluster;
@@ -60,6 +67,7 @@ pid_t lm_test_cluster_objstore_pid(const lm_test_cluster *c, int i);
 lumen_status lm_test_cluster_add_objstore(lm_test_cluster *c, int *index);
 const char *lm_test_cluster_worker(const lm_test_cluster *c, int i); /* worker i's address */
 const char *lm_test_cluster_redis(const lm_test_cluster *c);
+uint16_t lm_test_cluster_dashboard(const lm_test_cluster *c); /* its port; 0: none */
 /* The Redis server itself, to kill and restart it (redis_server.h). */
 struct lm_test_redis *lm_test_cluster_redis_server(lm_test_cluster *c);
 const char *lm_test_cluster_dir(const lm_test_cluster *c);

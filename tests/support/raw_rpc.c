@@ -86,20 +86,6 @@ lumen_status lm_test_raw_call(const char *addr, const char *path, const void *by
     return st;
 }
 
-int lm_test_tcp_connect(const char *addr) {
-    char host[64];
-    unsigned port;
-    if (sscanf(addr, "%63[^:]:%u", host, &port) != 2) return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
-
 size_t lm_test_tcp_exchange(int fd, const void *bytes, size_t len, int64_t timeout_ms) {
     for (size_t off = 0; off < len;) {
         ssize_t n = send(fd, (const char *)bytes + off, len - off, MSG_NOSIGNAL);

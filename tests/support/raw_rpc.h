@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "status.h"
+#include "test_util.h" /* lm_test_tcp_connect */
 
 /*
  * Calls `path` ("/lumen.Scheduler/SubmitTasks") on addr with `bytes` as the
@@ -19,9 +20,6 @@
  */
 lumen_status lm_test_raw_call(const char *addr, const char *path, const void *bytes, size_t len,
                               int64_t timeout_ms);
-
-/* A plain TCP connection to addr ("host:port"); -1 when it cannot connect. */
-int lm_test_tcp_connect(const char *addr);
 
 /* Writes bytes (a peer that closed is fine), then reads until the server
  * closes or timeout_ms passes. Returns the bytes the server sent. */

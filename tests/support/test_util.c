@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -47,6 +48,20 @@ uint16_t lm_test_free_port(void) {
     return port;
 }
 
+int lm_test_tcp_connect(const char *addr) {
+    char host[64];
+    unsigned port;
+    if (sscanf(addr, "%63[^:]:%u", host, &port) != 2) return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) return -1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 char *lm_test_tmpdir(const char *tag) {
     const char *base = getenv("TMPDIR");
     if (base == NULL || *base == '\0') base = "/tmp";
@@ -81,13 +96,17 @@ void lm_test_sleep_ms(unsigned ms) {
     }
 }
 
-pid_t lm_test_spawn(char *const argv[], const char *log_path) {
+pid_t lm_test_spawn(char *const argv[], const char *log_path) { return lm_test_spawn_limited(argv, log_path, 0); }
+
+pid_t lm_test_spawn_limited(char *const argv[], const char *log_path, int max_fds) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0) return pid;
     /* Child: only async-signal-safe calls until exec. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
+    struct rlimit rl = {(rlim_t)max_fds, (rlim_t)max_fds};
+    if (max_fds > 0 && setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
     if (log_path != NULL) {
         int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {

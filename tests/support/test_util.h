@@ -52,6 +52,9 @@ int lm_test_main(const char *suite, CU_TestInfo *tests, int (*init)(void), int (
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 uint16_t lm_test_free_port(void);
 
+/* A plain TCP connection to addr ("1.2.3.4:port", IPv4); -1 when it cannot connect. */
+int lm_test_tcp_connect(const char *addr);
+
 /* A fresh directory under $TMPDIR (or /tmp); free() the result.
  * lm_test_rmtree removes it and everything below it. */
 char *lm_test_tmpdir(const char *tag);
@@ -65,6 +68,10 @@ void lm_test_sleep_ms(unsigned ms);
  * (NULL: inherited). Returns the pid, or -1. The child dies with the test
  * process (PR_SET_PDEATHSIG), so a crashed test leaves nothing running. */
 pid_t lm_test_spawn(char *const argv[], const char *log_path);
+
+/* The same with RLIMIT_NOFILE set to max_fds, soft and hard (0: inherited):
+ * a service that must live with few descriptors. */
+pid_t lm_test_spawn_limited(char *const argv[], const char *log_path, int max_fds);
 
 /* Runs argv[0] (a path) to completion with its stdout - and stderr too when
  * with_stderr - written to out_path, then read back into output (at most

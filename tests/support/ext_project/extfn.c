@@ -32,4 +32,4 @@ static int shout(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lum
     lumen_bytes_free(&got);
     return 0;
 }
-LUMEN_REMOTE("ext.shout", shout)
+LUMEN_REMOTE("ext.shout", shout);
