@@ -114,6 +114,24 @@ lumen_status cli_pidfiles_read(const char *run_dir, cli_proc **procs, size_t *n)
  * use SIGKILL. */
 bool cli_proc_stop(const cli_proc *p, int64_t timeout_ms);
 
+/* ---- the supervisor of what `lumen start` runs (supervise.c) ---- */
+
+typedef struct cli_supervisor {
+    cli_proc proc;        /* its pid file: supervisor-<id> */
+    int orders, answers;  /* start's ends of its pipes */
+} cli_supervisor;
+
+/* Forks the supervisor (before gRPC is initialised); id names it in the run dir. */
+lumen_status cli_supervisor_fork(const char *run_dir, const char *id, cli_supervisor *out);
+/* Has the supervisor start argv (its child: output to log, pid file name);
+ * *pid gets its pid. */
+lumen_status cli_supervisor_spawn(cli_supervisor *sv, const char *name, const char *log, char *const argv[],
+                                  pid_t *pid);
+/* Start is done: supervise (restart what dies) from now on, or leave. */
+void cli_supervisor_release(cli_supervisor *sv, bool supervise);
+/* How often the supervisors of the run dir restarted process `name`. */
+bool cli_supervisor_restarts(const char *run_dir, const char *name, unsigned *restarts);
+
 /* The last lines of a log file, indented, to stderr. */
 void cli_print_log_tail(const char *path, int lines);
 

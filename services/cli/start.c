@@ -70,6 +70,9 @@ typedef struct plan {
     uint64_t started_ms; /* wall clock: registrations older than this are not ours */
     service svc[MAX_SERVICES];
     size_t n;
+    cli_supervisor sv;          /* the parent of every process started here */
+    char secrets[PATH_MAX];     /* <run_dir>/secrets-<pid>: what the services' command lines name */
+    char token_file[PATH_MAX + 16], password_file[PATH_MAX + 24];
     uint16_t taken[MAX_SERVICES]; /* ports handed out, not yet bound by their owners */
     size_t ntaken;
 } plan;
@@ -376,31 +379,12 @@ static void sleep_ms(unsigned ms) {
     nanosleep(&ts, NULL);
 }
 
-/* Starts argv in a session of its own (it outlives this process and a
- * terminal's signals), stdin from /dev/null, output to the log, and
- * records its pid file. */
+/* Has the supervisor start argv (in a session of its own, output to the
+ * log) and records it. */
 static lumen_status spawn(plan *p, service *s, char *const argv[]) {
-    int log = open(s->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log < 0) return lm_status_errno(LUMEN_IO, errno, s->log);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    char banner[512];
-    int blen = snprintf(banner, sizeof banner, "---- lumen start: %s on %s\n", s->proc.name, s->addr);
-    if (write(log, banner, (size_t)blen) < 0) { /* the log is best effort */ }
-    pid_t pid = fork();
-    if (pid == 0) {
-        setsid();
-        dup2(null, 0);
-        dup2(log, 1);
-        dup2(log, 2);
-        close_range(3, ~0u, 0);
-        execvp(argv[0], argv);
-        dprintf(2, "lumen start: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    int err = errno;
-    close(log);
-    if (null >= 0) close(null);
-    if (pid < 0) return lm_status_errno(LUMEN_INTERNAL, err, "fork");
+    pid_t pid = 0;
+    lumen_status st = cli_supervisor_spawn(&p->sv, s->proc.name, s->log, argv, &pid);
+    if (!LM_IS_OK(st)) return st;
     s->proc.pid = pid;
     /* The start time names this very process: a later `lumen stop` never
      * signals a stranger that reused the pid. */
@@ -422,15 +406,9 @@ static service *new_service(plan *p, const char *role, const char *host, uint16_
     return s;
 }
 
-/* Has the child exited? (Reaps it: it is ours until this process ends.) */
-static bool exited(service *s) {
-    int status;
-    if (s->proc.pid > 0 && waitpid(s->proc.pid, &status, WNOHANG) == s->proc.pid) {
-        s->proc.pid = -s->proc.pid; /* keep the number for messages */
-        return true;
-    }
-    return s->proc.pid < 0;
-}
+/* Has the process exited? (The supervisor reaps it, and does not start it
+ * again until start is done.) */
+static bool exited(const service *s) { return !cli_proc_alive(&s->proc); }
 
 static lumen_status failed(service *s, lumen_status st) {
     fprintf(stderr, "lumen start: %s (%s) %s: %s\n", s->proc.name, s->addr,
@@ -439,15 +417,23 @@ static lumen_status failed(service *s, lumen_status st) {
     return lm_status(LUMEN_UNAVAILABLE, "%s did not start", s->proc.name);
 }
 
-/* Stops, in reverse order, everything this start began. */
+/* Stops, in reverse order, everything this start began (the supervisor
+ * first, so that nothing is started again). */
 static void undo(plan *p) {
+    if (p->sv.proc.pid > 0) {
+        cli_supervisor_release(&p->sv, false);
+        waitpid(p->sv.proc.pid, NULL, 0);
+        cli_pidfile_remove(p->run_dir, p->sv.proc.name);
+    }
     for (size_t i = p->n; i-- > 0;) {
         service *s = &p->svc[i];
-        if (!exited(s)) {
-            cli_proc_stop(&s->proc, 3000);
-            waitpid(s->proc.pid, NULL, 0);
-        }
+        if (!exited(s)) cli_proc_stop(&s->proc, 3000);
         cli_pidfile_remove(p->run_dir, s->proc.name);
+    }
+    if (p->secrets[0] != '\0') { /* this start's: the running cluster's are elsewhere */
+        unlink(p->token_file);
+        unlink(p->password_file);
+        rmdir(p->secrets);
     }
     if (p->n > 0) fprintf(stderr, "lumen start: stopped the %zu process(es) it had started\n", p->n);
 }
@@ -555,6 +541,10 @@ static void service_args(const plan *p, args *a, const char *binary, char *path,
     join_addr(listen, listen_cap, p->bind, port);
     add(a, "--listen", listen);
     add(a, "--redis-addr", p->redis);
+    /* Secrets by file: a command line is visible to every user of the
+     * machine, and with the files it is all a restart needs. */
+    if (p->token[0] != '\0') add(a, "--token-file", p->token_file);
+    if (p->cfg.cluster.redis_password[0] != '\0') add(a, "--redis-password-file", p->password_file);
     if (p->log_level != NULL) add(a, "--log-level", p->log_level);
 }
 
@@ -766,6 +756,23 @@ static void print_started(const plan *p) {
            f.run_dir ? p->run_dir : "");
 }
 
+/* <run_dir>/secrets-<pid>/token and redis_password (0600 in a 0700 dir). */
+static lumen_status write_secrets(plan *p) {
+    char rel[64]; /* named by this process: unique among the starts sharing a run dir */
+    snprintf(rel, sizeof rel, "secrets-%d", (int)getpid());
+    snprintf(p->secrets, sizeof p->secrets, "%s/%s", p->run_dir, rel);
+    snprintf(p->token_file, sizeof p->token_file, "%s/token", p->secrets);
+    snprintf(p->password_file, sizeof p->password_file, "%s/redis_password", p->secrets);
+    lumen_status st = mkdir_p(p->secrets, 0700);
+    char file[96];
+    snprintf(file, sizeof file, "%s/token", rel);
+    if (LM_IS_OK(st) && p->token[0] != '\0') st = cli_write_file(p->run_dir, file, p->token, 0600);
+    snprintf(file, sizeof file, "%s/redis_password", rel);
+    if (LM_IS_OK(st) && p->cfg.cluster.redis_password[0] != '\0')
+        st = cli_write_file(p->run_dir, file, p->cfg.cluster.redis_password, 0600);
+    return st;
+}
+
 static lumen_status start(plan *p) {
     lumen_status st = find_binaries(p);
     char sub[PATH_MAX];
@@ -785,11 +792,18 @@ static lumen_status start(plan *p) {
     warn_open(p);
     st = start_redis_password(p);
     if (!LM_IS_OK(st)) return st;
-    /* Services read the token and the Redis password from the environment,
-     * not argv: a command line is visible to every user of the machine. */
-    if (p->token[0] != '\0') setenv("LUMEN_TOKEN", p->token, 1);
-    else unsetenv("LUMEN_TOKEN");
-    if (p->cfg.cluster.redis_password[0] != '\0') setenv("LUMEN_REDIS_PASSWORD", p->cfg.cluster.redis_password, 1);
+    /* Services read the token and the Redis password from files of this
+     * start's (named on their command lines), not from the environment: the
+     * supervisor can start them again from their command lines alone. */
+    unsetenv("LUMEN_TOKEN");
+    unsetenv("LUMEN_REDIS_PASSWORD");
+    st = write_secrets(p);
+    if (LM_IS_OK(st)) {
+        char id[16];
+        snprintf(id, sizeof id, "%d", (int)getpid());
+        st = cli_supervisor_fork(p->run_dir, id, &p->sv);
+    }
+    if (!LM_IS_OK(st)) return st;
     p->started_ms = lm_wall_ms();
 
     if (p->own_redis) st = start_redis(p);
@@ -807,6 +821,7 @@ static lumen_status start(plan *p) {
     if (LM_IS_OK(st) && p->token[0] == '\0') cli_remove_file(p->run_dir, "token"); /* a previous cluster's */
     if (LM_IS_OK(st) && p->own_redis)
         st = cli_write_file(p->run_dir, "redis_password", p->cfg.cluster.redis_password, 0600);
+    if (LM_IS_OK(st)) cli_supervisor_release(&p->sv, true); /* from now on it heals the cluster */
     return st;
 }
 

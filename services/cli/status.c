@@ -98,6 +98,41 @@ static void print_summary(const lm_view_summary *s) {
     printf("\nJobs: %" PRIu64 " (%" PRIu64 " running)\n", s->jobs_total, s->jobs_running);
 }
 
+/* The processes `lumen start` runs on this machine (the run dir's pid
+ * files), whether they run, and how often the supervisor restarted them. */
+static void services(const char *run_dir, lm_json *j) {
+    cli_proc *procs = NULL;
+    size_t n = 0;
+    if (!LM_IS_OK(cli_pidfiles_read(run_dir, &procs, &n))) return;
+    if (j != NULL) lm_json_arr(j);
+    else if (n > 0) printf("Services on this machine (%s):\n  %-22s  %-8s  %-7s  %s\n", run_dir, "NAME", "PID",
+                           "STATE", "RESTARTS");
+    for (size_t i = 0; i < n; i++) {
+        unsigned restarts = 0;
+        bool supervised = cli_supervisor_restarts(run_dir, procs[i].name, &restarts);
+        bool alive = cli_proc_alive(&procs[i]);
+        if (j != NULL) {
+            lm_json_obj(j);
+            lm_json_key(j, "name");
+            lm_json_str(j, procs[i].name);
+            lm_json_key(j, "pid");
+            lm_json_u64(j, (uint64_t)procs[i].pid);
+            lm_json_key(j, "running");
+            lm_json_bool(j, alive);
+            lm_json_key(j, "restarts");
+            lm_json_u64(j, restarts);
+            lm_json_obj_end(j);
+        } else {
+            char r[16];
+            snprintf(r, sizeof r, "%u", restarts);
+            printf("  %-22s  %-8d  %-7s  %s\n", procs[i].name, (int)procs[i].pid, alive ? "running" : "gone",
+                   supervised ? r : "-");
+        }
+    }
+    if (j != NULL) lm_json_arr_end(j);
+    free(procs);
+}
+
 int cli_cmd_status(int argc, char **argv) {
     size_t nargs;
     int rc = cli_parse(&status_cmd, argc, argv, NULL, &nargs);
@@ -115,6 +150,8 @@ int cli_cmd_status(int argc, char **argv) {
         lm_view_summary_json(&sum, &j);
         lm_json_key(&j, "node_list");
         lm_view_nodes_json(nodes, NULL, &j);
+        lm_json_key(&j, "services");
+        services(cli_run_dir(f.run_dir), &j);
         lm_json_obj_end(&j);
         if (j.out.oom) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
         else printf("%s\n", j.out.data);
@@ -123,6 +160,7 @@ int cli_cmd_status(int argc, char **argv) {
         printf("Lumen cluster in Redis %s (key prefix \"%s\")\n", conn.addr, conn.cfg.cluster.key_prefix);
         print_nodes(nodes);
         print_summary(&sum);
+        services(cli_run_dir(f.run_dir), NULL);
     }
     if (!LM_IS_OK(st)) fprintf(stderr, "lumen status: %s\n", st.msg);
     lm_node_list_free(nodes);

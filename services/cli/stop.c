@@ -1,4 +1,5 @@
 /* stop.c - `lumen stop`: stops what `lumen start` runs on this machine. */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,17 +21,36 @@ static const cli_flag stop_flags[] = {
 
 static const cli_command stop_cmd = {
     "stop", "[--run-dir DIR] [--timeout SECONDS]",
-    "Stops every process `lumen start` began on this machine (from the run dir's pid files):\n"
-    "workers and object stores first, then the scheduler, then Redis; then removes the token and Redis password files.",
+    "Stops every process `lumen start` began on this machine (from the run dir's pid files): its\n"
+    "supervisor first (it would start them again), then workers and object stores, then the scheduler,\n"
+    "then Redis; then removes the token and Redis password files.",
     NULL, stop_flags, 0,
 };
 
-/* Clients first, what they depend on last: a worker still running when
+/* The supervisors first (they would start the others again), then
+ * clients first and what they depend on last: a worker still running when
  * the scheduler goes would only log reconnect noise. */
 static int tier(const char *name) {
-    if (strncmp(name, "scheduler-", 10) == 0) return 1;
-    if (strncmp(name, "redis-", 6) == 0) return 2;
-    return 0;
+    if (strncmp(name, "supervisor-", 11) == 0) return 0;
+    if (strncmp(name, "scheduler-", 10) == 0) return 2;
+    if (strncmp(name, "redis-", 6) == 0) return 3;
+    return 1;
+}
+
+/* The secrets the services were started with (secrets-<pid>/). */
+static void remove_secrets(const char *run_dir) {
+    DIR *d = opendir(run_dir);
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, "secrets-", 8) != 0) continue;
+        char rel[300];
+        snprintf(rel, sizeof rel, "%s/token", e->d_name);
+        cli_remove_file(run_dir, rel);
+        snprintf(rel, sizeof rel, "%s/redis_password", e->d_name);
+        cli_remove_file(run_dir, rel);
+        snprintf(rel, sizeof rel, "%s/%s", run_dir, e->d_name);
+        rmdir(rel);
+    }
+    if (d != NULL) closedir(d);
 }
 
 int cli_cmd_stop(int argc, char **argv) {
@@ -53,7 +73,7 @@ int cli_cmd_stop(int argc, char **argv) {
     /* Ours or not is decided once, before anything is signalled. */
     bool *alive = calloc(n ? n : 1, sizeof *alive);
     for (size_t i = 0; alive != NULL && i < n; i++) alive[i] = cli_proc_alive(&procs[i]);
-    for (int t = 0; alive != NULL && t <= 2; t++) {
+    for (int t = 0; alive != NULL && t <= 3; t++) {
         /* SIGTERM the whole tier at once, then wait for each: shutdowns
          * overlap instead of adding up. */
         for (size_t i = 0; i < n; i++)
@@ -77,6 +97,7 @@ int cli_cmd_stop(int argc, char **argv) {
     /* The token of a cluster gone is of no use, and a secret the fewer. */
     cli_remove_file(run_dir, "token");
     cli_remove_file(run_dir, "redis_password");
+    remove_secrets(run_dir);
     if (n == 0) printf("nothing to stop in %s\n", run_dir);
     else printf("stopped %zu process(es) in %s\n", stopped, run_dir);
     return 0;

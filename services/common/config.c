@@ -49,6 +49,8 @@ static const lm_config_setting cluster_settings[] = {
          "Redis server that holds the cluster state"),
     STRING(R, redis_password, LM_CONFIG_SECRET, "", "LUMEN_REDIS_PASSWORD",
            "Redis AUTH password; \"\" = none"),
+    STRING(R, redis_password_file, 0, "", "LUMEN_REDIS_PASSWORD_FILE",
+           "File holding the Redis password, read at start when redis_password is \"\""),
     STRING(R, key_prefix, 0, "lumen:", "LUMEN_KEY_PREFIX",
            "Prefix of every Redis key, so several clusters can share one Redis"),
     STRING(R, token, LM_CONFIG_SECRET, "", "LUMEN_TOKEN",
@@ -670,8 +672,12 @@ static lumen_status read_secret_file(const char *path, const char *what, char **
 
 lumen_status lm_config_read_secrets(lm_config *cfg) {
     lm_cluster_config *cc = &cfg->cluster;
-    if (cc->token[0] != '\0' || cc->token_file[0] == '\0') return lm_ok();
-    return read_secret_file(cc->token_file, "cluster.token_file", &cc->token);
+    lumen_status st = lm_ok();
+    if (cc->token[0] == '\0' && cc->token_file[0] != '\0')
+        st = read_secret_file(cc->token_file, "cluster.token_file", &cc->token);
+    if (LM_IS_OK(st) && cc->redis_password[0] == '\0' && cc->redis_password_file[0] != '\0')
+        st = read_secret_file(cc->redis_password_file, "cluster.redis_password_file", &cc->redis_password);
+    return st;
 }
 
 lumen_status lm_config_check(const lm_config *cfg) {

@@ -33,6 +33,7 @@
 typedef struct lm_cluster_config {
     char *redis_addr;
     char *redis_password;
+    char *redis_password_file; /* read into redis_password at start when it is "" */
     char *key_prefix;
     char *token;
     char *token_file; /* read into token at start when token is "" */
@@ -104,8 +105,10 @@ lumen_status lm_config_set(lm_config *cfg, const char *section, const char *name
 /* Rules that span settings (heartbeat timeout > interval, TLS cert with key). */
 lumen_status lm_config_check(const lm_config *cfg);
 
-/* Reads cluster.token_file into cluster.token when the token is unset, so
- * a service's command line can name the secret without showing it. */
+/* Reads cluster.token_file into cluster.token, and redis_password_file into
+ * redis_password, when they are unset, so a service's command line (which
+ * any user of the machine can see) can name a secret without showing it,
+ * and the service can be restarted from that command line alone. */
 lumen_status lm_config_read_secrets(lm_config *cfg);
 
 /* Writes the config in libconfig syntax with each setting's help, env var

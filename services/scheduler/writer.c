@@ -383,7 +383,7 @@ static lumen_status write_batch(sched_writer *w, queue *q) {
     for (; LM_IS_OK(st) && done < q->nops; done++) st = write_op(w->redis, &q->ops[done]);
     if (!LM_IS_OK(st)) done--;
     for (size_t i = 0; i < done; i++) drop_op(&q->ops[i]); /* not again when the batch is retried */
-    memmove(q->ops, q->ops + done, (q->nops - done) * sizeof *q->ops);
+    if (done > 0) memmove(q->ops, q->ops + done, (q->nops - done) * sizeof *q->ops);
     q->nops -= done;
     if (!LM_IS_OK(st)) return st;
     for (size_t i = 0; LM_IS_OK(st) && i < q->ntasks; i += BATCH_MAX) {

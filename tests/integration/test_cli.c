@@ -193,6 +193,46 @@ static void check_joins(const char *sched, const char *redis) {
     ASSERT_OUTPUT_HAS("stopped the 1 process(es)");
 }
 
+/* The pid in <run_dir>/pids/<name>.pid, 0 when there is none. */
+static pid_t pid_of(const char *name) {
+    char path[800];
+    snprintf(path, sizeof path, "%s/pids/%s.pid", run_dir, name);
+    FILE *f = fopen(path, "r");
+    int pid = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%d", &pid) != 1) pid = 0;
+        fclose(f);
+    }
+    return pid;
+}
+
+/* The cluster heals itself: a scheduler killed with SIGKILL is started
+ * again by the supervisor, on its address, and `lumen status` counts it. */
+static void check_supervisor_restarts(const char *sched, uint16_t port) {
+    char name[32];
+    snprintf(name, sizeof name, "scheduler-%u", port);
+    pid_t old = pid_of(name);
+    CU_ASSERT_FATAL(old > 0);
+    CU_ASSERT_EQUAL(kill(old, SIGKILL), 0);
+    pid_t now = old;
+    for (int i = 0; i < 200 && (now == old || now == 0 || process_gone(now)); i++) {
+        lm_test_sleep_ms(50);
+        now = pid_of(name);
+    }
+    CU_ASSERT(now != old && now > 0 && !process_gone(now));
+    int rc = 1;
+    for (int i = 0; i < 100 && rc != 0; i++) { /* it answers once it is up */
+        rc = lumen("health", sched, "--run-dir", run_dir, NULL);
+        if (rc != 0) lm_test_sleep_ms(100);
+    }
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(lumen("status", "--run-dir", run_dir, NULL), 0);
+    char row[64];
+    snprintf(row, sizeof row, "%s", name);
+    ASSERT_OUTPUT_HAS(row);
+    ASSERT_OUTPUT_HAS("running  1"); /* its restarts */
+}
+
 static void test_start_status_health_stop(void) {
     char port[8], redis_port[8], sched[32], redis[32], join[64], token[128];
     uint16_t p = lm_test_free_port(), rp = lm_test_free_port();
@@ -212,7 +252,7 @@ static void test_start_status_health_stop(void) {
     check_secret_file("redis_password", redis_password, sizeof redis_password);
     pid_t pids[16];
     int n = read_pids(pids, 16);
-    CU_ASSERT_EQUAL(n, 5); /* redis, scheduler, objstore, 2 workers */
+    CU_ASSERT_EQUAL(n, 6); /* the supervisor, redis, scheduler, objstore, 2 workers */
 
     CU_ASSERT_EQUAL(lumen("status", "--run-dir", run_dir, NULL), 0);
     ASSERT_OUTPUT_HAS("Nodes: 3 alive (2 workers, 2 slots");
@@ -225,6 +265,7 @@ static void test_start_status_health_stop(void) {
     ASSERT_OUTPUT_HAS("token");
     CU_ASSERT_EQUAL(lumen("health", sched, "--token", "guess", NULL), 1);
     check_client_finds_token(sched);
+    check_supervisor_restarts(sched, p);
     check_joins(sched, redis);
 
     /* A second head on the same ports must refuse, and leave the first alone. */
@@ -233,10 +274,10 @@ static void test_start_status_health_stop(void) {
                     1);
     ASSERT_OUTPUT_HAS("in use");
     n = read_pids(pids, 16);
-    CU_ASSERT_EQUAL(n, 7);
+    CU_ASSERT_EQUAL(n, 9); /* and the join's supervisor, objstore and worker */
 
     CU_ASSERT_EQUAL(lumen("stop", "--run-dir", run_dir, NULL), 0);
-    ASSERT_OUTPUT_HAS("stopped 7 process(es)");
+    ASSERT_OUTPUT_HAS("stopped 9 process(es)");
     for (int i = 0; i < n; i++) CU_ASSERT(process_gone(pids[i]));
     CU_ASSERT_EQUAL(read_pids(pids, 16), 0);
     char path[700];

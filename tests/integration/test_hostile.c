@@ -74,6 +74,7 @@ static lumen_status find_worker(char *out, size_t cap) {
 static lumen_status job_call(const char *name) {
     Lumen__JobRequest req = LUMEN__JOB_REQUEST__INIT;
     req.job_id = (ProtobufCBinaryData){LM_ID_BYTES, job.bytes};
+    req.detached = true; /* no lease held by this raw client: the job lives until EndJob */
     ProtobufCMessage *reply = NULL;
     lumen_status st = lm_rpc_unary(rpc, targets[0].addr, method(&lumen__scheduler__descriptor, name), &req.base,
                                    &reply, RPC_TIMEOUT);
