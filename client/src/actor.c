@@ -171,10 +171,14 @@ lumen_status actor_result_get(lumen_client *c, lm_id id, int64_t timeout_ms, lum
         location = strdup(r->location);
         size = r->size;
     } else {
-        out->data = malloc(r->len ? r->len : 1);
+        out->data = malloc(r->len + 1);
         out->len = r->len;
-        if (out->data == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-        else if (r->len) memcpy(out->data, r->data, r->len);
+        if (out->data == NULL) {
+            st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
+        } else {
+            if (r->len) memcpy(out->data, r->data, r->len);
+            ((char *)out->data)[r->len] = '\0'; /* lumen_get's promise */
+        }
     }
     pthread_mutex_unlock(&c->mu);
     if (location != NULL) {

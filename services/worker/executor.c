@@ -366,15 +366,23 @@ static int map_args(const Lumen__ExecRequest *req, int fd, lumen_bytes **args, s
                     size_t *map_len, char **err) {
     *map = NULL;
     *map_len = 0;
-    if (!req->args_in_fd) {
+    if (!req->args_in_fd) { /* small: copied behind the array, each with its NUL */
+        size_t bytes = 0;
+        for (size_t i = 0; i < req->n_args; i++) bytes += req->args[i].len + 1;
         *nargs = req->n_args;
-        *args = xmalloc(req->n_args * sizeof **args);
-        for (size_t i = 0; i < req->n_args; i++)
-            (*args)[i] = (lumen_bytes){req->args[i].data, req->args[i].len};
+        *args = xmalloc(req->n_args * sizeof **args + bytes);
+        char *copy = (char *)(*args + req->n_args);
+        for (size_t i = 0; i < req->n_args; i++) {
+            if (req->args[i].len > 0) memcpy(copy, req->args[i].data, req->args[i].len);
+            copy[req->args[i].len] = '\0';
+            (*args)[i] = (lumen_bytes){copy, req->args[i].len};
+            copy += req->args[i].len + 1;
+        }
         return 0;
     }
+    /* Back to back in the memfd, each followed by a NUL (executor_pool.h). */
     uint64_t total = 0;
-    for (size_t i = 0; i < req->n_arg_sizes; i++) total += req->arg_sizes[i];
+    for (size_t i = 0; i < req->n_arg_sizes; i++) total += req->arg_sizes[i] + 1;
     if (fd < 0) {
         *err = xprintf("arguments announced in a memfd that did not arrive");
         return -1;
@@ -402,7 +410,7 @@ static int map_args(const Lumen__ExecRequest *req, int fd, lumen_bytes **args, s
     uint64_t off = 0;
     for (size_t i = 0; i < req->n_arg_sizes; i++) {
         (*args)[i] = (lumen_bytes){(uint8_t *)*map + off, req->arg_sizes[i]};
-        off += req->arg_sizes[i];
+        off += req->arg_sizes[i] + 1;
     }
     return 0;
 }

@@ -328,12 +328,12 @@ static void take_reply(const Lumen__ExecReply *reply, int fd, lm_exec_result *ou
  * after task). -1 when they travel inline. Errors go to *st. */
 static int args_memfd(executor *e, const lm_exec_task *t, lumen_status *st) {
     uint64_t total = 0;
-    for (size_t i = 0; i < t->nargs; i++) total += t->args[i].len;
+    for (size_t i = 0; i < t->nargs; i++) total += t->args[i].len + 1;
     if (total <= ARGS_FD_THRESHOLD) return -1;
     const lm_shmbuf *buf = t->args_buf;
     if (buf != NULL) {
         uint64_t off = 0;
-        for (size_t i = 0; i < t->nargs; off += t->args[i].len, i++)
+        for (size_t i = 0; i < t->nargs; off += t->args[i].len + 1, i++)
             if (t->args[i].len > 0 && t->args[i].data != buf->base + off) {
                 *st = lm_status(LUMEN_INVALID_ARGUMENT, "argument %zu is not at offset %llu of its buffer", i,
                                 (unsigned long long)off);
@@ -349,8 +349,10 @@ static int args_memfd(executor *e, const lm_exec_task *t, lumen_status *st) {
     *st = lm_shmbuf_reserve(&e->args, total);
     if (!LM_IS_OK(*st)) return -1;
     uint64_t off = 0;
-    for (size_t i = 0; i < t->nargs; off += t->args[i].len, i++)
+    for (size_t i = 0; i < t->nargs; off += t->args[i].len + 1, i++) {
         if (t->args[i].len > 0) memcpy(e->args.base + off, t->args[i].data, t->args[i].len);
+        e->args.base[off + t->args[i].len] = '\0';
+    }
     return e->args.fd;
 }
 

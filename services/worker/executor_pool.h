@@ -54,7 +54,8 @@ typedef struct lm_exec_task {
     const char *function;
     const lumen_bytes *args; /* read during the call only */
     size_t nargs;
-    /* NULL, or the caller's buffer args[] lie in back to back from its start:
+    /* NULL, or the caller's buffer args[] lie in from its start, each
+     * followed by a NUL byte (so the executor can hand functions C strings):
      * big arguments then go to the executor as its memfd, without a copy.
      * Without it they are copied into a buffer of the executor's. */
     const lm_shmbuf *args_buf;

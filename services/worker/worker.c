@@ -375,16 +375,19 @@ lumen_status worker_fetch_args(lm_worker *w, lm_shmbuf *buf, const Lumen__TaskSp
      * (the fetches grow the buffer to the real sizes), so its failure is not. */
     uint64_t expect = 0;
     for (size_t i = 0; i < spec->n_args; i++)
-        expect += spec->args[i]->value_case == LUMEN__ARG__VALUE_INLINE ? spec->args[i]->inline_.len
-                                                                          : spec->args[i]->size;
+        expect += (spec->args[i]->value_case == LUMEN__ARG__VALUE_INLINE ? spec->args[i]->inline_.len
+                                                                           : spec->args[i]->size) + 1;
     (void)lm_shmbuf_reserve(buf, expect);
     lumen_status st = lm_ok();
     uint64_t off = 0;
-    for (size_t i = 0; LM_IS_OK(st) && i < spec->n_args; off += args[i].len, i++) {
+    /* Each argument is followed by a NUL byte (not counted): functions may
+     * read a text argument as a C string. */
+    for (size_t i = 0; LM_IS_OK(st) && i < spec->n_args; off += args[i].len + 1, i++) {
         const Lumen__Arg *a = spec->args[i];
         if (a->value_case == LUMEN__ARG__VALUE_INLINE) {
-            st = lm_shmbuf_reserve(buf, off + a->inline_.len);
+            st = lm_shmbuf_reserve(buf, off + a->inline_.len + 1);
             if (LM_IS_OK(st) && a->inline_.len > 0) memcpy(buf->base + off, a->inline_.data, a->inline_.len);
+            if (LM_IS_OK(st)) buf->base[off + a->inline_.len] = '\0';
             args[i].len = a->inline_.len;
             continue;
         }
@@ -401,11 +404,13 @@ lumen_status worker_fetch_args(lm_worker *w, lm_shmbuf *buf, const Lumen__TaskSp
         st = lm_objstore_get_into(w->cli, a->location, id, worker_spec_job(spec), store, true,
                                   io_timeout_ms(w, a->size), place_arg, &place, &args[i].len);
         if (!LM_IS_OK(st)) return lm_status(LUMEN_OBJECT_LOST, "argument %zu: %s", i, st.msg);
+        st = lm_shmbuf_reserve(buf, off + args[i].len + 1);
+        if (LM_IS_OK(st)) buf->base[off + args[i].len] = '\0';
     }
     if (!LM_IS_OK(st)) return st;
     /* Only now: the buffer may have moved while it grew. */
     off = 0;
-    for (size_t i = 0; i < spec->n_args; off += args[i].len, i++) args[i].data = buf->base + off;
+    for (size_t i = 0; i < spec->n_args; off += args[i].len + 1, i++) args[i].data = buf->base + off;
     return lm_ok();
 }
 

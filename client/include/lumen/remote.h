@@ -42,7 +42,9 @@ extern "C" {
 typedef struct lumen_task_ctx lumen_task_ctx;
 
 /*
- * A remote function. args are read-only and valid during the call. On
+ * A remote function. args are read-only and valid during the call; each is
+ * followed by a NUL byte not counted in its len, so a text argument can be
+ * read as a C string (strtol(args[0].data, ...)). On
  * success it returns 0 with *out set to memory from malloc() (or
  * {NULL, 0}), which the runtime frees. On failure it returns non-zero,
  * best through lumen_task_fail, whose message reaches the caller's get.
