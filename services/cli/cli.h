@@ -174,6 +174,7 @@ int cli_cmd_stop(int argc, char **argv);
 int cli_cmd_status(int argc, char **argv);
 int cli_cmd_health(int argc, char **argv);
 int cli_cmd_logs(int argc, char **argv);
+int cli_cmd_job(int argc, char **argv);
 int cli_cmd_tasks(int argc, char **argv);   /* list.c */
 int cli_cmd_actors(int argc, char **argv);
 int cli_cmd_objects(int argc, char **argv);

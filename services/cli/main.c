@@ -23,6 +23,7 @@ static const command commands[] = {
     {"actors", cli_cmd_actors, "list actors (filters: --state, --job)"},
     {"objects", cli_cmd_objects, "list the object records of running jobs (filters: --state, --job)"},
     {"logs", cli_cmd_logs, "print what task TASK_ID wrote to stdout and stderr"},
+    {"job", cli_cmd_job, "stop JOB_ID: end a job (a detached one, or one whose client hangs)"},
 };
 
 static void usage(FILE *f) {
