@@ -21,8 +21,6 @@ struct dir_op {
     op_kind kind;
     lm_id id, job;
     uint64_t size;
-    void (*done)(void *);
-    void *arg;
 };
 
 struct lm_dir_writer {
@@ -40,20 +38,16 @@ struct lm_dir_writer {
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, lm_id job, uint64_t size, void (*done)(void *),
-                    void *arg) {
+static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, lm_id job, uint64_t size) {
     dir_op *op = calloc(1, sizeof *op);
-    if (op == NULL) { /* the directory misses one update; the caller still hears back */
+    if (op == NULL) { /* the directory misses one update */
         lm_error("directory update for an object lost: out of memory");
-        if (done) done(arg);
         return;
     }
     op->kind = kind;
     op->id = id;
     op->job = job;
     op->size = size;
-    op->done = done;
-    op->arg = arg;
     pthread_mutex_lock(&w->mu);
     if (w->tail) w->tail->next = op;
     else w->head = op;
@@ -63,13 +57,11 @@ static void enqueue(lm_dir_writer *w, op_kind kind, lm_id id, lm_id job, uint64_
     pthread_mutex_unlock(&w->mu);
 }
 
-void lm_dir_writer_ready(lm_dir_writer *w, lm_id id, lm_id job, uint64_t size, void (*done)(void *), void *arg) {
-    enqueue(w, OP_READY, id, job, size, done, arg);
+void lm_dir_writer_ready(lm_dir_writer *w, lm_id id, lm_id job, uint64_t size) {
+    enqueue(w, OP_READY, id, job, size);
 }
 
-void lm_dir_writer_removed(lm_dir_writer *w, lm_id id, void (*done)(void *), void *arg) {
-    enqueue(w, OP_REMOVED, id, (lm_id){{0}}, 0, done, arg);
-}
+void lm_dir_writer_removed(lm_dir_writer *w, lm_id id) { enqueue(w, OP_REMOVED, id, (lm_id){{0}}, 0); }
 
 static lumen_status apply(lm_dir_writer *w, const dir_op *op) {
     if (w->redis == NULL) {
@@ -83,7 +75,7 @@ static lumen_status apply(lm_dir_writer *w, const dir_op *op) {
 
 /* Tries ops in order (when `try` says Redis may be asked); once one fails
  * the rest wait their turn (order matters: a removal must not overtake its
- * READY). Every callback runs. Returns what is left, oldest first. */
+ * READY). Returns what is left, oldest first. */
 static dir_op *run_pass(lm_dir_writer *w, dir_op *ops, bool try, lumen_status *failed) {
     dir_op *left = NULL, **left_tail = &left;
     if (try) *failed = lm_ok();
@@ -92,8 +84,6 @@ static dir_op *run_pass(lm_dir_writer *w, dir_op *ops, bool try, lumen_status *f
         ops = op->next;
         op->next = NULL;
         if (LM_IS_OK(*failed)) *failed = apply(w, op);
-        if (op->done) op->done(op->arg);
-        op->done = NULL;
         if (LM_IS_OK(*failed)) {
             free(op);
         } else {
@@ -132,8 +122,6 @@ static void *writer_main(void *arg) {
         w->fresh = false;
         pthread_mutex_unlock(&w->mu);
 
-        /* Without trying, new callbacks still run: callers are not held
-         * up by a Redis that is away. */
         dir_op *left = run_pass(w, ops, try, &failed);
 
         pthread_mutex_lock(&w->mu);

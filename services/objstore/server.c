@@ -241,7 +241,10 @@ static void put_end(lm_rpc_call *call, put_call *p) {
         return;
     }
     lm_debug("put %s: %llu bytes", lm_id_str(p->asm_.id).s, (unsigned long long)p->asm_.total);
-    lm_dir_writer_ready(srv->dir, p->asm_.id, p->asm_.job, p->asm_.total, put_reply, call);
+    /* The directory follows behind: a put never waits for Redis (a reader
+     * that looks it up there before it lands waits for its announcement). */
+    lm_dir_writer_ready(srv->dir, p->asm_.id, p->asm_.job, p->asm_.total);
+    put_reply(call);
 }
 
 static void handle_put(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
@@ -291,7 +294,8 @@ static void removal_reply(void *arg) {
     free(r);
 }
 
-/* Tells the directory ids[0..n) left; answers once Redis heard of them. */
+/* Tells the directory ids[0..n) left (behind: nothing waits for Redis)
+ * and answers. */
 static void removed(lm_objstore_server *srv, lm_rpc_call *call, bool job, const lm_id *ids, size_t n) {
     removal *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -299,12 +303,8 @@ static void removed(lm_objstore_server *srv, lm_rpc_call *call, bool job, const 
         return;
     }
     *r = (removal){call, job, (uint32_t)n};
-    if (n == 0) {
-        removal_reply(r);
-        return;
-    }
-    for (size_t i = 0; i < n; i++)
-        lm_dir_writer_removed(srv->dir, ids[i], i + 1 == n ? removal_reply : NULL, i + 1 == n ? r : NULL);
+    for (size_t i = 0; i < n; i++) lm_dir_writer_removed(srv->dir, ids[i]);
+    removal_reply(r);
 }
 
 static void handle_delete(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {

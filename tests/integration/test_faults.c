@@ -1,5 +1,8 @@
 /*
  * Faults of the cluster's shared parts, for real:
+ * - Redis paused (SIGSTOP) for longer than the heartbeat timeout: a job
+ *   started meanwhile (connect, puts, tasks, gets, close) finishes without
+ *   it and no node is declared dead.
  * - Redis killed with SIGKILL mid-job and restarted from its append-only
  *   file. Services keep serving while it is down (nothing on the task path
  *   waits for Redis), reconnect by themselves, and what they wrote behind
@@ -81,6 +84,42 @@ static long long hash_len(const char *redis_addr, const char *key) {
     freeReplyObject(r);
     redisFree(c);
     return n;
+}
+
+/* Nothing a job waits on waits for Redis: with Redis stopped (a hung
+ * Redis holds connections open and answers nothing, worse than a dead
+ * one), a whole job runs, and heartbeats keep every node alive. */
+static void test_redis_paused(void) {
+    lm_test_redis *redis = lm_test_cluster_redis_server(cluster);
+    pid_t pid = lm_test_redis_pid(redis);
+    CU_ASSERT_FATAL(pid > 0);
+    run_tasks_and_check(0, 100); /* warm */
+    CU_ASSERT_EQUAL_FATAL(kill(pid, SIGSTOP), 0);
+
+    lumen_client *c = NULL;
+    lumen_status st = lumen_connect(lm_test_cluster_scheduler(cluster), NULL, &c);
+    if (LM_IS_OK(st)) {
+        size_t big = 1u << 20; /* through the object store */
+        char *data = malloc(big);
+        memset(data, 'x', big);
+        lumen_ref put = {0}, r = {0};
+        st = lumen_put(c, data, big, &put);
+        lumen_arg args[2] = {lumen_arg_ref(put), lumen_arg_bytes("tail", 4)};
+        if (LM_IS_OK(st)) st = lumen_call(c, "test.concat", args, 2, NULL, &r);
+        lumen_bytes b = {0};
+        if (LM_IS_OK(st)) st = lumen_get(c, r, LM_TEST_TIMEOUT(20000), &b);
+        CU_ASSERT(LM_IS_OK(st) && b.len == big + 4 && memcmp((char *)b.data + big, "tail", 4) == 0);
+        lumen_bytes_free(&b);
+        free(data);
+        lumen_close(c);
+    }
+    LM_ASSERT_OK(st);
+    /* Past the heartbeat timeout (5 s): nodes beat without Redis. */
+    lm_test_sleep_ms(6000);
+    run_tasks_and_check(100, 200);
+    expect_services_serving();
+    CU_ASSERT_EQUAL(kill(pid, SIGCONT), 0);
+    run_tasks_and_check(300, 100);
 }
 
 static void test_redis_killed_and_restarted_mid_job(void) {
@@ -316,6 +355,7 @@ static void test_connect_while_scheduler_restarts(void) {
 
 int main(void) {
     CU_TestInfo tests[] = {
+        {"redis paused: a job runs without it, no node dies", test_redis_paused},
         {"redis killed and restarted mid-job", test_redis_killed_and_restarted_mid_job},
         {"scheduler killed and restarted mid-job", test_scheduler_killed_and_restarted_mid_job},
         {"a client connecting while the scheduler restarts waits for it", test_connect_while_scheduler_restarts},

@@ -136,14 +136,20 @@ static void get_equals(const store_proc *s, lm_id id, const void *want, size_t n
     free(got);
 }
 
-/* Whether Redis lists store among obj's locations. */
-static bool located(lm_id obj, lm_id store) {
-    lm_id *stores = NULL;
-    size_t n = 0;
-    LM_ASSERT_OK(lm_redis_obj_locs(state, obj, &stores, &n));
-    bool found = false;
-    for (size_t i = 0; i < n; i++) found |= lm_id_equal(stores[i], store);
-    free(stores);
+/* Whether Redis lists store among obj's locations, once the store's
+ * directory writes (behind its answers) settled: it waits up to 5 s for the
+ * answer `expect`, then gives what it sees. */
+static bool located(lm_id obj, lm_id store, bool expect) {
+    bool found = !expect;
+    for (int waited = 0; found != expect && waited < LM_TEST_TIMEOUT(5000); waited += 10) {
+        if (waited > 0) lm_test_sleep_ms(10);
+        lm_id *stores = NULL;
+        size_t n = 0;
+        LM_ASSERT_OK(lm_redis_obj_locs(state, obj, &stores, &n));
+        found = false;
+        for (size_t i = 0; i < n; i++) found |= lm_id_equal(stores[i], store);
+        free(stores);
+    }
     return found;
 }
 
@@ -163,8 +169,8 @@ static void test_small_and_empty(void) {
     get_equals(&main_store, a, text, strlen(text));
     get_equals(&main_store, e, "", 0);
     /* Redis has heard of both by the time the put returns. */
-    CU_ASSERT_TRUE(located(a, main_store.node_id));
-    CU_ASSERT_TRUE(located(e, main_store.node_id));
+    CU_ASSERT_TRUE(located(a, main_store.node_id, true));
+    CU_ASSERT_TRUE(located(e, main_store.node_id, true));
     /* The record as redis-cli shows it. */
     char hex[LM_ID_HEX_LEN + 1];
     struct timeval tv = {2, 0};
@@ -308,9 +314,9 @@ static void test_delete(void) {
     for (int i = 0; i < 2; i++) {
         LM_ASSERT_CODE(lm_objstore_get(client, main_store.addr, ids[i], false, TIMEOUT_MS, &got, &len),
                        LUMEN_NOT_FOUND);
-        CU_ASSERT_FALSE(located(ids[i], main_store.node_id));
+        CU_ASSERT_FALSE(located(ids[i], main_store.node_id, false));
     }
-    CU_ASSERT_TRUE(located(ids[2], main_store.node_id));
+    CU_ASSERT_TRUE(located(ids[2], main_store.node_id, true));
     get_equals(&main_store, ids[2], "x", 1);
     /* Deleted ids can be put again. */
     put_ok(&main_store, ids[0], (lm_id){{0}}, "y", 1);
@@ -351,10 +357,10 @@ static void test_release_job(void) {
     for (int i = 0; i < 4; i++) {
         LM_ASSERT_CODE(lm_objstore_get(client, main_store.addr, mine[i], false, TIMEOUT_MS, &got, &len),
                        LUMEN_NOT_FOUND);
-        CU_ASSERT_FALSE(located(mine[i], main_store.node_id));
+        CU_ASSERT_FALSE(located(mine[i], main_store.node_id, false));
     }
     get_equals(&main_store, theirs, "other", 5);
-    CU_ASSERT_TRUE(located(theirs, main_store.node_id));
+    CU_ASSERT_TRUE(located(theirs, main_store.node_id, true));
     LM_ASSERT_OK(lm_objstore_release_job(client, main_store.addr, job, TIMEOUT_MS, &deleted));
     CU_ASSERT_EQUAL(deleted, 0);
     /* A task of the ended job still running cannot leave a result behind. */
