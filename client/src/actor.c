@@ -558,6 +558,7 @@ void actor_client_fini(lumen_client *c) {
 lumen_status lumen_actor_new(lumen_client *c, const char *class_name, const lumen_arg *args, size_t nargs,
                              const lumen_actor_opts *opts, lumen_actor *out) {
     if (class_name == NULL || *class_name == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no actor class name");
+    if (c->local != NULL) return local_actor_new(c, class_name, args, nargs, opts, out);
     Lumen__TaskSpec *spec = NULL;
     lumen_call_opts call = {.timeout_ms = opts ? opts->timeout_ms : 0,
                             .memory_limit = opts ? opts->memory_limit : 0,
@@ -607,6 +608,7 @@ lumen_status lumen_actor_new(lumen_client *c, const char *class_name, const lume
 lumen_status lumen_actor_call(lumen_client *c, lumen_actor actor, const char *method, const lumen_arg *args,
                               size_t nargs, lumen_ref *out) {
     if (method == NULL || *method == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no method name");
+    if (c->local != NULL) return local_actor_call(c, actor, method, args, nargs, out);
     Lumen__TaskSpec *spec = NULL;
     /* The library (if any) came with the constructor: the executor has it. */
     lumen_status st = client_spec_new(c, method, args, nargs, NULL, &spec);
@@ -636,6 +638,7 @@ lumen_status lumen_actor_call(lumen_client *c, lumen_actor actor, const char *me
 }
 
 lumen_status lumen_actor_kill(lumen_client *c, lumen_actor actor) {
+    if (c->local != NULL) return local_actor_kill(c, actor);
     Lumen__KillActorRequest req = LUMEN__KILL_ACTOR_REQUEST__INIT;
     lm_id id = actor_id(actor);
     req.actor_id = (ProtobufCBinaryData){LM_ID_BYTES, id.bytes};
@@ -650,6 +653,7 @@ lumen_status lumen_actor_kill(lumen_client *c, lumen_actor actor) {
 
 lumen_status lumen_actor_get_named(lumen_client *c, const char *name, int64_t timeout_ms, lumen_actor *out) {
     if (name == NULL || *name == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no actor name");
+    if (c->local != NULL) return local_actor_get_named(c, name, out);
     Lumen__GetActorRequest req = LUMEN__GET_ACTOR_REQUEST__INIT;
     req.name = (char *)name;
     req.wait_ms = timeout_ms > 0 ? (uint64_t)timeout_ms : 0;

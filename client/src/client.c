@@ -160,6 +160,8 @@ static lumen_status put_with_id(lumen_client *c, lm_id id, const void *data, siz
 }
 
 lumen_status lumen_put(lumen_client *c, const void *data, size_t len, lumen_ref *out) {
+    if (c == NULL || out == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_put: NULL client or out");
+    if (c->local != NULL) return local_put(c, data, len, out);
     lm_id id = lm_id_random();
     lumen_status st = put_with_id(c, id, data, len);
     if (LM_IS_OK(st)) *out = id_ref(id);
@@ -281,6 +283,8 @@ lumen_status lumen_call(lumen_client *c, const char *function, const lumen_arg *
                         const lumen_call_opts *opts, lumen_ref *out) {
     if (c == NULL || out == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_call: NULL client or out");
     if (function == NULL || *function == '\0') return lm_status(LUMEN_INVALID_ARGUMENT, "no function name");
+    if (nargs > 0 && args == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "%zu arguments at NULL", nargs);
+    if (c->local != NULL) return local_call(c, function, args, nargs, opts, out);
     Lumen__TaskSpec *spec = NULL;
     lumen_status st = client_spec_new(c, function, args, nargs, opts, &spec);
     if (!LM_IS_OK(st)) return st;
@@ -525,11 +529,13 @@ static lumen_status get_refs(lumen_client *c, const lumen_ref *refs, size_t n, i
 
 lumen_status lumen_get(lumen_client *c, lumen_ref ref, int64_t timeout_ms, lumen_bytes *out) {
     if (c == NULL || out == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_get: NULL client or out");
+    if (c->local != NULL) return local_get(c, &ref, 1, out);
     return get_refs(c, &ref, 1, timeout_ms, out);
 }
 
 lumen_status lumen_get_many(lumen_client *c, const lumen_ref *refs, size_t n, int64_t timeout_ms, lumen_bytes *out) {
     if (c == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_get_many: NULL client");
+    if (c->local != NULL) return local_get(c, refs, n, out);
     return get_refs(c, refs, n, timeout_ms, out);
 }
 
@@ -595,7 +601,9 @@ lumen_status lumen_wait(lumen_client *c, const lumen_ref *refs, size_t n, size_t
         return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_wait: num_ready (%zu) is more than the %zu refs", num_ready, n);
     int *flags = calloc(n ? n : 1, sizeof *flags);
     if (flags == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    lumen_status st = ready_flags(c, refs, n, num_ready, timeout_ms, flags);
+    lumen_status st = lm_ok();
+    if (c->local != NULL) local_ready(c, refs, n, flags);
+    else st = ready_flags(c, refs, n, num_ready, timeout_ms, flags);
     /* Like ray.wait: at most num_ready refs are reported ready, the first
      * ready ones in the order given. */
     size_t marked = 0;
@@ -616,6 +624,10 @@ static void on_freed(void *arg, lumen_status st, ProtobufCMessage *reply) {
 
 lumen_status lumen_free(lumen_client *c, const lumen_ref *refs, size_t n) {
     if (c == NULL || (n > 0 && refs == NULL)) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_free: NULL client or refs");
+    if (c->local != NULL) {
+        local_free(c, refs, n);
+        return lm_ok();
+    }
     ProtobufCBinaryData *raw = malloc((n ? n : 1) * sizeof *raw);
     if (raw == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     static char mark;
@@ -667,6 +679,8 @@ static lm_id content_id(const void *data, size_t len) {
 }
 
 lumen_status lumen_library_upload(lumen_client *c, const char *path, lumen_ref *out) {
+    if (c == NULL || path == NULL) return lm_status(LUMEN_INVALID_ARGUMENT, "lumen_library_upload: NULL client or path");
+    if (c->local != NULL) return local_library_upload(c, path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return lm_status(LUMEN_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
@@ -821,8 +835,13 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
             st = lm_status(LUMEN_INVALID_ARGUMENT, "job \"%s\" is not 32 hex digits", opts->job);
     }
     lm_id_to_hex(c->job, c->job_hex);
-    if (LM_IS_OK(st)) st = first_contact(c, opts ? opts->connect_timeout_ms : 0);
-    if (LM_IS_OK(st)) st = session_start(c);
+    bool local = c->address != NULL && (strcmp(c->address, "local") == 0 || (c->joined && local_job_known(c->job)));
+    if (LM_IS_OK(st) && local) {
+        st = local_connect(c, opts);
+    } else if (LM_IS_OK(st)) {
+        st = first_contact(c, opts ? opts->connect_timeout_ms : 0);
+        if (LM_IS_OK(st)) st = session_start(c);
+    }
     if (!LM_IS_OK(st)) {
         st = lm_status_wrap(st, "cannot connect to the Lumen scheduler at %s%s", c->address ? c->address : "?",
                             connect_hint(st.code, &ropts.tls));
@@ -835,6 +854,11 @@ lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts, 
 
 void lumen_close(lumen_client *c) {
     if (c == NULL) return;
+    if (c->local != NULL) {
+        local_close(c);
+        client_free(c);
+        return;
+    }
     session_wait_submitted(c, c->timeout_ms);
     pthread_mutex_lock(&c->mu);
     c->closing = true; /* no lease again once the job ends */

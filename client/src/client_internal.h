@@ -24,6 +24,8 @@
 /* Refs freed by this client that lumen_get recognises as freed (the newest). */
 #define FREED_REMEMBERED (1u << 16)
 
+typedef struct lumen_local lumen_local;
+
 /* An object this client put: the stores holding a copy. */
 typedef struct put_info {
     char **locations;
@@ -45,6 +47,7 @@ typedef struct kept_task {
 } kept_task;
 
 struct lumen_client {
+    lumen_local *local; /* lumen_connect("local"): no cluster, everything is local.c's */
     lm_rpc_client *rpc;
     char *address;
     int64_t timeout_ms;
@@ -158,6 +161,26 @@ void session_init(lumen_client *c);
 lumen_status session_start(lumen_client *c);
 void session_stop(lumen_client *c);  /* before the RPC client is freed */
 void session_fini(lumen_client *c);  /* after */
+
+/* ---- local.c: the API in this process (lumen_connect("local")) ---- */
+
+lumen_status local_connect(lumen_client *c, const lumen_connect_opts *opts);
+void local_close(lumen_client *c);
+/* Whether job is a local job of this process (a task's client joins it). */
+bool local_job_known(lm_id job);
+lumen_status local_put(lumen_client *c, const void *data, size_t len, lumen_ref *out);
+lumen_status local_call(lumen_client *c, const char *function, const lumen_arg *args, size_t nargs,
+                        const lumen_call_opts *opts, lumen_ref *out);
+lumen_status local_get(lumen_client *c, const lumen_ref *refs, size_t n, lumen_bytes *out);
+void local_ready(lumen_client *c, const lumen_ref *refs, size_t n, int *flags);
+void local_free(lumen_client *c, const lumen_ref *refs, size_t n);
+lumen_status local_library_upload(lumen_client *c, const char *path);
+lumen_status local_actor_new(lumen_client *c, const char *class_name, const lumen_arg *args, size_t nargs,
+                             const lumen_actor_opts *opts, lumen_actor *out);
+lumen_status local_actor_call(lumen_client *c, lumen_actor actor, const char *method, const lumen_arg *args,
+                              size_t nargs, lumen_ref *out);
+lumen_status local_actor_kill(lumen_client *c, lumen_actor actor);
+lumen_status local_actor_get_named(lumen_client *c, const char *name, lumen_actor *out);
 
 /* ---- actor.c ---- */
 

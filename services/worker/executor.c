@@ -21,8 +21,6 @@
  * reply is on the socket; a crash still writes the line stdout held. The
  * executor's own messages keep the stderr it was started with.
  */
-#include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -44,41 +42,14 @@
 
 #include "executor.pb-c.h"
 #include "frame.h"
+#include "registry.h"
 
 /* Results above this travel in a memfd instead of through the socket. */
 #define RESULT_FD_THRESHOLD (64u << 10)
 
-struct lumen_task_ctx {
-    char id[33];
-    char job[33];
-    unsigned attempt;
-    char *error;    /* lumen_task_fail's message */
-    int fail_errno; /* errno when lumen_task_fail was called: ENOMEM tells a failed allocation */
-};
-
-typedef struct registered_fn {
-    char *name;
-    lumen_remote_fn fn;
-} registered_fn;
-
-typedef struct actor_class {
-    char *name;
-    lumen_actor_new_fn constructor;
-    lumen_actor_free_fn destructor;
-    const lumen_method *methods;
-    size_t nmethods;
-} actor_class;
-
-static registered_fn *fns;
-static size_t nfns, fns_cap;
-static actor_class *classes;
-static size_t nclasses;
 /* The actor this executor hosts (after an EXEC_ACTOR_NEW that succeeded). */
-static const actor_class *hosted;
+static const lm_actor_class *hosted;
 static void *hosted_state;
-static char **loaded; /* paths dlopen'ed, so each library loads once */
-static size_t nloaded;
-static void **handles;
 static int sock = -1;
 static atomic_bool task_running;
 /* The stderr the worker gave us: the executor's own messages, never a task's log. */
@@ -124,148 +95,16 @@ const char *__asan_default_options(void) {
     return "allocator_may_return_null=1:handle_segv=0:handle_sigbus=0:handle_abort=0:handle_sigfpe=0";
 }
 
-/* ------------------------------------------------ the API libraries call */
-
-void lumen_remote_register(const char *name, lumen_remote_fn fn) {
-    if (name == NULL || fn == NULL) return;
-    for (size_t i = 0; i < nfns; i++)
-        if (strcmp(fns[i].name, name) == 0) { /* a later library (an upload) replaces it */
-            fns[i].fn = fn;
-            return;
-        }
-    if (nfns == fns_cap) {
-        fns_cap = fns_cap ? 2 * fns_cap : 16;
-        fns = realloc(fns, fns_cap * sizeof *fns);
-        if (fns == NULL) die_oom();
-    }
-    fns[nfns].name = xstrdup(name);
-    fns[nfns].fn = fn;
-    nfns++;
-}
-
-void lumen_actor_register(const char *class_name, lumen_actor_new_fn constructor, lumen_actor_free_fn destructor,
-                          const lumen_method *methods, size_t nmethods) {
-    if (class_name == NULL || constructor == NULL || (methods == NULL && nmethods > 0)) return;
-    actor_class c = {NULL, constructor, destructor, methods, nmethods};
-    for (size_t i = 0; i < nclasses; i++)
-        if (strcmp(classes[i].name, class_name) == 0) { /* a later library (an upload) replaces it */
-            c.name = classes[i].name;
-            classes[i] = c;
-            return;
-        }
-    classes = realloc(classes, (nclasses + 1) * sizeof *classes);
-    if (classes == NULL) die_oom();
-    c.name = xstrdup(class_name);
-    classes[nclasses++] = c;
-}
-
-int lumen_task_fail(lumen_task_ctx *ctx, const char *fmt, ...) {
-    int saved = errno;
-    if (ctx == NULL) return -1;
-    ctx->fail_errno = saved;
-    free(ctx->error);
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(&ctx->error, fmt, ap) < 0) ctx->error = NULL;
-    va_end(ap);
-    return -1;
-}
-
-const char *lumen_task_id(const lumen_task_ctx *ctx) { return ctx ? ctx->id : ""; }
-
-unsigned lumen_task_attempt(const lumen_task_ctx *ctx) { return ctx ? ctx->attempt : 0; }
-
-const char *lumen_task_job(const lumen_task_ctx *ctx) { return ctx ? ctx->job : ""; }
-
 /* ------------------------------------------------------------ libraries */
 
-/* dlopens path once; on failure returns dlerror's text (static storage). */
-static const char *load_library(const char *path) {
-    for (size_t i = 0; i < nloaded; i++)
-        if (strcmp(loaded[i], path) == 0) return NULL;
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (h == NULL) return dlerror();
-    loaded = realloc(loaded, (nloaded + 1) * sizeof *loaded);
-    handles = realloc(handles, (nloaded + 1) * sizeof *handles);
-    if (loaded == NULL || handles == NULL) die_oom();
-    loaded[nloaded] = xstrdup(path);
-    handles[nloaded++] = h;
-    return NULL;
+/* What cannot be loaded goes to the executor's own stderr. */
+static void load_warn(void *arg, const char *msg) {
+    (void)arg;
+    fprintf(stderr, "lumen-executor: %s\n", msg);
 }
 
-static bool is_library(const char *name) {
-    size_t n = strlen(name);
-    return n > 3 && strcmp(name + n - 3, ".so") == 0;
-}
-
-static int compare_names(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Loads every .so in one directory, in name order (deterministic overrides). */
-static void load_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d == NULL) {
-        fprintf(stderr, "lumen-executor: library directory %s: %s\n", dir, strerror(errno));
-        return;
-    }
-    char **names = NULL;
-    size_t n = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (!is_library(e->d_name)) continue;
-        names = realloc(names, (n + 1) * sizeof *names);
-        if (names == NULL) die_oom();
-        names[n++] = xprintf("%s/%s", dir, e->d_name);
-    }
-    closedir(d);
-    qsort(names, n, sizeof *names, compare_names);
-    for (size_t i = 0; i < n; i++) {
-        const char *err = load_library(names[i]);
-        if (err != NULL) fprintf(stderr, "lumen-executor: cannot load %s: %s\n", names[i], err);
-        free(names[i]);
-    }
-    free(names);
-}
-
-static void load_path(const char *path) {
-    char *copy = xstrdup(path), *save = NULL;
-    for (char *dir = strtok_r(copy, ":", &save); dir != NULL; dir = strtok_r(NULL, ":", &save))
-        if (*dir != '\0') load_dir(dir);
-    free(copy);
-}
-
-static lumen_remote_fn find_fn(const char *name) {
-    for (size_t i = 0; i < nfns; i++)
-        if (strcmp(fns[i].name, name) == 0) return fns[i].fn;
-    return NULL;
-}
-
-static const actor_class *find_class(const char *name) {
-    for (size_t i = 0; i < nclasses; i++)
-        if (strcmp(classes[i].name, name) == 0) return &classes[i];
-    return NULL;
-}
-
-static lumen_method_fn find_method(const actor_class *c, const char *name) {
-    for (size_t i = 0; i < c->nmethods; i++)
-        if (c->methods[i].name != NULL && strcmp(c->methods[i].name, name) == 0) return c->methods[i].fn;
-    return NULL;
-}
-
-/* `unknown <what> "x" (<known>: a, b)`, naming every candidate: items are
- * n structs, stride bytes apart, whose first member is the name. */
-static char *unknown_message(const char *what, const char *name, const char *known, const void *items, size_t n,
-                             size_t stride) {
-    size_t cap = 64 + strlen(what) + strlen(name) + strlen(known), len = 0;
-    for (size_t i = 0; i < n; i++) cap += strlen(*(char *const *)((const char *)items + i * stride)) + 2;
-    char *s = xmalloc(cap);
-    len += (size_t)snprintf(s, cap, "unknown %s \"%s\" (%s: ", what, name, known);
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? ", " : "",
-                                *(char *const *)((const char *)items + i * stride));
-    snprintf(s + len, cap - len, "%s)", n ? "" : "none");
-    return s;
-}
+/* A message of the registry's, or "out of memory" when it had none. */
+static char *own(char *msg) { return msg != NULL ? msg : xstrdup("out of memory"); }
 
 /* --------------------------------------------------------- memory limit */
 
@@ -418,7 +257,7 @@ static int map_args(const Lumen__ExecRequest *req, int fd, lumen_bytes **args, s
 /* What a request runs, found by name before its arguments are mapped. */
 typedef struct target {
     lumen_remote_fn fn;         /* EXEC_TASK */
-    const actor_class *cls;     /* EXEC_ACTOR_NEW */
+    const lm_actor_class *cls;  /* EXEC_ACTOR_NEW */
     lumen_method_fn method;     /* EXEC_ACTOR_CALL */
     char *label;                /* for messages: "lib.fn", "lib.Class", "lib.Class.method" */
 } target;
@@ -431,10 +270,9 @@ static int find_target(const Lumen__ExecRequest *req, target *t, outcome *o) {
         if (hosted != NULL) {
             o->code = LUMEN_FAILED_PRECONDITION;
             o->message = xprintf("this executor already hosts an actor of %s", hosted->name);
-        } else if ((t->cls = find_class(req->function)) == NULL) {
+        } else if ((t->cls = lm_registry_class(req->function)) == NULL) {
             o->code = LUMEN_NOT_FOUND;
-            o->message = unknown_message("actor class", req->function, "registered", classes, nclasses,
-                                         sizeof *classes);
+            o->message = own(lm_registry_unknown("actor class", req->function, NULL));
         }
         break;
     case LUMEN__EXEC_KIND__EXEC_ACTOR_CALL:
@@ -442,17 +280,16 @@ static int find_target(const Lumen__ExecRequest *req, target *t, outcome *o) {
         if (hosted == NULL) {
             o->code = LUMEN_FAILED_PRECONDITION;
             o->message = xprintf("no actor lives in this executor");
-        } else if ((t->method = find_method(hosted, req->function)) == NULL) {
+        } else if ((t->method = lm_registry_method(hosted, req->function)) == NULL) {
             o->code = LUMEN_NOT_FOUND;
-            o->message = unknown_message("method", req->function, hosted->name, hosted->methods, hosted->nmethods,
-                                         sizeof *hosted->methods);
+            o->message = own(lm_registry_unknown("method", req->function, hosted));
         }
         break;
     default:
         t->label = xstrdup(req->function);
-        if ((t->fn = find_fn(req->function)) == NULL) {
+        if ((t->fn = lm_registry_fn(req->function)) == NULL) {
             o->code = LUMEN_NOT_FOUND;
-            o->message = unknown_message("function", req->function, "registered", fns, nfns, sizeof *fns);
+            o->message = own(lm_registry_unknown("function", req->function, NULL));
         }
         break;
     }
@@ -475,7 +312,7 @@ static int invoke(const target *t, lumen_task_ctx *ctx, const lumen_bytes *args,
 static outcome run(const Lumen__ExecRequest *req, int args_fd) {
     outcome o = {0};
     for (size_t i = 0; i < req->n_libraries; i++) {
-        const char *err = load_library(req->libraries[i]);
+        const char *err = lm_registry_load(req->libraries[i]);
         if (err != NULL) {
             o.code = LUMEN_FAILED_PRECONDITION;
             o.message = xprintf("cannot load library %s: %s", req->libraries[i], err);
@@ -646,15 +483,7 @@ static void free_all(void) {
     /* An actor ends with its executor: its destructor runs on a clean exit. */
     if (hosted != NULL && hosted->destructor != NULL) hosted->destructor(hosted_state);
     hosted = NULL;
-    for (size_t i = 0; i < nclasses; i++) free(classes[i].name);
-    free(classes);
-    for (size_t i = 0; i < nloaded; i++) free(loaded[i]);
-    /* Libraries stay loaded: their functions may be referenced by atexit
-     * handlers of the libraries themselves. */
-    free(loaded);
-    free(handles);
-    for (size_t i = 0; i < nfns; i++) free(fns[i].name);
-    free(fns);
+    lm_registry_free();
     if (result_fd >= 0) close(result_fd);
 }
 
@@ -678,7 +507,7 @@ int main(int argc, char **argv) {
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
     sigaltstack(&ss, NULL);
 
-    load_path(library_path);
+    lm_registry_load_path(library_path, load_warn, NULL);
     capture_output(log_fd);
     crash_handlers_install();
     pthread_t watcher;

@@ -47,9 +47,10 @@ export PKG_CONFIG_PATH=${pc%/lumen.pc}
 libdir=$(pkg-config --variable=libdir lumen)
 [ "$(cd "$libdir" && pwd -P)" = "$(cd "$prefix/lib" && pwd -P)" ] || fail "lumen.pc's libdir is $libdir"
 
-step "liblumen exports the functions lumen.h declares, and nothing else"
+step "liblumen exports the functions lumen.h and remote.h declare (local mode runs remote.h's), and nothing else"
 exported=$(nm -D --defined-only "$libdir/liblumen.so" | awk '{print $3}' | sort)
-declared=$(grep '^LUMEN_EXPORT' "$prefix/include/lumen/lumen.h" | grep -o 'lumen_[a-z0-9_]*(' | tr -d '(' | sort)
+declared=$(cat "$prefix/include/lumen/lumen.h" "$prefix/include/lumen/remote.h" | grep '^LUMEN_EXPORT' \
+           | grep -o 'lumen_[a-z0-9_]*(' | tr -d '(' | sort)
 echo "nm -D --defined-only: $(wc -l <<<"$exported") symbols"
 [ "$exported" = "$declared" ] || fail "exported vs declared:
 $(diff <(echo "$declared") <(echo "$exported"))"

@@ -121,6 +121,8 @@ typedef struct lumen_connect_opts {
                                lumen_close and does not come back within the scheduler's
                                job_grace_ms (10 s), the job ends as if closed. A detached
                                job ends by lumen_close or `lumen job stop ID`. */
+    const char *local_libraries; /* lumen_connect("local", ...): the function libraries to load,
+                               colon-separated .so files or directories of them */
 } lumen_connect_opts;
 
 /*
@@ -131,6 +133,12 @@ typedef struct lumen_connect_opts {
  * client may be used from several threads at once. If the scheduler
  * restarts, the client tells the new one its job, its tasks and its actors
  * by itself; calls meanwhile wait (within their timeouts).
+ *
+ * address "local": no cluster. Remote functions and actors run in this
+ * process, from opts->local_libraries, with the same calls, results and
+ * errors (tasks run when called; a crash takes the process; time and
+ * memory limits are not enforced): for unit tests of function libraries.
+ * A task's own client (opts.job = lumen_task_job(ctx)) joins the local job.
  */
 LUMEN_EXPORT lumen_status lumen_connect(const char *address, const lumen_connect_opts *opts,
                                         lumen_client **out);
