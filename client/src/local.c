@@ -190,7 +190,7 @@ static void run_one(lumen_local *l, run_kind kind, const void *target, local_act
     } else if (out->data == NULL && out->len > 0) {
         *st = lm_status(LUMEN_INTERNAL, "%s returned %zu bytes at NULL", label, out->len);
         *out = (lumen_bytes){0};
-    } else {
+    } else if (kind != RUN_CONSTRUCTOR) { /* a constructor has no value */
         *st = lm_ok();
         uint8_t *with_nul = realloc(out->data, out->len + 1);
         if (with_nul == NULL) {
@@ -201,6 +201,8 @@ static void run_one(lumen_local *l, run_kind kind, const void *target, local_act
             with_nul[out->len] = '\0';
             out->data = with_nul;
         }
+    } else {
+        *st = lm_ok();
     }
     free(ctx.error);
 }
