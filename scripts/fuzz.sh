@@ -17,7 +17,7 @@ targets=${LUMEN_FUZZ_TARGETS:-fuzz_messages fuzz_frame fuzz_config fuzz_chunk}
 # Only what the targets link is built: the services need no fuzzer
 # instrumentation, and the tests and benchmarks are not wanted here.
 echo "== build $build (clang, LUMEN_FUZZ=ON)"
-CC=clang cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUMEN_FUZZ=ON \
+CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUMEN_FUZZ=ON \
   -DLUMEN_TESTS=OFF -DLUMEN_BENCH=OFF >/dev/null
 # shellcheck disable=SC2086
 cmake --build "$build" -j"$(nproc)" --target $targets
