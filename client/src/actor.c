@@ -107,6 +107,11 @@ static void result_free(call_result *r) {
 
 bool actor_result_known(lumen_client *c, lm_id id) { return lm_idmap_get(c->results, id) != NULL; }
 
+bool actor_result_done(lumen_client *c, lm_id id) {
+    call_result *r = lm_idmap_get(c->results, id);
+    return r != NULL && r->done;
+}
+
 bool actor_result_forget(lumen_client *c, lm_id id) {
     call_result *r = lm_idmap_remove(c->results, id);
     if (r != NULL) result_free(r);
@@ -688,6 +693,77 @@ static void collect_creation(void *arg, lm_id key, void *value) {
     if (h->creation != NULL) l->items[l->n++] = h->creation;
 }
 
+/* The outcomes of our calls that only a scheduler's memory held: small
+ * values and failures (a stored value is in the stores' directory). */
+typedef struct outcome_list {
+    lumen_client *c;
+    Lumen__TaskResult *results;
+    Lumen__Status *statuses;
+    ProtobufCBinaryData *values;
+    lm_id *tasks;
+    size_t n;
+} outcome_list;
+
+static void collect_outcome(void *arg, lm_id key, void *value) {
+    outcome_list *l = arg;
+    call_result *r = value;
+    if (!r->done || r->location != NULL) return;
+    size_t i = l->n++;
+    l->tasks[i] = lm_id_task_of(key);
+    Lumen__TaskResult *tr = &l->results[i];
+    lumen__task_result__init(tr);
+    tr->task_id = (ProtobufCBinaryData){LM_ID_BYTES, l->tasks[i].bytes};
+    tr->job_id = (ProtobufCBinaryData){LM_ID_BYTES, l->c->job.bytes};
+    tr->actor_id = (ProtobufCBinaryData){LM_ID_BYTES, r->h->id.bytes};
+    if (LM_IS_OK(r->status)) {
+        l->values[i] = (ProtobufCBinaryData){r->len, r->data};
+        tr->n_inline_results = 1;
+        tr->inline_results = &l->values[i];
+    } else {
+        lumen__status__init(&l->statuses[i]);
+        l->statuses[i].code = r->status.code;
+        l->statuses[i].message = r->status.msg;
+        tr->status = &l->statuses[i];
+    }
+}
+
+/* Reports them again, in batches of at most BATCH_MAX_CALLS calls and
+ * about BATCH_MAX_BYTES. Idempotent: a result the scheduler knows stays. */
+static void report_outcomes(lumen_client *c) {
+    size_t n = lm_idmap_count(c->results);
+    outcome_list l = {c, calloc(n + 1, sizeof *l.results), calloc(n + 1, sizeof *l.statuses),
+                      calloc(n + 1, sizeof *l.values), calloc(n + 1, sizeof *l.tasks), 0};
+    Lumen__TaskResult **ptrs = calloc(n + 1, sizeof *ptrs);
+    if (l.results != NULL && l.statuses != NULL && l.values != NULL && l.tasks != NULL && ptrs != NULL)
+        lm_idmap_each(c->results, collect_outcome, &l);
+    for (size_t first = 0; first < l.n;) {
+        size_t k = 0, bytes = 0;
+        while (first + k < l.n && k < BATCH_MAX_CALLS && (k == 0 || bytes < BATCH_MAX_BYTES)) {
+            Lumen__TaskResult *tr = &l.results[first + k];
+            bytes += tr->n_inline_results ? tr->inline_results[0].len : 0;
+            ptrs[k++] = tr;
+        }
+        Lumen__TaskDoneRequest req = LUMEN__TASK_DONE_REQUEST__INIT;
+        req.n_results = k;
+        req.results = ptrs;
+        lm_rpc_unary_async(c->rpc, c->address, c->task_done, &req.base, c->timeout_ms, on_reported, NULL);
+        first += k;
+    }
+    free(l.results);
+    free(l.statuses);
+    free(l.values);
+    free(l.tasks);
+    free(ptrs);
+}
+
+/* Calls held back while the scheduler could not be asked where their actor
+ * lives go on now that it answers again. */
+static void kick_stalled(void *arg, lm_id key, void *value) {
+    (void)arg, (void)key;
+    actor_handle *h = value;
+    if (h->stalled) kick(h);
+}
+
 void actor_resync_locked(lumen_client *c) {
     handle_list l = {calloc(lm_idmap_count(c->actors) + 1, sizeof *l.items), 0};
     if (l.items == NULL) return; /* each look-up that fails sends its creation again */
@@ -697,4 +773,6 @@ void actor_resync_locked(lumen_client *c) {
     for (size_t i = 0; i < l.n; i++)
         lm_rpc_unary_async(c->rpc, c->address, c->create_actor, &l.items[i]->base, c->timeout_ms, on_recreated, NULL);
     free(l.items);
+    report_outcomes(c);
+    lm_idmap_each(c->actors, kick_stalled, NULL);
 }

@@ -566,7 +566,11 @@ static lumen_status ready_flags(lumen_client *c, const lumen_ref *refs, size_t n
     for (size_t i = 0; i < n; i++) {
         lm_id id = ref_id(refs[i]);
         char *loc = put_location(c, id, NULL);
-        flags[i] = loc != NULL || was_freed(c, id); /* our puts are ready; a freed ref fails at once */
+        /* Our puts and our actor calls' results are ready here; a freed ref fails at once. */
+        pthread_mutex_lock(&c->mu);
+        bool ours = actor_result_done(c, id);
+        pthread_mutex_unlock(&c->mu);
+        flags[i] = loc != NULL || ours || was_freed(c, id);
         settled += (size_t)flags[i];
         if (!flags[i]) ids[asked] = id, index[asked++] = i;
         free(loc);

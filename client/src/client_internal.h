@@ -184,14 +184,18 @@ lumen_status local_actor_get_named(lumen_client *c, const char *name, lumen_acto
 
 /* ---- actor.c ---- */
 
-/* Sends CreateActor again for every actor this client created (a restarted
- * scheduler learns their constructor calls), without waiting. mu held. */
+/* Tells a restarted scheduler what it forgot of this client's actors,
+ * without waiting: CreateActor again for every actor it created (their
+ * constructor calls), and the small results and failures of its calls that
+ * the dead scheduler held (a task may take them; stored results are in the
+ * stores' directory). mu held. */
 void actor_resync_locked(lumen_client *c);
 
 /* How a local actor call result stands: unknown (not one of ours), or
  * known. `fill` (may be NULL) gets its value into *arg when it is ready
  * and small, or its location; else the arg is marked direct. mu held. */
 bool actor_result_known(lumen_client *c, lm_id id);
+bool actor_result_done(lumen_client *c, lm_id id);
 void actor_result_to_arg(lumen_client *c, lm_id id, Lumen__Arg *arg);
 
 /* lumen_get / lumen_wait on results of our actor calls, answered here

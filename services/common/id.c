@@ -27,6 +27,11 @@ lm_id lm_id_for_return(lm_id task, uint32_t index) {
     return id;
 }
 
+lm_id lm_id_task_of(lm_id result) {
+    memset(result.bytes + 12, 0, 4);
+    return result;
+}
+
 char *lm_id_to_hex(lm_id id, char *out) {
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < LM_ID_BYTES; i++) {

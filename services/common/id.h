@@ -25,6 +25,8 @@ lm_id lm_id_random(void);
 
 /* The id of result number `index` of task `task`. */
 lm_id lm_id_for_return(lm_id task, uint32_t index);
+/* The task whose result `result` is. */
+lm_id lm_id_task_of(lm_id result);
 
 /* An id's hex form by value, for messages: lm_id_str(id).s */
 typedef struct lm_id_text {

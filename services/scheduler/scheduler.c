@@ -123,14 +123,19 @@ static sobj *obj_new(scheduler *s, lm_id id, lm_id job) {
     return o;
 }
 
-/* A placeholder for an object nobody has made or reported here yet. */
-static sobj *obj_unresolved(scheduler *s, lm_id id, lm_id job, bool direct) {
+/* A placeholder for an object nobody has made or reported here yet. An
+ * actor call's result (direct) comes from its worker and never times out;
+ * it is looked for in the stores' directory only when a task sent again
+ * after a restart takes it (look_in_directory): its worker may have
+ * reported it to the scheduler that died. */
+static sobj *obj_unresolved(scheduler *s, lm_id id, lm_id job, bool direct, bool look_in_directory) {
     sobj *o = obj_new(s, id, job);
     o->unresolved = true;
     o->direct = direct;
     o->unresolved_since_ms = lm_mono_ms();
-    if (!direct) { /* an actor call's result comes from its worker, never from a store's directory */
-        sched_id_push(&s->unresolved, id);
+    if (!direct) sched_id_push(&s->unresolved, id);
+    if (!direct || look_in_directory) {
+        o->watched = true;
         sched_resolver_watch(s->resolver, id);
     }
     return o;
@@ -140,7 +145,8 @@ static sobj *obj_unresolved(scheduler *s, lm_id id, lm_id job, bool direct) {
 static void obj_resolved(scheduler *s, sobj *o) {
     if (!o->unresolved) return;
     o->unresolved = false;
-    if (!o->direct) sched_resolver_unwatch(s->resolver, o->id);
+    if (o->watched) sched_resolver_unwatch(s->resolver, o->id);
+    o->watched = false;
 }
 
 static void waiter_unref(waiter *w) {
@@ -186,6 +192,7 @@ static void waiters_recount(scheduler *s, sobj *o, outbox *out);
 static void send_deletes(scheduler *s, ptr_vec *deletes);
 static void task_resolved_arg(scheduler *s, lm_id task_id);
 static void task_fail(scheduler *s, stask *t, lumen_status st, outbox *out);
+static bool arg_failed(scheduler *s, const stask *t, lumen_status *why);
 
 static bool task_waits(const stask *t) { return t->phase == TASK_WAITING || t->phase == TASK_RESOLVING; }
 
@@ -536,6 +543,11 @@ void sched_dispatch(scheduler *s, outbox *out) {
     uint64_t now_us = lm_mono_us();
     while (s->ready_head != NULL) {
         stask *t = s->ready_head;
+        lumen_status bad;
+        if (arg_failed(s, t, &bad)) { /* lost since it became ready (its store died): it would wait in vain */
+            task_fail(s, t, bad, out);
+            continue;
+        }
         snode *w = pick_worker(s, t);
         if (w == NULL) break;
         s->ready_head = t->next;
@@ -656,19 +668,29 @@ static void task_pin_args(scheduler *s, stask *t) {
  * lost, or it failed because an argument was lost that is being rebuilt.
  * It takes its arguments again and waits for those being rebuilt.
  */
-static void task_rearm(scheduler *s, stask *t, const char *why, outbox *out) {
+/* Whether t cannot run again because an argument failed (a put lost with
+ * its store, say) or was freed; *why says which. */
+static bool arg_failed(scheduler *s, const stask *t, lumen_status *why) {
     char h[LM_ID_HEX_LEN + 1];
-    for (size_t i = 0; i < t->spec->n_args; i++) { /* every argument still there? */
+    for (size_t i = 0; i < t->spec->n_args; i++) {
         const Lumen__Arg *a = t->spec->args[i];
         if (a->value_case != LUMEN__ARG__VALUE_REF) continue;
         sobj *o = arg_obj(s, a);
-        lumen_status bad = lm_ok();
-        if (o == NULL)
-            bad = lm_status(LUMEN_OBJECT_LOST, "%s cannot run again to rebuild a lost object: its argument %zu was freed",
-                            t->spec->function, i);
-        else if (o->state == OBJ_FAILED)
-            bad = lm_status_wrap(*o->error, "argument %s", hex(o->id, h));
-        if (LM_IS_OK(bad)) continue;
+        if (o == NULL) {
+            *why = lm_status(LUMEN_OBJECT_LOST, "%s cannot run again: its argument %zu was freed", t->spec->function, i);
+            return true;
+        }
+        if (o->state == OBJ_FAILED) {
+            *why = lm_status_wrap(*o->error, "argument %s", hex(o->id, h));
+            return true;
+        }
+    }
+    return false;
+}
+
+static void task_rearm(scheduler *s, stask *t, const char *why, outbox *out) {
+    lumen_status bad;
+    if (arg_failed(s, t, &bad)) {
         record_task(s, t, LM_TASK_FAILED, bad.msg); /* it stays finished; its result fails */
         sobj *result = lm_idmap_get(s->objs, lm_id_for_return(t->id, 0));
         if (result != NULL) obj_set_failed(s, result, bad, out);
@@ -707,11 +729,14 @@ static void task_hold(scheduler *s, stask *t, const char *why) {
 static void tasks_release_held(scheduler *s, bool all, outbox *out) {
     uint64_t now = lm_mono_ms();
     size_t keep = 0;
+    lumen_status bad;
     for (size_t i = 0; i < s->held.n; i++) {
         stask *t = lm_idmap_get(s->tasks, s->held.ids[i]);
         if (t == NULL || t->phase != TASK_HELD) continue; /* its job ended */
         if (!all && now < t->held_until_ms) {
             s->held.ids[keep++] = t->id;
+        } else if (arg_failed(s, t, &bad)) { /* e.g. a put lost with its store: no use running it */
+            task_fail(s, t, bad, out);
         } else if (arg_rebuilding(s, t)) {
             task_unpin_args(s, t, NULL);
             task_rearm(s, t, "an argument was lost and is being rebuilt", out);
@@ -790,14 +815,14 @@ static void spec_keep_args(Lumen__TaskSpec *spec, size_t n) {
  * known if it is not: a put the client says it stored (location), an actor
  * call's result its worker will report (direct), else a placeholder. */
 static sobj *admit_ref(scheduler *s, sjob *j, lm_id ref, const Lumen__Arg *a, const char *library_location,
-                       outbox *out) {
+                       bool resubmit, outbox *out) {
     sobj *o = lm_idmap_get(s->objs, ref);
     const char *location = a != NULL ? a->location : library_location;
     bool fresh = o == NULL;
     if (location != NULL && location[0] != '\0' && (o == NULL || (o->unresolved && o->state == OBJ_PENDING)))
         o = obj_at(s, o, ref, j->id, location, a ? a->size : 0, a ? a->replicas : NULL, a ? a->n_replicas : 0, out);
     else if (o == NULL)
-        o = obj_unresolved(s, ref, j->id, a != NULL && a->direct);
+        o = obj_unresolved(s, ref, j->id, a != NULL && a->direct, resubmit);
     if (fresh) sched_id_push(&j->objs, ref);
     return o;
 }
@@ -878,7 +903,7 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
         } else if (!id_field(spec->library_id, &ref)) {
             continue;
         }
-        sobj *o = admit_ref(s, j, ref, a, a == NULL ? spec->library_location : NULL, out);
+        sobj *o = admit_ref(s, j, ref, a, a == NULL ? spec->library_location : NULL, resubmit, out);
         if (o->state == OBJ_FAILED) {
             char h[LM_ID_HEX_LEN + 1];
             failed = lm_status_wrap(*o->error, "argument %s", hex(ref, h));
@@ -1338,7 +1363,7 @@ static void unplaced_result(scheduler *s, lm_id node, const Lumen__TaskResult *r
     /* A task's failure is left to its re-run; an actor call that crashed
      * is left to its caller, which runs it again or reports it failed. */
     if (!id_field(r->job_id, &job) || (code != LUMEN_OK && (!is_call || r->crashed))) return;
-    if (is_call) actors_call_done(s, actor);
+    if (is_call && !lm_id_is_zero(node)) actors_call_done(s, actor); /* a run, not its caller's report */
     sjob *j = is_call ? lm_idmap_get(s->jobs, job) : sched_job_get(s, job);
     if (j == NULL) return; /* the job ended: no one will read it */
     lm_id id = lm_id_for_return(task, 0);
@@ -1659,7 +1684,7 @@ void sched_job_forget(scheduler *s, sjob *j, outbox *out) {
     for (size_t i = 0; i < j->objs.n; i++) {
         sobj *o = lm_idmap_remove(s->objs, j->objs.ids[i]);
         if (o == NULL) continue;
-        if (o->unresolved && !o->direct) sched_resolver_unwatch(s->resolver, o->id);
+        if (o->unresolved && o->watched) sched_resolver_unwatch(s->resolver, o->id);
         obj_free(o);
     }
     for (size_t i = 0; i < j->tasks.n; i++) {

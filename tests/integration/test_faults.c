@@ -318,6 +318,56 @@ static void test_scheduler_killed_and_restarted_mid_job(void) {
     (void)lumen_actor_kill(client, counter);
 }
 
+/*
+ * Tasks that take actor call results, sent before the calls finished (so
+ * the scheduler learns the results from the worker, not from the task's
+ * spec), wait on a slow gate while the scheduler dies. The dead scheduler
+ * held the small result in memory and knew where the big one was stored;
+ * the new one must learn both again (the caller reports small results, the
+ * stores' directory has the big one) instead of waiting for ever.
+ */
+static void test_actor_results_outlive_scheduler_restart(void) {
+    enum { BIG = 1 << 20 };
+    lumen_actor counter;
+    LM_ASSERT_OK(lumen_actor_new(client, "test.Counter", NULL, 0, NULL, &counter));
+    char *text = malloc(BIG);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    memset(text, 'x', BIG);
+    lumen_ref small, big, gate, took_small, took_big;
+    lumen_arg nap = lumen_arg_bytes("200", 3);
+    LM_ASSERT_OK(lumen_actor_call(client, counter, "sleep", &nap, 1, &small));
+    lumen_arg say = lumen_arg_bytes(text, BIG);
+    LM_ASSERT_OK(lumen_actor_call(client, counter, "say", &say, 1, &big));
+    free(text);
+    lumen_arg long_nap = lumen_arg_bytes("2500", 4);
+    LM_ASSERT_OK(lumen_call(client, "test.sleep", &long_nap, 1, NULL, &gate));
+    LM_ASSERT_OK(lumen_call(client, "test.concat", (lumen_arg[]){lumen_arg_ref(small), lumen_arg_ref(gate)}, 2, NULL,
+                            &took_small));
+    LM_ASSERT_OK(lumen_call(client, "test.size", (lumen_arg[]){lumen_arg_ref(big), lumen_arg_ref(gate)}, 2, NULL,
+                            &took_big));
+    lumen_bytes b = {0};
+    LM_ASSERT_OK(lumen_get(client, big, LM_TEST_TIMEOUT(20000), &b)); /* both calls ran and were reported */
+    CU_ASSERT_EQUAL(b.len, BIG);
+    lumen_bytes_free(&b);
+    LM_ASSERT_OK(lm_test_cluster_restart_scheduler(cluster, SIGKILL));
+
+    lumen_ref all[4] = {small, big, took_small, took_big};
+    int ready[4] = {0};
+    size_t done = 0;
+    LM_ASSERT_OK(lumen_wait(client, all, 4, 4, LM_TEST_TIMEOUT(30000), ready, &done));
+    CU_ASSERT_EQUAL(done, 4);
+    lumen_status st = lumen_get(client, took_small, 0, &b);
+    if (!LM_IS_OK(st)) fprintf(stderr, "\ntask on a small call result: %s: %s\n", lumen_code_name(st.code), st.msg);
+    CU_ASSERT(LM_IS_OK(st) && b.len == 10 && memcmp(b.data, "sleptslept", 10) == 0);
+    lumen_bytes_free(&b);
+    st = lumen_get(client, took_big, 0, &b);
+    if (!LM_IS_OK(st)) fprintf(stderr, "\ntask on a big call result: %s: %s\n", lumen_code_name(st.code), st.msg);
+    CU_ASSERT(LM_IS_OK(st) && b.len == 7 && memcmp(b.data, "1048581", 7) == 0); /* 1 MiB + "slept" */
+    lumen_bytes_free(&b);
+    LM_ASSERT_OK(lm_test_cluster_wait_nodes(cluster, 3, LM_TEST_TIMEOUT(20000)));
+    (void)lumen_actor_kill(client, counter);
+}
+
 typedef struct late_client {
     pthread_t thread;
     lumen_status st;
@@ -358,6 +408,7 @@ int main(void) {
         {"redis paused: a job runs without it, no node dies", test_redis_paused},
         {"redis killed and restarted mid-job", test_redis_killed_and_restarted_mid_job},
         {"scheduler killed and restarted mid-job", test_scheduler_killed_and_restarted_mid_job},
+        {"tasks on actor call results outlive a scheduler restart", test_actor_results_outlive_scheduler_restart},
         {"a client connecting while the scheduler restarts waits for it", test_connect_while_scheduler_restarts},
         {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
         {"a node killed with put_replicas 2: puts are read from their copies", test_node_lost_puts_replicated},
