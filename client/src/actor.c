@@ -648,6 +648,15 @@ lumen_status lumen_actor_kill(lumen_client *c, lumen_actor actor) {
     lm_rpc_message_free(reply);
     char hex[LM_ID_HEX_LEN + 1];
     if (LM_IS_OK(st) && !found) st = lm_status(LUMEN_NOT_FOUND, "actor %s is unknown", lm_id_to_hex(id, hex));
+    if (LM_IS_OK(st)) { /* ended for good: a restarted scheduler must not hear its creation again */
+        pthread_mutex_lock(&c->mu);
+        actor_handle *h = lm_idmap_get(c->actors, id);
+        if (h != NULL && h->creation != NULL) {
+            lm_rpc_message_free(&h->creation->base);
+            h->creation = NULL;
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
     return st;
 }
 
@@ -685,7 +694,7 @@ static void collect_creation(void *arg, lm_id key, void *value) {
     (void)key;
     handle_list *l = arg;
     actor_handle *h = value;
-    if (h->creation != NULL) l->items[l->n++] = h->creation;
+    if (h->creation != NULL && !h->dead) l->items[l->n++] = h->creation; /* a dead actor stays dead */
 }
 
 void actor_resync_locked(lumen_client *c) {
