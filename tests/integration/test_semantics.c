@@ -6,9 +6,9 @@
  * liblumentest.so on the workers' library path).
  *
  * A client that dies without lumen_close is a second process: this very
- * program run as `it_semantics --dying-client ADDRESS [detached]`, which
- * connects, puts, submits, prints its job and put ids, and waits to be
- * SIGKILLed. The scheduler's job grace is short here (GRACE_MS) so those
+ * program run as `it_semantics --dying-client ADDRESS SLEEP_MS detached|attached`,
+ * which connects, puts, submits, prints its job and put ids, and waits to
+ * be SIGKILLed. The scheduler's job grace is short here (GRACE_MS) so those
  * tests take seconds.
  */
 #include <hiredis.h>
@@ -264,9 +264,9 @@ static void test_wait_then_get_at_once(void) {
 
 /* ------------------------------------------- 3. a client's death, detached */
 
-/* The child: connects, puts 3 x 4 MiB, submits a long task, prints
- * "<job> <first put's id>" and waits for its SIGKILL. */
-static int dying_client(const char *addr, bool detached) {
+/* The child: connects, puts 3 x 4 MiB, submits test.sleep(sleep_ms),
+ * prints "<job> <first put's id>" and waits for its SIGKILL. */
+static int dying_client(const char *addr, bool detached, const char *sleep_ms) {
     lumen_client *c = NULL;
     lumen_connect_opts o = {.detached = detached};
     lumen_status st = lumen_connect(addr, &o, &c);
@@ -280,7 +280,7 @@ static int dying_client(const char *addr, bool detached) {
     lumen_ref puts[3], r;
     for (int i = 0; i < 3 && LM_IS_OK(st); i++) st = lumen_put(c, data, size, &puts[i]);
     free(data);
-    if (LM_IS_OK(st)) st = call1(c, "test.sleep", "20000", NULL, &r);
+    if (LM_IS_OK(st)) st = call1(c, "test.sleep", sleep_ms, NULL, &r);
     if (!LM_IS_OK(st)) {
         fprintf(stderr, "dying client: %s\n", st.msg);
         return 1;
@@ -292,11 +292,11 @@ static int dying_client(const char *addr, bool detached) {
 }
 
 /* Starts a dying client; its job and first put's id. */
-static pid_t start_dying_client(bool detached, const char *dir, char job[33], lm_id *put) {
+static pid_t start_dying_client(bool detached, const char *sleep_ms, const char *dir, char job[33], lm_id *put) {
     char log_path[600];
     snprintf(log_path, sizeof log_path, "%s/dying-client.log", dir);
     char *argv[] = {(char *)"/proc/self/exe", (char *)"--dying-client", (char *)lm_test_cluster_scheduler(cluster),
-                    detached ? (char *)"detached" : NULL, NULL};
+                    (char *)sleep_ms, detached ? (char *)"detached" : (char *)"attached", NULL};
     pid_t pid = lm_test_spawn(argv, log_path);
     CU_ASSERT_FATAL(pid > 0);
     char put_hex[64] = "";
@@ -321,7 +321,7 @@ static void test_client_death_ends_its_job(void) {
     char *dir = lm_test_tmpdir("dying");
     char job[33];
     lm_id put;
-    pid_t pid = start_dying_client(false, dir, job, &put);
+    pid_t pid = start_dying_client(false, "20000", dir, job, &put);
     char state[32];
     job_state(job, state, sizeof state);
     CU_ASSERT_STRING_EQUAL(state, "RUNNING");
@@ -346,7 +346,7 @@ static void test_detached_job_outlives_its_client(void) {
     char *dir = lm_test_tmpdir("detached");
     char job[33];
     lm_id put;
-    pid_t pid = start_dying_client(true, dir, job, &put);
+    pid_t pid = start_dying_client(true, "20000", dir, job, &put);
     lm_test_stop(pid, SIGKILL, 1000);
     lm_test_sleep_ms(GRACE_MS + 1000);
     char state[32];
@@ -708,7 +708,7 @@ static void test_named_actors(void) {
 
 /* A task submits a task and waits for it. */
 static void test_nested_tasks(void) {
-    enum { N = 3 };
+    enum { N = 2 }; /* fewer than the slots: a task waiting in lumen_get holds its slot */
     lumen_ref refs[N];
     for (int i = 0; i < N; i++) {
         char num[8];
@@ -717,7 +717,6 @@ static void test_nested_tasks(void) {
     }
     EXPECT_VALUE(client, refs[0], "41");
     EXPECT_VALUE(client, refs[1], "42");
-    EXPECT_VALUE(client, refs[2], "43");
 }
 
 static void test_job_id(void) {
@@ -775,16 +774,29 @@ static void test_nul_after_every_result(void) {
 
 /* The scheduler killed and restarted: the job of a client that died while
  * it was down ends (the new scheduler found it running in Redis and no
- * client came back for it), the living client's job goes on. Runs last. */
+ * client came back for it); a living client's job goes on; an actor it
+ * killed before stays dead. A client of its own: the suite's client keeps
+ * the lineage of every test before, which a restart would run again.
+ * Runs last. */
 static void test_scheduler_restart_ends_orphaned_jobs(void) {
     char *dir = lm_test_tmpdir("orphan");
     char job[33];
     lm_id put;
-    pid_t pid = start_dying_client(false, dir, job, &put);
+    /* Its task is short: a task the new scheduler only knows as held by a
+     * worker is not cancelled when its job ends (it runs to its end, its
+     * slot busy meanwhile), see docs/semantics.md. */
+    pid_t pid = start_dying_client(false, "1000", dir, job, &put);
     CU_ASSERT_TRUE(wait_job_state(job, "RUNNING", LM_TEST_TIMEOUT(5000)) >= 0);
-    lumen_ref before;
-    LM_ASSERT_OK(call1(client, "test.echo", "before", NULL, &before));
-    EXPECT_VALUE(client, before, "before");
+    lumen_client *live = NULL;
+    LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(cluster), NULL, &live));
+    lumen_ref before, r;
+    LM_ASSERT_OK(call1(live, "test.echo", "before", NULL, &before));
+    EXPECT_VALUE(live, before, "before");
+    lumen_actor killed;
+    LM_ASSERT_OK(lumen_actor_new(live, "test.Counter", NULL, 0, NULL, &killed));
+    LM_ASSERT_OK(lumen_actor_call(live, killed, "get", NULL, 0, &r));
+    EXPECT_VALUE(live, r, "0");
+    LM_ASSERT_OK(lumen_actor_kill(live, killed));
     /* Frozen, the scheduler cannot notice the client's death: the new one
      * finds its job running in Redis. */
     CU_ASSERT_EQUAL(kill(lm_test_cluster_scheduler_pid(cluster), SIGSTOP), 0);
@@ -794,21 +806,37 @@ static void test_scheduler_restart_ends_orphaned_jobs(void) {
     fprintf(stderr, "\n  (the orphaned job ended %lld ms after the scheduler's restart)\n", (long long)ms);
     CU_ASSERT_TRUE(ms >= 0);
     CU_ASSERT_TRUE(wait_store_drops(put, LM_TEST_TIMEOUT(5000)));
-    /* The living client's job was not ended with it. */
-    EXPECT_VALUE(client, before, "before");
+    /* The living client's job goes on: its result is made again, new calls run. */
+    uint64_t t0 = lm_test_now_us();
+    EXPECT_VALUE(live, before, "before");
     lumen_ref after;
-    LM_ASSERT_OK(call1(client, "test.echo", "after", NULL, &after));
-    EXPECT_VALUE(client, after, "after");
+    LM_ASSERT_OK(call1(live, "test.echo", "after", NULL, &after));
+    EXPECT_VALUE(live, after, "after");
+    CU_ASSERT_TRUE(lm_test_now_us() - t0 < (uint64_t)LM_TEST_TIMEOUT(10000) * 1000);
     char state[32];
-    job_state(lumen_job_id(client), state, sizeof state);
+    lumen_status st;
+    job_state(lumen_job_id(live), state, sizeof state);
     CU_ASSERT_STRING_EQUAL(state, "RUNNING");
+    /* The killed actor was not made again from the client's kept creation. */
+    LM_ASSERT_OK(lumen_actor_call(live, killed, "get", NULL, 0, &r));
+    char *s = get_str(live, r, TIMEOUT, &st);
+    if (st.code != LUMEN_ACTOR_DIED && st.code != LUMEN_NOT_FOUND) /* the new scheduler may not know it at all */
+        fprintf(stderr, "\na killed actor after the restart: %s %s\n", lumen_code_name(st.code), s);
+    CU_ASSERT_TRUE(st.code == LUMEN_ACTOR_DIED || st.code == LUMEN_NOT_FOUND);
+    free(s);
+    char hex[33];
+    redisReply *rep = redisCommand(redis_ctx, "HGET lumen:actor:%s state", lumen_actor_hex(killed, hex));
+    CU_ASSERT_TRUE(rep != NULL && (rep->type != REDIS_REPLY_STRING || strcmp(rep->str, "ALIVE") != 0));
+    if (rep != NULL && rep->type == REDIS_REPLY_STRING) fprintf(stderr, "  (its record says %s)\n", rep->str);
+    freeReplyObject(rep);
+    lumen_close(live);
     lm_test_rmtree(dir);
     free(dir);
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 3 && strcmp(argv[1], "--dying-client") == 0)
-        return dying_client(argv[2], argc >= 4 && strcmp(argv[3], "detached") == 0);
+    if (argc == 5 && strcmp(argv[1], "--dying-client") == 0)
+        return dying_client(argv[2], strcmp(argv[4], "detached") == 0, argv[3]);
     CU_TestInfo tests[] = {
         {"a driver's put, its id inside a value, got in a task", test_put_got_by_id_in_a_task},
         {"a task's put, its id returned, got by the driver", test_put_in_a_task_got_by_driver},
