@@ -107,6 +107,11 @@ static void result_free(call_result *r) {
 
 bool actor_result_known(lumen_client *c, lm_id id) { return lm_idmap_get(c->results, id) != NULL; }
 
+bool actor_result_here(lumen_client *c, lm_id id) {
+    const call_result *r = lm_idmap_get(c->results, id);
+    return r != NULL && r->done;
+}
+
 bool actor_result_forget(lumen_client *c, lm_id id) {
     call_result *r = lm_idmap_remove(c->results, id);
     if (r != NULL) result_free(r);
@@ -390,6 +395,7 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
     if (LM_IS_OK(st) && r->n_results == h->sent.n) {
         call_queue again = {0}; /* not run (the actor died before them), or to run again */
         call_queue lost = {0};  /* its process died under it, and its retries are used up */
+        lumen_status lost_why = lm_status(LUMEN_ACTOR_DIED, "the actor died while the call ran");
         for (size_t i = 0; i < r->n_results; i++) {
             const Lumen__TaskResult *tr = r->results[i];
             lm_id task;
@@ -403,8 +409,8 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
                 if (++call.attempts <= h->max_task_retries) {
                     queue_push(&again, call);
                 } else {
-                    settle(c, task, lm_status(code, "%s (max_task_retries is %u)", tr->status->message,
-                                              h->max_task_retries), NULL, 0, NULL, 0);
+                    lost_why = lm_status(code, "%s (max_task_retries is %u)", tr->status->message, h->max_task_retries);
+                    settle(c, task, lost_why, NULL, 0, NULL, 0);
                     queue_push(&lost, call);
                 }
             } else if (code == LUMEN_ABORTED) {
@@ -424,8 +430,9 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
         }
         queue_free(&h->sent);
         /* The worker left these to us (it does not know our retries): the
-         * scheduler hears of their failure from here. */
-        report_failures(h, lost.items, lost.n, lm_status(LUMEN_ACTOR_DIED, "the actor died while the call ran"));
+         * scheduler hears of their failure, with its cause, from here (one
+         * death: the cause is the same for all). */
+        report_failures(h, lost.items, lost.n, lost_why);
         queue_free(&lost);
         if (again.n > 0) {
             queue_prepend(&h->queue, &again);
