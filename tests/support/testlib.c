@@ -412,7 +412,8 @@ static bool ref_from_hex(const lumen_bytes *b, lumen_ref *out) {
  * own client. */
 static int get_hex(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     lumen_ref ref;
-    if (nargs != 1 || !ref_from_hex(&args[0], &ref)) return lumen_task_fail(ctx, "test.get_hex wants an object id in hex");
+    if (nargs != 1 || !ref_from_hex(&args[0], &ref))
+        return lumen_task_fail(ctx, "test.get_hex wants an object id in hex");
     lumen_client *c = NULL;
     if (job_client(ctx, "test.get_hex", &c) != 0) return -1;
     lumen_bytes b = {0};
