@@ -107,8 +107,8 @@ static void result_free(call_result *r) {
 
 bool actor_result_known(lumen_client *c, lm_id id) { return lm_idmap_get(c->results, id) != NULL; }
 
-bool actor_result_done(lumen_client *c, lm_id id) {
-    call_result *r = lm_idmap_get(c->results, id);
+bool actor_result_here(lumen_client *c, lm_id id) {
+    const call_result *r = lm_idmap_get(c->results, id);
     return r != NULL && r->done;
 }
 
@@ -395,6 +395,7 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
     if (LM_IS_OK(st) && r->n_results == h->sent.n) {
         call_queue again = {0}; /* not run (the actor died before them), or to run again */
         call_queue lost = {0};  /* its process died under it, and its retries are used up */
+        lumen_status lost_why = lm_status(LUMEN_ACTOR_DIED, "the actor died while the call ran");
         for (size_t i = 0; i < r->n_results; i++) {
             const Lumen__TaskResult *tr = r->results[i];
             lm_id task;
@@ -408,8 +409,8 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
                 if (++call.attempts <= h->max_task_retries) {
                     queue_push(&again, call);
                 } else {
-                    settle(c, task, lm_status(code, "%s (max_task_retries is %u)", tr->status->message,
-                                              h->max_task_retries), NULL, 0, NULL, 0);
+                    lost_why = lm_status(code, "%s (max_task_retries is %u)", tr->status->message, h->max_task_retries);
+                    settle(c, task, lost_why, NULL, 0, NULL, 0);
                     queue_push(&lost, call);
                 }
             } else if (code == LUMEN_ABORTED) {
@@ -429,8 +430,9 @@ static void on_called(void *arg, lumen_status st, ProtobufCMessage *reply) {
         }
         queue_free(&h->sent);
         /* The worker left these to us (it does not know our retries): the
-         * scheduler hears of their failure from here. */
-        report_failures(h, lost.items, lost.n, lm_status(LUMEN_ACTOR_DIED, "the actor died while the call ran"));
+         * scheduler hears of their failure, with its cause, from here (one
+         * death: the cause is the same for all). */
+        report_failures(h, lost.items, lost.n, lost_why);
         queue_free(&lost);
         if (again.n > 0) {
             queue_prepend(&h->queue, &again);
@@ -653,6 +655,15 @@ lumen_status lumen_actor_kill(lumen_client *c, lumen_actor actor) {
     lm_rpc_message_free(reply);
     char hex[LM_ID_HEX_LEN + 1];
     if (LM_IS_OK(st) && !found) st = lm_status(LUMEN_NOT_FOUND, "actor %s is unknown", lm_id_to_hex(id, hex));
+    if (LM_IS_OK(st)) { /* ended for good: a restarted scheduler must not hear its creation again */
+        pthread_mutex_lock(&c->mu);
+        actor_handle *h = lm_idmap_get(c->actors, id);
+        if (h != NULL && h->creation != NULL) {
+            lm_rpc_message_free(&h->creation->base);
+            h->creation = NULL;
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
     return st;
 }
 
@@ -690,7 +701,7 @@ static void collect_creation(void *arg, lm_id key, void *value) {
     (void)key;
     handle_list *l = arg;
     actor_handle *h = value;
-    if (h->creation != NULL) l->items[l->n++] = h->creation;
+    if (h->creation != NULL && !h->dead) l->items[l->n++] = h->creation; /* a dead actor stays dead */
 }
 
 /* The outcomes of our calls that only a scheduler's memory held: small

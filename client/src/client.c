@@ -463,8 +463,12 @@ static lumen_status get_refs(lumen_client *c, const lumen_ref *refs, size_t n, i
             put_info_free(p);
             continue;
         }
+        /* Our actor call's result, once its batch came back. Until then the
+         * scheduler may have it already (the worker reports each call as it
+         * ends, the batch's answer waits for its last call), so it is asked
+         * like any ref: a ref lumen_wait called ready reads at once. */
         pthread_mutex_lock(&c->mu);
-        bool ours = actor_result_known(c, id);
+        bool ours = actor_result_here(c, id);
         pthread_mutex_unlock(&c->mu);
         if (ours) {
             int64_t left = deadline - (int64_t)lm_mono_ms();
@@ -568,7 +572,7 @@ static lumen_status ready_flags(lumen_client *c, const lumen_ref *refs, size_t n
         char *loc = put_location(c, id, NULL);
         /* Our puts and our actor calls' results are ready here; a freed ref fails at once. */
         pthread_mutex_lock(&c->mu);
-        bool ours = actor_result_done(c, id);
+        bool ours = actor_result_here(c, id);
         pthread_mutex_unlock(&c->mu);
         flags[i] = loc != NULL || ours || was_freed(c, id);
         settled += (size_t)flags[i];

@@ -195,8 +195,9 @@ void actor_resync_locked(lumen_client *c);
  * known. `fill` (may be NULL) gets its value into *arg when it is ready
  * and small, or its location; else the arg is marked direct. mu held. */
 bool actor_result_known(lumen_client *c, lm_id id);
-bool actor_result_done(lumen_client *c, lm_id id);
 void actor_result_to_arg(lumen_client *c, lm_id id, Lumen__Arg *arg);
+/* Whether our actor call's result (or error) is here. mu held. */
+bool actor_result_here(lumen_client *c, lm_id id);
 
 /* lumen_get / lumen_wait on results of our actor calls, answered here
  * (without the scheduler). */

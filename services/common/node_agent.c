@@ -63,6 +63,7 @@ static bool nap(lm_node_agent *a, uint32_t ms) {
 
 static void holdings_free(lm_node_holdings *h) {
     free(h->tasks);
+    free(h->task_jobs);
     free(h->actors);
     free(h->incarnations);
     memset(h, 0, sizeof *h);
@@ -71,7 +72,7 @@ static void holdings_free(lm_node_holdings *h) {
 static lumen_status register_once(lm_node_agent *a) {
     lm_node_holdings held = {0};
     if (a->opts.holdings != NULL) a->opts.holdings(a->opts.registered_arg, &held);
-    ProtobufCBinaryData *tasks = calloc(held.ntasks ? held.ntasks : 1, sizeof *tasks);
+    ProtobufCBinaryData *tasks = calloc(held.ntasks ? 2 * held.ntasks : 1, sizeof *tasks); /* then their jobs */
     Lumen__HostedActor *actors = calloc(held.nactors ? held.nactors : 1, sizeof *actors);
     Lumen__HostedActor **actor_ptrs = calloc(held.nactors ? held.nactors : 1, sizeof *actor_ptrs);
     if (tasks == NULL || actors == NULL || actor_ptrs == NULL) {
@@ -81,7 +82,11 @@ static lumen_status register_once(lm_node_agent *a) {
         holdings_free(&held);
         return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
     }
-    for (size_t i = 0; i < held.ntasks; i++) tasks[i] = (ProtobufCBinaryData){LM_ID_BYTES, held.tasks[i].bytes};
+    for (size_t i = 0; i < held.ntasks; i++) {
+        tasks[i] = (ProtobufCBinaryData){LM_ID_BYTES, held.tasks[i].bytes};
+        if (held.task_jobs != NULL)
+            tasks[held.ntasks + i] = (ProtobufCBinaryData){LM_ID_BYTES, held.task_jobs[i].bytes};
+    }
     for (size_t i = 0; i < held.nactors; i++) {
         lumen__hosted_actor__init(&actors[i]);
         actors[i].actor_id = (ProtobufCBinaryData){LM_ID_BYTES, held.actors[i].bytes};
@@ -104,6 +109,8 @@ static lumen_status register_once(lm_node_agent *a) {
     req.node = &node;
     req.n_held_tasks = held.ntasks;
     req.held_tasks = tasks;
+    req.n_held_task_jobs = held.task_jobs != NULL ? held.ntasks : 0;
+    req.held_task_jobs = tasks + held.ntasks;
     req.n_actors = held.nactors;
     req.actors = actor_ptrs;
     ProtobufCMessage *out = NULL;

@@ -32,6 +32,7 @@ typedef struct lm_node_load {
  * freed by the agent). */
 typedef struct lm_node_holdings {
     lm_id *tasks; /* queued or running */
+    lm_id *task_jobs; /* tasks[i]'s job */
     size_t ntasks;
     lm_id *actors; /* hosted, with their incarnations */
     uint32_t *incarnations;

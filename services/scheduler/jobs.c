@@ -50,7 +50,7 @@ static void lease_end(job_lease *l, outbox *out) {
     sched_outbox_add(out, (answer){l->call, &reply->base, lease_reply_free, lm_ok(), lease_free, l});
 }
 
-static bool job_ended_before(const scheduler *s, lm_id id) { return lm_idmap_get(s->ended_jobs, id) != NULL; }
+bool sched_job_ended(const scheduler *s, lm_id id) { return lm_idmap_get(s->ended_jobs, id) != NULL; }
 
 static void remember_ended(scheduler *s, lm_id id) {
     static char mark;
@@ -69,6 +69,7 @@ static void job_end(scheduler *s, sjob *j, outbox *out) {
     }
     uint64_t ntasks = j->tasks.n;
     sched_job_forget(s, j, out);
+    recovery_job_ended(s, j->id);
     remember_ended(s, j->id);
     Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
     rel.job_id = id_bytes(&j->id);
@@ -95,7 +96,7 @@ void jobs_handle_start(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
         return;
     }
     pthread_mutex_lock(&s->mu);
-    if (job_ended_before(s, id)) {
+    if (sched_job_ended(s, id)) {
         pthread_mutex_unlock(&s->mu);
         lm_rpc_fail_status(call, ended_status(id));
         return;
@@ -125,7 +126,7 @@ void jobs_handle_end(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) 
     sjob *j = lm_idmap_get(s->jobs, id);
     if (j != NULL) {
         job_end(s, j, &out);
-    } else if (!job_ended_before(s, id)) { /* unknown here (a restart): its stores and record still end */
+    } else if (!sched_job_ended(s, id)) { /* unknown here (a restart): its stores and record still end */
         remember_ended(s, id);
         Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
         rel.job_id = id_bytes(&id);
@@ -185,7 +186,7 @@ void jobs_handle_watch(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx
     sjob *j = lm_idmap_get(s->jobs, id);
     if (j == NULL || !j->started) {
         char h[LM_ID_HEX_LEN + 1];
-        lumen_status st = job_ended_before(s, id) ? ended_status(id)
+        lumen_status st = sched_job_ended(s, id) ? ended_status(id)
                                                   : lm_status(LUMEN_FAILED_PRECONDITION,
                                                               "job %s is unknown to this scheduler (it restarted): "
                                                               "send it again", hex(id, h));

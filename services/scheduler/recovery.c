@@ -124,47 +124,67 @@ void recovery_node_registered(scheduler *s, snode *n, const Lumen__RegisterNodeR
                               outbox *out) {
     lm_idmap_remove(s->expected, n->id);
     for (size_t i = 0; n->is_worker && i < req->n_held_tasks; i++) {
-        lm_id id;
+        lm_id id, job = {{0}};
         if (!id_field(req->held_tasks[i], &id)) continue;
         stask *t = lm_idmap_get(s->tasks, id);
         if (t != NULL) {
             claim_known(s, t, n, drop);
             continue;
         }
-        lm_id *node = lm_idmap_get(s->claims, id);
-        if (node == NULL && (node = malloc(sizeof *node)) == NULL) continue; /* then it may run twice: no worse */
-        *node = n->id;
-        lm_idmap_put(s->claims, id, node);
+        if (i < req->n_held_task_jobs) id_field(req->held_task_jobs[i], &job);
+        if (!lm_id_is_zero(job) && sched_job_ended(s, job)) { /* nobody will read its result */
+            sched_id_push(drop, id);
+            continue;
+        }
+        sclaim *c = lm_idmap_get(s->claims, id);
+        if (c == NULL && (c = malloc(sizeof *c)) == NULL) continue; /* then it may run twice: no worse */
+        *c = (sclaim){n->id, job};
+        lm_idmap_put(s->claims, id, c);
     }
     if (n->is_worker) actors_node_registered(s, n, req, out);
     recovery_check(s, out);
 }
 
 bool recovery_claimed(scheduler *s, stask *t) {
-    lm_id *node = lm_idmap_remove(s->claims, t->id);
-    if (node == NULL) return false;
-    snode *n = lm_idmap_get(s->nodes, *node);
-    free(node);
+    sclaim *c = lm_idmap_remove(s->claims, t->id);
+    if (c == NULL) return false;
+    snode *n = lm_idmap_get(s->nodes, c->node);
+    free(c);
     if (n == NULL || !n->alive) return false;
     sched_task_running_on(s, t, n);
     return true;
 }
 
 typedef struct claim_sweep {
-    lm_id node;
+    lm_id node, job; /* the claims of a node, or of a job */
+    bool by_job;
     id_vec gone;
 } claim_sweep;
 
 static void collect_claims(void *arg, lm_id key, void *value) {
     claim_sweep *sw = arg;
-    if (lm_id_equal(*(lm_id *)value, sw->node)) sched_id_push(&sw->gone, key);
+    const sclaim *c = value;
+    if (sw->by_job ? lm_id_equal(c->job, sw->job) : lm_id_equal(c->node, sw->node)) sched_id_push(&sw->gone, key);
 }
 
 void recovery_node_lost(scheduler *s, snode *n) {
     if (lm_idmap_count(s->claims) == 0) return;
-    claim_sweep sw = {n->id, {0}};
+    claim_sweep sw = {.node = n->id};
     lm_idmap_each(s->claims, collect_claims, &sw);
     for (size_t i = 0; i < sw.gone.n; i++) free(lm_idmap_remove(s->claims, sw.gone.ids[i]));
+    free(sw.gone.ids);
+}
+
+void recovery_job_ended(scheduler *s, lm_id job) {
+    if (lm_idmap_count(s->claims) == 0) return;
+    claim_sweep sw = {.job = job, .by_job = true};
+    lm_idmap_each(s->claims, collect_claims, &sw);
+    for (size_t i = 0; i < sw.gone.n; i++) {
+        sclaim *c = lm_idmap_remove(s->claims, sw.gone.ids[i]);
+        snode *n = lm_idmap_get(s->nodes, c->node);
+        if (n != NULL && n->alive) sched_cancel_on(s, n, sw.gone.ids[i]);
+        free(c);
+    }
     free(sw.gone.ids);
 }
 

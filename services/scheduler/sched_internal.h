@@ -98,6 +98,12 @@ typedef struct stask {
     struct stask *next;
 } stask;
 
+/* A task a worker said it holds, placed by an earlier incarnation and not
+ * sent again yet: where it runs, and for which job (zero: not told). */
+typedef struct sclaim {
+    lm_id node, job;
+} sclaim;
+
 typedef struct sjob {
     lm_id id;
     id_vec tasks, objs, actors;
@@ -170,7 +176,7 @@ struct scheduler {
     bool recovering;
     uint64_t recovery_ends_ms; /* monotonic */
     lm_idmap *expected;        /* nodes alive before the start, not registered again yet */
-    lm_idmap *claims;          /* task id -> node id: tasks a node holds that were not sent again yet */
+    lm_idmap *claims;          /* task id -> sclaim: tasks a node holds that were not sent again yet */
 
     lm_idmap *ended_jobs;      /* the last ENDED_JOBS_MAX ended jobs (jobs.c) */
     lm_id ended_ring[ENDED_JOBS_MAX];
@@ -236,6 +242,10 @@ void sched_job_free(sjob *j);
 /* Forgets a job's tasks and objects and stops its actors and running tasks
  * (its stores are told separately: jobs.c). */
 void sched_job_forget(scheduler *s, sjob *j, outbox *out);
+/* Asks worker w to stop task, queued or running (its job ended). mu held. */
+void sched_cancel_on(scheduler *s, const struct snode *w, lm_id task);
+/* Whether the job ended in this incarnation (jobs.c). */
+bool sched_job_ended(const scheduler *s, lm_id id);
 
 /* ---- recovery.c ---- */
 
@@ -249,6 +259,8 @@ void recovery_node_registered(scheduler *s, snode *n, const Lumen__RegisterNodeR
 /* A task sent again after a restart: true when a node claims it (it now
  * runs there). */
 bool recovery_claimed(scheduler *s, stask *t);
+/* A job ended: the tasks held for it that no client sent again are stopped. */
+void recovery_job_ended(scheduler *s, lm_id job);
 /* A node is gone: its claims with it. */
 void recovery_node_lost(scheduler *s, snode *n);
 /* A task's result was reported: its claim is settled. */

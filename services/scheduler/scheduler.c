@@ -1662,13 +1662,17 @@ static void handle_free(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
 /* Asks t's worker to stop it, queued or running: no one will read its
  * result now. Its report (CANCELLED) frees it here. Constructors are left
  * to finish: actors_orphan_created stops what they made. */
+void sched_cancel_on(scheduler *s, const snode *w, lm_id task) {
+    Lumen__CancelTaskRequest req = LUMEN__CANCEL_TASK_REQUEST__INIT;
+    req.task_id = id_bytes(&task);
+    req.epoch = s->epoch;
+    sched_send_and_forget(s, w->addr, s->cancel_task, &req.base, "cancelling a task of an ended job");
+}
+
 static void cancel_orphan(scheduler *s, const stask *t) {
     snode *w = lm_idmap_get(s->nodes, t->worker);
     if (w == NULL || !w->alive || is_actor_creation(t->spec)) return;
-    Lumen__CancelTaskRequest req = LUMEN__CANCEL_TASK_REQUEST__INIT;
-    req.task_id = id_bytes(&t->id);
-    req.epoch = s->epoch;
-    sched_send_and_forget(s, w->addr, s->cancel_task, &req.base, "cancelling a task of an ended job");
+    sched_cancel_on(s, w, t->id);
 }
 
 void sched_job_free(sjob *j) {

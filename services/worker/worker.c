@@ -508,6 +508,7 @@ static queued *next_task(slot *s) {
         s->active = true;
         s->cancelled = false;
         s->task = q->id;
+        s->job = worker_spec_job(q->spec);
     }
     pthread_mutex_unlock(&w->mu);
     return q;
@@ -737,9 +738,17 @@ static void holdings(void *arg, lm_node_holdings *out) {
     pthread_mutex_lock(&w->mu);
     size_t n = w->queued_count + (size_t)w->nslots;
     out->tasks = calloc(n ? n : 1, sizeof *out->tasks);
-    for (queued *q = w->head; out->tasks != NULL && q != NULL; q = q->next) out->tasks[out->ntasks++] = q->id;
-    for (int i = 0; out->tasks != NULL && i < w->nslots; i++)
-        if (w->slots[i].active && !w->slots[i].cancelled) out->tasks[out->ntasks++] = w->slots[i].task;
+    out->task_jobs = calloc(n ? n : 1, sizeof *out->task_jobs);
+    if (out->tasks == NULL || out->task_jobs == NULL) n = 0; /* none told: they may run twice, no worse */
+    for (queued *q = w->head; n > 0 && q != NULL; q = q->next) {
+        out->task_jobs[out->ntasks] = worker_spec_job(q->spec);
+        out->tasks[out->ntasks++] = q->id;
+    }
+    for (int i = 0; n > 0 && i < w->nslots; i++)
+        if (w->slots[i].active && !w->slots[i].cancelled) {
+            out->task_jobs[out->ntasks] = w->slots[i].job;
+            out->tasks[out->ntasks++] = w->slots[i].task;
+        }
     actor_host_list(w, &out->actors, &out->incarnations, &out->nactors);
     pthread_mutex_unlock(&w->mu);
 }
@@ -755,9 +764,10 @@ static void on_registered(void *arg, const lm_node_registration *reg) {
     w->retry_at_ms = 0;
     pthread_cond_broadcast(&w->report_cond);
     pthread_mutex_unlock(&w->mu);
-    /* Tasks it placed elsewhere while we were away: no task runs twice at once. */
+    /* Tasks it placed elsewhere while we were away (no task runs twice at
+     * once), or whose job ended meanwhile. */
     for (size_t i = 0; i < reg->ndrop; i++) cancel_one(w, reg->drop[i]);
-    if (reg->ndrop > 0) lm_warn("dropped %zu task(s) the scheduler ran elsewhere meanwhile", reg->ndrop);
+    if (reg->ndrop > 0) lm_warn("dropped %zu task(s) the scheduler ran elsewhere or whose job ended meanwhile", reg->ndrop);
 }
 
 /* The scheduler gave our work to others (it thought us dead): what is

@@ -61,7 +61,7 @@ typedef struct slot {
     pthread_t thread;
     bool active;    /* preparing or running a task */
     bool cancelled; /* its task was cancelled while its arguments were fetched */
-    lm_id task;
+    lm_id task, job;
     lm_shmbuf args; /* its tasks' arguments, back to back; reused task after task */
 } slot;
 

@@ -248,7 +248,8 @@ LUMEN_REMOTE("test.print_thread", print_thread);
  * out): add(n) -> the new total, get -> the total, fail(text) -> an error,
  * crash -> SIGSEGV, sleep(ms) -> "slept", pid -> "<pid> <ppid>" (the
  * executor hosting the actor and its parent, the worker), say(text) ->
- * text, printed on stdout. The constructor prints its start value.
+ * text, printed on stdout, crash_once(path) -> SIGSEGV the first time
+ * (it leaves a file at path), "survived" after. The constructor prints its start value.
  */
 typedef struct counter {
     long long total;
@@ -330,16 +331,47 @@ static int counter_pid(lumen_task_ctx *ctx, void *state, const lumen_bytes *args
     return reply_str(out, buf);
 }
 
+/* crash_once(path): SIGSEGV if the file at path does not exist (creating it
+ * first), else "survived": crashes the first incarnation that runs it. */
+static int counter_crash_once(lumen_task_ctx *ctx, void *state, const lumen_bytes *args, size_t nargs,
+                              lumen_bytes *out) {
+    (void)state;
+    if (nargs != 1) return lumen_task_fail(ctx, "test.Counter.crash_once wants a path");
+    FILE *f = fopen(args[0].data, "wx"); /* args end in a NUL byte */
+    if (f != NULL) {
+        fclose(f);
+        raise(SIGSEGV);
+    }
+    return reply_str(out, "survived");
+}
+
 LUMEN_ACTOR("test.Counter", counter_new, counter_free, LUMEN_METHOD("add", counter_add),
             LUMEN_METHOD("get", counter_get), LUMEN_METHOD("fail", counter_fail),
             LUMEN_METHOD("crash", counter_crash), LUMEN_METHOD("sleep", counter_sleep),
-            LUMEN_METHOD("pid", counter_pid), LUMEN_METHOD("say", counter_say));
+            LUMEN_METHOD("pid", counter_pid), LUMEN_METHOD("say", counter_say),
+            LUMEN_METHOD("crash_once", counter_crash_once));
+
+/* A client in the task's own job (the worker gives executors the cluster's
+ * address and token); on failure the task's error says why. */
+static int job_client(lumen_task_ctx *ctx, const char *who, lumen_client **out) {
+    *out = NULL;
+    lumen_connect_opts opts = {.job = lumen_task_job(ctx)};
+    lumen_status st = lumen_connect(NULL, &opts, out);
+    if (st.code != LUMEN_OK)
+        return lumen_task_fail(ctx, "%s: connect to job %s: %s: %s", who, opts.job, lumen_code_name(st.code), st.msg);
+    return 0;
+}
+
+/* Fails the task with st's code and message, after closing c. */
+static int fail_with(lumen_task_ctx *ctx, lumen_client *c, const char *what, lumen_status st) {
+    lumen_close(c);
+    return lumen_task_fail(ctx, "%s: %s: %s", what, lumen_code_name(st.code), st.msg);
+}
 
 /*
  * test.call_actor(handle, n): a task that calls an actor. It joins the
- * task's job through the public client API (the worker gives executors the
- * cluster's address and token), calls add(n) on the actor whose handle is
- * its first argument, and returns that call's result.
+ * task's job through the public client API, calls add(n) on the actor whose
+ * handle is its first argument, and returns that call's result.
  */
 static int call_actor(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
     if (nargs != 2) return lumen_task_fail(ctx, "test.call_actor wants (actor handle, number), got %zu args", nargs);
@@ -347,21 +379,111 @@ static int call_actor(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs
     lumen_status st = lumen_actor_from_bytes(args[0].data, args[0].len, &actor);
     if (st.code != LUMEN_OK) return lumen_task_fail(ctx, "test.call_actor: bad handle: %s", st.msg);
     lumen_client *c = NULL;
-    lumen_connect_opts opts = {.job = lumen_task_job(ctx)};
-    st = lumen_connect(NULL, &opts, &c);
-    if (st.code != LUMEN_OK)
-        return lumen_task_fail(ctx, "test.call_actor: connect to job %s: %s: %s", opts.job,
-                               lumen_code_name(st.code), st.msg);
+    if (job_client(ctx, "test.call_actor", &c) != 0) return -1;
     lumen_arg a = lumen_arg_bytes(args[1].data, args[1].len);
     lumen_ref r;
     lumen_bytes b = {0};
     st = lumen_actor_call(c, actor, "add", &a, 1, &r);
     if (st.code == LUMEN_OK) st = lumen_get(c, r, 60000, &b);
+    if (st.code != LUMEN_OK) return fail_with(ctx, c, "test.call_actor: add", st);
     lumen_close(c);
-    if (st.code != LUMEN_OK)
-        return lumen_task_fail(ctx, "test.call_actor: add: %s: %s", lumen_code_name(st.code), st.msg);
     int rc = reply(out, b.data, b.len);
     lumen_bytes_free(&b);
     return rc;
 }
 LUMEN_REMOTE("test.call_actor", call_actor);
+
+/* ------------------------------------------- the client API inside tasks */
+
+/* A ref from its 32 hex digits (lumen_ref_hex's form); false when it is not one. */
+static bool ref_from_hex(const lumen_bytes *b, lumen_ref *out) {
+    if (b->len != 2 * sizeof out->id) return false;
+    const char *s = b->data;
+    for (size_t i = 0; i < sizeof out->id; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1) return false;
+        out->id[i] = (uint8_t)v;
+    }
+    return true;
+}
+
+/* test.get_hex(hex): the value of the object whose id the argument spells
+ * (a ref passed inside a value, not as a ref argument), read by the task's
+ * own client. */
+static int get_hex(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    lumen_ref ref;
+    if (nargs != 1 || !ref_from_hex(&args[0], &ref))
+        return lumen_task_fail(ctx, "test.get_hex wants an object id in hex");
+    lumen_client *c = NULL;
+    if (job_client(ctx, "test.get_hex", &c) != 0) return -1;
+    lumen_bytes b = {0};
+    lumen_status st = lumen_get(c, ref, 20000, &b);
+    if (st.code != LUMEN_OK) return fail_with(ctx, c, "test.get_hex: get", st);
+    lumen_close(c);
+    out->data = b.data; /* malloc'd by liblumen: the runtime frees it */
+    out->len = b.len;
+    return 0;
+}
+LUMEN_REMOTE("test.get_hex", get_hex);
+
+/* test.put_hex(text): puts text through the task's own client and returns
+ * the put's id in hex (a ref returned inside a value). */
+static int put_hex(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    if (nargs != 1) return lumen_task_fail(ctx, "test.put_hex wants 1 argument, got %zu", nargs);
+    lumen_client *c = NULL;
+    if (job_client(ctx, "test.put_hex", &c) != 0) return -1;
+    lumen_ref ref;
+    lumen_status st = lumen_put(c, args[0].data, args[0].len, &ref);
+    if (st.code != LUMEN_OK) return fail_with(ctx, c, "test.put_hex: put", st);
+    lumen_close(c);
+    char hex[33];
+    return reply_str(out, lumen_ref_hex(ref, hex));
+}
+LUMEN_REMOTE("test.put_hex", put_hex);
+
+/* test.nested(n): a task that submits test.add(n, 1) and returns its result. */
+static int nested(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    if (nargs != 1) return lumen_task_fail(ctx, "test.nested wants 1 argument, got %zu", nargs);
+    lumen_client *c = NULL;
+    if (job_client(ctx, "test.nested", &c) != 0) return -1;
+    lumen_arg a[2] = {lumen_arg_bytes(args[0].data, args[0].len), lumen_arg_bytes("1", 1)};
+    lumen_ref r;
+    lumen_bytes b = {0};
+    lumen_status st = lumen_call(c, "test.add", a, 2, NULL, &r);
+    if (st.code == LUMEN_OK) st = lumen_get(c, r, 20000, &b);
+    if (st.code != LUMEN_OK) return fail_with(ctx, c, "test.nested: test.add", st);
+    lumen_close(c);
+    out->data = b.data;
+    out->len = b.len;
+    return 0;
+}
+LUMEN_REMOTE("test.nested", nested);
+
+/* test.job(): the task's job id (lumen_task_job). */
+static int job(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    (void)args, (void)nargs;
+    return reply_str(out, lumen_task_job(ctx));
+}
+LUMEN_REMOTE("test.job", job);
+
+/* ------------------------------------------------------------ retries */
+
+/* test.crash_first(text): SIGSEGV on the first attempt; later ones return
+ * "attempt <n>: <text>". */
+static int crash_first(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    if (lumen_task_attempt(ctx) == 0) raise(SIGSEGV);
+    char buf[64];
+    snprintf(buf, sizeof buf, "attempt %u: %.40s", lumen_task_attempt(ctx), nargs ? (const char *)args[0].data : "");
+    return reply_str(out, buf);
+}
+LUMEN_REMOTE("test.crash_first", crash_first);
+
+/* test.fail_first(text): lumen_task_fail on the first attempt; later ones
+ * return "attempt <n>: <text>". */
+static int fail_first(lumen_task_ctx *ctx, const lumen_bytes *args, size_t nargs, lumen_bytes *out) {
+    if (lumen_task_attempt(ctx) == 0) return lumen_task_fail(ctx, "failed on the first attempt");
+    char buf[64];
+    snprintf(buf, sizeof buf, "attempt %u: %.40s", lumen_task_attempt(ctx), nargs ? (const char *)args[0].data : "");
+    return reply_str(out, buf);
+}
+LUMEN_REMOTE("test.fail_first", fail_first);
