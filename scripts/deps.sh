@@ -6,7 +6,7 @@
 #   scripts/deps.sh runtime   print the runtime packages (container image)
 set -euo pipefail
 
-BUILD_PACKAGES="cmake make gcc pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
+BUILD_PACKAGES="cmake make gcc g++ pkg-config libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libhiredis-dev libconfig-dev libcunit1-dev libmicrohttpd-dev"
 TEST_PACKAGES="redis-server redis-tools clang libclang-rt-14-dev procps openssl chromium python3-h2"
 RUNTIME_PACKAGES="libgrpc29 libprotobuf-c1 libhiredis0.14 libconfig9 redis-tools ca-certificates libmicrohttpd12"
