@@ -1885,12 +1885,29 @@ static void cond_init_monotonic(pthread_cond_t *c) {
     pthread_condattr_destroy(&a);
 }
 
+/* How long a starting scheduler waits for Redis to answer before it gives
+ * up: Redis may be restarting too, or slow under load. */
+#define START_REDIS_WAIT_MS 30000
+
+static lumen_status connect_redis(const lm_redis_opts *o, lm_redis **out) {
+    uint64_t until = lm_mono_ms() + START_REDIS_WAIT_MS;
+    unsigned backoff_ms = 100;
+    for (;;) {
+        lumen_status st = lm_redis_connect(o, out);
+        if (LM_IS_OK(st) || st.code != LUMEN_UNAVAILABLE || lm_mono_ms() + backoff_ms > until) return st;
+        lm_warn("%s (retrying in %u ms)", st.msg, backoff_ms);
+        struct timespec pause = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+        backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
+    }
+}
+
 lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     *out = NULL;
     lm_redis_opts ropts = {.addr = cfg->cluster.redis_addr, .password = cfg->cluster.redis_password,
                            .prefix = cfg->cluster.key_prefix};
     lm_redis *redis = NULL;
-    lumen_status st = lm_redis_connect(&ropts, &redis);
+    lumen_status st = connect_redis(&ropts, &redis);
     if (!LM_IS_OK(st)) return st;
     scheduler *s = calloc(1, sizeof *s);
     s->cfg = cfg;

@@ -17,10 +17,16 @@ port, for the hostile tests and bench/attack_bench. Test plumbing.
     attack.py slowloris HOST PORT CONNS SECONDS
         CONNS HTTP/1.1 connections sending a valid request one byte a second.
 
+The stranger is another host: against a loopback address its connections
+come from 127.0.0.2 ($LUMEN_ATTACK_SOURCE overrides), so the members the
+tests run beside it (from 127.0.0.1) are told apart by address, as the
+services' per-address limits would tell them apart on a network.
+
 Prints one line of counts when done. Frames come from h2's own libraries
 (hpack, hyperframe): real HTTP/2, at the speed of a client that cares only
 about sending.
 """
+import os
 import select
 import socket
 import sys
@@ -42,8 +48,16 @@ def grpc_headers(host, port, path):
             ("content-type", "application/grpc"), ("te", "trailers")]
 
 
+def source(host):
+    """The address the attacker's connections come from (None: any)."""
+    src = os.environ.get("LUMEN_ATTACK_SOURCE")
+    if src is None and host.startswith("127."):
+        src = "127.0.0.2"
+    return (src, 0) if src else None
+
+
 def connect(host, port):
-    s = socket.create_connection((host, port), timeout=5)
+    s = socket.create_connection((host, port), timeout=5, source_address=source(host))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -152,6 +166,8 @@ def churn(host, port, seconds, threads):
                 s = socket.socket()
                 s.settimeout(1)  # a full backlog must not stop the loop
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                if source(host):
+                    s.bind(source(host))
                 s.connect((host, port))
                 s.close()
                 done[i] += 1

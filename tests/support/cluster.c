@@ -105,7 +105,7 @@ static lumen_status service_start(const char *role, const char *const flags[], c
     if (!LM_IS_OK(st)) {
         if (*pid > 0) lm_test_stop(*pid, SIGKILL, 1000);
         *pid = -1;
-        char tail[600];
+        char tail[150]; /* its end, where the reason is: a status message holds 251 bytes */
         log_tail(log_path, tail, sizeof tail);
         return lm_status(st.code, "%s on %s did not come up (%s); log: %s", bin, addr, st.msg, tail);
     }

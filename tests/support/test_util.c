@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,18 +35,53 @@ int lm_test_main(const char *suite, CU_TestInfo *tests, int (*init)(void), int (
     return failed ? 1 : 0;
 }
 
-uint16_t lm_test_free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+/* Whether nothing holds the loopback port (plain bind: a port in TIME_WAIT
+ * counts as held too). */
+static bool port_free(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sa;
-    uint16_t port = 0;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-        port = ntohs(sa.sin_port);
+    bool ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
     close(fd);
-    return port;
+    return ok;
+}
+
+/* The lowest port the kernel hands out to outgoing connections. */
+static unsigned ephemeral_low(void) {
+    unsigned low = 32768, high;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%u %u", &low, &high) != 2) low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+/*
+ * A free port below the kernel's ephemeral range. A port from that range
+ * (bind to port 0) can be taken by any outgoing connection while the
+ * service that had it is down, and then a service restarted on its address
+ * cannot listen there again (seen in it_chaos: a restarted scheduler
+ * exited with its port in use). Random, so tests running at once rarely
+ * try the same ports.
+ */
+uint16_t lm_test_free_port(void) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t state;
+    static uint8_t given[65536 / 8]; /* ports this process handed out: never twice */
+    unsigned low = 20000, high = ephemeral_low();
+    uint16_t found = 0;
+    pthread_mutex_lock(&mu);
+    if (state == 0) state = ((uint64_t)getpid() << 32) ^ (uint64_t)lm_test_now_us();
+    for (int tries = 0; found == 0 && high > low + 1 && tries < 1000; tries++) {
+        state = state * 6364136223846793005u + 1442695040888963407u; /* an LCG is enough here */
+        uint16_t port = (uint16_t)(low + (unsigned)(state >> 33) % (high - low));
+        if (!(given[port / 8] & (1u << (port % 8))) && port_free(port)) found = port;
+    }
+    if (found != 0) given[found / 8] |= (uint8_t)(1u << (found % 8));
+    pthread_mutex_unlock(&mu);
+    return found;
 }
 
 int lm_test_tcp_connect(const char *addr) {
