@@ -28,8 +28,10 @@ static lm_test_redis *start_redis(const lm_test_redis_opts *opts) {
 }
 
 static lm_redis *connect_redis(const lm_test_redis *s, const char *prefix, const char *password) {
+    /* A guard against a hang, not a figure: the census pipelines 2,500
+     * records, which took over 1 s under ASan on a busy 2-core machine. */
     lm_redis_opts opts = {.addr = lm_test_redis_addr(s), .prefix = prefix, .password = password,
-                          .timeout_ms = 1000};
+                          .timeout_ms = (unsigned)LM_TEST_TIMEOUT(5000)};
     lm_redis *r = NULL;
     LM_ASSERT_OK(lm_redis_connect(&opts, &r));
     return r;
