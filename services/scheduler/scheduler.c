@@ -663,11 +663,6 @@ static void task_pin_args(scheduler *s, stask *t) {
     }
 }
 
-/*
- * Makes a finished task run again (lineage reconstruction): its result was
- * lost, or it failed because an argument was lost that is being rebuilt.
- * It takes its arguments again and waits for those being rebuilt.
- */
 /* Whether t cannot run again because an argument failed (a put lost with
  * its store, say) or was freed; *why says which. */
 static bool arg_failed(scheduler *s, const stask *t, lumen_status *why) {
@@ -688,6 +683,11 @@ static bool arg_failed(scheduler *s, const stask *t, lumen_status *why) {
     return false;
 }
 
+/*
+ * Makes a finished task run again (lineage reconstruction): its result was
+ * lost, or it failed because an argument was lost that is being rebuilt.
+ * It takes its arguments again and waits for those being rebuilt.
+ */
 static void task_rearm(scheduler *s, stask *t, const char *why, outbox *out) {
     lumen_status bad;
     if (arg_failed(s, t, &bad)) {
