@@ -186,12 +186,13 @@ lumen_status lm_test_cluster_restart_scheduler(lm_test_cluster *c, int sig) {
     return start_scheduler(c);
 }
 
-/* Object store i (the first keeps the names it always had: objstore.log, spill). */
-static lumen_status start_objstore(lm_test_cluster *c, int i) {
+/* Object store i (the first keeps the names it always had: objstore.log,
+ * spill), on a new address, or (again) on the one it had. */
+static lumen_status start_objstore(lm_test_cluster *c, int i, bool again) {
     char log[600], spill[600], suffix[16] = "";
     if (i > 0) snprintf(suffix, sizeof suffix, "-%d", i);
     char *addr = c->objstore_addrs[i];
-    free_addr(addr, sizeof c->objstore_addrs[i]);
+    if (!again) free_addr(addr, sizeof c->objstore_addrs[i]);
     snprintf(log, sizeof log, "%s/objstore%s.log", c->dir, suffix);
     snprintf(spill, sizeof spill, "%s/spill%s", c->dir, suffix);
     const char *flags[MAX_FLAGS] = {"--listen", addr, "--scheduler-addr", c->scheduler_addr,
@@ -205,11 +206,17 @@ static lumen_status start_objstore(lm_test_cluster *c, int i) {
 
 lumen_status lm_test_cluster_add_objstore(lm_test_cluster *c, int *index) {
     if (c->nstores == MAX_STORES) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "too many object stores");
-    lumen_status st = start_objstore(c, c->nstores);
+    lumen_status st = start_objstore(c, c->nstores, false);
     if (!LM_IS_OK(st)) return st;
     if (index != NULL) *index = c->nstores;
     c->nstores++;
     return lm_ok();
+}
+
+lumen_status lm_test_cluster_restart_objstore(lm_test_cluster *c, int i, int sig) {
+    if (i < 0 || i >= c->nstores) return lm_status(LUMEN_INVALID_ARGUMENT, "no object store %d", i);
+    lm_test_cluster_kill_objstore(c, i, sig);
+    return start_objstore(c, i, true);
 }
 
 lumen_status lm_test_cluster_start(const lm_test_cluster_opts *opts, lm_test_cluster **out) {

@@ -65,6 +65,9 @@ int lm_test_cluster_objstores(const lm_test_cluster *c);
 pid_t lm_test_cluster_objstore_pid(const lm_test_cluster *c, int i);
 /* Starts one more object store; *index (may be NULL) gets its number. */
 lumen_status lm_test_cluster_add_objstore(lm_test_cluster *c, int *index);
+/* Sends sig to object store i (if it runs) and reaps it, then starts it again
+ * with its own command line: its address, spill dir and log (appended to). */
+lumen_status lm_test_cluster_restart_objstore(lm_test_cluster *c, int i, int sig);
 const char *lm_test_cluster_worker(const lm_test_cluster *c, int i); /* worker i's address */
 const char *lm_test_cluster_redis(const lm_test_cluster *c);
 uint16_t lm_test_cluster_dashboard(const lm_test_cluster *c); /* its port; 0: none */
