@@ -302,8 +302,10 @@ static void *probe_main(void *arg) {
 }
 
 /* The SIGKILL itself (the process stays a zombie until the restart reaps
- * it); the probe starts at once. */
+ * it); the probe starts at once. Only ever a pid > 0: kill(-1) would kill
+ * every process we may signal. */
 static void kill_now(kill_rec *k, pid_t pid) {
+    if (pid <= 0) return;
     kill(pid, SIGKILL);
     k->at_us = lm_test_now_us();
     k->done = true;
@@ -419,11 +421,21 @@ static lumen_status kill_objstore(kill_rec *k) {
 
 static lumen_status kill_scheduler(kill_rec *k) {
     pid_t pid = lm_test_cluster_scheduler_pid(cluster);
+    if (pid <= 0) return lm_status(LUMEN_INTERNAL, "the scheduler does not run (a restart failed)");
     kill_now(k, pid);
     lm_test_sleep_ms((unsigned)k->downtime_ms);
     snprintf(k->what, sizeof k->what, "scheduler (pid %d); restarted on its address after %" PRIu64 " ms", (int)pid,
              k->downtime_ms);
-    return lm_test_cluster_restart_scheduler(cluster, SIGKILL);
+    /* As lumen start's supervisor does: a scheduler that exits as it
+     * starts (Redis still loading its append-only file) is started again,
+     * after 100 ms doubling; each failure is printed. */
+    lumen_status st = lm_test_cluster_restart_scheduler(cluster, SIGKILL);
+    for (unsigned pause = 100, tries = 1; !LM_IS_OK(st) && tries < 6; pause *= 2, tries++) {
+        fprintf(stderr, "chaos: the scheduler did not start (%s); again in %u ms\n", st.msg, pause);
+        lm_test_sleep_ms(pause);
+        st = lm_test_cluster_restart_scheduler(cluster, SIGKILL);
+    }
+    return st;
 }
 
 static lumen_status kill_redis(kill_rec *k) {
