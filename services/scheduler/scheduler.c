@@ -1885,15 +1885,17 @@ static void cond_init_monotonic(pthread_cond_t *c) {
     pthread_condattr_destroy(&a);
 }
 
-/* How long a starting scheduler waits for Redis to answer before it gives
- * up: Redis may be restarting too, or slow under load. */
+/* How long a starting scheduler waits for Redis before it gives up: Redis
+ * may be restarting too, loading its append-only file, or slow under load. */
 #define START_REDIS_WAIT_MS 30000
 
-static lumen_status connect_redis(const lm_redis_opts *o, lm_redis **out) {
+/* Runs a start-up step that needs Redis again, with a backoff, while it
+ * fails UNAVAILABLE and START_REDIS_WAIT_MS has not passed. */
+static lumen_status patiently(lumen_status (*step)(void *arg), void *arg) {
     uint64_t until = lm_mono_ms() + START_REDIS_WAIT_MS;
     unsigned backoff_ms = 100;
     for (;;) {
-        lumen_status st = lm_redis_connect(o, out);
+        lumen_status st = step(arg);
         if (LM_IS_OK(st) || st.code != LUMEN_UNAVAILABLE || lm_mono_ms() + backoff_ms > until) return st;
         lm_warn("%s (retrying in %u ms)", st.msg, backoff_ms);
         struct timespec pause = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
@@ -1902,12 +1904,24 @@ static lumen_status connect_redis(const lm_redis_opts *o, lm_redis **out) {
     }
 }
 
+typedef struct redis_dial {
+    const lm_redis_opts *opts;
+    lm_redis **out;
+} redis_dial;
+
+static lumen_status dial_redis(void *arg) {
+    redis_dial *d = arg;
+    return lm_redis_connect(d->opts, d->out);
+}
+
+static lumen_status recover(void *arg) { return recovery_start(arg); } /* idempotent: it may run again */
+
 lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     *out = NULL;
     lm_redis_opts ropts = {.addr = cfg->cluster.redis_addr, .password = cfg->cluster.redis_password,
                            .prefix = cfg->cluster.key_prefix};
     lm_redis *redis = NULL;
-    lumen_status st = connect_redis(&ropts, &redis);
+    lumen_status st = patiently(dial_redis, &(redis_dial){&ropts, &redis});
     if (!LM_IS_OK(st)) return st;
     scheduler *s = calloc(1, sizeof *s);
     s->cfg = cfg;
@@ -1935,7 +1949,7 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
                                 .tls = {cfg->cluster.tls_cert, cfg->cluster.tls_key, cfg->cluster.tls_ca}};
     st = lm_rpc_client_new(&copts, &s->rpc);
     if (LM_IS_OK(st)) st = sched_resolver_new(&ropts, sched_on_resolved, s, &s->resolver);
-    if (LM_IS_OK(st)) st = recovery_start(s); /* before the writer: nothing of ours in Redis yet */
+    if (LM_IS_OK(st)) st = patiently(recover, s); /* before the writer: nothing of ours in Redis yet */
     if (!LM_IS_OK(st)) {
         scheduler_free(s);
         return st;
