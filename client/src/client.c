@@ -105,12 +105,15 @@ static put_info *pick_stores_locked(lumen_client *c, uint64_t size) {
     return p;
 }
 
-/* Writes the object to the stores of p; the first failure. */
-static lumen_status put_copies(lumen_client *c, const put_info *p, lm_id id, const void *data, size_t len) {
+/* Writes the object to the stores of p, noting which incarnation of the
+ * first one holds it; the first failure. */
+static lumen_status put_copies(lumen_client *c, put_info *p, lm_id id, const void *data, size_t len) {
     lumen_status st = lm_ok();
     for (size_t i = 0; i < p->n && LM_IS_OK(st); i++) {
+        lm_objstore_put_info info = {0};
         st = lm_objstore_put(c->rpc, p->locations[i], id, c->job, data, len,
-                             c->timeout_ms + (int64_t)(len >> 20) * 100, NULL);
+                             c->timeout_ms + (int64_t)(len >> 20) * 100, &info);
+        if (i == 0) p->store = info.store;
     }
     return st;
 }
@@ -177,6 +180,7 @@ static put_info *put_copy(lumen_client *c, lm_id id) {
         (copy->locations = calloc(p->n ? p->n : 1, sizeof *copy->locations)) != NULL) {
         for (size_t i = 0; i < p->n; i++) copy->locations[copy->n++] = strdup(p->locations[i]);
         copy->size = p->size;
+        copy->store = p->store;
     } else if (copy != NULL) {
         free(copy);
         copy = NULL;
@@ -206,6 +210,7 @@ lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *o
         if (p != NULL && p->n > 0) { /* our put: its stores, the first one and the copies */
             out->location = p->locations[0];
             out->size = p->size;
+            if (!lm_id_is_zero(p->store)) out->store_id = client_bytes_copy(p->store.bytes, LM_ID_BYTES);
             out->n_replicas = p->n - 1;
             out->replicas = p->n > 1 ? p->locations : NULL;
             if (p->n > 1) memmove(p->locations, p->locations + 1, (p->n - 1) * sizeof *p->locations);

@@ -785,8 +785,8 @@ static bool obj_move_to_copy(scheduler *s, sobj *o) {
 
 /* A READY object the scheduler did not make, held by the store at location
  * (and copies at replicas[0..n)). Replaces a placeholder of the same id. */
-static sobj *obj_at(scheduler *s, sobj *o, lm_id id, lm_id job, const char *location, uint64_t size,
-                    char *const *replicas, size_t n, outbox *out) {
+static sobj *obj_at(scheduler *s, sobj *o, lm_id id, lm_id job, const char *location, const lm_id *incarnation,
+                    uint64_t size, char *const *replicas, size_t n, outbox *out) {
     if (o == NULL) o = obj_new(s, id, job);
     if (o->state != OBJ_PENDING) return o;
     o->size = size;
@@ -795,7 +795,11 @@ static sobj *obj_at(scheduler *s, sobj *o, lm_id id, lm_id job, const char *loca
     for (size_t i = 0; o->replicas != NULL && i < n; i++) o->replicas[o->nreplicas++] = strdup(replicas[i]);
     snode *store = sched_node_by_addr(s, location);
     if (store != NULL) o->store = store->id;
-    if (store != NULL && !store->alive && !obj_move_to_copy(s, o)) { /* a put whose stores died since: no lineage */
+    /* The put names the store's incarnation that took it: another one live
+     * at that address (restarted there since) never had it. */
+    bool restarted = store != NULL && store->alive && incarnation != NULL && !lm_id_equal(store->id, *incarnation);
+    if (restarted) o->store = *incarnation;
+    if (store != NULL && (!store->alive || restarted) && !obj_move_to_copy(s, o)) { /* a put whose stores died since: no lineage */
         obj_set_failed(s, o, lost_put(id, location), out);
         return o;
     }
@@ -819,8 +823,11 @@ static sobj *admit_ref(scheduler *s, sjob *j, lm_id ref, const Lumen__Arg *a, co
     sobj *o = lm_idmap_get(s->objs, ref);
     const char *location = a != NULL ? a->location : library_location;
     bool fresh = o == NULL;
+    lm_id incarnation;
+    bool named = a != NULL && id_field(a->store_id, &incarnation);
     if (location != NULL && location[0] != '\0' && (o == NULL || (o->unresolved && o->state == OBJ_PENDING)))
-        o = obj_at(s, o, ref, j->id, location, a ? a->size : 0, a ? a->replicas : NULL, a ? a->n_replicas : 0, out);
+        o = obj_at(s, o, ref, j->id, location, named ? &incarnation : NULL, a ? a->size : 0, a ? a->replicas : NULL,
+                   a ? a->n_replicas : 0, out);
     else if (o == NULL)
         o = obj_unresolved(s, ref, j->id, a != NULL && a->direct, resubmit);
     if (fresh) sched_id_push(&j->objs, ref);

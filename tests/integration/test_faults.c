@@ -268,6 +268,45 @@ static void node_lost(const char *put_replicas) {
 static void test_node_lost_objects_rebuilt(void) { node_lost("1"); }
 static void test_node_lost_puts_replicated(void) { node_lost("2"); }
 
+/*
+ * Puts whose stores were restarted on their addresses before any task took
+ * them: the restarted stores never had them, though they answer at the
+ * same addresses. A task taking one fails OBJECT_LOST at once (the put
+ * names the store incarnation that took it), instead of being sent to read
+ * it from a store that waits for it until the RPC deadline; a new put works.
+ */
+static void test_put_lost_to_store_restarted_on_its_address(void) {
+    lm_test_cluster *two = NULL;
+    lm_test_cluster_opts opts = {.workers = 2, .slots = 2, .objstores = 2};
+    LM_ASSERT_OK(lm_test_cluster_start(&opts, &two));
+    lumen_client *c = NULL;
+    LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(two), NULL, &c));
+    size_t big = 200 * 1024;
+    char *data = malloc(big);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+    memset(data, 'q', big);
+    lumen_ref lost, fresh, size_of_lost, size_of_fresh;
+    LM_ASSERT_OK(lumen_put(c, data, big, &lost));
+    for (int i = 0; i < 2; i++) LM_ASSERT_OK(lm_test_cluster_restart_objstore(two, i, SIGKILL));
+    LM_ASSERT_OK(lm_test_cluster_wait_registered(two, LM_TEST_TIMEOUT(20000)));
+
+    LM_ASSERT_OK(lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(lost)}, 1, NULL, &size_of_lost));
+    lumen_bytes b = {0};
+    lumen_status st = lumen_get(c, size_of_lost, LM_TEST_TIMEOUT(20000), &b);
+    if (st.code != LUMEN_OBJECT_LOST) fprintf(stderr, "\n  a lost put's task: %s: %s\n", lumen_code_name(st.code), st.msg);
+    CU_ASSERT_EQUAL(st.code, LUMEN_OBJECT_LOST);
+    lumen_bytes_free(&b);
+
+    LM_ASSERT_OK(lumen_put(c, data, big, &fresh));
+    LM_ASSERT_OK(lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(fresh)}, 1, NULL, &size_of_fresh));
+    LM_ASSERT_OK(lumen_get(c, size_of_fresh, LM_TEST_TIMEOUT(20000), &b));
+    CU_ASSERT(b.len == 6 && memcmp(b.data, "204800", 6) == 0);
+    lumen_bytes_free(&b);
+    free(data);
+    lumen_close(c);
+    lm_test_cluster_stop(two);
+}
+
 static void test_scheduler_killed_and_restarted_mid_job(void) {
     enum { CHAIN = 30, SLEEPS = 24, CALLS = 10 };
     lumen_actor counter;
@@ -409,6 +448,7 @@ int main(void) {
         {"redis killed and restarted mid-job", test_redis_killed_and_restarted_mid_job},
         {"scheduler killed and restarted mid-job", test_scheduler_killed_and_restarted_mid_job},
         {"tasks on actor call results outlive a scheduler restart", test_actor_results_outlive_scheduler_restart},
+        {"a put whose store restarted on its address is lost, not waited for", test_put_lost_to_store_restarted_on_its_address},
         {"a client connecting while the scheduler restarts waits for it", test_connect_while_scheduler_restarts},
         {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
         {"a node killed with put_replicas 2: puts are read from their copies", test_node_lost_puts_replicated},
