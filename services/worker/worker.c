@@ -48,6 +48,17 @@ static void wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t until)
     pthread_cond_timedwait(cond, mu, &ts);
 }
 
+/* Pauses a retry loop for *backoff_ms (then doubles it, up to
+ * BACKOFF_MAX_MS); false when the worker is stopping: give up. */
+static bool retry_pause(lm_worker *w, unsigned *backoff_ms) {
+    pthread_mutex_lock(&w->mu);
+    if (!w->stopping) wait_until(&w->work, &w->mu, (int64_t)lm_mono_ms() + *backoff_ms);
+    bool stop = w->stopping;
+    pthread_mutex_unlock(&w->mu);
+    *backoff_ms = *backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff_ms * 2;
+    return !stop;
+}
+
 static void cond_init_monotonic(pthread_cond_t *c) {
     pthread_condattr_t a;
     pthread_condattr_init(&a);
@@ -430,9 +441,19 @@ lumen_status worker_keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id
         r->inline_len = res->len;
         return lm_ok();
     }
+    /* A store restarting on its address (as its supervisor does) refuses
+     * connections for a moment: the result waits for it within the I/O
+     * deadline, since an actor call cannot run again. */
     lm_objstore_put_info info;
-    lumen_status st = lm_objstore_put(w->cli, w->wc->objstore_addr, lm_id_for_return(task, 0), worker_spec_job(spec),
-                                      res->data, res->len, io_timeout_ms(w, res->len), &info);
+    int64_t timeout_ms = io_timeout_ms(w, res->len), deadline = (int64_t)lm_mono_ms() + timeout_ms;
+    unsigned backoff = BACKOFF_MIN_MS;
+    lumen_status st;
+    for (;;) {
+        st = lm_objstore_put(w->cli, w->wc->objstore_addr, lm_id_for_return(task, 0), worker_spec_job(spec), res->data,
+                             res->len, timeout_ms, &info);
+        if (st.code != LUMEN_UNAVAILABLE || (int64_t)lm_mono_ms() + backoff >= deadline || !retry_pause(w, &backoff))
+            break;
+    }
     if (!LM_IS_OK(st)) return lm_status_wrap(st, "storing the result");
     r->stored = true;
     r->store = lm_id_is_zero(info.store) ? w->objstore_id : info.store;
@@ -808,12 +829,7 @@ static void *join_main(void *arg) {
                                           &w->objstore_id);
         if (LM_IS_OK(st)) break;
         if (tries % 10 == 0) lm_warn("object store %s: %s (retrying)", w->wc->objstore_addr, st.msg);
-        pthread_mutex_lock(&w->mu);
-        if (!w->stopping) wait_until(&w->work, &w->mu, (int64_t)lm_mono_ms() + backoff);
-        bool stop = w->stopping;
-        pthread_mutex_unlock(&w->mu);
-        if (stop) return NULL;
-        backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+        if (!retry_pause(w, &backoff)) return NULL;
     }
     lm_node_agent_opts ao = {
         .rpc = w->cli,
