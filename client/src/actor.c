@@ -593,8 +593,7 @@ lumen_status lumen_actor_new(lumen_client *c, const char *class_name, const lume
                        : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
         lm_rpc_message_free(reply);
         if (st.code != LUMEN_UNAVAILABLE || (int64_t)lm_mono_ms() >= deadline) break;
-        struct timespec pause = {0, 200 * 1000000L};
-        nanosleep(&pause, NULL);
+        lm_sleep_ms(200);
     } while (true);
     actor_handle *h = NULL;
     if (LM_IS_OK(st)) {

@@ -118,11 +118,6 @@ static lumen_status put_copies(lumen_client *c, put_info *p, lm_id id, const voi
     return st;
 }
 
-static void pause_ms(int64_t ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Puts the object to put_replicas stores. A store that is gone (or not up
  * yet: a restart takes a moment) is left for others and the list asked for
  * again, until the client's timeout: a put waits for a store, it does not
@@ -135,7 +130,7 @@ static lumen_status put_with_id(lumen_client *c, lm_id id, const void *data, siz
         if (!first) {
             int64_t left = deadline - (int64_t)lm_mono_ms();
             if (left <= 0) return st;
-            pause_ms(pause < left ? pause : left);
+            lm_sleep_ms(pause < left ? pause : left);
             pause = pause * 2 > PUT_RETRY_MAX_MS ? PUT_RETRY_MAX_MS : pause * 2;
             lumen_status info = client_refresh_stores(c, NULL);
             if (!LM_IS_OK(info) && info.code != LUMEN_UNAVAILABLE) return info;
@@ -399,7 +394,7 @@ static bool retry_later(lumen_client *c, lumen_status st, uint64_t epoch, int64_
     pthread_mutex_unlock(&c->mu);
     int64_t left = deadline - (int64_t)lm_mono_ms();
     if (ended || left <= 0) return false;
-    pause_ms(left < 100 ? left : 100);
+    lm_sleep_ms(left < 100 ? left : 100);
     return true;
 }
 
@@ -527,7 +522,7 @@ static lumen_status get_refs(lumen_client *c, const lumen_ref *refs, size_t n, i
                                : why;
             break;
         }
-        if (store_failed) pause_ms(50); /* the scheduler notices the store is gone and rebuilds */
+        if (store_failed) lm_sleep_ms(50); /* the scheduler notices the store is gone and rebuilds */
     }
     free(ids);
     free(index);
@@ -791,7 +786,7 @@ static lumen_status first_contact(lumen_client *c, int64_t wait_ms) {
         }
         uint64_t now = lm_mono_ms();
         if (!scheduler_restarting(st) || now >= until) return st;
-        pause_ms(pause < (int64_t)(until - now) ? pause : (int64_t)(until - now));
+        lm_sleep_ms(pause < (int64_t)(until - now) ? pause : (int64_t)(until - now));
         pause = pause * 2 > 500 ? 500 : pause * 2;
     }
 }

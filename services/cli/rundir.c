@@ -1,4 +1,6 @@
 /* rundir.c - the run dir of `lumen start`: pid files, token, logs; see cli.h. */
+#include "clock.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -153,15 +155,10 @@ lumen_status cli_pidfiles_read(const char *run_dir, cli_proc **procs, size_t *n)
     return st;
 }
 
-static void sleep_ms(unsigned ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static bool wait_gone(const cli_proc *p, int64_t timeout_ms) {
     for (int64_t waited = 0; cli_proc_alive(p); waited += 20) {
         if (waited >= timeout_ms) return false;
-        sleep_ms(20);
+        lm_sleep_ms(20);
     }
     return true;
 }

@@ -368,17 +368,6 @@ static lumen_status find_binaries(plan *p) {
 
 /* ---- running processes ---- */
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Has the supervisor start argv (in a session of its own, output to the
  * log) and records it. */
 static lumen_status spawn(plan *p, service *s, char *const argv[]) {
@@ -514,13 +503,13 @@ static lumen_status start_redis(plan *p) {
     if (!LM_IS_OK(st)) return st;
 
     lm_redis_opts ropts = {.addr = s->local, .password = p->cfg.cluster.redis_password, .timeout_ms = 500};
-    for (int64_t until = mono_ms() + p->timeout_ms;;) {
+    for (int64_t until = (int64_t)lm_mono_ms() + p->timeout_ms;;) {
         lm_redis *r = NULL;
         st = lm_redis_connect(&ropts, &r);
         lm_redis_free(r);
         if (LM_IS_OK(st)) return st;
-        if (exited(s) || mono_ms() > until) return failed(s, st);
-        sleep_ms(50);
+        if (exited(s) || (int64_t)lm_mono_ms() > until) return failed(s, st);
+        lm_sleep_ms(50);
     }
 }
 
@@ -624,9 +613,9 @@ static const char *token_sent(const plan *p) {
  * at once and says what to do, not after the timeout as unregistered nodes. */
 static lumen_status check_scheduler(const plan *p, lm_rpc_client *cli) {
     lumen_status st;
-    for (int64_t until = mono_ms() + p->timeout_ms;; sleep_ms(200)) {
+    for (int64_t until = (int64_t)lm_mono_ms() + p->timeout_ms;; lm_sleep_ms(200)) {
         st = lm_health_check(cli, p->scheduler, 2000, NULL, NULL);
-        if (LM_IS_OK(st) || st.code == LUMEN_UNAUTHENTICATED || mono_ms() > until) break;
+        if (LM_IS_OK(st) || st.code == LUMEN_UNAUTHENTICATED || (int64_t)lm_mono_ms() > until) break;
     }
     if (st.code == LUMEN_UNAUTHENTICATED)
         return lm_status(st.code, "the scheduler at %s refused %s: set LUMEN_TOKEN (or --token) to the cluster's "
@@ -637,18 +626,18 @@ static lumen_status check_scheduler(const plan *p, lm_rpc_client *cli) {
 /* After the last fork: every gRPC service answers Health SERVING. */
 static lumen_status wait_healthy(plan *p, lm_rpc_client *cli) {
     lumen_status st = lm_ok();
-    int64_t until = mono_ms() + p->timeout_ms;
+    int64_t until = (int64_t)lm_mono_ms() + p->timeout_ms;
     for (size_t i = 0; LM_IS_OK(st) && i < p->n; i++) {
         service *s = &p->svc[i];
         if (strcmp(s->role, "redis") == 0) continue;
         for (;;) {
             st = lm_health_check(cli, s->local, 1000, NULL, NULL);
             if (LM_IS_OK(st)) break;
-            if (exited(s) || mono_ms() > until) {
+            if (exited(s) || (int64_t)lm_mono_ms() > until) {
                 st = failed(s, st);
                 break;
             }
-            sleep_ms(50);
+            lm_sleep_ms(50);
         }
     }
     return st;
@@ -661,7 +650,7 @@ static lumen_status wait_registered(plan *p) {
                            .prefix = p->cfg.cluster.key_prefix, .timeout_ms = 2000};
     lm_redis *r = NULL;
     lumen_status st = lm_redis_connect(&ropts, &r);
-    int64_t until = mono_ms() + p->timeout_ms;
+    int64_t until = (int64_t)lm_mono_ms() + p->timeout_ms;
     while (LM_IS_OK(st)) {
         lm_node_list *list = NULL;
         st = lm_redis_nodes_list(r, &list);
@@ -680,11 +669,11 @@ static lumen_status wait_registered(plan *p) {
         }
         lm_node_list_free(list);
         if (missing == NULL) break;
-        if (mono_ms() > until) {
+        if ((int64_t)lm_mono_ms() > until) {
             st = failed(missing, lm_status(LUMEN_DEADLINE_EXCEEDED, "not registered in Redis %s", p->redis));
             break;
         }
-        sleep_ms(50);
+        lm_sleep_ms(50);
     }
     lm_redis_free(r);
     return st;

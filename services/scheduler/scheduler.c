@@ -1884,14 +1884,6 @@ lumen_status scheduler_add_service(scheduler *s, lm_rpc_server *srv) {
     return lm_rpc_server_add_service(srv, &lumen__scheduler__descriptor, scheduler_methods, s);
 }
 
-static void cond_init_monotonic(pthread_cond_t *c) {
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(c, &a);
-    pthread_condattr_destroy(&a);
-}
-
 /* How long a starting scheduler waits for Redis before it gives up: Redis
  * may be restarting too, loading its append-only file, or slow under load. */
 #define START_REDIS_WAIT_MS 30000
@@ -1905,8 +1897,7 @@ static lumen_status patiently(lumen_status (*step)(void *arg), void *arg) {
         lumen_status st = step(arg);
         if (LM_IS_OK(st) || st.code != LUMEN_UNAVAILABLE || lm_mono_ms() + backoff_ms > until) return st;
         lm_warn("%s (retrying in %u ms)", st.msg, backoff_ms);
-        struct timespec pause = {backoff_ms / 1000, (long)(backoff_ms % 1000) * 1000000L};
-        nanosleep(&pause, NULL);
+        lm_sleep_ms(backoff_ms);
         backoff_ms = backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2;
     }
 }
@@ -1936,7 +1927,7 @@ lumen_status scheduler_new(const lm_config *cfg, scheduler **out) {
     s->job_grace_ms = (uint64_t)cfg->scheduler.job_grace_ms;
     s->unknown_ref_timeout_ms = (uint64_t)cfg->scheduler.unknown_ref_timeout_ms;
     pthread_mutex_init(&s->mu, NULL);
-    cond_init_monotonic(&s->monitor_cond);
+    lm_cond_init_monotonic(&s->monitor_cond);
     s->nodes = lm_idmap_new();
     s->tasks = lm_idmap_new();
     s->objs = lm_idmap_new();

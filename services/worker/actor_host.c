@@ -358,8 +358,7 @@ static void announce_death(hosted_actor *a) {
                           w->cfg->cluster.rpc_timeout_ms);
         lm_rpc_message_free(out);
         if (LM_IS_OK(st) || st.code == LUMEN_INVALID_ARGUMENT) break;
-        struct timespec ts = {backoff / 1000, (long)(backoff % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        lm_sleep_ms(backoff);
     }
     if (!LM_IS_OK(st)) lm_warn("cannot tell the scheduler that an actor died: %s", st.msg);
 }

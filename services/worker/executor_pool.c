@@ -587,8 +587,7 @@ static void stop_idle(executor *e) {
     for (int waited = 0; waited < EXIT_GRACE_MS && !exited; waited += 10) {
         pid_t r = waitpid(e->pid, &status, WNOHANG);
         exited = r == e->pid || (r < 0 && errno != EINTR);
-        struct timespec ts = {0, 10 * 1000000L};
-        if (!exited) nanosleep(&ts, NULL);
+        if (!exited) lm_sleep_ms(10);
     }
     if (!exited) {
         kill(e->pid, SIGKILL);

@@ -59,14 +59,6 @@ static bool retry_pause(lm_worker *w, unsigned *backoff_ms) {
     return !stop;
 }
 
-static void cond_init_monotonic(pthread_cond_t *c) {
-    pthread_condattr_t a;
-    pthread_condattr_init(&a);
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    pthread_cond_init(c, &a);
-    pthread_condattr_destroy(&a);
-}
-
 /* A deadline for moving `bytes` through an object store: the RPC timeout
  * plus 100 ms per MiB, so big objects are not cut off at 10 s. */
 static int64_t io_timeout_ms(const lm_worker *w, uint64_t bytes) {
@@ -974,13 +966,13 @@ lumen_status lm_worker_start(const lm_config *cfg, lm_worker **out) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     w->nslots = w->wc->slots > 0 ? w->wc->slots : cpus > 0 ? (int)cpus : 1;
     pthread_mutex_init(&w->mu, NULL);
-    cond_init_monotonic(&w->work);
-    cond_init_monotonic(&w->lib_cond);
-    cond_init_monotonic(&w->report_cond);
+    lm_cond_init_monotonic(&w->work);
+    lm_cond_init_monotonic(&w->lib_cond);
+    lm_cond_init_monotonic(&w->report_cond);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "TaskDone", &w->task_done);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "ActorDied", &w->actor_died);
     lm_rpc_method_find(&lumen__scheduler__descriptor, "WaitObjects", &w->wait_objects);
-    cond_init_monotonic(&w->actors_gone);
+    lm_cond_init_monotonic(&w->actors_gone);
     w->health.role = "worker";
     w->health.node_id = w->node_id;
     atomic_init(&w->health.serving, false);
