@@ -75,7 +75,6 @@ typedef struct sobj {
      * later, or timed out (scheduler.unknown_ref_timeout_ms). */
     bool unresolved;
     bool direct;          /* an actor call's result: its worker reports it, it never times out */
-    bool watched;         /* the resolver looks for it in the stores' directory */
     uint64_t unresolved_since_ms; /* monotonic */
     id_vec dependents; /* tasks waiting for it */
     ptr_vec waiters;

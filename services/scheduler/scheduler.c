@@ -123,21 +123,18 @@ static sobj *obj_new(scheduler *s, lm_id id, lm_id job) {
     return o;
 }
 
-/* A placeholder for an object nobody has made or reported here yet. An
- * actor call's result (direct) comes from its worker and never times out;
- * it is looked for in the stores' directory only when a task sent again
- * after a restart takes it (look_in_directory): its worker may have
- * reported it to the scheduler that died. */
-static sobj *obj_unresolved(scheduler *s, lm_id id, lm_id job, bool direct, bool look_in_directory) {
+/* A placeholder for an object nobody has made or reported here yet, looked
+ * for in the stores' directory. An actor call's result (direct) comes from
+ * its worker and never times out; it is looked up too, since its worker
+ * may have reported it to a scheduler that died since (a small one is
+ * reported again by its caller). */
+static sobj *obj_unresolved(scheduler *s, lm_id id, lm_id job, bool direct) {
     sobj *o = obj_new(s, id, job);
     o->unresolved = true;
     o->direct = direct;
     o->unresolved_since_ms = lm_mono_ms();
     if (!direct) sched_id_push(&s->unresolved, id);
-    if (!direct || look_in_directory) {
-        o->watched = true;
-        sched_resolver_watch(s->resolver, id);
-    }
+    sched_resolver_watch(s->resolver, id);
     return o;
 }
 
@@ -145,8 +142,7 @@ static sobj *obj_unresolved(scheduler *s, lm_id id, lm_id job, bool direct, bool
 static void obj_resolved(scheduler *s, sobj *o) {
     if (!o->unresolved) return;
     o->unresolved = false;
-    if (o->watched) sched_resolver_unwatch(s->resolver, o->id);
-    o->watched = false;
+    sched_resolver_unwatch(s->resolver, o->id);
 }
 
 static void waiter_unref(waiter *w) {
@@ -819,7 +815,7 @@ static void spec_keep_args(Lumen__TaskSpec *spec, size_t n) {
  * known if it is not: a put the client says it stored (location), an actor
  * call's result its worker will report (direct), else a placeholder. */
 static sobj *admit_ref(scheduler *s, sjob *j, lm_id ref, const Lumen__Arg *a, const char *library_location,
-                       bool resubmit, outbox *out) {
+                       outbox *out) {
     sobj *o = lm_idmap_get(s->objs, ref);
     const char *location = a != NULL ? a->location : library_location;
     bool fresh = o == NULL;
@@ -829,7 +825,7 @@ static sobj *admit_ref(scheduler *s, sjob *j, lm_id ref, const Lumen__Arg *a, co
         o = obj_at(s, o, ref, j->id, location, named ? &incarnation : NULL, a ? a->size : 0, a ? a->replicas : NULL,
                    a ? a->n_replicas : 0, out);
     else if (o == NULL)
-        o = obj_unresolved(s, ref, j->id, a != NULL && a->direct, resubmit);
+        o = obj_unresolved(s, ref, j->id, a != NULL && a->direct);
     if (fresh) sched_id_push(&j->objs, ref);
     return o;
 }
@@ -910,7 +906,7 @@ lumen_status sched_admit(scheduler *s, Lumen__TaskSpec *spec, bool resubmit, out
         } else if (!id_field(spec->library_id, &ref)) {
             continue;
         }
-        sobj *o = admit_ref(s, j, ref, a, a == NULL ? spec->library_location : NULL, resubmit, out);
+        sobj *o = admit_ref(s, j, ref, a, a == NULL ? spec->library_location : NULL, out);
         if (o->state == OBJ_FAILED) {
             char h[LM_ID_HEX_LEN + 1];
             failed = lm_status_wrap(*o->error, "argument %s", hex(ref, h));
@@ -1371,8 +1367,10 @@ static void unplaced_result(scheduler *s, lm_id node, const Lumen__TaskResult *r
      * is left to its caller, which runs it again or reports it failed. */
     if (!id_field(r->job_id, &job) || (code != LUMEN_OK && (!is_call || r->crashed))) return;
     if (is_call && !lm_id_is_zero(node)) actors_call_done(s, actor); /* a run, not its caller's report */
-    sjob *j = is_call ? lm_idmap_get(s->jobs, job) : sched_job_get(s, job);
-    if (j == NULL) return; /* the job ended: no one will read it */
+    /* A job this scheduler has not heard of yet (it restarted, its client
+     * has not come back yet) keeps the result for when it does. */
+    if (sched_job_ended(s, job)) return; /* no one will read it */
+    sjob *j = sched_job_get(s, job);
     lm_id id = lm_id_for_return(task, 0);
     sobj *o = lm_idmap_get(s->objs, id);
     if (o == NULL) {
@@ -1695,7 +1693,7 @@ void sched_job_forget(scheduler *s, sjob *j, outbox *out) {
     for (size_t i = 0; i < j->objs.n; i++) {
         sobj *o = lm_idmap_remove(s->objs, j->objs.ids[i]);
         if (o == NULL) continue;
-        if (o->unresolved && o->watched) sched_resolver_unwatch(s->resolver, o->id);
+        if (o->unresolved) sched_resolver_unwatch(s->resolver, o->id);
         obj_free(o);
     }
     for (size_t i = 0; i < j->tasks.n; i++) {

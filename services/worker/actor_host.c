@@ -384,6 +384,11 @@ static void *actor_main(void *arg) {
         run_batch(a, b, &gone);
         if (was_alive && !LM_IS_OK(gone)) {
             lm_warn("%s", gone.msg);
+            /* Out of the list before the scheduler hears of it: it may place
+             * the next incarnation here at once. */
+            pthread_mutex_lock(&w->mu);
+            unlink_locked(w, a);
+            pthread_mutex_unlock(&w->mu);
             announce_death(a);
         }
         pthread_mutex_lock(&w->mu);
