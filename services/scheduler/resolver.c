@@ -71,13 +71,17 @@ static void requeue_watched(void *arg, lm_id key, void *value) {
     queue_push_locked(arg, key);
 }
 
+void sched_resolver_lookup_watched(sched_resolver *r) {
+    pthread_mutex_lock(&r->mu);
+    lm_idmap_each(r->watched, requeue_watched, r);
+    pthread_mutex_unlock(&r->mu);
+}
+
 /* The subscriber's thread: announcements of stored objects. */
 static void on_event(void *arg, const char *msg, size_t len) {
     sched_resolver *r = arg;
     if (msg == NULL) { /* announcements were lost while it reconnected */
-        pthread_mutex_lock(&r->mu);
-        lm_idmap_each(r->watched, requeue_watched, r);
-        pthread_mutex_unlock(&r->mu);
+        sched_resolver_lookup_watched(r);
         return;
     }
     lm_redis_event ev;

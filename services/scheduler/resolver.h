@@ -43,6 +43,10 @@ void sched_resolver_lookup(sched_resolver *r, lm_id obj);
 void sched_resolver_watch(sched_resolver *r, lm_id obj);
 void sched_resolver_unwatch(sched_resolver *r, lm_id obj);
 
+/* Looks every watched object up again: an object store (re)joined, and
+ * the directory may name it for objects found before it was known here. */
+void sched_resolver_lookup_watched(sched_resolver *r);
+
 /* Stops the thread; answers still queued are dropped. NULL-safe. */
 void sched_resolver_free(sched_resolver *r);
 

@@ -1149,7 +1149,11 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     recovery_node_registered(s, n, req, &drop, &out);
     sched_dispatch(s, &out);
     actors_node_up(s, &out);
+    bool store_joined = !n->is_worker;
     pthread_mutex_unlock(&s->mu);
+    /* A placeholder looked up while this store was not known here yet (a
+     * restart) found it in the directory, but no live store: again now. */
+    if (store_joined) sched_resolver_lookup_watched(s->resolver);
     sched_outbox_send(&out);
 
     char h[LM_ID_HEX_LEN + 1];
