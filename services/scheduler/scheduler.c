@@ -791,6 +791,7 @@ static sobj *obj_at(scheduler *s, sobj *o, lm_id id, lm_id job, const char *loca
     for (size_t i = 0; o->replicas != NULL && i < n; i++) o->replicas[o->nreplicas++] = strdup(replicas[i]);
     snode *store = sched_node_by_addr(s, location);
     if (store != NULL) o->store = store->id;
+    else if (incarnation != NULL) o->store = *incarnation; /* not registered (again) yet: see objects_of_gone_incarnations */
     /* The put names the store's incarnation that took it: another one live
      * at that address (restarted there since) never had it. */
     bool restarted = store != NULL && store->alive && incarnation != NULL && !lm_id_equal(store->id, *incarnation);
@@ -1021,57 +1022,79 @@ void sched_task_retry(scheduler *s, stask *t, lumen_code code, const char *why, 
     ready_push(s, t);
 }
 
+/* Which READY objects in stores a sweep takes: those of the store `store`
+ * (it died), or, when that is zero, those whose store incarnation is not
+ * alive here (at `addr`, or anywhere when addr is NULL). */
 typedef struct store_sweep {
+    scheduler *s;
     lm_id store;
+    const char *addr;
     ptr_vec objs;
 } store_sweep;
+
+static bool store_gone(scheduler *s, lm_id store) {
+    const snode *n = lm_idmap_get(s->nodes, store);
+    return n == NULL || !n->alive;
+}
 
 static void collect_stored(void *arg, lm_id key, void *value) {
     (void)key;
     store_sweep *sw = arg;
     sobj *o = value;
-    if (o->state == OBJ_READY && !o->is_inline && lm_id_equal(o->store, sw->store)) sched_ptr_push(&sw->objs, o);
+    if (o->state != OBJ_READY || o->is_inline || lm_id_is_zero(o->store)) return;
+    bool take = !lm_id_is_zero(sw->store)
+                    ? lm_id_equal(o->store, sw->store)
+                    : (sw->addr == NULL || (o->location != NULL && strcmp(o->location, sw->addr) == 0)) &&
+                          store_gone(sw->s, o->store);
+    if (take) sched_ptr_push(&sw->objs, o);
 }
 
 /*
- * An object store is gone with what it held. An object a task made is
- * rebuilt: it is pending again and its producer runs again (and, through
+ * The objects of a sweep are gone with their store. An object a task made
+ * is rebuilt: it is pending again and its producer runs again (and, through
  * task_rearm, the producers of its arguments lost with it). An object that
  * was put has no lineage: its refs report OBJECT_LOST.
  */
-static void objects_lost(scheduler *s, snode *store, outbox *out) {
-    store_sweep sw = {store->id, {0}};
-    lm_idmap_each(s->objs, collect_stored, &sw);
+static void objects_lost(scheduler *s, store_sweep *sw, outbox *out) {
+    lm_idmap_each(s->objs, collect_stored, sw);
     ptr_vec rearm = {0};
     size_t moved = 0;
+    const char *where = sw->addr;
     /* First every lost object is pending, so a producer re-run below waits
      * for its arguments that are rebuilt too. */
-    for (size_t i = 0; i < sw.objs.n; i++) {
-        sobj *o = sw.objs.items[i];
+    for (size_t i = 0; i < sw->objs.n; i++) {
+        sobj *o = sw->objs.items[i];
         stask *p = lm_id_is_zero(o->producer) ? NULL : lm_idmap_get(s->tasks, o->producer);
+        char *location = o->location;
         o->state = OBJ_PENDING;
-        free(o->location);
         o->location = NULL;
         memset(&o->store, 0, sizeof o->store);
         if (p == NULL && obj_move_to_copy(s, o)) { /* a put read from another copy from now on */
             o->state = OBJ_READY;
             moved++;
-            continue;
-        }
-        if (p != NULL && p->phase == TASK_DONE) {
+        } else if (p != NULL && p->phase == TASK_DONE) {
             sched_ptr_push(&rearm, p);
             record_obj(s, o);
         } else if (p == NULL) {
-            obj_set_failed(s, o, lost_put(o->id, store->addr), out);
+            obj_set_failed(s, o, lost_put(o->id, location ? location : "?"), out);
         }
+        free(location);
     }
     for (size_t i = 0; i < rearm.n; i++) task_rearm(s, rearm.items[i], "its result was lost with its object store", out);
     tasks_release_held(s, true, out);
-    if (sw.objs.n > 0)
-        lm_warn("object store %s: %zu objects gone with it: %zu read from a copy, %zu being rebuilt", store->addr,
-                sw.objs.n, moved, rearm.n);
-    free(sw.objs.items);
+    if (sw->objs.n > 0)
+        lm_warn("object store %s: %zu objects gone with it: %zu read from a copy, %zu being rebuilt",
+                where ? where : "(an earlier incarnation)", sw->objs.n, moved, rearm.n);
+    free(sw->objs.items);
     free(rearm.items);
+}
+
+/* Puts admitted while their store had not registered here (we restarted)
+ * name its incarnation; once a store registers at their address, or the
+ * recovery window ends, those whose incarnation is not alive are gone. */
+static void objects_of_gone_incarnations(scheduler *s, const char *addr, outbox *out) {
+    store_sweep sw = {.s = s, .addr = addr};
+    objects_lost(s, &sw, out);
 }
 
 /* A node is gone: what it was running runs again elsewhere, what it held
@@ -1085,7 +1108,8 @@ static void node_lost(scheduler *s, snode *w, const char *why, outbox *out) {
     sched_writer_event(s->writer, LM_EVENT_NODE_DIED, w->id, NULL);
     recovery_node_lost(s, w);
     if (!w->is_worker) {
-        objects_lost(s, w, out);
+        store_sweep sw = {.s = s, .store = w->id, .addr = w->addr};
+        objects_lost(s, &sw, out);
         return;
     }
     lost_sweep sw = {w->id, {0}};
@@ -1126,6 +1150,13 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     pthread_mutex_lock(&s->mu);
     snode *n = lm_idmap_get(s->nodes, id);
     if (n == NULL) {
+        /* A new incarnation at an address means the one before it there is
+         * gone, even if its death has not been noticed yet. */
+        for (size_t i = 0; i < s->node_list.n; i++) {
+            snode *old = s->node_list.items[i];
+            if (old->alive && strcmp(old->addr, info->addr) == 0)
+                node_lost(s, old, "a new incarnation registered at its address", &out);
+        }
         n = calloc(1, sizeof *n);
         n->id = id;
         n->is_worker = strcmp(info->kind, "worker") == 0;
@@ -1146,6 +1177,7 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     node_record(n, &rec);
     sched_writer_node_up(s->writer, &rec);
     sched_writer_event(s->writer, LM_EVENT_NODE_JOINED, id, info->addr);
+    if (!n->is_worker) objects_of_gone_incarnations(s, n->addr, &out);
     recovery_node_registered(s, n, req, &drop, &out);
     sched_dispatch(s, &out);
     actors_node_up(s, &out);
@@ -1801,7 +1833,7 @@ static void resolving_again(void *arg, lm_id key, void *value) {
 }
 
 void sched_recovered(scheduler *s, outbox *out) {
-    (void)out;
+    objects_of_gone_incarnations(s, NULL, out); /* their stores did not come back */
     lm_idmap_each(s->tasks, resolving_again, s);
     uint64_t now = lm_mono_ms();
     for (size_t i = 0; i < s->unresolved.n; i++) { /* the time away does not count */

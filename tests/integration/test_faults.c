@@ -268,6 +268,25 @@ static void node_lost(const char *put_replicas) {
 static void test_node_lost_objects_rebuilt(void) { node_lost("1"); }
 static void test_node_lost_puts_replicated(void) { node_lost("2"); }
 
+enum { BIG_PUT = 200 * 1024 };
+
+/* Puts BIG_PUT bytes (too big to travel inline: it lives in a store). */
+static void put_big(lumen_client *c, lumen_ref *ref) {
+    static char data[BIG_PUT];
+    memset(data, 'q', sizeof data);
+    LM_ASSERT_OK(lumen_put(c, data, sizeof data, ref));
+}
+
+/* The result of a task that took a lost put: OBJECT_LOST (within a deadline
+ * far shorter than a store's wait for a put that never comes). */
+static void expect_lost(lumen_client *c, lumen_ref result) {
+    lumen_bytes b = {0};
+    lumen_status st = lumen_get(c, result, LM_TEST_TIMEOUT(20000), &b);
+    if (st.code != LUMEN_OBJECT_LOST) fprintf(stderr, "\n  a lost put's task: %s: %s\n", lumen_code_name(st.code), st.msg);
+    CU_ASSERT_EQUAL(st.code, LUMEN_OBJECT_LOST);
+    lumen_bytes_free(&b);
+}
+
 /*
  * Puts whose stores were restarted on their addresses before any task took
  * them: the restarted stores never had them, though they answer at the
@@ -281,30 +300,47 @@ static void test_put_lost_to_store_restarted_on_its_address(void) {
     LM_ASSERT_OK(lm_test_cluster_start(&opts, &two));
     lumen_client *c = NULL;
     LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(two), NULL, &c));
-    size_t big = 200 * 1024;
-    char *data = malloc(big);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
-    memset(data, 'q', big);
     lumen_ref lost, fresh, size_of_lost, size_of_fresh;
-    LM_ASSERT_OK(lumen_put(c, data, big, &lost));
+    put_big(c, &lost);
     for (int i = 0; i < 2; i++) LM_ASSERT_OK(lm_test_cluster_restart_objstore(two, i, SIGKILL));
     LM_ASSERT_OK(lm_test_cluster_wait_registered(two, LM_TEST_TIMEOUT(20000)));
-
     LM_ASSERT_OK(lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(lost)}, 1, NULL, &size_of_lost));
-    lumen_bytes b = {0};
-    lumen_status st = lumen_get(c, size_of_lost, LM_TEST_TIMEOUT(20000), &b);
-    if (st.code != LUMEN_OBJECT_LOST) fprintf(stderr, "\n  a lost put's task: %s: %s\n", lumen_code_name(st.code), st.msg);
-    CU_ASSERT_EQUAL(st.code, LUMEN_OBJECT_LOST);
-    lumen_bytes_free(&b);
+    expect_lost(c, size_of_lost);
 
-    LM_ASSERT_OK(lumen_put(c, data, big, &fresh));
+    put_big(c, &fresh);
     LM_ASSERT_OK(lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(fresh)}, 1, NULL, &size_of_fresh));
+    lumen_bytes b = {0};
     LM_ASSERT_OK(lumen_get(c, size_of_fresh, LM_TEST_TIMEOUT(20000), &b));
     CU_ASSERT(b.len == 6 && memcmp(b.data, "204800", 6) == 0);
     lumen_bytes_free(&b);
-    free(data);
     lumen_close(c);
     lm_test_cluster_stop(two);
+}
+
+/*
+ * The same while the scheduler is down: the store holding a put is killed,
+ * a new scheduler learns of the put from a task that takes it before the
+ * store (restarted on its address, a new incarnation) registers again. The
+ * put names the incarnation that took it, so the task fails OBJECT_LOST
+ * when the new one registers (or the recovery window ends) instead of
+ * waiting in the new store for an object it never had.
+ */
+static void test_put_lost_while_scheduler_down(void) {
+    lm_test_cluster *one = NULL;
+    lm_test_cluster_opts opts = {.workers = 1, .slots = 2};
+    LM_ASSERT_OK(lm_test_cluster_start(&opts, &one));
+    lumen_client *c = NULL;
+    LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(one), NULL, &c));
+    lumen_ref lost, size_of_lost;
+    put_big(c, &lost);
+    lm_test_cluster_kill_scheduler(one, SIGKILL);
+    lm_test_cluster_kill_objstore(one, 0, SIGKILL);
+    LM_ASSERT_OK(lm_test_cluster_restart_scheduler(one, SIGKILL));
+    LM_ASSERT_OK(lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(lost)}, 1, NULL, &size_of_lost));
+    LM_ASSERT_OK(lm_test_cluster_restart_objstore(one, 0, SIGKILL));
+    expect_lost(c, size_of_lost);
+    lumen_close(c);
+    lm_test_cluster_stop(one);
 }
 
 static void test_scheduler_killed_and_restarted_mid_job(void) {
@@ -449,6 +485,7 @@ int main(void) {
         {"scheduler killed and restarted mid-job", test_scheduler_killed_and_restarted_mid_job},
         {"tasks on actor call results outlive a scheduler restart", test_actor_results_outlive_scheduler_restart},
         {"a put whose store restarted on its address is lost, not waited for", test_put_lost_to_store_restarted_on_its_address},
+        {"a put whose store restarted while the scheduler was down is lost, not waited for", test_put_lost_while_scheduler_down},
         {"a client connecting while the scheduler restarts waits for it", test_connect_while_scheduler_restarts},
         {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
         {"a node killed with put_replicas 2: puts are read from their copies", test_node_lost_puts_replicated},

@@ -180,9 +180,13 @@ static lumen_status start_scheduler(lm_test_cluster *c) {
     return service_start("scheduler", flags, log, c->scheduler_addr, &copts, 20000, c->opts.max_fds, &c->scheduler_pid);
 }
 
-lumen_status lm_test_cluster_restart_scheduler(lm_test_cluster *c, int sig) {
+void lm_test_cluster_kill_scheduler(lm_test_cluster *c, int sig) {
     if (c->scheduler_pid > 0) lm_test_stop(c->scheduler_pid, sig, 5000);
     c->scheduler_pid = -1;
+}
+
+lumen_status lm_test_cluster_restart_scheduler(lm_test_cluster *c, int sig) {
+    lm_test_cluster_kill_scheduler(c, sig);
     return start_scheduler(c);
 }
 

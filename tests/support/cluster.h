@@ -86,9 +86,11 @@ lumen_status lm_test_cluster_add_worker(lm_test_cluster *c, int *index);
  * replacement for one lost with its store). */
 lumen_status lm_test_cluster_add_worker_on(lm_test_cluster *c, int store, int *index);
 
-/* Sends sig to the scheduler, reaps it, and starts a new one on the same
- * address (its log goes on in scheduler.log). */
+/* Sends sig to the scheduler (if it runs), reaps it, and starts a new one on
+ * the same address (its log goes on in scheduler.log). */
 lumen_status lm_test_cluster_restart_scheduler(lm_test_cluster *c, int sig);
+/* Sends sig to the scheduler and reaps it; restart_scheduler starts it again. */
+void lm_test_cluster_kill_scheduler(lm_test_cluster *c, int sig);
 
 /* Sends sig to worker i and reaps it. */
 void lm_test_cluster_kill_worker(lm_test_cluster *c, int i, int sig);

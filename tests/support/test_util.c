@@ -21,8 +21,16 @@
 int lm_test_main(const char *suite, CU_TestInfo *tests, int (*init)(void), int (*cleanup)(void)) {
     /* A peer that vanishes must show up as an error, not kill the test. */
     signal(SIGPIPE, SIG_IGN);
+    /* LUMEN_TEST_ONLY=text runs only the tests whose names contain it. */
+    const char *only = getenv("LUMEN_TEST_ONLY");
+    size_t n = 0, kept = 0;
+    while (tests[n].pName != NULL) n++;
+    CU_TestInfo chosen[n + 1];
+    for (size_t i = 0; i < n; i++)
+        if (only == NULL || strstr(tests[i].pName, only) != NULL) chosen[kept++] = tests[i];
+    chosen[kept] = (CU_TestInfo)CU_TEST_INFO_NULL;
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
-    CU_SuiteInfo suites[] = {{suite, init, cleanup, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
+    CU_SuiteInfo suites[] = {{suite, init, cleanup, NULL, NULL, chosen}, CU_SUITE_INFO_NULL};
     if (CU_register_suites(suites) != CUE_SUCCESS) {
         fprintf(stderr, "cannot register suite %s: %s\n", suite, CU_get_error_msg());
         CU_cleanup_registry();
