@@ -755,15 +755,27 @@ static const char *connect_hint(lumen_code code, const lm_rpc_tls *tls) {
                            : " (is it up? Does it want TLS: tls_ca or LUMEN_TLS_CA?)";
 }
 
-/* Worth waiting for: nothing listens at the address (yet), or a process
- * that did died under the call (it had accepted the connection, so gRPC
- * does not say "failed to connect"): the scheduler may be restarting.
- * Anything else that stops the connection (a TLS mismatch) or the call (a
- * wrong token) is said at once. */
-static bool scheduler_restarting(lumen_status st) {
-    return st.code == LUMEN_UNAVAILABLE &&
-           (strstr(st.msg, "Connection refused") != NULL || strstr(st.msg, "Connection reset") != NULL ||
-            strstr(st.msg, "failed to connect") == NULL);
+/* How long calls whose connection was closed on them are tried again:
+ * longer than gRPC's reconnect backoff (rpc_codec.c), so that a few real
+ * tries fall in it, and no longer, since a refusal (a TLS mismatch)
+ * closes each of them too. */
+#define CLOSED_WAIT_MS 1500
+
+/* Worth waiting for: nothing listens at the address (yet; the scheduler
+ * may be restarting), or the connection was closed on us. That is either a
+ * scheduler dying as it accepted it or under the call (a later try finds
+ * nothing listening, or its successor) or one refusing us (a TLS mismatch:
+ * closed or reset each time), so closes are tried again for CLOSED_WAIT_MS
+ * from the first since nothing listened (*closed_since, monotonic ms; 0:
+ * none). Anything else (a wrong token) is said at once. */
+static bool scheduler_restarting(lumen_status st, uint64_t now, uint64_t *closed_since) {
+    if (st.code != LUMEN_UNAVAILABLE) return false;
+    if (strstr(st.msg, "Connection refused") != NULL) {
+        *closed_since = 0;
+        return true;
+    }
+    if (*closed_since == 0) *closed_since = now;
+    return now - *closed_since < CLOSED_WAIT_MS;
 }
 
 /* Learns the object stores and starts the job (or learns the incarnation,
@@ -773,6 +785,7 @@ static bool scheduler_restarting(lumen_status st) {
 static lumen_status first_contact(lumen_client *c, int64_t wait_ms) {
     uint64_t until = lm_mono_ms() + (uint64_t)(wait_ms == 0 ? CONNECT_WAIT_MS : wait_ms > 0 ? wait_ms : 0);
     int64_t pause = 50;
+    uint64_t closed_since = 0;
     for (;;) {
         uint64_t epoch = 0;
         lumen_status st = client_refresh_stores(c, &epoch);
@@ -785,7 +798,7 @@ static lumen_status first_contact(lumen_client *c, int64_t wait_ms) {
             return st;
         }
         uint64_t now = lm_mono_ms();
-        if (!scheduler_restarting(st) || now >= until) return st;
+        if (!scheduler_restarting(st, now, &closed_since) || now >= until) return st;
         lm_sleep_ms(pause < (int64_t)(until - now) ? pause : (int64_t)(until - now));
         pause = pause * 2 > 500 ? 500 : pause * 2;
     }

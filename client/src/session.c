@@ -31,6 +31,7 @@
 
 #include "client_internal.h"
 #include "scheduler.pb-c.h"
+#include "process.h"
 
 #define SUBMIT_BATCH_MAX 4096
 #define KEEPER_MIN_MS 50
@@ -396,6 +397,7 @@ void session_pump_locked(lumen_client *c) {
 /* Establishes the session again while nothing else does (a client that
  * only waits, or does nothing, keeps its lease through a restart). */
 static void *keeper_main(void *arg) {
+    lm_thread_name("session");
     lumen_client *c = arg;
     uint32_t pause = KEEPER_MIN_MS;
     pthread_mutex_lock(&c->mu);

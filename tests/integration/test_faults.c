@@ -14,11 +14,16 @@
  *   tasks made there are rebuilt by running their producers again, through
  *   two levels of lineage; objects put there report OBJECT_LOST at once.
  */
+#include <arpa/inet.h>
 #include <hiredis.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <lumen/lumen.h>
 
@@ -456,12 +461,31 @@ static void *connect_main(void *arg) {
     return NULL;
 }
 
-/* A program started while the scheduler restarts waits for it. */
+/* Listens on host:port ("127.0.0.1:port") as a dying scheduler would:
+ * accepts one connection and closes it before a byte is answered, then
+ * listens no more. False if nobody came within timeout_ms. */
+static bool die_under_one_connection(const char *addr, int timeout_ms) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(strchr(addr, ':') + 1))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+              bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ok = ok && poll(&p, 1, timeout_ms) == 1;
+    int conn = ok ? accept(fd, NULL, NULL) : -1;
+    if (conn >= 0) close(conn);
+    if (fd >= 0) close(fd);
+    return conn >= 0;
+}
+
+/* A program started while the scheduler restarts waits for it, also when
+ * the dying scheduler took its first connection and closed it. */
 static void test_connect_while_scheduler_restarts(void) {
-    CU_ASSERT_EQUAL_FATAL(kill(lm_test_cluster_scheduler_pid(cluster), SIGKILL), 0);
+    lm_test_cluster_kill_scheduler(cluster, SIGKILL);
     late_client lc = {0};
     CU_ASSERT_EQUAL_FATAL(pthread_create(&lc.thread, NULL, connect_main, &lc), 0);
-    lm_test_sleep_ms(500); /* it finds no one there */
+    CU_ASSERT(die_under_one_connection(lm_test_cluster_scheduler(cluster), LM_TEST_TIMEOUT(10000)));
+    lm_test_sleep_ms(500); /* then it finds no one there */
     LM_ASSERT_OK(lm_test_cluster_restart_scheduler(cluster, SIGKILL));
     pthread_join(lc.thread, NULL);
     LM_ASSERT_OK(lc.st);

@@ -105,8 +105,9 @@ typedef struct lumen_connect_opts {
                                run dir ($LUMEN_RUN_DIR, else /tmp/lumen-<uid>) */
     int64_t rpc_timeout_ms; /* 0: 10000 */
     int64_t connect_timeout_ms; /* how long lumen_connect keeps trying while nothing listens
-                                   at the address (the scheduler may be restarting); 0: 5000,
-                                   negative: one try */
+                                   at the address (the scheduler may be restarting; a scheduler
+                                   closing our connections, as a dying one or a TLS mismatch
+                                   does, is tried for 1.5 s); 0: 5000, negative: one try */
     const char *job;        /* NULL: start a job of our own. Else the 32-hex-digit id of a
                                running job to work in (a task's lumen_task_job): objects made
                                belong to it, and lumen_close leaves it running. */
