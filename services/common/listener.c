@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "process.h"
 
 #define MAX_LISTEN_FDS 4    /* addresses a host name may resolve to */
 #define BACKLOG 1024
@@ -440,6 +441,7 @@ static int expire(lm_listener *l) {
 }
 
 static void *listener_main(void *arg) {
+    lm_thread_name("listener");
     lm_listener *l = arg;
     struct epoll_event evs[EVENTS_PER_WAIT];
     handoff ho[EVENTS_PER_WAIT];

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "scheduler.pb-c.h"
+#include "process.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
@@ -257,6 +258,7 @@ static uint32_t next_beat_ms(lm_node_agent *a, uint32_t *probe_ms) {
 }
 
 static void *agent_main(void *arg) {
+    lm_thread_name("node-agent");
     lm_node_agent *a = arg;
     uint32_t backoff = BACKOFF_MIN_MS;
     for (;;) {

@@ -2,7 +2,9 @@
 #include "process.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -34,4 +36,10 @@ void lm_process_init(const char *name) {
     signal(SIGPIPE, SIG_IGN);
     lm_process_tune_malloc();
     lm_process_raise_fd_limit();
+}
+
+void lm_thread_name(const char *name) {
+    char shown[16]; /* the kernel keeps 15 characters */
+    snprintf(shown, sizeof shown, "%s", name);
+    pthread_setname_np(pthread_self(), shown);
 }

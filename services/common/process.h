@@ -23,4 +23,9 @@ void lm_process_tune_malloc(void);
  */
 long lm_process_raise_fd_limit(void);
 
+/* Names the calling thread (its first 15 characters) as `top -H`, gdb and
+ * /proc/<pid>/task/<tid>/comm show it: a stalled process says which of its
+ * threads waits on what. */
+void lm_thread_name(const char *name);
+
 #endif

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "tasklog.h"
+#include "process.h"
 
 #define DEFAULT_ADDR "127.0.0.1:6379"
 #define DEFAULT_PREFIX "lumen:"
@@ -1668,6 +1669,7 @@ static bool wait_readable(lm_redis_subscriber *s, int timeout_ms, bool *woken) {
 }
 
 static void *subscriber_main(void *p) {
+    lm_thread_name("redis-sub");
     lm_redis_subscriber *s = p;
     unsigned backoff = BACKOFF_MIN_MS;
     bool woken = false;

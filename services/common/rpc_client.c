@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "rpc_internal.h"
+#include "process.h"
 
 typedef struct method_handle {
     const ProtobufCServiceDescriptor *service;
@@ -459,6 +460,7 @@ lumen_status lm_rpc_write_stream(lm_rpc_client *cli, const char *addr, lm_rpc_me
 /* ------------------------------------------------------------- lifecycle */
 
 static void *client_thread(void *arg) {
+    lm_thread_name("rpc-client");
     lm_rpc_cq_run(arg);
     return NULL;
 }

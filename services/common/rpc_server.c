@@ -32,6 +32,7 @@
 #include "listener.h"
 #include "log.h"
 #include "rpc_internal.h"
+#include "process.h"
 
 #define REQUESTS_PER_QUEUE 8
 #define DEFAULT_THREADS 2
@@ -569,6 +570,7 @@ static void post_request(lm_rpc_server *srv, server_thread *t, method_entry *m) 
 /* ------------------------------------------------------------- lifecycle */
 
 static void *thread_main(void *arg) {
+    lm_thread_name("rpc-handler");
     server_thread *t = arg;
     lm_rpc_cq_run(t->cq);
     return NULL;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "process.h"
@@ -100,6 +101,7 @@ int lm_service_init(const char *role, int argc, char **argv, lm_config *cfg) {
         return 0;
     }
     lm_log_set_level(cfg->cluster.log_level);
+    lm_info("lumen-%s starting (pid %d)", role, (int)getpid()); /* marks each (re)start in its log */
     return -1;
 }
 

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "process.h"
 
 #define RETRY_MIN_MS 50
 #define RETRY_MAX_MS 2000
@@ -102,6 +103,7 @@ static void nap_until(lm_dir_writer *w, uint64_t until) {
 }
 
 static void *writer_main(void *arg) {
+    lm_thread_name("dir-writer");
     lm_dir_writer *w = arg;
     unsigned backoff = RETRY_MIN_MS;
     uint64_t retry_at = 0;      /* while Redis is away: when to ask it again */

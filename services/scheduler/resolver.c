@@ -9,6 +9,7 @@
 
 #include "idmap.h"
 #include "log.h"
+#include "process.h"
 
 #define BATCH_MAX 512
 #define RETRY_MIN_MS 50
@@ -100,6 +101,7 @@ static void on_event(void *arg, const char *msg, size_t len) {
 }
 
 static void *resolver_main(void *arg) {
+    lm_thread_name("resolver");
     sched_resolver *r = arg;
     lm_id batch[BATCH_MAX];
     lm_id_set found[BATCH_MAX];

@@ -32,6 +32,7 @@
 #include "objstore.pb-c.h"
 #include "sched_internal.h"
 #include "worker.pb-c.h"
+#include "process.h"
 
 
 /* ------------------------------------------------------------- helpers */
@@ -1846,6 +1847,7 @@ void sched_recovered(scheduler *s, outbox *out) {
 }
 
 static void *monitor_main(void *arg) {
+    lm_thread_name("monitor");
     scheduler *s = arg;
     int64_t interval = s->cfg->scheduler.heartbeat_interval_ms;
     int64_t timeout = s->cfg->scheduler.heartbeat_timeout_ms;

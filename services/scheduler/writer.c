@@ -11,6 +11,7 @@
 #include "idmap.h"
 #include "input_limits.h"
 #include "log.h"
+#include "process.h"
 
 #define BATCH_MAX 1024
 #define RETRY_MS 200
@@ -416,6 +417,7 @@ static void timed_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t ms) {
 }
 
 static void *writer_main(void *arg) {
+    lm_thread_name("redis-writer");
     sched_writer *w = arg;
     queue batch = {0};
     lm_idmap *seen = lm_idmap_new();

@@ -29,6 +29,7 @@
 #include "scheduler.pb-c.h"
 #include "worker.pb-c.h"
 #include "worker_internal.h"
+#include "process.h"
 
 /* A dependency of a call is awaited in slices this long, so a stopping
  * actor is not held up for longer. */
@@ -364,6 +365,7 @@ static void announce_death(hosted_actor *a) {
 }
 
 static void *actor_main(void *arg) {
+    lm_thread_name("actor");
     hosted_actor *a = arg;
     lm_worker *w = a->w;
     lumen_status gone = lm_ok();

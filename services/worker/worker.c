@@ -26,6 +26,7 @@
 #include "shmbuf.h"
 #include "worker.pb-c.h"
 #include "worker_internal.h"
+#include "process.h"
 
 #define DEFAULT_INLINE_RESULT_MAX (100u << 10)
 /* TaskDone batches stay well below gRPC's 4 MiB receive limit. */
@@ -246,6 +247,7 @@ static void send_batch(lm_worker *w, report *items, size_t n) {
 }
 
 static void *reporter_main(void *arg) {
+    lm_thread_name("reporter");
     lm_worker *w = arg;
     int64_t give_up = 0;
     pthread_mutex_lock(&w->mu);
@@ -528,6 +530,7 @@ static queued *next_task(slot *s) {
 }
 
 static void *slot_main(void *arg) {
+    lm_thread_name("slot");
     slot *s = arg;
     lm_worker *w = s->w;
     for (queued *q; (q = next_task(s)) != NULL;) {
@@ -814,6 +817,7 @@ static void on_declared_dead(void *arg) {
 /* Finds the object store's node id (retrying until it answers), then
  * starts the node agent. */
 static void *join_main(void *arg) {
+    lm_thread_name("joiner");
     lm_worker *w = arg;
     unsigned backoff = BACKOFF_MIN_MS;
     for (int tries = 0;; tries++) {

@@ -73,6 +73,28 @@ static void log_tail(const char *path, char *out, size_t cap) {
         if (*p == '\n') *p = '|';
 }
 
+/* What a process that did not come up is doing, for the report: its state
+ * and kernel wait channel (a process that prints nothing for seconds is
+ * stopped, in the kernel, or spinning; each says something else). */
+static void proc_describe(pid_t pid, char *out, size_t cap) {
+    char path[64], state[64] = "?", wchan[64] = "?";
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        char line[512];
+        char *close_paren = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+        if (close_paren != NULL && close_paren[1] == ' ') snprintf(state, sizeof state, "%c", close_paren[2]);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
+    if ((f = fopen(path, "r")) != NULL) {
+        size_t n = fread(wchan, 1, sizeof wchan - 1, f);
+        wchan[n] = '\0';
+        fclose(f);
+    }
+    snprintf(out, cap, "state %s, wchan %s", state, wchan[0] ? wchan : "-");
+}
+
 /* lm_test_service_start, with a descriptor limit (0: inherited). */
 static lumen_status service_start(const char *role, const char *const flags[], const char *log_path, const char *addr,
                                   const lm_rpc_client_opts *client, int64_t timeout_ms, int max_fds, pid_t *pid) {
@@ -102,6 +124,12 @@ static lumen_status service_start(const char *role, const char *const flags[], c
         lm_test_sleep_ms(20);
     }
     lm_rpc_client_free(cli);
+    if (!LM_IS_OK(st) && *pid > 0) {
+        char what[160];
+        proc_describe(*pid, what, sizeof what);
+        fprintf(stderr, "%s (pid %d) on %s did not come up in %lld ms: %s\n", bin, (int)*pid, addr,
+                (long long)timeout_ms, what);
+    }
     if (!LM_IS_OK(st)) {
         if (*pid > 0) lm_test_stop(*pid, SIGKILL, 1000);
         *pid = -1;
