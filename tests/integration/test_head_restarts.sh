@@ -2,7 +2,7 @@
 # test_head_restarts.sh - it_head_restarts: the local cluster a user starts
 # (`lumen start --head`: one object store, its supervisor) while its head
 # processes are killed mid-job, as a user would do it. In each round the
-# scheduler or the object store gets SIGKILL 0.05-0.3 s into a
+# scheduler, the object store or Redis gets SIGKILL 0.05-0.3 s into a
 # most_frequent_word job (exact and actors-exact); the supervisor starts it
 # again on its address with its own command line. Every job must print the
 # single-process answer, and a job started after all of it too: a restarted
@@ -38,9 +38,10 @@ corpus=$run_dir/corpus.txt
 "$bin/gen_corpus" --bytes 64MiB --seed 7 --output "$corpus" >/dev/null
 want=$("$bin/most_frequent_word" --method local --input "$corpus" 2>/dev/null | tail -n 1)
 
-# The pid of the cluster's service ROLE (scheduler, objstore) now.
+# The pid of the cluster's service ROLE (scheduler, objstore, redis) now.
 pid_of() {
   local p
+  if [ "$1" = redis ]; then pgrep -f "^redis-server 127.0.0.1:$redis_port\b" | head -n 1; return; fi
   for p in $(pgrep -f "lumen-$1 "); do
     if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "$run_dir"; then echo "$p"; return; fi
   done
@@ -65,7 +66,7 @@ round() {
 
 for ((i = 1; i <= rounds; i++)); do
   for method in exact actors-exact; do
-    for role in scheduler objstore; do round "$method" "$role"; done
+    for role in scheduler objstore redis; do round "$method" "$role"; done
   done
 done
 # After all that the cluster serves new jobs as if nothing happened.
