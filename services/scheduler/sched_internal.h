@@ -49,7 +49,7 @@ typedef struct snode {
     uint32_t slots_free; /* as its last heartbeat said */
     int in_flight; /* tasks sent to it and not reported done */
     bool alive;
-    uint64_t last_beat_ms;
+    uint64_t last_beat_ms; /* monotonic: a step of the wall clock kills no node */
     char *objstore_addr; /* workers: the store they keep results in (its id changes when it restarts) */
     uint64_t memory_limit, bytes_used;
     unsigned actors; /* hosted (placed and not dead), for spreading them */

@@ -1173,7 +1173,7 @@ static void handle_register(lm_rpc_call *call, const ProtobufCMessage *msg, void
     n->memory_limit = info->memory_limit;
     if (!n->alive) n->in_flight = 0; /* new, or back after being declared dead: nothing of ours runs there */
     n->alive = true;
-    n->last_beat_ms = lm_wall_ms();
+    n->last_beat_ms = lm_mono_ms();
     lm_node_record rec;
     node_record(n, &rec);
     sched_writer_node_up(s->writer, &rec);
@@ -1311,7 +1311,7 @@ static void handle_heartbeat(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     reply.declared_dead = n != NULL && !n->alive;
     reply.reregister = n == NULL || !n->alive || (req->epoch != 0 && req->epoch != s->epoch);
     if (!reply.reregister) {
-        n->last_beat_ms = lm_wall_ms();
+        n->last_beat_ms = lm_mono_ms();
         n->bytes_used = req->bytes_used;
         n->slots_free = req->slots_free;
         lm_node_record rec;
@@ -1858,13 +1858,23 @@ static void *monitor_main(void *arg) {
         uint64_t wake = waits_expire(s, &out);
         uint64_t now = lm_mono_ms();
         if (now >= next_tick) {
+            /* Ticking late by more than a node may stay silent means this
+             * process (or the machine) was stopped: the nodes' silence
+             * meanwhile says nothing of them, so they get a timeout anew,
+             * as Sentinel's TILT mode does. */
+            uint64_t late = now - next_tick;
+            if (late > (uint64_t)timeout) {
+                lm_warn("the monitor ran %llu ms late (this process was stopped?): every node gets %lld ms to "
+                        "send a heartbeat before it is declared dead",
+                        (unsigned long long)late, (long long)timeout);
+                for (size_t i = 0; i < s->node_list.n; i++) ((snode *)s->node_list.items[i])->last_beat_ms = now;
+            }
             next_tick = now + (uint64_t)(interval / 2 > 0 ? interval / 2 : 1);
-            uint64_t wall = lm_wall_ms();
             for (size_t i = 0; i < s->node_list.n; i++) {
                 snode *n = s->node_list.items[i];
-                if (n->alive && wall - n->last_beat_ms > (uint64_t)timeout) {
+                if (n->alive && now - n->last_beat_ms > (uint64_t)timeout) {
                     char why[64];
-                    snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)(wall - n->last_beat_ms));
+                    snprintf(why, sizeof why, "no heartbeat for %llu ms", (unsigned long long)(now - n->last_beat_ms));
                     node_lost(s, n, why, &out);
                 }
             }

@@ -502,6 +502,48 @@ static void test_connect_while_scheduler_restarts(void) {
     LM_ASSERT_OK(lm_test_cluster_wait_nodes(cluster, 3, LM_TEST_TIMEOUT(20000)));
 }
 
+/* The size of a file (0: none), and whether text is in it past offset. */
+static long file_size(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+static bool file_has_after(const char *path, long offset, const char *text) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    fseek(f, offset, SEEK_SET);
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL) found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+/*
+ * A scheduler stopped for longer than the heartbeat timeout (SIGSTOP here;
+ * a paused machine, a debugger) hears no heartbeat meanwhile, through no
+ * fault of the nodes: woken, it gives them a timeout anew instead of
+ * declaring them all dead at once.
+ */
+static void test_scheduler_stopped_declares_no_node_dead(void) {
+    char log[600];
+    snprintf(log, sizeof log, "%s/scheduler.log", lm_test_cluster_dir(cluster));
+    long before = file_size(log);
+    pid_t pid = lm_test_cluster_scheduler_pid(cluster);
+    CU_ASSERT_EQUAL_FATAL(kill(pid, SIGSTOP), 0);
+    lm_test_sleep_ms(6500); /* the heartbeat timeout is 5 s */
+    CU_ASSERT_EQUAL(kill(pid, SIGCONT), 0);
+    run_tasks_and_check(5000, 20);
+    CU_ASSERT_TRUE(file_has_after(log, before, "ms late"));
+    bool died = file_has_after(log, before, "is dead");
+    if (died) fprintf(stderr, "\n  a node was declared dead while the scheduler was stopped\n");
+    CU_ASSERT_FALSE(died);
+}
+
 int main(void) {
     CU_TestInfo tests[] = {
         {"redis paused: a job runs without it, no node dies", test_redis_paused},
@@ -511,6 +553,7 @@ int main(void) {
         {"a put whose store restarted on its address is lost, not waited for", test_put_lost_to_store_restarted_on_its_address},
         {"a put whose store restarted while the scheduler was down is lost, not waited for", test_put_lost_while_scheduler_down},
         {"a client connecting while the scheduler restarts waits for it", test_connect_while_scheduler_restarts},
+        {"a scheduler stopped past the heartbeat timeout declares no node dead", test_scheduler_stopped_declares_no_node_dead},
         {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
         {"a node killed with put_replicas 2: puts are read from their copies", test_node_lost_puts_replicated},
         CU_TEST_INFO_NULL,
