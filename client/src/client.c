@@ -86,7 +86,22 @@ static void put_info_free(put_info *p) {
     if (p == NULL) return;
     for (size_t i = 0; i < p->n; i++) free(p->locations[i]);
     free(p->locations);
+    free(p->stores);
     free(p);
+}
+
+/* Room for n copies (none filled yet); NULL when out of memory. */
+static put_info *put_info_new(size_t n, uint64_t size) {
+    put_info *p = calloc(1, sizeof *p);
+    if (p == NULL) return NULL;
+    p->locations = calloc(n ? n : 1, sizeof *p->locations);
+    p->stores = calloc(n ? n : 1, sizeof *p->stores);
+    p->size = size;
+    if (p->locations == NULL || p->stores == NULL) {
+        put_info_free(p);
+        return NULL;
+    }
+    return p;
 }
 
 /* The stores a put goes to: put_replicas distinct ones (as many as there
@@ -94,26 +109,22 @@ static void put_info_free(put_info *p) {
 static put_info *pick_stores_locked(lumen_client *c, uint64_t size) {
     if (c->nstores == 0) return NULL;
     size_t n = c->put_replicas < c->nstores ? c->put_replicas : c->nstores;
-    put_info *p = calloc(1, sizeof *p);
-    if (p == NULL || (p->locations = calloc(n ? n : 1, sizeof *p->locations)) == NULL) {
-        free(p);
-        return NULL;
-    }
+    put_info *p = put_info_new(n, size);
+    if (p == NULL) return NULL;
     size_t first = c->next_store++;
     for (size_t i = 0; i < n; i++) p->locations[p->n++] = strdup(c->stores[(first + i) % c->nstores]);
-    p->size = size;
     return p;
 }
 
-/* Writes the object to the stores of p, noting which incarnation of the
- * first one holds it; the first failure. */
+/* Writes the object to the stores of p, noting which incarnation of each
+ * took its copy; the first failure. */
 static lumen_status put_copies(lumen_client *c, put_info *p, lm_id id, const void *data, size_t len) {
     lumen_status st = lm_ok();
     for (size_t i = 0; i < p->n && LM_IS_OK(st); i++) {
         lm_objstore_put_info info = {0};
         st = lm_objstore_put(c->rpc, p->locations[i], id, c->job, data, len,
                              c->timeout_ms + (int64_t)(len >> 20) * 100, &info);
-        if (i == 0) p->store = info.store;
+        p->stores[i] = info.store;
     }
     return st;
 }
@@ -170,15 +181,10 @@ lumen_status lumen_put(lumen_client *c, const void *data, size_t len, lumen_ref 
  * caller frees it with put_info_free. */
 static put_info *put_copy(lumen_client *c, lm_id id) {
     pthread_mutex_lock(&c->mu);
-    put_info *p = lm_idmap_get(c->puts, id), *copy = NULL;
-    if (p != NULL && (copy = calloc(1, sizeof *copy)) != NULL &&
-        (copy->locations = calloc(p->n ? p->n : 1, sizeof *copy->locations)) != NULL) {
-        for (size_t i = 0; i < p->n; i++) copy->locations[copy->n++] = strdup(p->locations[i]);
-        copy->size = p->size;
-        copy->store = p->store;
-    } else if (copy != NULL) {
-        free(copy);
-        copy = NULL;
+    put_info *p = lm_idmap_get(c->puts, id), *copy = p != NULL ? put_info_new(p->n, p->size) : NULL;
+    for (size_t i = 0; copy != NULL && i < p->n; i++) {
+        copy->locations[copy->n++] = strdup(p->locations[i]);
+        copy->stores[i] = p->stores[i];
     }
     pthread_mutex_unlock(&c->mu);
     return copy;
@@ -195,6 +201,11 @@ static char *put_location(lumen_client *c, lm_id id, uint64_t *size) {
 
 /* ------------------------------------------------------------- tasks */
 
+/* A store incarnation for an Arg: 16 bytes, or empty when not known. */
+static ProtobufCBinaryData store_id_bytes(lm_id store) {
+    return lm_id_is_zero(store) ? (ProtobufCBinaryData){0, NULL} : client_bytes_copy(store.bytes, LM_ID_BYTES);
+}
+
 lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *out) {
     lumen__arg__init(out);
     if (in->is_ref) {
@@ -205,11 +216,18 @@ lumen_status client_make_arg(lumen_client *c, const lumen_arg *in, Lumen__Arg *o
         if (p != NULL && p->n > 0) { /* our put: its stores, the first one and the copies */
             out->location = p->locations[0];
             out->size = p->size;
-            if (!lm_id_is_zero(p->store)) out->store_id = client_bytes_copy(p->store.bytes, LM_ID_BYTES);
+            out->store_id = store_id_bytes(p->stores[0]);
             out->n_replicas = p->n - 1;
             out->replicas = p->n > 1 ? p->locations : NULL;
-            if (p->n > 1) memmove(p->locations, p->locations + 1, (p->n - 1) * sizeof *p->locations);
-            else free(p->locations);
+            if (p->n > 1) {
+                memmove(p->locations, p->locations + 1, (p->n - 1) * sizeof *p->locations);
+                out->replica_store_ids = calloc(p->n - 1, sizeof *out->replica_store_ids);
+                for (size_t i = 1; out->replica_store_ids != NULL && i < p->n; i++)
+                    out->replica_store_ids[out->n_replica_store_ids++] = store_id_bytes(p->stores[i]);
+            } else {
+                free(p->locations);
+            }
+            free(p->stores);
             free(p); /* the strings now belong to the arg */
             return lm_ok();
         }

@@ -31,7 +31,7 @@ typedef struct put_info {
     char **locations;
     size_t n;
     uint64_t size;
-    lm_id store; /* the incarnation of the store at locations[0]: a store restarted there does not have it */
+    lm_id *stores; /* stores[i]: the incarnation at locations[i] that took the copy (a store restarted there does not have it) */
 } put_info;
 
 /*

@@ -66,6 +66,7 @@ typedef struct sobj {
     uint8_t *data; /* inline value */
     char *location; /* object store address when not inline */
     char **replicas; /* a put's other copies (addresses), read when its store dies */
+    lm_id *replica_stores; /* the incarnation that took each copy (zero: not known) */
     size_t nreplicas;
     lm_id store;
     lumen_status *error;

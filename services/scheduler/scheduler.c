@@ -181,6 +181,7 @@ static void obj_free(sobj *o) {
     free(o->location);
     for (size_t i = 0; i < o->nreplicas; i++) free(o->replicas[i]);
     free(o->replicas);
+    free(o->replica_stores);
     free(o->error);
     free(o);
 }
@@ -763,13 +764,16 @@ static lumen_status lost_put(lm_id id, const char *store) {
                      hex(id, h), store);
 }
 
-/* Moves a put whose store is gone to a copy in a live store; false when
- * none is left. */
+/* Moves a put whose store is gone to a copy in a live store (the
+ * incarnation that took it, when known: one restarted on the copy's
+ * address never had it); false when none is left. */
 static bool obj_move_to_copy(scheduler *s, sobj *o) {
     while (o->nreplicas > 0) {
-        char *addr = o->replicas[--o->nreplicas];
+        o->nreplicas--;
+        char *addr = o->replicas[o->nreplicas];
+        lm_id took = o->replica_stores[o->nreplicas];
         snode *store = sched_node_by_addr(s, addr);
-        if (store != NULL && store->alive) {
+        if (store != NULL && store->alive && (lm_id_is_zero(took) || lm_id_equal(store->id, took))) {
             free(o->location);
             o->location = addr;
             o->store = store->id;
@@ -783,13 +787,18 @@ static bool obj_move_to_copy(scheduler *s, sobj *o) {
 /* A READY object the scheduler did not make, held by the store at location
  * (and copies at replicas[0..n)). Replaces a placeholder of the same id. */
 static sobj *obj_at(scheduler *s, sobj *o, lm_id id, lm_id job, const char *location, const lm_id *incarnation,
-                    uint64_t size, char *const *replicas, size_t n, outbox *out) {
+                    uint64_t size, const Lumen__Arg *copies, outbox *out) {
     if (o == NULL) o = obj_new(s, id, job);
     if (o->state != OBJ_PENDING) return o;
     o->size = size;
     o->location = strdup(location);
+    size_t n = copies != NULL ? copies->n_replicas : 0;
     o->replicas = calloc(n ? n : 1, sizeof *o->replicas);
-    for (size_t i = 0; o->replicas != NULL && i < n; i++) o->replicas[o->nreplicas++] = strdup(replicas[i]);
+    o->replica_stores = calloc(n ? n : 1, sizeof *o->replica_stores);
+    for (size_t i = 0; o->replicas != NULL && o->replica_stores != NULL && i < n; i++) {
+        if (i < copies->n_replica_store_ids) id_field(copies->replica_store_ids[i], &o->replica_stores[o->nreplicas]);
+        o->replicas[o->nreplicas++] = strdup(copies->replicas[i]);
+    }
     snode *store = sched_node_by_addr(s, location);
     if (store != NULL) o->store = store->id;
     else if (incarnation != NULL) o->store = *incarnation; /* not registered (again) yet: see objects_of_gone_incarnations */
@@ -824,8 +833,7 @@ static sobj *admit_ref(scheduler *s, sjob *j, lm_id ref, const Lumen__Arg *a, co
     lm_id incarnation;
     bool named = a != NULL && id_field(a->store_id, &incarnation);
     if (location != NULL && location[0] != '\0' && (o == NULL || (o->unresolved && o->state == OBJ_PENDING)))
-        o = obj_at(s, o, ref, j->id, location, named ? &incarnation : NULL, a ? a->size : 0, a ? a->replicas : NULL,
-                   a ? a->n_replicas : 0, out);
+        o = obj_at(s, o, ref, j->id, location, named ? &incarnation : NULL, a ? a->size : 0, a, out);
     else if (o == NULL)
         o = obj_unresolved(s, ref, j->id, a != NULL && a->direct);
     if (fresh) sched_id_push(&j->objs, ref);

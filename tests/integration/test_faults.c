@@ -348,6 +348,46 @@ static void test_put_lost_while_scheduler_down(void) {
     lm_test_cluster_stop(one);
 }
 
+/* The size of a put, read by a task: 0 when the task worked ("204800"),
+ * else the error code of its result. */
+static lumen_code size_by_task(lumen_client *c, lumen_ref put) {
+    lumen_ref size;
+    lumen_status st = lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(put)}, 1, NULL, &size);
+    lumen_bytes b = {0};
+    if (LM_IS_OK(st)) st = lumen_get(c, size, LM_TEST_TIMEOUT(20000), &b);
+    if (!LM_IS_OK(st) && st.code != LUMEN_OBJECT_LOST) fprintf(stderr, "\n  a put's size: %s: %s\n", lumen_code_name(st.code), st.msg);
+    lumen_code code = LM_IS_OK(st) && !(b.len == 6 && memcmp(b.data, "204800", 6) == 0) ? LUMEN_INTERNAL : st.code;
+    lumen_bytes_free(&b);
+    return code;
+}
+
+/*
+ * A put with a copy in each of two stores (put_replicas 2), the second
+ * store restarted on its address since (its copy is gone with it), then
+ * the first killed: the put is lost, not read from the restarted store,
+ * which never had it and would hold the reader until its deadline. Two
+ * puts, so that one of them has its first copy in each store.
+ */
+static void test_copy_lost_to_store_restarted_on_its_address(void) {
+    lm_test_cluster *two = NULL;
+    const char *const sched_flags[] = {"--put-replicas", "2", NULL};
+    lm_test_cluster_opts opts = {.workers = 2, .slots = 2, .objstores = 2, .scheduler_flags = sched_flags};
+    LM_ASSERT_OK(lm_test_cluster_start(&opts, &two));
+    lumen_client *c = NULL;
+    LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(two), NULL, &c));
+    lumen_ref puts[2];
+    for (int i = 0; i < 2; i++) {
+        put_big(c, &puts[i]);
+        CU_ASSERT_EQUAL(size_by_task(c, puts[i]), LUMEN_OK); /* the scheduler knows both copies now */
+    }
+    LM_ASSERT_OK(lm_test_cluster_restart_objstore(two, 1, SIGKILL));
+    LM_ASSERT_OK(lm_test_cluster_wait_registered(two, LM_TEST_TIMEOUT(20000)));
+    lm_test_cluster_kill_objstore(two, 0, SIGKILL);
+    for (int i = 0; i < 2; i++) CU_ASSERT_EQUAL(size_by_task(c, puts[i]), LUMEN_OBJECT_LOST);
+    lumen_close(c);
+    lm_test_cluster_stop(two);
+}
+
 static void test_scheduler_killed_and_restarted_mid_job(void) {
     enum { CHAIN = 30, SLEEPS = 24, CALLS = 10 };
     lumen_actor counter;
@@ -552,6 +592,7 @@ int main(void) {
         {"tasks on actor call results outlive a scheduler restart", test_actor_results_outlive_scheduler_restart},
         {"a put whose store restarted on its address is lost, not waited for", test_put_lost_to_store_restarted_on_its_address},
         {"a put whose store restarted while the scheduler was down is lost, not waited for", test_put_lost_while_scheduler_down},
+        {"a put's copy in a store restarted on its address is not read from there", test_copy_lost_to_store_restarted_on_its_address},
         {"a client connecting while the scheduler restarts waits for it", test_connect_while_scheduler_restarts},
         {"a scheduler stopped past the heartbeat timeout declares no node dead", test_scheduler_stopped_declares_no_node_dead},
         {"a node killed: its objects are rebuilt from lineage, its puts are lost", test_node_lost_objects_rebuilt},
