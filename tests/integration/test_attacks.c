@@ -369,7 +369,9 @@ static void check_redis_closed(const char *host, const char *port, const char *p
 /* Whoever writes to Redis plants a huge log: the dashboard serves its head. */
 static void check_planted_log(const char *redis, const char *password, const char *token, uint16_t dport,
                               pid_t scheduler) {
-    lm_redis_opts ro = {.addr = redis, .password = password};
+    /* 16 MiB into an append-only Redis that may be behind a slow fsync
+     * (it then delays writes up to 2 s): more than a service's 2 s. */
+    lm_redis_opts ro = {.addr = redis, .password = password, .timeout_ms = (unsigned)LM_TEST_TIMEOUT(15000)};
     lm_redis *r = NULL;
     LM_ASSERT_OK(lm_redis_connect(&ro, &r));
     lm_task_record t = {.id = lm_id_random(), .fn = "planted.log", .job = lm_id_random(), .state = LM_TASK_FINISHED};
