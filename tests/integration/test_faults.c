@@ -292,6 +292,19 @@ static void expect_lost(lumen_client *c, lumen_ref result) {
     lumen_bytes_free(&b);
 }
 
+/* The size of a put, read by a task: 0 when the task worked ("204800"),
+ * else the error code of its result. */
+static lumen_code size_by_task(lumen_client *c, lumen_ref put) {
+    lumen_ref size;
+    lumen_status st = lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(put)}, 1, NULL, &size);
+    lumen_bytes b = {0};
+    if (LM_IS_OK(st)) st = lumen_get(c, size, LM_TEST_TIMEOUT(20000), &b);
+    if (!LM_IS_OK(st) && st.code != LUMEN_OBJECT_LOST) fprintf(stderr, "\n  a put's size: %s: %s\n", lumen_code_name(st.code), st.msg);
+    lumen_code code = LM_IS_OK(st) && !(b.len == 6 && memcmp(b.data, "204800", 6) == 0) ? LUMEN_INTERNAL : st.code;
+    lumen_bytes_free(&b);
+    return code;
+}
+
 /*
  * Puts whose stores were restarted on their addresses before any task took
  * them: the restarted stores never had them, though they answer at the
@@ -305,19 +318,14 @@ static void test_put_lost_to_store_restarted_on_its_address(void) {
     LM_ASSERT_OK(lm_test_cluster_start(&opts, &two));
     lumen_client *c = NULL;
     LM_ASSERT_OK(lumen_connect(lm_test_cluster_scheduler(two), NULL, &c));
-    lumen_ref lost, fresh, size_of_lost, size_of_fresh;
+    lumen_ref lost, fresh;
     put_big(c, &lost);
     for (int i = 0; i < 2; i++) LM_ASSERT_OK(lm_test_cluster_restart_objstore(two, i, SIGKILL));
     LM_ASSERT_OK(lm_test_cluster_wait_registered(two, LM_TEST_TIMEOUT(20000)));
-    LM_ASSERT_OK(lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(lost)}, 1, NULL, &size_of_lost));
-    expect_lost(c, size_of_lost);
+    CU_ASSERT_EQUAL(size_by_task(c, lost), LUMEN_OBJECT_LOST);
 
     put_big(c, &fresh);
-    LM_ASSERT_OK(lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(fresh)}, 1, NULL, &size_of_fresh));
-    lumen_bytes b = {0};
-    LM_ASSERT_OK(lumen_get(c, size_of_fresh, LM_TEST_TIMEOUT(20000), &b));
-    CU_ASSERT(b.len == 6 && memcmp(b.data, "204800", 6) == 0);
-    lumen_bytes_free(&b);
+    CU_ASSERT_EQUAL(size_by_task(c, fresh), LUMEN_OK);
     lumen_close(c);
     lm_test_cluster_stop(two);
 }
@@ -346,19 +354,6 @@ static void test_put_lost_while_scheduler_down(void) {
     expect_lost(c, size_of_lost);
     lumen_close(c);
     lm_test_cluster_stop(one);
-}
-
-/* The size of a put, read by a task: 0 when the task worked ("204800"),
- * else the error code of its result. */
-static lumen_code size_by_task(lumen_client *c, lumen_ref put) {
-    lumen_ref size;
-    lumen_status st = lumen_call(c, "test.size", (lumen_arg[]){lumen_arg_ref(put)}, 1, NULL, &size);
-    lumen_bytes b = {0};
-    if (LM_IS_OK(st)) st = lumen_get(c, size, LM_TEST_TIMEOUT(20000), &b);
-    if (!LM_IS_OK(st) && st.code != LUMEN_OBJECT_LOST) fprintf(stderr, "\n  a put's size: %s: %s\n", lumen_code_name(st.code), st.msg);
-    lumen_code code = LM_IS_OK(st) && !(b.len == 6 && memcmp(b.data, "204800", 6) == 0) ? LUMEN_INTERNAL : st.code;
-    lumen_bytes_free(&b);
-    return code;
 }
 
 /*
