@@ -26,14 +26,16 @@
 
 #include <string.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "common.pb-c.h"
 #include "id.h"
-#include "rpc.h"
 #include "status.h"
 #include "tasklog.h"
 
-/* The largest request or stream message a Lumen server decodes... */
-#define LM_LIMIT_MESSAGE_BYTES LM_RPC_DEFAULT_MAX_MESSAGE
+/* The largest request or stream message a Lumen server decodes (rpc.h's
+ * LM_RPC_DEFAULT_MAX_MESSAGE, checked equal in rpc_server.c)... */
+#define LM_LIMIT_MESSAGE_BYTES (4u << 20)
 /* ...but the worker's: RunTasks and CallActor batches carry the inline
  * arguments of many tasks (worker.c's SERVER_MAX_MESSAGE). */
 #define LM_LIMIT_WORKER_MESSAGE_BYTES (64u << 20)

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -26,8 +27,7 @@ int lm_log_level_parse(const char *word) {
     return -1;
 }
 
-void lm_log(lm_log_level level, const char *fmt, ...) {
-    if (level < log_level || level >= LM_LOG_OFF) return;
+static void vlog(lm_log_level level, const char *fmt, va_list ap) {
     char line[1024];
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -36,12 +36,25 @@ void lm_log(lm_log_level level, const char *fmt, ...) {
     int n = snprintf(line, sizeof line, "%02d:%02d:%02d.%03ld %s[%d] %-5s ", tm.tm_hour,
                      tm.tm_min, tm.tm_sec, (long)tv.tv_usec / 1000, log_name, (int)getpid(),
                      level_words[level]);
-    va_list ap;
-    va_start(ap, fmt);
     n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
     line[n++] = '\n';
     ssize_t ignored = write(STDERR_FILENO, line, (size_t)n);
     (void)ignored;
+}
+
+void lm_log(lm_log_level level, const char *fmt, ...) {
+    if (level < log_level || level >= LM_LOG_OFF) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+void lm_fatal(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(LM_LOG_ERROR, fmt, ap);
+    va_end(ap);
+    abort();
 }

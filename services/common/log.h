@@ -22,6 +22,11 @@ int lm_log_level_parse(const char *word);
 
 void lm_log(lm_log_level level, const char *fmt, ...) LM_PRINTF(2, 3);
 
+/* Logs an error whatever the level and aborts: the services' answer to
+ * running out of memory (state half changed is worse than a restart, which
+ * the supervisor and the recovery protocol make safe), as Redis's zmalloc. */
+_Noreturn void lm_fatal(const char *fmt, ...) LM_PRINTF(1, 2);
+
 #define lm_debug(...) \
     do { if (lm_log_get_level() <= LM_LOG_DEBUG) lm_log(LM_LOG_DEBUG, __VA_ARGS__); } while (0)
 #define lm_info(...) lm_log(LM_LOG_INFO, __VA_ARGS__)

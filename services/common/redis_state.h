@@ -59,6 +59,7 @@
 #include <stdint.h>
 
 #include "id.h"
+#include "records.h"
 #include "status.h"
 
 typedef struct lm_redis lm_redis;
@@ -82,48 +83,8 @@ lumen_status lm_redis_ping(lm_redis *r);
 /* A new scheduler incarnation: INCR <p>epoch, always above every earlier one. */
 lumen_status lm_redis_epoch_next(lm_redis *r, uint64_t *epoch);
 
-/* ---- the words stored in state fields ---- */
-typedef enum lm_node_kind { LM_NODE_WORKER, LM_NODE_OBJSTORE } lm_node_kind;
-typedef enum lm_node_state { LM_NODE_ALIVE, LM_NODE_DEAD } lm_node_state;
-typedef enum lm_task_state {
-    LM_TASK_PENDING, LM_TASK_READY, LM_TASK_RUNNING, LM_TASK_FINISHED, LM_TASK_FAILED
-} lm_task_state;
-#define LM_TASK_STATES 5
-typedef enum lm_obj_state { LM_OBJ_PENDING, LM_OBJ_READY, LM_OBJ_LOST, LM_OBJ_FAILED } lm_obj_state;
-typedef enum lm_actor_state {
-    LM_ACTOR_PENDING, LM_ACTOR_ALIVE, LM_ACTOR_RESTARTING, LM_ACTOR_DEAD
-} lm_actor_state;
-typedef enum lm_job_state { LM_JOB_RUNNING, LM_JOB_FINISHED } lm_job_state;
 
-/* "worker", "ALIVE", "RUNNING", ...; "?" for a value out of range. */
-const char *lm_node_kind_name(lm_node_kind kind);
-const char *lm_node_state_name(lm_node_state state);
-const char *lm_task_state_name(lm_task_state state);
-const char *lm_obj_state_name(lm_obj_state state);
-const char *lm_actor_state_name(lm_actor_state state);
-const char *lm_job_state_name(lm_job_state state);
-/* The reverse, ignoring case ("failed" is FAILED); false for another word. */
-bool lm_node_kind_parse(const char *s, lm_node_kind *out);
-bool lm_node_state_parse(const char *s, lm_node_state *out);
-bool lm_task_state_parse(const char *s, lm_task_state *out);
-bool lm_obj_state_parse(const char *s, lm_obj_state *out);
-bool lm_actor_state_parse(const char *s, lm_actor_state *out);
-bool lm_job_state_parse(const char *s, lm_job_state *out);
-
-/* ---- nodes ---- */
-typedef struct lm_node_record {
-    lm_id id;
-    lm_node_kind kind;
-    const char *addr; /* host:port where others reach the node */
-    uint32_t slots;   /* executor slots; 0 for an object store */
-    uint32_t slots_free;
-    lm_node_state state;
-    uint64_t heartbeat_ms;
-    uint64_t started_ms;
-    uint64_t bytes_used; /* object store: bytes held */
-    uint64_t memory_limit;
-} lm_node_record;
-
+/* ---- nodes (the record: records.h) ---- */
 typedef struct lm_node_list {
     lm_node_record *nodes; /* the list owns the records and their addr strings */
     size_t count;
@@ -147,21 +108,7 @@ lumen_status lm_redis_node_mark_dead(lm_redis *r, lm_id node);
 lumen_status lm_redis_nodes_list(lm_redis *r, lm_node_list **out);
 void lm_node_list_free(lm_node_list *list);
 
-/* ---- tasks ---- */
-typedef struct lm_task_record {
-    lm_id id;
-    const char *fn; /* function name */
-    lm_id job;
-    lm_task_state state;
-    lm_id worker; /* zero: not placed */
-    uint32_t attempts;
-    const char *error;     /* NULL: "" */
-    uint64_t submitted_ms; /* 0: now */
-    uint64_t finished_ms;  /* 0: not finished */
-    const void *spec;      /* optional encoded spec (binary); NULL: field untouched */
-    size_t spec_len;
-} lm_task_record;
-
+/* ---- tasks (the record: records.h) ---- */
 /* Writes n task hashes in one round trip (pipelined). */
 lumen_status lm_redis_tasks_put(lm_redis *r, const lm_task_record *recs, size_t n);
 
@@ -186,16 +133,7 @@ lumen_status lm_redis_task_logs_put(lm_redis *r, const lm_task_log *logs, size_t
  * wrote nothing or has no record at all (one round trip). */
 lumen_status lm_redis_task_log_get(lm_redis *r, lm_id task, char **data, size_t *len);
 
-/* ---- objects ---- */
-typedef struct lm_obj_record {
-    lm_id id;
-    uint64_t size;
-    lm_obj_state state;
-    lm_id task; /* that makes it; zero for a put */
-    lm_id job;  /* non-zero: also added to <p>job:<job>:objs */
-    const char *error; /* NULL: "" */
-} lm_obj_record;
-
+/* ---- objects (the record: records.h) ---- */
 /* Writes n object hashes (and job memberships) in one round trip. */
 lumen_status lm_redis_objs_put(lm_redis *r, const lm_obj_record *recs, size_t n);
 
@@ -225,20 +163,7 @@ typedef struct lm_id_set {
 lumen_status lm_redis_objs_locs(lm_redis *r, const lm_id *objs, size_t n, lm_id_set *out);
 void lm_id_sets_free(lm_id_set *sets, size_t n);
 
-/* ---- actors ---- */
-typedef struct lm_actor_record {
-    lm_id id;
-    const char *class_name; /* field "class" */
-    lm_id worker;
-    lm_actor_state state;
-    uint32_t restarts;
-    uint32_t incarnation;
-    uint64_t calls;    /* method calls finished */
-    const char *name;  /* NULL: "" (unnamed) */
-    lm_id job;
-    const char *error; /* why it is DEAD; NULL: "" */
-} lm_actor_record;
-
+/* ---- actors (the record: records.h) ---- */
 /* n records in one round trip. */
 lumen_status lm_redis_actors_put(lm_redis *r, const lm_actor_record *recs, size_t n);
 
@@ -355,10 +280,6 @@ typedef struct lm_census_group {
 lumen_status lm_redis_census(lm_redis *r, lm_census_group *groups, size_t n);
 
 /* ---- events ---- */
-#define LM_EVENT_OBJ_READY "obj_ready"     /* <obj> <store> */
-#define LM_EVENT_NODE_JOINED "node_joined" /* <node> <addr> */
-#define LM_EVENT_NODE_DIED "node_died"     /* <node> */
-#define LM_EVENT_TASK_FAILED "task_failed" /* <task> [error] */
 #define LM_EVENT_TYPE_MAX 31
 
 /* Publishes "<type> <id>[ <detail>]" on <p>events. */

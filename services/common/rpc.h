@@ -228,6 +228,15 @@ lumen_status lm_rpc_unary_async(lm_rpc_client *cli, const char *addr, lm_rpc_met
                                lm_rpc_done_fn done, void *arg);
 
 /*
+ * The same with the request packed already (protobuf_c_message_pack into
+ * malloc'd `bytes`, which the call takes in every case): for a sender that
+ * builds its requests under a lock of its own and starts the calls once it
+ * has released it.
+ */
+lumen_status lm_rpc_unary_async_packed(lm_rpc_client *cli, const char *addr, lm_rpc_method m, void *bytes,
+                                      size_t len, int64_t timeout_ms, lm_rpc_done_fn done, void *arg);
+
+/*
  * Server-streaming call: sends `req`, then gives every message of the reply
  * stream to on_message (still the layer's: copy what you keep). A non-OK
  * status from on_message cancels the call and is returned.

@@ -160,14 +160,19 @@ typedef struct unary {
     grpc_slice details;
 } unary;
 
+/* Starts a unary call that takes `request` (freed with u, or here when no
+ * call could be made). */
 static lumen_status unary_start(lm_rpc_client *cli, unary *u, const char *addr, lm_rpc_method m,
-                                const ProtobufCMessage *req, int64_t timeout_ms,
+                                grpc_byte_buffer *request, int64_t timeout_ms,
                                 grpc_completion_queue *cq, void *tag) {
     memset(u, 0, sizeof *u);
     u->call = create_call(cli, addr, m, cq, timeout_ms, &u->path);
-    if (u->call == NULL) return lm_status(LUMEN_UNAVAILABLE, "%s: cannot create a call", addr);
+    if (u->call == NULL) {
+        grpc_byte_buffer_destroy(request);
+        return lm_status(LUMEN_UNAVAILABLE, "%s: cannot create a call", addr);
+    }
     snprintf(u->where, sizeof u->where, "%s %s", addr, u->path);
-    u->request = lm_rpc_pack(req);
+    u->request = request;
     grpc_metadata_array_init(&u->initial_md);
     grpc_metadata_array_init(&u->trailing_md);
     u->details = grpc_empty_slice();
@@ -220,7 +225,7 @@ lumen_status lm_rpc_unary(lm_rpc_client *cli, const char *addr, lm_rpc_method m,
     if (!LM_IS_OK(st)) return st;
     grpc_completion_queue *cq = cq_get(cli);
     unary u;
-    st = unary_start(cli, &u, addr, m, req, timeout_ms, cq, &u);
+    st = unary_start(cli, &u, addr, m, lm_rpc_pack(req), timeout_ms, cq, &u);
     if (LM_IS_OK(st)) {
         grpc_completion_queue_pluck(cq, &u, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         st = unary_finish(&u, output_of(m), reply);
@@ -260,11 +265,15 @@ static void on_async_done(lm_rpc_tag *tag, bool ok) {
     free(a);
 }
 
-lumen_status lm_rpc_unary_async(lm_rpc_client *cli, const char *addr, lm_rpc_method m,
-                               const ProtobufCMessage *req, int64_t timeout_ms,
-                               lm_rpc_done_fn done, void *arg) {
+/* The asynchronous call of a request packed already (taken). */
+static lumen_status unary_async_start(lm_rpc_client *cli, const char *addr, lm_rpc_method m,
+                                      grpc_byte_buffer *request, int64_t timeout_ms, lm_rpc_done_fn done,
+                                      void *arg) {
     lumen_status st = check_call_args(m, timeout_ms);
-    if (!LM_IS_OK(st)) return st;
+    if (!LM_IS_OK(st)) {
+        grpc_byte_buffer_destroy(request);
+        return st;
+    }
     async_call *a = calloc(1, sizeof *a);
     a->tag.fn = on_async_done;
     a->method = m;
@@ -277,7 +286,7 @@ lumen_status lm_rpc_unary_async(lm_rpc_client *cli, const char *addr, lm_rpc_met
     if (cli->active) cli->active->prev = a;
     cli->active = a;
     pthread_mutex_unlock(&cli->mu);
-    st = unary_start(cli, &a->u, addr, m, req, timeout_ms, cli->cq, &a->tag);
+    st = unary_start(cli, &a->u, addr, m, request, timeout_ms, cli->cq, &a->tag);
     if (!LM_IS_OK(st)) {
         async_unlink(cli, a);
         ProtobufCMessage *ignored;
@@ -285,6 +294,21 @@ lumen_status lm_rpc_unary_async(lm_rpc_client *cli, const char *addr, lm_rpc_met
         free(a);
     }
     return st;
+}
+
+lumen_status lm_rpc_unary_async(lm_rpc_client *cli, const char *addr, lm_rpc_method m,
+                               const ProtobufCMessage *req, int64_t timeout_ms,
+                               lm_rpc_done_fn done, void *arg) {
+    return unary_async_start(cli, addr, m, lm_rpc_pack(req), timeout_ms, done, arg);
+}
+
+lumen_status lm_rpc_unary_async_packed(lm_rpc_client *cli, const char *addr, lm_rpc_method m, void *bytes,
+                                      size_t len, int64_t timeout_ms, lm_rpc_done_fn done, void *arg) {
+    /* The slice takes the bytes as they are: nothing is copied. */
+    grpc_slice slice = grpc_slice_new(bytes, len, free);
+    grpc_byte_buffer *request = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return unary_async_start(cli, addr, m, request, timeout_ms, done, arg);
 }
 
 /* --------------------------------------------------------------- streams */

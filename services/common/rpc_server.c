@@ -29,10 +29,13 @@
 #include <string.h>
 
 #include "clock.h"
+#include "input_limits.h"
 #include "listener.h"
 #include "log.h"
 #include "rpc_internal.h"
 #include "process.h"
+
+_Static_assert(LM_RPC_DEFAULT_MAX_MESSAGE == LM_LIMIT_MESSAGE_BYTES, "input_limits.h states the message limit");
 
 #define REQUESTS_PER_QUEUE 8
 #define DEFAULT_THREADS 2
