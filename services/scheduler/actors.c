@@ -123,7 +123,7 @@ static Lumen__TaskSpec *spec_copy(const Lumen__TaskSpec *spec) {
 }
 
 static void actor_free(sactor *a) {
-    lm_rpc_message_free(a->spec ? &a->spec->base : NULL);
+    spec_free(a->spec);
     free(a->class_name);
     free(a->name);
     free(a);
@@ -165,13 +165,13 @@ static void answer_info(scheduler *s, lm_rpc_call *call, const sactor *a, outbox
 }
 
 /* Asks worker `node` to stop the actor (no answer awaited). */
-static void stop_on(scheduler *s, lm_id actor, lm_id node) {
+static void stop_on(scheduler *s, lm_id actor, lm_id node, outbox *out) {
     snode *w = lm_idmap_get(s->nodes, node);
     if (w == NULL || !w->alive) return;
     Lumen__StopActorRequest req = LUMEN__STOP_ACTOR_REQUEST__INIT;
     req.actor_id = id_bytes(&actor);
     req.epoch = s->epoch;
-    sched_send_and_forget(s, w->addr, s->stop_actor, &req.base, "StopActor");
+    sched_outbox_request(out, SCHED_STOP_ACTOR, w->addr, &req.base, NULL);
 }
 
 /* ------------------------------------------------------------- waits */
@@ -301,7 +301,7 @@ static void actor_up(scheduler *s, sactor *a, lm_id where, uint32_t incarnation,
     if (incarnation != a->incarnation) return;
     bool elsewhere = a->state == LM_ACTOR_ALIVE && !lm_id_equal(a->worker, where);
     if (a->state == LM_ACTOR_DEAD || elsewhere) {
-        stop_on(s, a->id, where);
+        stop_on(s, a->id, where, out);
         return;
     }
     if (a->state == LM_ACTOR_ALIVE) return; /* the same report again */
@@ -322,7 +322,7 @@ void actors_created(scheduler *s, const stask *t, lumen_status st, lm_id where, 
     sactor *a = by_id(s, id);
     if (a == NULL || !lm_id_equal(a->creation, t->id)) {
         /* Killed, or its job ended, while it was being made. */
-        if (LM_IS_OK(st)) stop_on(s, id, where);
+        if (LM_IS_OK(st)) stop_on(s, id, where, out);
         return;
     }
     if (LM_IS_OK(st)) {
@@ -359,9 +359,9 @@ void actors_reported_up(scheduler *s, lm_id id, uint32_t incarnation, lm_id wher
     if (hr != NULL) *hr = (hosted_report){where, incarnation};
 }
 
-void actors_orphan_created(scheduler *s, const stask *t) {
+void actors_orphan_created(scheduler *s, const stask *t, outbox *out) {
     lm_id id;
-    if (id_field(t->spec->actor_id, &id)) stop_on(s, id, t->worker);
+    if (id_field(t->spec->actor_id, &id)) stop_on(s, id, t->worker, out);
 }
 
 void actors_call_done(scheduler *s, lm_id actor) {
@@ -446,7 +446,7 @@ void actors_job_end(scheduler *s, sjob *j, outbox *out) {
         sactor *a = lm_idmap_remove(s->actors, j->actors.ids[i]);
         if (a == NULL) continue;
         if (a->state == LM_ACTOR_ALIVE) {
-            stop_on(s, a->id, a->worker);
+            stop_on(s, a->id, a->worker, out);
             snode *w = lm_idmap_get(s->nodes, a->worker);
             if (w != NULL && w->actors > 0) w->actors--;
         }
@@ -471,45 +471,27 @@ static void free_report_entry(void *arg, lm_id key, void *value) {
     free(value);
 }
 
-void actors_free_all(scheduler *s) {
+void actors_free_all(scheduler *s, outbox *out) {
     lm_idmap_each(s->actors, free_actor_entry, NULL);
     lm_idmap_each(s->actors_reported, free_report_entry, NULL);
-    outbox out = {0};
     for (size_t i = 0; i < s->actor_waits.n; i++) {
         actor_wait *w = s->actor_waits.items[i];
-        sched_outbox_fail(&out, w->call, lm_status(LUMEN_UNAVAILABLE, "the scheduler is stopping"));
+        sched_outbox_fail(out, w->call, lm_status(LUMEN_UNAVAILABLE, "the scheduler is stopping"));
         wait_free(w);
     }
     free(s->actor_waits.items);
     s->actor_waits = (ptr_vec){0};
-    sched_outbox_send(&out);
 }
 
-/* ------------------------------------------------------------- handlers */
+/* ------------------------------------------------------------- calls */
 
-void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    Lumen__CreateActorRequest *req = (Lumen__CreateActorRequest *)msg;
+void actors_create(scheduler *s, lm_rpc_call *call, Lumen__CreateActorRequest *req, outbox *out) {
     Lumen__TaskSpec *spec = req->spec;
     lm_id id, task, job;
-    if (spec == NULL || !id_field(spec->actor_id, &id) || !id_field(spec->task_id, &task) ||
-        !id_field(spec->job_id, &job)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "CreateActor needs a spec with 16-byte actor_id, task_id and job_id");
-        return;
-    }
-    lumen_status limit = lm_limits_spec(spec);
-    if (LM_IS_OK(limit)) limit = lm_limits_name(req->name, "actor name", true);
-    if (!LM_IS_OK(limit)) {
-        lm_rpc_fail_status(call, limit);
-        return;
-    }
-    if (spec->method != NULL && spec->method[0] != '\0') {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "a constructor call has no method");
-        return;
-    }
-    outbox out = {0};
+    id_field(spec->actor_id, &id);
+    id_field(spec->task_id, &task);
+    id_field(spec->job_id, &job);
     char h[LM_ID_HEX_LEN + 1];
-    pthread_mutex_lock(&s->mu);
     sactor *a = by_id(s, id);
     sactor *named = by_name(s, req->name);
     if (a != NULL) { /* a resubmission: the same actor */
@@ -519,14 +501,14 @@ void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *
             a->max_restarts = req->max_restarts;
             a->max_task_retries = req->max_task_retries;
             if (a->state == LM_ACTOR_RESTARTING && lm_id_is_zero(a->creation)) { /* it waited for this */
-                start_creation(s, a, lm_id_random(), &out);
-                sched_dispatch(s, &out);
+                start_creation(s, a, lm_id_random(), out);
+                sched_dispatch(s, out);
             }
         }
-        answer_info(s, call, a, &out);
+        answer_info(s, call, a, out);
     } else if (named != NULL) {
-        sched_outbox_fail(&out, call, lm_status(LUMEN_ALREADY_EXISTS, "an actor named \"%s\" already exists (%s)",
-                                                  req->name, hex(named->id, h)));
+        sched_outbox_fail(out, call, lm_status(LUMEN_ALREADY_EXISTS, "an actor named \"%s\" already exists (%s)",
+                                               req->name, hex(named->id, h)));
     } else {
         a = calloc(1, sizeof *a);
         a->id = id;
@@ -546,99 +528,60 @@ void actors_handle_create(lm_rpc_call *call, const ProtobufCMessage *msg, void *
         if (made != NULL) { /* made before this scheduler restarted */
             a->creation = task;
             a->incarnation = made->incarnation;
-            actor_up(s, a, made->node, made->incarnation, &out);
+            actor_up(s, a, made->node, made->incarnation, out);
             free(made);
         } else {
-            start_creation(s, a, task, &out);
-            sched_dispatch(s, &out);
+            start_creation(s, a, task, out);
+            sched_dispatch(s, out);
         }
-        answer_info(s, call, a, &out);
-        waits_recheck(s, &out); /* someone may wait for its name */
+        answer_info(s, call, a, out);
+        waits_recheck(s, out); /* someone may wait for its name */
     }
-    pthread_mutex_unlock(&s->mu);
-    sched_outbox_send(&out);
 }
 
-void actors_handle_get(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    const Lumen__GetActorRequest *req = (const Lumen__GetActorRequest *)msg;
+lumen_status actors_lookup(scheduler *s, lm_rpc_call *call, const char *name, lm_id id, uint32_t after,
+                           uint64_t wait_ms, outbox *out) {
     actor_wait *w = calloc(1, sizeof *w);
-    if (w == NULL) {
-        lm_rpc_fail(call, LUMEN_RESOURCE_EXHAUSTED, "the scheduler is out of memory");
-        return;
+    if (w == NULL || (name != NULL && (w->name = strdup(name)) == NULL)) {
+        free(w);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "the scheduler is out of memory");
     }
     w->call = call;
-    w->after = req->after_incarnation;
-    w->until_ms = lm_mono_ms() + req->wait_ms;
-    if (req->name[0] != '\0') {
-        w->name = strdup(req->name);
-    } else if (!id_field(req->actor_id, &w->id)) {
-        free(w);
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "GetActor needs a 16-byte actor_id or a name");
-        return;
-    }
-    outbox out = {0};
-    pthread_mutex_lock(&s->mu);
+    w->id = id;
+    w->after = after;
+    w->until_ms = lm_mono_ms() + wait_ms;
     sactor *a;
     bool known = w->name != NULL || by_id(s, w->id) != NULL;
-    if (!known || req->wait_ms == 0 || wait_satisfied(s, w, &a)) {
+    if (!known || wait_ms == 0 || wait_satisfied(s, w, &a)) {
         a = w->name ? by_name(s, w->name) : by_id(s, w->id);
-        answer_wait(s, w, a, &out);
+        answer_wait(s, w, a, out);
     } else {
         sched_ptr_push(&s->actor_waits, w);
     }
-    pthread_mutex_unlock(&s->mu);
-    sched_outbox_send(&out);
+    return lm_ok();
 }
 
-void actors_handle_kill(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    const Lumen__KillActorRequest *req = (const Lumen__KillActorRequest *)msg;
-    lm_id id;
-    if (!id_field(req->actor_id, &id)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "KillActor needs a 16-byte actor_id");
-        return;
-    }
-    outbox out = {0};
-    pthread_mutex_lock(&s->mu);
+bool actors_kill(scheduler *s, lm_id id, outbox *out) {
     sactor *a = by_id(s, id);
     if (a != NULL && a->state != LM_ACTOR_DEAD) {
         char h[LM_ID_HEX_LEN + 1];
         if (a->state == LM_ACTOR_ALIVE) {
-            stop_on(s, id, a->worker);
+            stop_on(s, id, a->worker, out);
             snode *w = lm_idmap_get(s->nodes, a->worker);
             if (w != NULL && w->actors > 0) w->actors--;
         }
         set_dead(s, a, lm_status(LUMEN_ACTOR_DIED, "actor %s (%s) was killed", hex(id, h), a->class_name));
-        waits_recheck(s, &out);
+        waits_recheck(s, out);
     }
-    pthread_mutex_unlock(&s->mu);
-    sched_outbox_send(&out);
-    Lumen__KillActorReply reply = LUMEN__KILL_ACTOR_REPLY__INIT;
-    reply.found = a != NULL;
-    lm_rpc_reply(call, &reply.base);
+    return a != NULL;
 }
 
-void actors_handle_died(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    const Lumen__ActorDiedRequest *req = (const Lumen__ActorDiedRequest *)msg;
-    lm_id id, node;
-    if (!id_field(req->actor_id, &id) || !id_field(req->node_id, &node)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "ActorDied needs a 16-byte actor_id and node_id");
-        return;
-    }
-    outbox out = {0};
-    pthread_mutex_lock(&s->mu);
+void actors_died(scheduler *s, lm_id id, lm_id node, uint32_t incarnation, const char *reason, outbox *out) {
     sactor *a = by_id(s, id);
     /* Only the incarnation the worker hosted: a late report changes nothing. */
-    if (a != NULL && a->state == LM_ACTOR_ALIVE && a->incarnation == req->incarnation &&
-        lm_id_equal(a->worker, node)) {
-        actor_lost(s, a, req->reason && req->reason->message[0] ? req->reason->message : "its process ended", &out);
-        sched_dispatch(s, &out);
-        waits_recheck(s, &out);
+    if (a != NULL && a->state == LM_ACTOR_ALIVE && a->incarnation == incarnation && lm_id_equal(a->worker, node)) {
+        actor_lost(s, a, reason, out);
+        sched_dispatch(s, out);
+        waits_recheck(s, out);
     }
-    pthread_mutex_unlock(&s->mu);
-    sched_outbox_send(&out);
-    Lumen__ActorDiedReply reply = LUMEN__ACTOR_DIED_REPLY__INIT;
-    lm_rpc_reply(call, &reply.base);
 }

@@ -25,17 +25,7 @@
 #include "log.h"
 #include "objstore.pb-c.h"
 #include "sched_internal.h"
-
-/* The client's lease is renewed this often (its call answered, then made again). */
-#define LEASE_MS 30000
-
-typedef struct job_lease {
-    scheduler *s;
-    lm_rpc_call *call;
-    lm_id job;
-    uint64_t ends_ms; /* monotonic */
-    bool done;        /* answered, or being answered */
-} job_lease;
+#include "worker.pb-c.h"
 
 static void lease_free(void *arg) { free(arg); }
 
@@ -46,8 +36,19 @@ static void lease_end(job_lease *l, outbox *out) {
     l->done = true;
     Lumen__WatchJobReply *reply = malloc(sizeof *reply);
     lumen__watch_job_reply__init(reply);
-    reply->lease_ms = LEASE_MS;
+    reply->lease_ms = JOB_LEASE_MS;
     sched_outbox_add(out, (answer){l->call, &reply->base, lease_reply_free, lm_ok(), lease_free, l});
+}
+
+sjob *sched_job_get(scheduler *s, lm_id id) {
+    sjob *j = lm_idmap_get(s->jobs, id);
+    if (j == NULL) {
+        j = calloc(1, sizeof *j);
+        j->id = id;
+        j->unheld_since_ms = lm_mono_ms(); /* until its client says StartJob and holds it */
+        lm_idmap_put(s->jobs, id, j);
+    }
+    return j;
 }
 
 bool sched_job_ended(const scheduler *s, lm_id id) { return lm_idmap_get(s->ended_jobs, id) != NULL; }
@@ -60,6 +61,64 @@ static void remember_ended(scheduler *s, lm_id id) {
     lm_idmap_put(s->ended_jobs, id, &mark);
 }
 
+/* Asks t's worker to stop it, queued or running: no one will read its
+ * result now. Its report (CANCELLED) frees it here. Constructors are left
+ * to finish: actors_orphan_created stops what they made. */
+void sched_cancel_on(scheduler *s, const snode *w, lm_id task, outbox *out) {
+    Lumen__CancelTaskRequest req = LUMEN__CANCEL_TASK_REQUEST__INIT;
+    req.task_id = id_bytes(&task);
+    req.epoch = s->epoch;
+    sched_outbox_request(out, SCHED_CANCEL_TASK, w->addr, &req.base, NULL);
+}
+
+static void cancel_orphan(scheduler *s, const stask *t, outbox *out) {
+    snode *w = lm_idmap_get(s->nodes, t->worker);
+    if (w == NULL || !w->alive || is_actor_creation(t->spec)) return;
+    sched_cancel_on(s, w, t->id, out);
+}
+
+void sched_job_free(sjob *j) {
+    free(j->objs.ids);
+    free(j->tasks.ids);
+    free(j->actors.ids);
+    lm_idmap_free(j->freed_early);
+    free(j);
+}
+
+void sched_job_forget(scheduler *s, sjob *j, outbox *out) {
+    actors_job_end(s, j, out);
+    for (size_t i = 0; i < j->objs.n; i++) {
+        sobj *o = lm_idmap_remove(s->objs, j->objs.ids[i]);
+        if (o == NULL) continue;
+        if (o->unresolved) sched_resolver_unwatch(s->resolver, o->id);
+        obj_free(o);
+    }
+    for (size_t i = 0; i < j->tasks.n; i++) {
+        stask *t = lm_idmap_get(s->tasks, j->tasks.ids[i]);
+        if (t == NULL) continue;
+        /* Its record must not say PENDING or RUNNING forever. */
+        if (t->phase != TASK_DONE) sched_record_task(s, t, LM_TASK_FAILED, "cancelled: its job ended before it finished");
+        if (t->phase == TASK_RUNNING) {
+            t->orphan = true; /* freed when its worker reports */
+            cancel_orphan(s, t, out);
+            continue;
+        }
+        if (t->phase == TASK_READY) sched_ready_remove(s, t);
+        lm_idmap_remove(s->tasks, t->id);
+        sched_task_free(t);
+    }
+}
+
+/* Every live store lets go of the job's objects. */
+static void release_in_stores(scheduler *s, lm_id job, outbox *out) {
+    Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
+    rel.job_id = id_bytes(&job);
+    for (size_t i = 0; i < s->node_list.n; i++) {
+        snode *n = s->node_list.items[i];
+        if (!n->is_worker && n->alive) sched_outbox_request(out, SCHED_RELEASE_JOB, n->addr, &rel.base, NULL);
+    }
+}
+
 /* Ends a job here and in every store (sends are asynchronous). mu held. */
 static void job_end(scheduler *s, sjob *j, outbox *out) {
     lm_idmap_remove(s->jobs, j->id);
@@ -69,14 +128,9 @@ static void job_end(scheduler *s, sjob *j, outbox *out) {
     }
     uint64_t ntasks = j->tasks.n;
     sched_job_forget(s, j, out);
-    recovery_job_ended(s, j->id);
+    recovery_job_ended(s, j->id, out);
     remember_ended(s, j->id);
-    Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
-    rel.job_id = id_bytes(&j->id);
-    for (size_t i = 0; i < s->node_list.n; i++) {
-        snode *n = s->node_list.items[i];
-        if (!n->is_worker && n->alive) sched_send_and_forget(s, n->addr, s->release_job, &rel.base, "object store cleanup");
-    }
+    release_in_stores(s, j->id, out);
     sched_writer_job_end(s->writer, j->id, ntasks);
     sched_job_free(j);
 }
@@ -87,121 +141,73 @@ static lumen_status ended_status(lm_id id) {
                      hex(id, h));
 }
 
-void jobs_handle_start(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    const Lumen__JobRequest *req = (const Lumen__JobRequest *)msg;
-    lm_id id;
-    if (!id_field(req->job_id, &id)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "StartJob needs a 16-byte job_id");
-        return;
-    }
-    pthread_mutex_lock(&s->mu);
-    if (sched_job_ended(s, id)) {
-        pthread_mutex_unlock(&s->mu);
-        lm_rpc_fail_status(call, ended_status(id));
-        return;
-    }
+lumen_status jobs_start(scheduler *s, lm_id id, bool detached) {
+    if (sched_job_ended(s, id)) return ended_status(id);
     sjob *j = sched_job_get(s, id);
     bool first = !j->started;
     j->started = true;
-    j->detached = j->detached || req->detached;
+    j->detached = j->detached || detached;
     if (j->detached) j->unheld_since_ms = 0;
     if (first) sched_writer_job_start(s->writer, id, j->detached);
-    pthread_mutex_unlock(&s->mu);
-    Lumen__JobReply reply = LUMEN__JOB_REPLY__INIT;
-    reply.epoch = s->epoch;
-    lm_rpc_reply(call, &reply.base);
+    return lm_ok();
 }
 
-void jobs_handle_end(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    const Lumen__JobRequest *req = (const Lumen__JobRequest *)msg;
-    lm_id id;
-    if (!id_field(req->job_id, &id)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "EndJob needs a 16-byte job_id");
-        return;
-    }
-    outbox out = {0};
-    pthread_mutex_lock(&s->mu);
+void jobs_end(scheduler *s, lm_id id, outbox *out) {
     sjob *j = lm_idmap_get(s->jobs, id);
     if (j != NULL) {
-        job_end(s, j, &out);
+        job_end(s, j, out);
     } else if (!sched_job_ended(s, id)) { /* unknown here (a restart): its stores and record still end */
         remember_ended(s, id);
-        Lumen__ReleaseJobRequest rel = LUMEN__RELEASE_JOB_REQUEST__INIT;
-        rel.job_id = id_bytes(&id);
-        for (size_t i = 0; i < s->node_list.n; i++) {
-            snode *n = s->node_list.items[i];
-            if (!n->is_worker && n->alive) sched_send_and_forget(s, n->addr, s->release_job, &rel.base, "object store cleanup");
-        }
+        release_in_stores(s, id, out);
         sched_writer_job_end(s->writer, id, 0);
     }
-    pthread_mutex_unlock(&s->mu);
-    sched_outbox_send(&out);
-    Lumen__JobReply reply = LUMEN__JOB_REPLY__INIT;
-    reply.epoch = s->epoch;
-    lm_rpc_reply(call, &reply.base);
 }
 
-static void on_lease_cancel(lm_rpc_call *call, void *arg) {
-    job_lease *l = arg;
-    scheduler *s = l->s;
-    pthread_mutex_lock(&s->mu);
-    bool mine = !l->done;
-    if (mine) {
-        l->done = true;
-        sjob *j = lm_idmap_get(s->jobs, l->job);
-        if (j != NULL && j->lease == l) {
-            j->lease = NULL;
-            if (!j->detached && !s->stopping) {
-                j->unheld_since_ms = lm_mono_ms();
-                char h[LM_ID_HEX_LEN + 1];
-                lm_info("job %s: its client went away; it ends in %llu ms unless the client comes back", hex(l->job, h),
-                        (unsigned long long)s->job_grace_ms);
-            }
+job_lease *jobs_lease_new(scheduler *s, lm_rpc_call *call, lm_id job) {
+    job_lease *l = calloc(1, sizeof *l);
+    if (l != NULL) *l = (job_lease){s, call, job, lm_mono_ms() + JOB_LEASE_MS, false};
+    return l;
+}
+
+lumen_status jobs_lease_check(const scheduler *s, lm_id id) {
+    const sjob *j = lm_idmap_get(s->jobs, id);
+    if (j != NULL && j->started) return lm_ok();
+    if (sched_job_ended(s, id)) return ended_status(id);
+    return jobs_unknown(id);
+}
+
+lumen_status jobs_unknown(lm_id id) {
+    char h[LM_ID_HEX_LEN + 1];
+    return lm_status(LUMEN_FAILED_PRECONDITION, "job %s is unknown to this scheduler (it restarted): send it again",
+                     hex(id, h));
+}
+
+bool jobs_current(const scheduler *s, lm_id id, uint64_t epoch) {
+    const sjob *j = lm_idmap_get(s->jobs, id);
+    return j != NULL && j->started && (epoch == 0 || epoch == s->epoch);
+}
+
+void jobs_lease_hold(scheduler *s, job_lease *l, outbox *out) {
+    sjob *j = lm_idmap_get(s->jobs, l->job);
+    if (j->lease != NULL) lease_end(j->lease, out);
+    j->lease = l;
+    j->unheld_since_ms = 0;
+}
+
+bool jobs_lease_cancelled(scheduler *s, job_lease *l) {
+    if (l->done) return false; /* the answer under way frees it */
+    l->done = true;
+    sjob *j = lm_idmap_get(s->jobs, l->job);
+    if (j != NULL && j->lease == l) {
+        j->lease = NULL;
+        if (!j->detached && !s->stopping) {
+            j->unheld_since_ms = lm_mono_ms();
+            char h[LM_ID_HEX_LEN + 1];
+            lm_info("job %s: its client went away; it ends in %llu ms unless the client comes back", hex(l->job, h),
+                    (unsigned long long)s->job_grace_ms);
         }
     }
-    pthread_mutex_unlock(&s->mu);
-    if (!mine) return; /* the answer under way frees it */
-    lm_rpc_fail(call, LUMEN_CANCELLED, "the job's lease was cancelled");
-    free(l);
-}
-
-void jobs_handle_watch(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
-    scheduler *s = ctx;
-    const Lumen__WatchJobRequest *req = (const Lumen__WatchJobRequest *)msg;
-    lm_id id;
-    if (!id_field(req->job_id, &id)) {
-        lm_rpc_fail(call, LUMEN_INVALID_ARGUMENT, "WatchJob needs a 16-byte job_id");
-        return;
-    }
-    job_lease *l = calloc(1, sizeof *l);
-    if (l == NULL) {
-        lm_rpc_fail(call, LUMEN_RESOURCE_EXHAUSTED, "the scheduler is out of memory");
-        return;
-    }
-    *l = (job_lease){s, call, id, lm_mono_ms() + LEASE_MS, false};
-    outbox out = {0};
-    pthread_mutex_lock(&s->mu);
-    sjob *j = lm_idmap_get(s->jobs, id);
-    if (j == NULL || !j->started) {
-        char h[LM_ID_HEX_LEN + 1];
-        lumen_status st = sched_job_ended(s, id) ? ended_status(id)
-                                                  : lm_status(LUMEN_FAILED_PRECONDITION,
-                                                              "job %s is unknown to this scheduler (it restarted): "
-                                                              "send it again", hex(id, h));
-        sched_outbox_fail(&out, call, st);
-        free(l);
-    } else if (!lm_rpc_call_on_cancel(call, on_lease_cancel, l)) {
-        sched_outbox_fail(&out, call, lm_status(LUMEN_CANCELLED, "the job's lease was cancelled"));
-        free(l);
-    } else {
-        if (j->lease != NULL) lease_end(j->lease, &out);
-        j->lease = l;
-        j->unheld_since_ms = 0;
-    }
-    pthread_mutex_unlock(&s->mu);
-    sched_outbox_send(&out);
+    return true;
 }
 
 typedef struct expiry {

@@ -20,6 +20,9 @@
  *  4. when the window ends, jobs found in Redis that no client has claimed
  *     start their grace (jobs.c), actors whose worker did not come back
  *     restart, and tasks sent again that no store holds a result of run.
+ *
+ * Steps 1 and 2 read Redis (scheduler.c, before serving); the rest is
+ * here, in the engine.
  */
 #include "clock.h"
 
@@ -29,62 +32,11 @@
 #include "log.h"
 #include "sched_internal.h"
 
-#define PAGE 1000
-
 static char mark;
 
-/* Live actors, a page at a time. */
-static lumen_status load_actors(scheduler *s, size_t *loaded) {
-    lm_index ix = {.kind = LM_INDEX_ACTORS};
-    lm_id ids[PAGE];
-    lm_actor_record recs[PAGE];
-    bool found[PAGE];
-    for (size_t offset = 0;; offset += PAGE) {
-        size_t n = 0;
-        lumen_status st = lm_redis_index_page(s->redis, &ix, 0, offset, PAGE, ids, NULL, &n);
-        if (LM_IS_OK(st) && n > 0) st = lm_redis_actors_get(s->redis, ids, n, recs, found);
-        if (!LM_IS_OK(st)) return st;
-        for (size_t i = 0; i < n; i++) {
-            if (found[i] && recs[i].state == LM_ACTOR_ALIVE && actors_load(s, &recs[i])) (*loaded)++;
-            lm_redis_actor_record_free(&recs[i]);
-        }
-        if (n < PAGE) return lm_ok();
-    }
-}
-
-/* Running jobs: a client may come back for each; the others end after the grace. */
-static lumen_status load_jobs(scheduler *s, size_t *loaded) {
-    lm_id *ids = NULL;
-    size_t n = 0;
-    lumen_status st = lm_redis_jobs_running(s->redis, &ids, &n);
-    for (size_t i = 0; LM_IS_OK(st) && i < n; i += PAGE) {
-        size_t k = n - i < PAGE ? n - i : PAGE;
-        lm_job_record recs[PAGE];
-        bool found[PAGE];
-        st = lm_redis_jobs_get(s->redis, ids + i, k, recs, found);
-        for (size_t r = 0; LM_IS_OK(st) && r < k; r++) {
-            sjob *j = sched_job_get(s, ids[i + r]);
-            j->detached = found[r] && recs[r].detached;
-            if (j->detached) j->unheld_since_ms = 0;
-            (*loaded)++;
-        }
-    }
-    free(ids);
-    return st;
-}
-
-lumen_status recovery_start(scheduler *s) {
-    lumen_status st = lm_redis_epoch_next(s->redis, &s->epoch);
-    if (!LM_IS_OK(st)) return lm_status_wrap(st, "taking the scheduler's epoch");
-    lm_node_list *nodes = NULL;
-    st = lm_redis_nodes_list(s->redis, &nodes);
-    for (size_t i = 0; LM_IS_OK(st) && i < nodes->count; i++)
-        if (nodes->nodes[i].state == LM_NODE_ALIVE) lm_idmap_put(s->expected, nodes->nodes[i].id, &mark);
-    lm_node_list_free(nodes);
-    size_t njobs = 0, nactors = 0;
-    if (LM_IS_OK(st)) st = load_jobs(s, &njobs);
-    if (LM_IS_OK(st)) st = load_actors(s, &nactors);
-    if (!LM_IS_OK(st)) return lm_status_wrap(st, "reading the previous incarnation's state");
+void recovery_begin(scheduler *s, uint64_t epoch, const lm_id *alive, size_t n, size_t njobs, size_t nactors) {
+    s->epoch = epoch;
+    for (size_t i = 0; i < n; i++) lm_idmap_put(s->expected, alive[i], &mark);
     size_t waiting = lm_idmap_count(s->expected);
     s->recovering = waiting > 0;
     s->recovery_ends_ms = lm_mono_ms() + (uint64_t)s->cfg->scheduler.heartbeat_timeout_ms;
@@ -95,7 +47,6 @@ lumen_status recovery_start(scheduler *s) {
                 nactors);
     else
         lm_info("incarnation %llu", (unsigned long long)s->epoch);
-    return lm_ok();
 }
 
 /* A task a node holds, known here already: it runs there, unless it was
@@ -175,14 +126,14 @@ void recovery_node_lost(scheduler *s, snode *n) {
     free(sw.gone.ids);
 }
 
-void recovery_job_ended(scheduler *s, lm_id job) {
+void recovery_job_ended(scheduler *s, lm_id job, outbox *out) {
     if (lm_idmap_count(s->claims) == 0) return;
     claim_sweep sw = {.job = job, .by_job = true};
     lm_idmap_each(s->claims, collect_claims, &sw);
     for (size_t i = 0; i < sw.gone.n; i++) {
         sclaim *c = lm_idmap_remove(s->claims, sw.gone.ids[i]);
         snode *n = lm_idmap_get(s->nodes, c->node);
-        if (n != NULL && n->alive) sched_cancel_on(s, n, sw.gone.ids[i]);
+        if (n != NULL && n->alive) sched_cancel_on(s, n, sw.gone.ids[i], out);
         free(c);
     }
     free(sw.gone.ids);

@@ -1,5 +1,4 @@
 /* resolver.c - see resolver.h. */
-#include "clock.h"
 #include "resolver.h"
 
 #include <pthread.h>
@@ -7,9 +6,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "idmap.h"
 #include "log.h"
 #include "process.h"
+#include "redis_state.h"
 
 #define BATCH_MAX 512
 #define RETRY_MIN_MS 50

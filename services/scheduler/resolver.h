@@ -20,7 +20,9 @@
 #include <stddef.h>
 
 #include "id.h"
-#include "redis_state.h"
+#include "status.h"
+
+struct lm_redis_opts;
 
 typedef struct sched_resolver sched_resolver;
 
@@ -33,7 +35,7 @@ typedef struct sched_resolver sched_resolver;
 typedef void (*sched_resolved_fn)(void *arg, lm_id obj, const lm_id *stores, size_t n);
 
 /* Connects to Redis (its own connections) and starts the thread. */
-lumen_status sched_resolver_new(const lm_redis_opts *opts, sched_resolved_fn fn, void *arg, sched_resolver **out);
+lumen_status sched_resolver_new(const struct lm_redis_opts *opts, sched_resolved_fn fn, void *arg, sched_resolver **out);
 
 /* Looks obj up once. */
 void sched_resolver_lookup(sched_resolver *r, lm_id obj);

@@ -13,7 +13,8 @@
 
 #include "config.h"
 #include "id.h"
-#include "rpc.h"
+
+typedef struct lm_rpc_server lm_rpc_server;
 
 typedef struct scheduler scheduler;
 

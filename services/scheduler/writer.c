@@ -1,5 +1,4 @@
 /* writer.c - see writer.h. */
-#include "clock.h"
 #include "writer.h"
 
 #include <inttypes.h>
@@ -8,10 +7,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "idmap.h"
 #include "input_limits.h"
 #include "log.h"
 #include "process.h"
+#include "redis_state.h"
 
 #define BATCH_MAX 1024
 #define RETRY_MS 200

@@ -7,8 +7,10 @@
 #ifndef LM_SCHED_WRITER_H
 #define LM_SCHED_WRITER_H
 
-#include "redis_state.h"
+#include "records.h"
 #include "scheduler.h"
+
+typedef struct lm_redis lm_redis;
 
 typedef struct sched_writer sched_writer;
 
