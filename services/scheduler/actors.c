@@ -218,7 +218,7 @@ static void waits_recheck(scheduler *s, outbox *out) {
 void actors_node_up(scheduler *s, outbox *out) { waits_recheck(s, out); }
 
 void actors_expire_waits(scheduler *s, outbox *out) {
-    uint64_t now = lm_mono_ms();
+    uint64_t now = sched_now_ms(s);
     size_t keep = 0;
     for (size_t i = 0; i < s->actor_waits.n; i++) {
         actor_wait *w = s->actor_waits.items[i];
@@ -549,7 +549,7 @@ lumen_status actors_lookup(scheduler *s, lm_rpc_call *call, const char *name, lm
     w->call = call;
     w->id = id;
     w->after = after;
-    w->until_ms = lm_mono_ms() + wait_ms;
+    w->until_ms = sched_now_ms(s) + wait_ms;
     sactor *a;
     bool known = w->name != NULL || by_id(s, w->id) != NULL;
     if (!known || wait_ms == 0 || wait_satisfied(s, w, &a)) {

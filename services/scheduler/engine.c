@@ -33,6 +33,7 @@ void sched_ptr_push(ptr_vec *v, void *p) {
 
 void sched_state_init(scheduler *s, const lm_config *cfg) {
     s->cfg = cfg;
+    s->clock_ms = lm_mono_ms;
     s->job_grace_ms = (uint64_t)cfg->scheduler.job_grace_ms;
     s->unknown_ref_timeout_ms = (uint64_t)cfg->scheduler.unknown_ref_timeout_ms;
     pthread_mutex_init(&s->mu, NULL);

@@ -45,7 +45,7 @@ sjob *sched_job_get(scheduler *s, lm_id id) {
     if (j == NULL) {
         j = calloc(1, sizeof *j);
         j->id = id;
-        j->unheld_since_ms = lm_mono_ms(); /* until its client says StartJob and holds it */
+        j->unheld_since_ms = sched_now_ms(s); /* until its client says StartJob and holds it */
         lm_idmap_put(s->jobs, id, j);
     }
     return j;
@@ -165,7 +165,7 @@ void jobs_end(scheduler *s, lm_id id, outbox *out) {
 
 job_lease *jobs_lease_new(scheduler *s, lm_rpc_call *call, lm_id job) {
     job_lease *l = calloc(1, sizeof *l);
-    if (l != NULL) *l = (job_lease){s, call, job, lm_mono_ms() + JOB_LEASE_MS, false};
+    if (l != NULL) *l = (job_lease){s, call, job, sched_now_ms(s) + JOB_LEASE_MS, false};
     return l;
 }
 
@@ -201,7 +201,7 @@ bool jobs_lease_cancelled(scheduler *s, job_lease *l) {
     if (j != NULL && j->lease == l) {
         j->lease = NULL;
         if (!j->detached && !s->stopping) {
-            j->unheld_since_ms = lm_mono_ms();
+            j->unheld_since_ms = sched_now_ms(s);
             char h[LM_ID_HEX_LEN + 1];
             lm_info("job %s: its client went away; it ends in %llu ms unless the client comes back", hex(l->job, h),
                     (unsigned long long)s->job_grace_ms);
@@ -227,7 +227,7 @@ static void collect_expired(void *arg, lm_id key, void *value) {
 
 void jobs_expire(scheduler *s, outbox *out) {
     if (s->recovering) return; /* clients may be on their way back */
-    expiry e = {s, lm_mono_ms(), {0}};
+    expiry e = {s, sched_now_ms(s), {0}};
     lm_idmap_each(s->jobs, collect_expired, &e);
     for (size_t i = 0; i < e.ended.n; i++) {
         sjob *j = e.ended.items[i];
@@ -259,6 +259,6 @@ static void renew_one(void *arg, lm_id key, void *value) {
 }
 
 void jobs_renew_leases(scheduler *s, outbox *out) {
-    renewal r = {s, lm_mono_ms(), out};
+    renewal r = {s, sched_now_ms(s), out};
     lm_idmap_each(s->jobs, renew_one, &r);
 }

@@ -64,7 +64,7 @@ void node_record(const snode *n, lm_node_record *rec) {
 }
 
 void nodes_check_beats(scheduler *s, outbox *out) {
-    uint64_t now = lm_mono_ms();
+    uint64_t now = sched_now_ms(s);
     uint64_t timeout = (uint64_t)s->cfg->scheduler.heartbeat_timeout_ms;
     for (size_t i = 0; i < s->node_list.n; i++) {
         snode *n = s->node_list.items[i];
@@ -102,7 +102,7 @@ snode *node_register(scheduler *s, lm_id id, const Lumen__RegisterNodeRequest *r
     n->memory_limit = info->memory_limit;
     if (!n->alive) n->in_flight = 0; /* new, or back after being declared dead: nothing of ours runs there */
     n->alive = true;
-    n->last_beat_ms = lm_mono_ms();
+    n->last_beat_ms = sched_now_ms(s);
     lm_node_record rec;
     node_record(n, &rec);
     sched_writer_node_up(s->writer, &rec);

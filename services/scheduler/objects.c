@@ -52,7 +52,7 @@ sobj *obj_unresolved(scheduler *s, lm_id id, lm_id job, bool direct) {
     sobj *o = obj_new(s, id, job);
     o->unresolved = true;
     o->direct = direct;
-    o->unresolved_since_ms = lm_mono_ms();
+    o->unresolved_since_ms = sched_now_ms(s);
     if (!direct) sched_id_push(&s->unresolved, id);
     sched_resolver_watch(s->resolver, id);
     return o;
@@ -309,7 +309,7 @@ void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, outbox *o
  * result object appears (or a placeholder a task waits on settles); a
  * task's failure is left to its re-run. */
 void unresolved_expire(scheduler *s, outbox *out) {
-    uint64_t now = lm_mono_ms();
+    uint64_t now = sched_now_ms(s);
     size_t keep = 0;
     for (size_t i = 0; i < s->unresolved.n; i++) {
         sobj *o = lm_idmap_get(s->objs, s->unresolved.ids[i]);
@@ -337,7 +337,7 @@ static void resolving_again(void *arg, lm_id key, void *value) {
 void sched_recovered(scheduler *s, outbox *out) {
     objects_of_gone_incarnations(s, NULL, out); /* their stores did not come back */
     lm_idmap_each(s->tasks, resolving_again, s);
-    uint64_t now = lm_mono_ms();
+    uint64_t now = sched_now_ms(s);
     for (size_t i = 0; i < s->unresolved.n; i++) { /* the time away does not count */
         sobj *o = lm_idmap_get(s->objs, s->unresolved.ids[i]);
         if (o != NULL && o->unresolved) {

@@ -39,7 +39,7 @@ void recovery_begin(scheduler *s, uint64_t epoch, const lm_id *alive, size_t n, 
     for (size_t i = 0; i < n; i++) lm_idmap_put(s->expected, alive[i], &mark);
     size_t waiting = lm_idmap_count(s->expected);
     s->recovering = waiting > 0;
-    s->recovery_ends_ms = lm_mono_ms() + (uint64_t)s->cfg->scheduler.heartbeat_timeout_ms;
+    s->recovery_ends_ms = sched_now_ms(s) + (uint64_t)s->cfg->scheduler.heartbeat_timeout_ms;
     if (waiting > 0 || njobs > 0 || nactors > 0)
         lm_info("incarnation %llu: waiting up to %lld ms for %zu node(s) of the previous one to register; "
                 "%zu job(s) and %zu actor(s) were running",
@@ -152,7 +152,7 @@ static void start_grace(void *arg, lm_id key, void *value) {
 void recovery_check(scheduler *s, outbox *out) {
     if (!s->recovering) return;
     size_t missing = lm_idmap_count(s->expected);
-    uint64_t now = lm_mono_ms();
+    uint64_t now = sched_now_ms(s);
     if (missing > 0 && now < s->recovery_ends_ms) return;
     s->recovering = false;
     if (missing > 0)

@@ -173,6 +173,8 @@ struct scheduler {
     lm_rpc_client *rpc;
     uint64_t job_grace_ms, unknown_ref_timeout_ms;
 
+    uint64_t (*clock_ms)(void); /* the monotonic clock in ms: lm_mono_ms, or a test's */
+
     pthread_t monitor;
     bool monitor_started;
     pthread_cond_t monitor_cond; /* CLOCK_MONOTONIC */
@@ -198,6 +200,9 @@ static inline ProtobufCBinaryData id_bytes(const lm_id *id) {
 }
 
 static inline const char *hex(lm_id id, char buf[LM_ID_HEX_LEN + 1]) { return lm_id_to_hex(id, buf); }
+
+/* Now on the engine's clock (monotonic ms): every time the state keeps is on it. */
+static inline uint64_t sched_now_ms(const scheduler *s) { return s->clock_ms(); }
 
 /* Frees a spec as protobuf-c unpacked it (taken from a request); NULL: nothing. */
 static inline void spec_free(Lumen__TaskSpec *spec) {

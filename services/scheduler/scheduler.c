@@ -26,12 +26,12 @@ static void *monitor_main(void *arg) {
     scheduler *s = arg;
     int64_t interval = s->cfg->scheduler.heartbeat_interval_ms;
     int64_t timeout = s->cfg->scheduler.heartbeat_timeout_ms;
-    uint64_t next_tick = lm_mono_ms();
+    uint64_t next_tick = sched_now_ms(s);
     pthread_mutex_lock(&s->mu);
     while (!s->stopping) {
         outbox out = {0};
         uint64_t wake = waits_expire(s, &out);
-        uint64_t now = lm_mono_ms();
+        uint64_t now = sched_now_ms(s);
         if (now >= next_tick) {
             /* Ticking late by more than a node may stay silent means this
              * process (or the machine) was stopped: the nodes' silence
@@ -63,7 +63,7 @@ static void *monitor_main(void *arg) {
         }
         sched_outbox_clear(&out);
         if (wake == 0 || wake > next_tick) wake = next_tick;
-        now = lm_mono_ms();
+        now = sched_now_ms(s);
         if (wake > now && !s->stopping) {
             struct timespec until = lm_timespec_in(CLOCK_MONOTONIC, (int64_t)(wake - now));
             pthread_cond_timedwait(&s->monitor_cond, &s->mu, &until);

@@ -204,7 +204,7 @@ static void handle_watch(lm_rpc_call *call, const ProtobufCMessage *msg, void *c
         lm_rpc_fail(call, LUMEN_RESOURCE_EXHAUSTED, "the scheduler is out of memory");
         return;
     }
-    *w = (node_watch){s, call, id, lm_mono_ms() + WATCH_LEASE_MS, false};
+    *w = (node_watch){s, call, id, sched_now_ms(s) + WATCH_LEASE_MS, false};
     outbox out = {0};
     pthread_mutex_lock(&s->mu);
     snode *n = lm_idmap_get(s->nodes, id);
@@ -224,7 +224,7 @@ static void handle_watch(lm_rpc_call *call, const ProtobufCMessage *msg, void *c
 
 /* Answers the watches whose lease ended (the monitor calls it). mu held. */
 void watches_renew(scheduler *s, outbox *out) {
-    uint64_t now = lm_mono_ms();
+    uint64_t now = sched_now_ms(s);
     for (size_t i = 0; i < s->node_list.n; i++) {
         snode *n = s->node_list.items[i];
         if (n->watch != NULL && (now >= n->watch->ends_ms || !n->alive || s->stopping)) {
@@ -250,7 +250,7 @@ static void handle_heartbeat(lm_rpc_call *call, const ProtobufCMessage *msg, voi
     reply.declared_dead = n != NULL && !n->alive;
     reply.reregister = n == NULL || !n->alive || (req->epoch != 0 && req->epoch != s->epoch);
     if (!reply.reregister) {
-        n->last_beat_ms = lm_mono_ms();
+        n->last_beat_ms = sched_now_ms(s);
         n->bytes_used = req->bytes_used;
         n->slots_free = req->slots_free;
         lm_node_record rec;
@@ -373,7 +373,7 @@ static void handle_wait(lm_rpc_call *call, const ProtobufCMessage *msg, void *ct
     /* num_ready 0 or wait_ms 0 asks for the states as they are, without waiting. */
     w->need = req->num_ready > n ? n : req->num_ready;
     if (req->wait_ms == 0) w->need = 0;
-    w->until_ms = lm_mono_ms() + req->wait_ms;
+    w->until_ms = sched_now_ms(s) + req->wait_ms;
     bool has_job = id_field(req->job_id, &w->job);
     outbox out = {0};
     pthread_mutex_lock(&s->mu);

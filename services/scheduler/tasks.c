@@ -144,7 +144,7 @@ static bool arg_rebuilding(scheduler *s, const stask *t) {
  */
 static void task_hold(scheduler *s, stask *t, const char *why) {
     t->phase = TASK_HELD;
-    t->held_until_ms = lm_mono_ms() + (uint64_t)s->cfg->scheduler.heartbeat_interval_ms;
+    t->held_until_ms = sched_now_ms(s) + (uint64_t)s->cfg->scheduler.heartbeat_interval_ms;
     sched_record_task(s, t, LM_TASK_READY, why);
     sched_id_push(&s->held, t->id);
 }
@@ -152,7 +152,7 @@ static void task_hold(scheduler *s, stask *t, const char *why) {
 /* Held tasks go on: those whose moment passed, or all (a store died:
  * their arguments may be being rebuilt, then they wait for them). */
 void tasks_release_held(scheduler *s, bool all, outbox *out) {
-    uint64_t now = lm_mono_ms();
+    uint64_t now = sched_now_ms(s);
     size_t keep = 0;
     lumen_status bad;
     for (size_t i = 0; i < s->held.n; i++) {

@@ -155,7 +155,7 @@ void wait_heap_remove(scheduler *s, waiter *w) {
 /* Answers the waits whose time ran out, with the states as they are; the
  * monotonic ms of the next one to run out (0: none). */
 uint64_t waits_expire(scheduler *s, outbox *out) {
-    uint64_t now = lm_mono_ms();
+    uint64_t now = sched_now_ms(s);
     while (s->wait_heap.n > 0) {
         waiter *w = s->wait_heap.items[0];
         if (w->until_ms > now) return w->until_ms;

@@ -17,9 +17,15 @@
 
 static lm_config cfg;
 
+/* The engine's clock: moved by the tests, never by itself. */
+static uint64_t fake_now_ms;
+static uint64_t fake_clock(void) { return fake_now_ms; }
+
 static scheduler *engine_new(void) {
     scheduler *s = calloc(1, sizeof *s);
     sched_state_init(s, &cfg);
+    s->clock_ms = fake_clock;
+    fake_now_ms = 1000000;
     s->epoch = 1;
     return s;
 }
@@ -81,9 +87,22 @@ static size_t count_requests(const outbox *out, sched_request_kind kind, const c
     return n;
 }
 
-/* Drops what is left in out (no RunTasks may be left: they hold batches). */
+/* The answers out holds for call. */
+static size_t count_answers(const outbox *out, const lm_rpc_call *call) {
+    size_t n = 0;
+    for (size_t i = 0; i < out->n; i++) n += out->answers[i].call == call;
+    return n;
+}
+
+/* Drops what is left in out as if it was sent (no RunTasks may be left:
+ * they hold batches). */
 static void out_clear(outbox *out) {
     CU_ASSERT_EQUAL(count_requests(out, SCHED_RUN_TASKS, NULL), 0);
+    for (size_t i = 0; i < out->n; i++) {
+        answer *a = &out->answers[i];
+        if (a->reply != NULL) a->reply_free(a->reply);
+        if (a->after != NULL) a->after(a->after_arg);
+    }
     sched_outbox_clear(out);
 }
 
@@ -112,6 +131,16 @@ static lm_id job_start(scheduler *s) {
     lm_id job = lm_id_random();
     CU_ASSERT_EQUAL(jobs_start(s, job, false).code, LUMEN_OK);
     return job;
+}
+
+/* The usual start: store s1:1, worker w1:1 with `slots` next to it, and a
+ * started job. */
+static scheduler *cluster_of_one(uint32_t slots, snode **worker, lm_id *job) {
+    scheduler *s = engine_new();
+    add_node(s, "objstore", "s1:1", 0, NULL);
+    *worker = add_node(s, "worker", "w1:1", slots, "s1:1");
+    *job = job_start(s);
+    return s;
 }
 
 /* An argument: an inline value, a ref, or a put held by a store. */
@@ -231,10 +260,9 @@ static void test_placement_spreads_to_the_least_loaded(void) {
 }
 
 static void test_placement_bounds_each_workers_queue(void) {
-    scheduler *s = engine_new();
-    add_node(s, "objstore", "s1:1", 0, NULL);
-    snode *w = add_node(s, "worker", "w1:1", 1, "s1:1");
-    lm_id job = job_start(s);
+    snode *w;
+    lm_id job;
+    scheduler *s = cluster_of_one(1, &w, &job);
     outbox out = {0};
     for (int i = 0; i < 10; i++) submit(s, job, "f", (arg[]){{.value = "x"}}, 1, 0, &out);
     sched_dispatch(s, &out);
@@ -259,10 +287,9 @@ static void test_placement_bounds_each_workers_queue(void) {
 /* ------------------------------------------------------------- dependencies */
 
 static void test_a_task_waits_for_its_argument(void) {
-    scheduler *s = engine_new();
-    add_node(s, "objstore", "s1:1", 0, NULL);
-    snode *w = add_node(s, "worker", "w1:1", 2, "s1:1");
-    lm_id job = job_start(s);
+    snode *w;
+    lm_id job;
+    scheduler *s = cluster_of_one(2, &w, &job);
     outbox out = {0};
     lm_id first = submit(s, job, "f", (arg[]){{.value = "x"}}, 1, 0, &out);
     lm_id second = submit(s, job, "g", (arg[]){{.ref = lm_id_for_return(first, 0)}}, 1, 0, &out);
@@ -288,10 +315,9 @@ static void test_a_task_waits_for_its_argument(void) {
 }
 
 static void test_a_failure_flows_down_the_graph(void) {
-    scheduler *s = engine_new();
-    add_node(s, "objstore", "s1:1", 0, NULL);
-    snode *w = add_node(s, "worker", "w1:1", 2, "s1:1");
-    lm_id job = job_start(s);
+    snode *w;
+    lm_id job;
+    scheduler *s = cluster_of_one(2, &w, &job);
     outbox out = {0};
     lm_id first = submit(s, job, "f", (arg[]){{.value = "x"}}, 1, 0, &out);
     lm_id second = submit(s, job, "g", (arg[]){{.ref = lm_id_for_return(first, 0)}}, 1, 0, &out);
@@ -317,10 +343,9 @@ static void test_a_failure_flows_down_the_graph(void) {
 /* ------------------------------------------------------------- failures */
 
 static void test_a_dead_workers_tasks_run_again_elsewhere(void) {
-    scheduler *s = engine_new();
-    add_node(s, "objstore", "s1:1", 0, NULL);
-    snode *w1 = add_node(s, "worker", "w1:1", 1, "s1:1");
-    lm_id job = job_start(s);
+    snode *w1;
+    lm_id job;
+    scheduler *s = cluster_of_one(1, &w1, &job);
     outbox out = {0};
     lm_id again = submit(s, job, "f", (arg[]){{.value = "x"}}, 1, 1, &out);
     lm_id once = submit(s, job, "f", (arg[]){{.value = "y"}}, 1, 0, &out);
@@ -509,6 +534,140 @@ static void test_a_job_end_cancels_and_releases(void) {
     engine_free(s);
 }
 
+
+/* ------------------------------------------------------------- time */
+
+/* Stand-ins for calls the engine holds: only compared, never used. */
+static char call_marks[4];
+#define CALL(i) ((lm_rpc_call *)&call_marks[i])
+
+static void test_a_silent_node_dies_at_the_heartbeat_timeout(void) {
+    scheduler *s = engine_new();
+    add_node(s, "objstore", "s1:1", 0, NULL);
+    snode *w = add_node(s, "worker", "w1:1", 1, "s1:1");
+    uint64_t timeout = (uint64_t)cfg.scheduler.heartbeat_timeout_ms;
+    outbox out = {0};
+    fake_now_ms += timeout;
+    nodes_check_beats(s, &out);
+    CU_ASSERT(w->alive); /* not past it yet */
+    fake_now_ms += 1;
+    nodes_check_beats(s, &out);
+    CU_ASSERT(!w->alive);
+    out_clear(&out);
+    engine_free(s);
+}
+
+static void test_a_held_task_waits_a_heartbeat(void) {
+    snode *w;
+    lm_id job;
+    scheduler *s = cluster_of_one(1, &w, &job);
+    outbox out = {0};
+    lm_id t = submit(s, job, "f", (arg[]){{.value = "x"}}, 1, 2, &out);
+    sched_dispatch(s, &out);
+    sent_batch b[2];
+    CU_ASSERT_EQUAL_FATAL(take_run_tasks(&out, b, 2), 1);
+    /* It could not read an argument: a store may be dying; it waits. */
+    Lumen__TaskResult r = LUMEN__TASK_RESULT__INIT;
+    Lumen__Status lost = LUMEN__STATUS__INIT;
+    lost.code = LUMEN_UNAVAILABLE;
+    lost.message = (char *)"cannot reach the store";
+    r.task_id = id_bytes(&t);
+    r.status = &lost;
+    task_done(s, w->id, &r, &out);
+    CU_ASSERT_EQUAL(task_of(s, t)->phase, TASK_HELD);
+    fake_now_ms += (uint64_t)cfg.scheduler.heartbeat_interval_ms - 1;
+    tasks_release_held(s, false, &out);
+    CU_ASSERT_EQUAL(task_of(s, t)->phase, TASK_HELD);
+    fake_now_ms += 1;
+    tasks_release_held(s, false, &out);
+    sched_dispatch(s, &out);
+    sent_batch c[2];
+    CU_ASSERT_EQUAL_FATAL(take_run_tasks(&out, c, 2), 1);
+    CU_ASSERT_EQUAL(c[0].req->tasks[0]->attempt, 1);
+    batches_free(b, 1);
+    batches_free(c, 1);
+    out_clear(&out);
+    engine_free(s);
+}
+
+/* The client's lease on job, as WatchJob holds it. */
+static void hold(scheduler *s, lm_id job, lm_rpc_call *call, outbox *out) {
+    CU_ASSERT_EQUAL_FATAL(jobs_lease_check(s, job).code, LUMEN_OK);
+    jobs_lease_hold(s, jobs_lease_new(s, call, job), out);
+}
+
+static bool job_alive(scheduler *s, lm_id job) { return lm_idmap_get(s->jobs, job) != NULL; }
+
+static void test_a_job_nobody_holds_ends_after_the_grace(void) {
+    scheduler *s = engine_new();
+    add_node(s, "objstore", "s1:1", 0, NULL);
+    lm_id job = job_start(s);
+    outbox out = {0};
+    hold(s, job, CALL(0), &out);
+    uint64_t grace = (uint64_t)cfg.scheduler.job_grace_ms;
+    /* A lease runs its course: answered, and the client holds it again. */
+    fake_now_ms += JOB_LEASE_MS;
+    jobs_renew_leases(s, &out);
+    CU_ASSERT_EQUAL(count_answers(&out, CALL(0)), 1);
+    fake_now_ms += grace - 1;
+    hold(s, job, CALL(1), &out);
+    fake_now_ms += 10 * grace;
+    jobs_expire(s, &out);
+    CU_ASSERT(job_alive(s, job)); /* held */
+    /* Its client dies: the lease is cancelled, the grace starts. */
+    job_lease *l = ((sjob *)lm_idmap_get(s->jobs, job))->lease;
+    CU_ASSERT_FATAL(jobs_lease_cancelled(s, l));
+    free(l); /* the face's, once it answered the call */
+    fake_now_ms += grace - 1;
+    jobs_expire(s, &out);
+    CU_ASSERT(job_alive(s, job));
+    fake_now_ms += 1;
+    jobs_expire(s, &out);
+    CU_ASSERT(!job_alive(s, job));
+    CU_ASSERT_EQUAL(count_requests(&out, SCHED_RELEASE_JOB, "s1:1"), 1);
+    out_clear(&out);
+    engine_free(s);
+}
+
+static void test_a_restart_counts_the_grace_from_the_windows_end(void) {
+    scheduler *s = engine_new();
+    lm_id before = lm_id_random(), held = lm_id_random(), orphaned = lm_id_random();
+    recovery_begin(s, 2, &before, 1, 2, 0);
+    sched_job_get(s, held); /* what Redis said was running (scheduler.c's recover) */
+    sched_job_get(s, orphaned);
+    uint64_t timeout = (uint64_t)cfg.scheduler.heartbeat_timeout_ms;
+    uint64_t grace = (uint64_t)cfg.scheduler.job_grace_ms;
+    outbox out = {0};
+    /* One client comes back during the window; the other never does. */
+    CU_ASSERT_EQUAL(jobs_start(s, held, false).code, LUMEN_OK);
+    hold(s, held, CALL(0), &out);
+    fake_now_ms += timeout + grace; /* the window stays open until checked */
+    jobs_expire(s, &out);
+    CU_ASSERT(job_alive(s, orphaned)); /* clients may be on their way back */
+    recovery_check(s, &out); /* the node never came back: the window ends now */
+    CU_ASSERT(!s->recovering);
+    fake_now_ms += grace - 1;
+    jobs_expire(s, &out);
+    CU_ASSERT(job_alive(s, orphaned));
+    fake_now_ms += 1;
+    jobs_expire(s, &out);
+    CU_ASSERT(!job_alive(s, orphaned));
+    CU_ASSERT(job_alive(s, held));
+    /* The held one keeps living through its lease's renewals. */
+    for (int i = 0; i < 4; i++) {
+        fake_now_ms += JOB_LEASE_MS;
+        jobs_renew_leases(s, &out);
+        hold(s, held, CALL(1 + i % 2), &out);
+        jobs_expire(s, &out);
+    }
+    CU_ASSERT(job_alive(s, held));
+    job_lease *l = ((sjob *)lm_idmap_get(s->jobs, held))->lease;
+    CU_ASSERT_FATAL(jobs_lease_cancelled(s, l)); /* as the server's shutdown does */
+    free(l);
+    out_clear(&out);
+    engine_free(s);
+}
+
 int main(void) {
     if (!LM_IS_OK(lm_config_load(NULL, &cfg))) return 1;
     cfg.scheduler.max_retries = 0; /* a spec's 0 means this: no retry unless a test asks */
@@ -525,6 +684,10 @@ int main(void) {
         {"a restart places nothing until the nodes are back", test_a_restart_places_nothing_until_the_nodes_are_back},
         {"a resubmitted task first asks for its result", test_a_resubmitted_task_first_asks_for_its_result},
         {"a job end cancels and releases", test_a_job_end_cancels_and_releases},
+        {"a silent node dies at the heartbeat timeout", test_a_silent_node_dies_at_the_heartbeat_timeout},
+        {"a held task waits a heartbeat", test_a_held_task_waits_a_heartbeat},
+        {"a job nobody holds ends after the grace", test_a_job_nobody_holds_ends_after_the_grace},
+        {"a restart counts the grace from the window's end", test_a_restart_counts_the_grace_from_the_windows_end},
         CU_TEST_INFO_NULL,
     };
     int rc = lm_test_main("engine", tests, NULL, NULL);
