@@ -29,18 +29,8 @@
 #include "process.h"
 
 #define DEFAULT_INLINE_RESULT_MAX (100u << 10)
-/* TaskDone batches stay well below gRPC's 4 MiB receive limit. */
-#define REPORT_MAX_BYTES (2u << 20)
-#define REPORT_MAX_RESULTS 1000
-/* How long an actor call's report may wait for others to share a TaskDone. */
-#define ACTOR_REPORT_DELAY_MS 5
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 1000
-/* How long a stopping worker keeps trying to deliver its last reports. */
-#define STOP_FLUSH_MS 3000
 
-/* Waits on cond until woken or until the monotonic time `until` (0: none). */
-static void wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t until) {
+void worker_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t until) {
     if (until == 0) {
         pthread_cond_wait(cond, mu);
         return;
@@ -49,428 +39,23 @@ static void wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t until)
     pthread_cond_timedwait(cond, mu, &ts);
 }
 
-/* Pauses a retry loop for *backoff_ms (then doubles it, up to
- * BACKOFF_MAX_MS); false when the worker is stopping: give up. */
-static bool retry_pause(lm_worker *w, unsigned *backoff_ms) {
+bool worker_retry_pause(lm_worker *w, unsigned *backoff_ms) {
     pthread_mutex_lock(&w->mu);
-    if (!w->stopping) wait_until(&w->work, &w->mu, (int64_t)lm_mono_ms() + *backoff_ms);
+    if (!w->stopping) worker_wait_until(&w->work, &w->mu, (int64_t)lm_mono_ms() + *backoff_ms);
     bool stop = w->stopping;
     pthread_mutex_unlock(&w->mu);
     *backoff_ms = *backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff_ms * 2;
     return !stop;
 }
 
-/* A deadline for moving `bytes` through an object store: the RPC timeout
- * plus 100 ms per MiB, so big objects are not cut off at 10 s. */
-static int64_t io_timeout_ms(const lm_worker *w, uint64_t bytes) {
-    return w->cfg->cluster.rpc_timeout_ms + (int64_t)(bytes >> 20) * 100;
-}
-
-/* ------------------------------------------------------------ reporting */
-
-static void report_free(report *r) {
-    while (r != NULL) {
-        report *next = r->next;
-        free(r->inline_data);
-        free(r->log);
-        free(r);
-        r = next;
-    }
-}
-
-void worker_report_push(lm_worker *w, report *r) {
-    r->next = NULL;
-    pthread_mutex_lock(&w->mu);
-    if (w->reports_tail) w->reports_tail->next = r;
-    else w->reports = r;
-    w->reports_tail = r;
-    /* Actor calls' callers have their results already: their reports wait
-     * a little for company instead of costing the scheduler a call each.
-     * A task's report goes at once (someone waits on the scheduler). */
-    int64_t due = lm_id_is_zero(r->actor) ? 0 : (int64_t)lm_mono_ms() + ACTOR_REPORT_DELAY_MS;
-    if (w->reports == r || due < w->report_due_ms) w->report_due_ms = due;
-    /* While a TaskDone is in flight its completion wakes the reporter;
-     * waking it for every result meanwhile would only cost a switch. An
-     * idle reporter learns of the first report (and sets its timer), or
-     * of one that cannot wait. */
-    if (!w->report_in_flight && (due == 0 || w->reports == r)) pthread_cond_signal(&w->report_cond);
-    pthread_mutex_unlock(&w->mu);
-}
-
-static void report_status(lm_worker *w, lm_id task, lumen_status st) {
-    report *r = calloc(1, sizeof *r);
-    if (r == NULL) {
-        lm_error("out of memory: the result of a task is lost");
-        return;
-    }
-    r->task = task;
-    r->status = st;
-    worker_report_push(w, r);
-}
-
-typedef struct batch {
-    lm_worker *w;
-    report *items;
-} batch;
-
-/* Puts a failed batch back in front of what queued up meanwhile. */
-static void requeue(lm_worker *w, report *items) {
-    report *last = items;
-    while (last->next) last = last->next;
-    last->next = w->reports;
-    w->reports = items;
-    if (w->reports_tail == NULL) w->reports_tail = last;
-}
-
-static void task_done_finished(void *arg, lumen_status st, ProtobufCMessage *reply) {
-    batch *b = arg;
-    lm_worker *w = b->w;
-    lm_rpc_message_free(reply);
-    pthread_mutex_lock(&w->mu);
-    w->report_in_flight = false;
-    if (LM_IS_OK(st)) {
-        w->backoff_ms = 0;
-        report_free(b->items);
-    } else {
-        w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_MIN_MS;
-        if (w->backoff_ms > BACKOFF_MAX_MS) w->backoff_ms = BACKOFF_MAX_MS;
-        w->retry_at_ms = (int64_t)lm_mono_ms() + w->backoff_ms;
-        lm_warn("TaskDone to %s failed: %s (retrying in %u ms)", w->cfg->cluster.scheduler_addr, st.msg,
-                w->backoff_ms);
-        requeue(w, b->items);
-    }
-    pthread_cond_broadcast(&w->report_cond);
-    pthread_mutex_unlock(&w->mu);
-    free(b);
-}
-
-/* Takes the longest prefix of the queue that fits one call. mu held. */
-static report *take_batch(lm_worker *w, size_t *n) {
-    report *first = w->reports, *last = NULL;
-    size_t bytes = 0;
-    *n = 0;
-    for (report *r = first; r != NULL && *n < REPORT_MAX_RESULTS; r = r->next) {
-        size_t sz = r->inline_len + r->log_len + strlen(r->status.msg) + 64;
-        if (*n > 0 && bytes + sz > REPORT_MAX_BYTES) break;
-        bytes += sz;
-        last = r;
-        (*n)++;
-    }
-    w->reports = last->next;
-    if (w->reports == NULL) w->reports_tail = NULL;
-    last->next = NULL;
-    return first;
-}
-
-void worker_results_free(result_msgs *m) {
-    free(m->results);
-    free(m->ptrs);
-    free(m->statuses);
-    free(m->inl);
-    free(m->sizes);
-    memset(m, 0, sizeof *m);
-}
-
-bool worker_results_build(lm_worker *w, report *const *reports, size_t n, result_msgs *m) {
-    size_t cap = n ? n : 1;
-    *m = (result_msgs){calloc(cap, sizeof *m->results), calloc(cap, sizeof *m->ptrs), calloc(cap, sizeof *m->statuses),
-                       calloc(cap, sizeof *m->inl), calloc(cap, sizeof *m->sizes)};
-    if (!m->results || !m->ptrs || !m->statuses || !m->inl || !m->sizes) {
-        worker_results_free(m);
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const report *r = reports[i];
-        Lumen__TaskResult *tr = &m->results[i];
-        lumen__task_result__init(tr);
-        lumen__status__init(&m->statuses[i]);
-        tr->task_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->task.bytes};
-        m->statuses[i].code = r->status.code;
-        m->statuses[i].message = (char *)r->status.msg;
-        tr->status = &m->statuses[i];
-        if (r->inline_data != NULL) {
-            m->inl[i] = (ProtobufCBinaryData){r->inline_len, r->inline_data};
-            tr->n_inline_results = 1;
-            tr->inline_results = &m->inl[i];
-        } else if (r->stored) { /* the scheduler knows the store by id, a caller by address */
-            m->sizes[i] = r->size;
-            tr->n_result_sizes = 1;
-            tr->result_sizes = &m->sizes[i];
-            tr->objstore_node_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->store.bytes};
-            tr->location = (char *)w->wc->objstore_addr;
-        }
-        /* The job lets a scheduler that restarted keep a result it has
-         * no task for (the task is submitted again by its client). */
-        if (!lm_id_is_zero(r->job)) tr->job_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->job.bytes};
-        if (!lm_id_is_zero(r->actor)) tr->actor_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->actor.bytes};
-        if (r->log != NULL) tr->log = (ProtobufCBinaryData){r->log_len, (uint8_t *)r->log};
-        if (!lm_id_is_zero(r->created)) {
-            tr->created_actor_id = (ProtobufCBinaryData){LM_ID_BYTES, (uint8_t *)r->created.bytes};
-            tr->incarnation = r->incarnation;
-        }
-        tr->crashed = r->crashed;
-        m->ptrs[i] = tr;
-    }
-    return true;
-}
-
-/* Sends a batch asynchronously; the callback requeues it on failure. */
-static void send_batch(lm_worker *w, report *items, size_t n) {
-    batch *b = malloc(sizeof *b);
-    if (b == NULL) {
-        pthread_mutex_lock(&w->mu);
-        w->report_in_flight = false;
-        w->retry_at_ms = (int64_t)lm_mono_ms() + BACKOFF_MAX_MS;
-        requeue(w, items);
-        pthread_mutex_unlock(&w->mu);
-        return;
-    }
-    *b = (batch){w, items};
-    report **list = calloc(n ? n : 1, sizeof *list);
-    size_t k = 0;
-    for (report *r = items; list != NULL && r != NULL; r = r->next) list[k++] = r;
-    result_msgs m;
-    lumen_status st = lm_ok();
-    if (list == NULL || !worker_results_build(w, list, n, &m)) {
-        st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    } else {
-        Lumen__TaskDoneRequest req = LUMEN__TASK_DONE_REQUEST__INIT;
-        req.node_id = (ProtobufCBinaryData){LM_ID_BYTES, w->node_id.bytes};
-        req.n_results = n;
-        req.results = m.ptrs;
-        st = lm_rpc_unary_async(w->cli, w->cfg->cluster.scheduler_addr, w->task_done, &req.base,
-                                w->cfg->cluster.rpc_timeout_ms, task_done_finished, b);
-        worker_results_free(&m);
-    }
-    free(list);
-    if (!LM_IS_OK(st)) task_done_finished(b, st, NULL); /* it will not run by itself */
-}
-
-static void *reporter_main(void *arg) {
-    lm_thread_name("reporter");
-    lm_worker *w = arg;
-    int64_t give_up = 0;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        if (w->reporter_stop && give_up == 0) give_up = (int64_t)lm_mono_ms() + STOP_FLUSH_MS;
-        bool idle = w->reports == NULL || w->report_in_flight;
-        int64_t now = (int64_t)lm_mono_ms();
-        if (give_up && (now >= give_up || (w->reports == NULL && !w->report_in_flight))) break;
-        int64_t not_before = w->retry_at_ms > w->report_due_ms ? w->retry_at_ms : w->report_due_ms;
-        if (give_up) not_before = w->retry_at_ms; /* stopping: no more waiting for company */
-        if (idle || now < not_before) {
-            int64_t until = give_up;
-            if (!idle && (until == 0 || not_before < until)) until = not_before;
-            wait_until(&w->report_cond, &w->mu, until);
-            continue;
-        }
-        size_t n;
-        report *items = take_batch(w, &n);
-        w->report_in_flight = true;
-        w->report_due_ms = 0; /* what is left (over the batch limit) goes next */
-        pthread_mutex_unlock(&w->mu);
-        send_batch(w, items, n);
-        pthread_mutex_lock(&w->mu);
-    }
-    if (w->reports != NULL) lm_warn("stopping with unreported task results (the scheduler will retry them)");
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
-/* ------------------------------------------------------------ libraries */
-
-static lumen_status write_file(const char *path, const void *data, size_t len) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)gettid()) >= (int)sizeof tmp)
-        return lm_status(LUMEN_IO, "path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-    if (fd < 0) return lm_status_errno(LUMEN_IO, errno, tmp);
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, (const uint8_t *)data + off, len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            lumen_status st = lm_status_errno(LUMEN_IO, n < 0 ? errno : ENOSPC, tmp);
-            close(fd);
-            unlink(tmp);
-            return st;
-        }
-        off += (size_t)n;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) { /* whole or absent: executors never see half a file */
-        lumen_status st = lm_status_errno(LUMEN_IO, errno, path);
-        unlink(tmp);
-        return st;
-    }
-    return lm_ok();
-}
-
-/* Other slots needing a library while it is fetched wait for that fetch. */
-lumen_status worker_ensure_library(lm_worker *w, const Lumen__TaskSpec *spec, char **path) {
-    lm_id id;
-    if (!lm_id_from_bytes(spec->library_id.data, spec->library_id.len, &id))
-        return lm_status(LUMEN_INVALID_ARGUMENT, "library_id must be 16 bytes, got %zu", spec->library_id.len);
-    char hex[LM_ID_HEX_LEN + 1];
-    lm_id_to_hex(id, hex);
-    pthread_mutex_lock(&w->mu);
-    library *lib = w->libs;
-    while (lib != NULL && !lm_id_equal(lib->id, id)) lib = lib->next;
-    while (lib != NULL && lib->fetching) pthread_cond_wait(&w->lib_cond, &w->mu);
-    if (lib != NULL && lib->ready) {
-        *path = strdup(lib->path);
-        pthread_mutex_unlock(&w->mu);
-        return *path ? lm_ok() : lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    }
-    if (lib == NULL) {
-        lib = calloc(1, sizeof *lib);
-        if (lib == NULL) {
-            pthread_mutex_unlock(&w->mu);
-            return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-        }
-        lib->id = id;
-        lib->next = w->libs;
-        w->libs = lib;
-    }
-    lib->fetching = true;
-    pthread_mutex_unlock(&w->mu);
-
-    char file[PATH_MAX];
-    snprintf(file, sizeof file, "%s/libs/%s.so", w->run_dir, hex);
-    lumen_status st = lm_ok();
-    if (spec->library_location == NULL || spec->library_location[0] == '\0') {
-        st = lm_status(LUMEN_FAILED_PRECONDITION, "library %s has no location", hex);
-    } else {
-        void *data = NULL;
-        size_t len = 0;
-        st = lm_objstore_get(w->cli, spec->library_location, id, false, io_timeout_ms(w, 64u << 20), &data,
-                             &len);
-        if (LM_IS_OK(st)) st = write_file(file, data, len);
-        free(data);
-        if (!LM_IS_OK(st)) st = lm_status_wrap(st, "fetching library %s", hex);
-    }
-    pthread_mutex_lock(&w->mu);
-    lib->fetching = false;
-    if (LM_IS_OK(st)) {
-        lib->path = strdup(file);
-        lib->ready = lib->path != NULL;
-    }
-    pthread_cond_broadcast(&w->lib_cond);
-    pthread_mutex_unlock(&w->mu);
-    if (LM_IS_OK(st) && (*path = strdup(file)) == NULL) st = lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-    if (LM_IS_OK(st)) lm_info("fetched library %s from %s", hex, spec->library_location);
-    return st;
-}
 
 /* ---------------------------------------------------------------- slots */
-
-/* Where a fetched argument goes: at its offset in the buffer. */
-typedef struct arg_place {
-    lm_shmbuf *buf;
-    uint64_t off;
-} arg_place;
-
-static void *place_arg(void *arg, uint64_t size, lumen_status *st) {
-    arg_place *p = arg;
-    *st = lm_shmbuf_reserve(p->buf, p->off + size);
-    return LM_IS_OK(*st) ? p->buf->base + p->off : NULL;
-}
-
-lumen_status worker_fetch_args(lm_worker *w, lm_shmbuf *buf, const Lumen__TaskSpec *spec, lumen_bytes *args) {
-    /* One reservation for the sizes the scheduler announced; only a hint
-     * (the fetches grow the buffer to the real sizes), so its failure is not. */
-    uint64_t expect = 0;
-    for (size_t i = 0; i < spec->n_args; i++)
-        expect += (spec->args[i]->value_case == LUMEN__ARG__VALUE_INLINE ? spec->args[i]->inline_.len
-                                                                           : spec->args[i]->size) + 1;
-    (void)lm_shmbuf_reserve(buf, expect);
-    lumen_status st = lm_ok();
-    uint64_t off = 0;
-    /* Each argument is followed by a NUL byte (not counted): functions may
-     * read a text argument as a C string. */
-    for (size_t i = 0; LM_IS_OK(st) && i < spec->n_args; off += args[i].len + 1, i++) {
-        const Lumen__Arg *a = spec->args[i];
-        if (a->value_case == LUMEN__ARG__VALUE_INLINE) {
-            st = lm_shmbuf_reserve(buf, off + a->inline_.len + 1);
-            if (LM_IS_OK(st) && a->inline_.len > 0) memcpy(buf->base + off, a->inline_.data, a->inline_.len);
-            if (LM_IS_OK(st)) buf->base[off + a->inline_.len] = '\0';
-            args[i].len = a->inline_.len;
-            continue;
-        }
-        lm_id id;
-        if (a->value_case != LUMEN__ARG__VALUE_REF || !lm_id_from_bytes(a->ref.data, a->ref.len, &id))
-            return lm_status(LUMEN_INVALID_ARGUMENT, "argument %zu is neither inline nor a 16-byte ref", i);
-        char hex[LM_ID_HEX_LEN + 1];
-        if (a->location == NULL || a->location[0] == '\0')
-            return lm_status(LUMEN_OBJECT_LOST, "argument %zu (object %s) has no location", i,
-                             lm_id_to_hex(id, hex));
-        arg_place place = {buf, off};
-        lm_id store = {{0}};
-        lm_id_from_bytes(a->store_id.data, a->store_id.len, &store); /* absent: any incarnation */
-        st = lm_objstore_get_into(w->cli, a->location, id, worker_spec_job(spec), store, true,
-                                  io_timeout_ms(w, a->size), place_arg, &place, &args[i].len);
-        if (!LM_IS_OK(st)) return lm_status(LUMEN_OBJECT_LOST, "argument %zu: %s", i, st.msg);
-        st = lm_shmbuf_reserve(buf, off + args[i].len + 1);
-        if (LM_IS_OK(st)) buf->base[off + args[i].len] = '\0';
-    }
-    if (!LM_IS_OK(st)) return st;
-    /* Only now: the buffer may have moved while it grew. */
-    off = 0;
-    for (size_t i = 0; i < spec->n_args; off += args[i].len + 1, i++) args[i].data = buf->base + off;
-    return lm_ok();
-}
 
 static bool slot_cancelled(slot *s) {
     pthread_mutex_lock(&s->w->mu);
     bool c = s->cancelled;
     pthread_mutex_unlock(&s->w->mu);
     return c;
-}
-
-lumen_status worker_keep_result(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, const lm_exec_result *res,
-                                report *r) {
-    if (res->len <= atomic_load(&w->inline_max)) {
-        r->inline_data = malloc(res->len ? res->len : 1);
-        if (r->inline_data == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory");
-        if (res->len) memcpy(r->inline_data, res->data, res->len);
-        r->inline_len = res->len;
-        return lm_ok();
-    }
-    /* A store restarting on its address (as its supervisor does) refuses
-     * connections for a moment: the result waits for it within the I/O
-     * deadline, since an actor call cannot run again. */
-    lm_objstore_put_info info;
-    int64_t timeout_ms = io_timeout_ms(w, res->len), deadline = (int64_t)lm_mono_ms() + timeout_ms;
-    unsigned backoff = BACKOFF_MIN_MS;
-    lumen_status st;
-    for (;;) {
-        st = lm_objstore_put(w->cli, w->wc->objstore_addr, lm_id_for_return(task, 0), worker_spec_job(spec), res->data,
-                             res->len, timeout_ms, &info);
-        if (st.code != LUMEN_UNAVAILABLE || (int64_t)lm_mono_ms() + backoff >= deadline || !retry_pause(w, &backoff))
-            break;
-    }
-    if (!LM_IS_OK(st)) return lm_status_wrap(st, "storing the result");
-    r->stored = true;
-    r->store = lm_id_is_zero(info.store) ? w->objstore_id : info.store;
-    r->size = res->len;
-    return lm_ok();
-}
-
-lumen_status worker_finish_run(lm_worker *w, const Lumen__TaskSpec *spec, lm_id task, lm_exec_result *res,
-                               report *r) {
-    r->log = lm_exec_result_take_log(res, &r->log_len);
-    r->crashed = res->crashed;
-    lumen_status st = res->status;
-    if (LM_IS_OK(st)) st = worker_keep_result(w, spec, task, res, r);
-    lm_exec_result_free(res);
-    return st;
-}
-
-int64_t worker_timeout_ms(const lm_worker *w, const Lumen__TaskSpec *spec) {
-    return spec->timeout_ms ? (int64_t)spec->timeout_ms : w->wc->task_timeout_ms;
-}
-
-uint64_t worker_memory_limit(const lm_worker *w, const Lumen__TaskSpec *spec) {
-    return spec->memory_limit ? spec->memory_limit : w->wc->task_memory_limit;
 }
 
 static void run_task(slot *s, const Lumen__TaskSpec *spec, lm_id task, report *r) {
@@ -613,12 +198,12 @@ static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx)
         }
         st = lm_limits_spec(spec);
         if (!LM_IS_OK(st)) {
-            report_status(w, id, st);
+            worker_report_status(w, id, st);
             continue;
         }
         queued *q = calloc(1, sizeof *q);
         if (q == NULL) {
-            report_status(w, id, lm_status(LUMEN_RESOURCE_EXHAUSTED, "the worker is out of memory"));
+            worker_report_status(w, id, lm_status(LUMEN_RESOURCE_EXHAUSTED, "the worker is out of memory"));
             continue;
         }
         q->spec = spec;
@@ -644,7 +229,7 @@ static void run_tasks(lm_rpc_call *call, const ProtobufCMessage *msg, void *ctx)
     pthread_mutex_unlock(&w->mu);
     for (queued *q = cancelled, *next; q; q = next) {
         next = q->next;
-        report_status(w, q->id, lm_status(LUMEN_CANCELLED, "%s was cancelled", q->spec->function));
+        worker_report_status(w, q->id, lm_status(LUMEN_CANCELLED, "%s was cancelled", q->spec->function));
         lumen__task_spec__free_unpacked(q->spec, NULL);
         free(q);
     }
@@ -717,7 +302,7 @@ static bool cancel_one(lm_worker *w, lm_id id) {
     }
     pthread_mutex_unlock(&w->mu);
     if (removed != NULL) {
-        report_status(w, id, lm_status(LUMEN_CANCELLED, "%s was cancelled", removed->spec->function));
+        worker_report_status(w, id, lm_status(LUMEN_CANCELLED, "%s was cancelled", removed->spec->function));
         lumen__task_spec__free_unpacked(removed->spec, NULL);
         free(removed);
         found = true;
@@ -825,7 +410,7 @@ static void *join_main(void *arg) {
                                           &w->objstore_id);
         if (LM_IS_OK(st)) break;
         if (tries % 10 == 0) lm_warn("object store %s: %s (retrying)", w->wc->objstore_addr, st.msg);
-        if (!retry_pause(w, &backoff)) return NULL;
+        if (!worker_retry_pause(w, &backoff)) return NULL;
     }
     lm_node_agent_opts ao = {
         .rpc = w->cli,
@@ -1014,7 +599,7 @@ lumen_status lm_worker_start(const lm_config *cfg, lm_worker **out) {
         }
     }
     if (LM_IS_OK(st)) {
-        w->reporter_started = pthread_create(&w->reporter, NULL, reporter_main, w) == 0;
+        w->reporter_started = pthread_create(&w->reporter, NULL, worker_reporter_main, w) == 0;
         if (!w->reporter_started) st = lm_status(LUMEN_INTERNAL, "cannot start the reporter thread");
     }
     if (LM_IS_OK(st)) st = lm_rpc_server_start(w->srv);
@@ -1060,7 +645,7 @@ void lm_worker_free(lm_worker *w) {
     while (w->head) {
         queued *q = w->head;
         w->head = q->next;
-        report_status(w, q->id, lm_status(LUMEN_WORKER_DIED, "the worker stopped before running it"));
+        worker_report_status(w, q->id, lm_status(LUMEN_WORKER_DIED, "the worker stopped before running it"));
         lumen__task_spec__free_unpacked(q->spec, NULL);
         free(q);
     }
@@ -1074,7 +659,7 @@ void lm_worker_free(lm_worker *w) {
     lm_rpc_server_free(w->srv);
     lm_rpc_client_free(w->cli); /* a TaskDone still in flight is cancelled: its batch is requeued */
     lm_exec_pool_free(w->pool);
-    report_free(w->reports);
+    worker_report_free(w->reports);
     clean_run_dir(w);
     for (library *l = w->libs, *next; l; l = next) {
         next = l->next;

@@ -118,7 +118,17 @@ struct lm_worker {
     lm_rpc_method actor_died, wait_objects;
 };
 
-/* ---- worker.c, for actor_host.c ---- */
+/* Retries back off from BACKOFF_MIN_MS, doubling up to BACKOFF_MAX_MS. */
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 1000
+
+/* ---- worker.c ---- */
+
+/* Waits on cond until woken or until the monotonic time `until` (0: none). */
+void worker_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t until);
+/* Pauses a retry loop for *backoff_ms (then doubles it, up to
+ * BACKOFF_MAX_MS); false when the worker is stopping: give up. */
+bool worker_retry_pause(lm_worker *w, unsigned *backoff_ms);
 
 /* The spec's job id (zero when malformed). */
 static inline lm_id worker_spec_job(const Lumen__TaskSpec *spec) {
@@ -126,6 +136,8 @@ static inline lm_id worker_spec_job(const Lumen__TaskSpec *spec) {
     lm_id_from_bytes(spec->job_id.data, spec->job_id.len, &job);
     return job;
 }
+
+/* ---- reporter.c: reports to the scheduler ---- */
 
 /* TaskResult messages viewing n reports (valid while they live), for a
  * TaskDone to the scheduler or an ActorCallReply to a caller. */
@@ -141,12 +153,16 @@ typedef struct result_msgs {
 bool worker_results_build(lm_worker *w, report *const *reports, size_t n, result_msgs *m);
 void worker_results_free(result_msgs *m);
 
-/* Whether a call from scheduler incarnation `epoch` may be served (0: a
- * caller that does not say); a newer one is adopted. */
-bool worker_epoch_ok(lm_worker *w, uint64_t epoch);
-
 /* Queues a finished task or call for the next TaskDone. Takes r. */
 void worker_report_push(lm_worker *w, report *r);
+/* Reports task finished with st (no result). */
+void worker_report_status(lm_worker *w, lm_id task, lumen_status st);
+/* Frees a list of reports (linked by next). */
+void worker_report_free(report *r);
+/* The reporter thread: sends what is queued until stopped, then flushes. */
+void *worker_reporter_main(void *arg);
+
+/* ---- run.c: running a task or an actor call ---- */
 
 /* Puts a spec's arguments back to back into buf (refs fetched from their
  * object store, inline ones copied) and points args[] at them. */
@@ -168,6 +184,12 @@ lumen_status worker_finish_run(lm_worker *w, const Lumen__TaskSpec *spec, lm_id 
 /* The spec's run time and memory limits, the worker's defaults filled in. */
 int64_t worker_timeout_ms(const lm_worker *w, const Lumen__TaskSpec *spec);
 uint64_t worker_memory_limit(const lm_worker *w, const Lumen__TaskSpec *spec);
+
+/* ---- worker.c: the service ---- */
+
+/* Whether a call from scheduler incarnation `epoch` may be served (0: a
+ * caller that does not say); a newer one is adopted. */
+bool worker_epoch_ok(lm_worker *w, uint64_t epoch);
 
 /* ---- actor_host.c ---- */
 
