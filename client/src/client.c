@@ -71,7 +71,13 @@ lumen_status client_refresh_stores(lumen_client *c, uint64_t *epoch) {
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->nstores; i++) free(c->stores[i]);
     c->nstores = 0;
-    c->stores = realloc(c->stores, (info->n_nodes + 1) * sizeof *c->stores);
+    char **stores = realloc(c->stores, (info->n_nodes + 1) * sizeof *c->stores);
+    if (stores == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        lm_rpc_message_free(out);
+        return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory reading the cluster's stores");
+    }
+    c->stores = stores;
     for (size_t i = 0; i < info->n_nodes; i++)
         if (strcmp(info->nodes[i]->kind, "objstore") == 0) c->stores[c->nstores++] = strdup(info->nodes[i]->addr);
     c->inline_max = info->inline_result_max;

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "rpc_internal.h"
+#include "vec.h"
 #include "process.h"
 
 typedef struct method_handle {
@@ -27,7 +28,7 @@ typedef struct channel_entry {
     char *addr;
     grpc_channel *channel;
     method_handle *methods;
-    size_t nmethods;
+    size_t nmethods, methods_cap;
 } channel_entry;
 
 typedef struct async_call async_call;
@@ -44,7 +45,7 @@ struct lm_rpc_client {
 
     pthread_mutex_t mu;
     channel_entry *channels;
-    size_t nchannels;
+    size_t nchannels, channels_cap;
     async_call *active; /* async calls in flight, to cancel on free */
     bool closing;
     grpc_completion_queue **idle_cqs; /* pluck queues kept for synchronous calls */
@@ -72,21 +73,25 @@ static channel_entry *channel_for(lm_rpc_client *cli, const char *addr) {
     if (cli->own_connections)
         storage[channel_args.num_args++] =
             (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}};
+    channel_entry *grown = lm_vec_grow(cli->channels, &cli->channels_cap, cli->nchannels + 1, sizeof *grown, 4);
+    if (grown == NULL) return NULL; /* out of memory: the call fails UNAVAILABLE */
+    cli->channels = grown;
     grpc_channel *ch = grpc_channel_create(addr, cli->creds, &channel_args);
     if (ch == NULL) return NULL;
-    cli->channels = realloc(cli->channels, (cli->nchannels + 1) * sizeof *cli->channels);
     channel_entry *e = &cli->channels[cli->nchannels++];
     e->addr = strdup(addr);
     e->channel = ch;
     e->methods = NULL;
-    e->nmethods = 0;
+    e->nmethods = e->methods_cap = 0;
     return e;
 }
 
 static method_handle *handle_for(channel_entry *e, lm_rpc_method m) {
     for (size_t i = 0; i < e->nmethods; i++)
         if (e->methods[i].service == m.service && e->methods[i].index == m.index) return &e->methods[i];
-    e->methods = realloc(e->methods, (e->nmethods + 1) * sizeof *e->methods);
+    method_handle *grown = lm_vec_grow(e->methods, &e->methods_cap, e->nmethods + 1, sizeof *grown, 4);
+    if (grown == NULL) return NULL;
+    e->methods = grown;
     method_handle *h = &e->methods[e->nmethods++];
     h->service = m.service;
     h->index = m.index;
@@ -103,8 +108,9 @@ static grpc_call *create_call(lm_rpc_client *cli, const char *addr, lm_rpc_metho
     channel_entry *e = cli->closing ? NULL : channel_for(cli, addr);
     if (e != NULL) {
         method_handle *h = handle_for(e, m);
-        *path = h->path;
-        call = grpc_channel_create_registered_call(e->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+        *path = h != NULL ? h->path : "";
+        if (h != NULL)
+            call = grpc_channel_create_registered_call(e->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                                    h->handle, lm_rpc_deadline(timeout_ms), NULL);
     }
     pthread_mutex_unlock(&cli->mu);
@@ -137,12 +143,13 @@ static grpc_completion_queue *cq_get(lm_rpc_client *cli) {
 
 static void cq_put(lm_rpc_client *cli, grpc_completion_queue *cq) {
     pthread_mutex_lock(&cli->mu);
-    if (cli->nidle == cli->idle_cap) {
-        cli->idle_cap = cli->idle_cap ? 2 * cli->idle_cap : 8;
-        cli->idle_cqs = realloc(cli->idle_cqs, cli->idle_cap * sizeof *cli->idle_cqs);
+    grpc_completion_queue **grown = lm_vec_grow(cli->idle_cqs, &cli->idle_cap, cli->nidle + 1, sizeof *grown, 8);
+    if (grown != NULL) {
+        cli->idle_cqs = grown;
+        cli->idle_cqs[cli->nidle++] = cq;
     }
-    cli->idle_cqs[cli->nidle++] = cq;
     pthread_mutex_unlock(&cli->mu);
+    if (grown == NULL) lm_rpc_pluck_cq_destroy(cq); /* out of memory: not kept for the next call */
 }
 
 /* ---------------------------------------------------------- unary calls */

@@ -33,6 +33,7 @@
 #include "listener.h"
 #include "log.h"
 #include "rpc_internal.h"
+#include "vec.h"
 #include "process.h"
 
 _Static_assert(LM_RPC_DEFAULT_MAX_MESSAGE == LM_LIMIT_MESSAGE_BYTES, "input_limits.h states the message limit");
@@ -686,7 +687,10 @@ lumen_status lm_rpc_server_add_service(lm_rpc_server *srv, const ProtobufCServic
         if (protobuf_c_service_descriptor_get_method_by_name(svc, impl->name) == NULL)
             return lm_status(LUMEN_INVALID_ARGUMENT, "service %s has no method %s", svc->name, impl->name);
 
-    srv->methods = realloc(srv->methods, (srv->nmethods + svc->n_methods) * sizeof *srv->methods);
+    size_t cap = srv->nmethods; /* grown once per service, to the size it needs */
+    method_entry *grown = lm_vec_grow(srv->methods, &cap, srv->nmethods + svc->n_methods, sizeof *grown, 1);
+    if (grown == NULL) return lm_status(LUMEN_RESOURCE_EXHAUSTED, "out of memory adding service %s", svc->name);
+    srv->methods = grown;
     for (unsigned i = 0; i < svc->n_methods; i++) {
         method_entry *m = &srv->methods[srv->nmethods++];
         memset(m, 0, sizeof *m);

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "log.h"
 #include "sched_internal.h"
+#include "vec.h"
 #include "worker.pb-c.h"
 
 /* The dispatch latency histogram's buckets (stats.c shows them). */
@@ -69,7 +70,7 @@ void sched_task_running_on(scheduler *s, stask *t, snode *w) {
 void sched_dispatch(scheduler *s, outbox *out) {
     if (s->recovering) return; /* a node still to register may run some of them */
     dispatch_batch *batches = NULL;
-    size_t nbatches = 0;
+    size_t nbatches = 0, batches_cap = 0;
     uint64_t now_us = lm_mono_us();
     while (s->ready_head != NULL) {
         stask *t = s->ready_head;
@@ -88,9 +89,8 @@ void sched_dispatch(scheduler *s, outbox *out) {
         size_t b = 0;
         while (b < nbatches && !lm_id_equal(batches[b].worker, w->id)) b++;
         if (b == nbatches) {
-            batches = realloc(batches, (nbatches + 1) * sizeof *batches);
-            batches[b] = (dispatch_batch){s, w->id, w->addr, {0}};
-            nbatches++;
+            batches = lm_vec_grow_or_die(batches, &batches_cap, nbatches + 1, sizeof *batches, 4, "a dispatch");
+            batches[nbatches++] = (dispatch_batch){s, w->id, w->addr, {0}};
         }
         sched_id_push(&batches[b].tasks, t->id);
     }

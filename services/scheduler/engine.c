@@ -9,25 +9,16 @@
 #include <stdlib.h>
 
 #include "clock.h"
-#include "log.h"
 #include "sched_internal.h"
-
-/* Out of memory in the scheduler's state is fatal (log.h, lm_fatal). */
-static void *grow(void *items, size_t *cap, size_t size) {
-    size_t bigger = *cap ? 2 * *cap : 4;
-    void *p = realloc(items, bigger * size);
-    if (p == NULL) lm_fatal("the scheduler is out of memory (a list of %zu)", bigger);
-    *cap = bigger;
-    return p;
-}
+#include "vec.h"
 
 void sched_id_push(id_vec *v, lm_id id) {
-    if (v->n == v->cap) v->ids = grow(v->ids, &v->cap, sizeof *v->ids);
+    v->ids = lm_vec_grow_or_die(v->ids, &v->cap, v->n + 1, sizeof *v->ids, 4, "the scheduler's state");
     v->ids[v->n++] = id;
 }
 
 void sched_ptr_push(ptr_vec *v, void *p) {
-    if (v->n == v->cap) v->items = grow(v->items, &v->cap, sizeof *v->items);
+    v->items = lm_vec_grow_or_die(v->items, &v->cap, v->n + 1, sizeof *v->items, 4, "the scheduler's state");
     v->items[v->n++] = p;
 }
 

@@ -1,21 +1,16 @@
-/* outbox.c - see outbox.h. Out of memory here is fatal, as everywhere in
- * the scheduler's state: a lost answer would leave a client waiting. */
+/* outbox.c - see outbox.h. Out of memory here is fatal (vec.h), as
+ * everywhere in the scheduler's state: a lost answer would leave a client
+ * waiting. */
 #include "outbox.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-
-static void *grow(void *items, size_t *cap, size_t size) {
-    *cap = *cap ? 2 * *cap : 8;
-    void *bigger = realloc(items, *cap * size);
-    if (bigger == NULL) lm_fatal("the scheduler is out of memory (outbox of %zu)", *cap);
-    return bigger;
-}
+#include "vec.h"
 
 void sched_outbox_add(outbox *o, answer a) {
-    if (o->n == o->cap) o->answers = grow(o->answers, &o->cap, sizeof *o->answers);
+    o->answers = lm_vec_grow_or_die(o->answers, &o->cap, o->n + 1, sizeof *o->answers, 8, "the scheduler's outbox");
     o->answers[o->n++] = a;
 }
 
@@ -33,7 +28,8 @@ void sched_outbox_request(outbox *o, sched_request_kind kind, const char *addr, 
     sched_request r = {kind, strdup(addr), malloc(len ? len : 1), len, batch};
     if (r.addr == NULL || r.bytes == NULL) lm_fatal("the scheduler is out of memory (a request of %zu bytes)", len);
     protobuf_c_message_pack(req, r.bytes);
-    if (o->nrequests == o->requests_cap) o->requests = grow(o->requests, &o->requests_cap, sizeof *o->requests);
+    o->requests = lm_vec_grow_or_die(o->requests, &o->requests_cap, o->nrequests + 1, sizeof *o->requests, 8,
+                                     "the scheduler's outbox");
     o->requests[o->nrequests++] = r;
 }
 

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "process.h"
 #include "redis_state.h"
+#include "vec.h"
 
 #define BATCH_MAX 1024
 #define RETRY_MS 200
@@ -76,50 +77,32 @@ static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
 
 /* Appends a record whose strings the queue owns from now on. */
 static void push_task(queue *q, const lm_task_record *t) {
-    if (q->ntasks == q->cap_tasks) {
-        q->cap_tasks = q->cap_tasks ? 2 * q->cap_tasks : 256;
-        q->tasks = realloc(q->tasks, q->cap_tasks * sizeof *q->tasks);
-    }
+    q->tasks = lm_vec_grow_or_die(q->tasks, &q->cap_tasks, q->ntasks + 1, sizeof *q->tasks, 256, "the write-behind queue");
     q->tasks[q->ntasks++] = *t;
 }
 
 static void push_obj(queue *q, const lm_obj_record *o) {
-    if (q->nobjs == q->cap_objs) {
-        q->cap_objs = q->cap_objs ? 2 * q->cap_objs : 256;
-        q->objs = realloc(q->objs, q->cap_objs * sizeof *q->objs);
-    }
+    q->objs = lm_vec_grow_or_die(q->objs, &q->cap_objs, q->nobjs + 1, sizeof *q->objs, 256, "the write-behind queue");
     q->objs[q->nobjs++] = *o;
 }
 
 static void push_actor(queue *q, const lm_actor_record *a) {
-    if (q->nactors == q->cap_actors) {
-        q->cap_actors = q->cap_actors ? 2 * q->cap_actors : 16;
-        q->actors = realloc(q->actors, q->cap_actors * sizeof *q->actors);
-    }
+    q->actors = lm_vec_grow_or_die(q->actors, &q->cap_actors, q->nactors + 1, sizeof *q->actors, 16, "the write-behind queue");
     q->actors[q->nactors++] = *a;
 }
 
 static void push_job(queue *q, const job_end *j) {
-    if (q->njobs == q->cap_jobs) {
-        q->cap_jobs = q->cap_jobs ? 2 * q->cap_jobs : 8;
-        q->jobs = realloc(q->jobs, q->cap_jobs * sizeof *q->jobs);
-    }
+    q->jobs = lm_vec_grow_or_die(q->jobs, &q->cap_jobs, q->njobs + 1, sizeof *q->jobs, 8, "the write-behind queue");
     q->jobs[q->njobs++] = *j;
 }
 
 static void push_op(queue *q, const cluster_op *op) {
-    if (q->nops == q->cap_ops) {
-        q->cap_ops = q->cap_ops ? 2 * q->cap_ops : 16;
-        q->ops = realloc(q->ops, q->cap_ops * sizeof *q->ops);
-    }
+    q->ops = lm_vec_grow_or_die(q->ops, &q->cap_ops, q->nops + 1, sizeof *q->ops, 16, "the write-behind queue");
     q->ops[q->nops++] = *op;
 }
 
 static void push_log(queue *q, const lm_task_log *l) {
-    if (q->nlogs == q->cap_logs) {
-        q->cap_logs = q->cap_logs ? 2 * q->cap_logs : 64;
-        q->logs = realloc(q->logs, q->cap_logs * sizeof *q->logs);
-    }
+    q->logs = lm_vec_grow_or_die(q->logs, &q->cap_logs, q->nlogs + 1, sizeof *q->logs, 64, "the write-behind queue");
     q->logs[q->nlogs++] = *l;
 }
 
