@@ -370,7 +370,10 @@ static void hold_lease(lumen_client *c) {
     c->lease_held = true;
     /* Answered within the lease (30 s): the deadline only bounds a scheduler that hangs. */
     lumen_status st = lm_rpc_unary_async(c->rpc, c->address, c->watch_job, &req.base, 120000, on_lease_done, c);
-    if (!LM_IS_OK(st)) c->lease_held = false;
+    if (!LM_IS_OK(st)) { /* not even sent: the keeper holds it again, after a pause */
+        c->lease_held = false;
+        pthread_cond_signal(&c->keeper_cond);
+    }
 }
 
 /* ------------------------------------------------------------- the pump */
