@@ -36,6 +36,8 @@ static void collect_lost(void *arg, lm_id key, void *value) {
     if (t->phase == TASK_RUNNING && lm_id_equal(t->worker, sw->worker)) sched_ptr_push(&sw->tasks, t);
 }
 
+/* A node is gone: what it was running runs again elsewhere, what it held
+ * is rebuilt. Its record follows behind. */
 void node_lost(scheduler *s, snode *w, const char *why, outbox *out) {
     if (!w->alive) return;
     w->alive = false;

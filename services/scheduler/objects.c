@@ -280,8 +280,8 @@ void objects_of_gone_incarnations(scheduler *s, const char *addr, outbox *out) {
     objects_lost(s, &sw, out);
 }
 
-/* A node is gone: what it was running runs again elsewhere, what it held
- * is rebuilt. Its record follows behind. */
+/* The live store a reported result was written to; NULL when it is gone
+ * already (or never registered). */
 snode *result_store(scheduler *s, const Lumen__TaskResult *r) {
     lm_id store;
     snode *sn = id_field(r->objstore_node_id, &store) ? lm_idmap_get(s->nodes, store) : NULL;
@@ -304,10 +304,7 @@ void obj_set_result(scheduler *s, sobj *o, const Lumen__TaskResult *r, outbox *o
     obj_settled(s, o, out);
 }
 
-/* An outcome the scheduler has no task for: an actor method call (not
- * placed here), or a task a restarted scheduler has not seen again yet. Its
- * result object appears (or a placeholder a task waits on settles); a
- * task's failure is left to its re-run. */
+/* Placeholders nobody made or stored in time fail their dependents. */
 void unresolved_expire(scheduler *s, outbox *out) {
     uint64_t now = sched_now_ms(s);
     size_t keep = 0;

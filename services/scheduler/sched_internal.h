@@ -395,7 +395,12 @@ void sched_job_forget(scheduler *s, sjob *j, outbox *out);
 void sched_cancel_on(scheduler *s, const struct snode *w, lm_id task, outbox *out);
 /* Whether the job ended in this incarnation. */
 bool sched_job_ended(const scheduler *s, lm_id id);
-/* ---- recovery.c ---- */
+/* Ends the jobs whose client has been gone past the grace (the monitor). */
+void jobs_expire(scheduler *s, outbox *out);
+/* Renews leases that ran their course, and ends them all when stopping. */
+void jobs_renew_leases(scheduler *s, outbox *out);
+
+/* ---- recovery.c: the restart protocol's window and claims ---- */
 
 /* A new incarnation, before serving: its epoch; the nodes Redis says were
  * alive (the recovery window waits for them); how many jobs and actors
@@ -417,18 +422,7 @@ void recovery_result_reported(scheduler *s, lm_id task);
 /* Ends the window when its time came or every node is back (the monitor,
  * and each registration, call it). */
 void recovery_check(scheduler *s, outbox *out);
-/* scheduler.c's part of the window's end: tasks and objects that waited
- * for it are looked up again, placeholders' time starts now. */
-void sched_recovered(scheduler *s, outbox *out);
-
-/* ---- jobs.c ---- */
-
-/* Ends the jobs whose client has been gone past the grace (the monitor). */
-void jobs_expire(scheduler *s, outbox *out);
-/* Renews leases that ran their course, and ends them all when stopping. */
-void jobs_renew_leases(scheduler *s, outbox *out);
-
-/* ---- actors.c ---- */
+/* ---- actors.c: an actor's life, its lookups ---- */
 
 /* The actor whose creation task t is finished: ALIVE on worker `where`, or
  * DEAD with st (its constructor failed, or could not run). */
@@ -454,7 +448,7 @@ void actors_orphan_created(scheduler *s, const stask *t, outbox *out);
 void actors_job_end(scheduler *s, sjob *j, outbox *out);
 /* Answers the lookups that waited past their time (the monitor calls it). */
 void actors_expire_waits(scheduler *s, outbox *out);
-/* An actor Redis says was alive (recovery.c at start); false if it was
+/* An actor Redis says was alive (scheduler.c's recover, at start); false if it was
  * not taken (out of memory, or known already). */
 bool actors_load(scheduler *s, const lm_actor_record *rec);
 /* The recovery window ended: actors whose worker did not come back are lost. */

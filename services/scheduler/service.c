@@ -305,8 +305,8 @@ static void handle_submit(lm_rpc_call *call, const ProtobufCMessage *msg, void *
     free(messages);
 }
 
-/* The live store a reported result was written to; NULL when it is gone
- * already (or never registered). */
+/* What a task wrote goes to Redis behind, like its record (the writer holds
+ * it to LM_LIMIT_TASK_LOG_BYTES); a task that wrote nothing costs nothing. */
 static void record_log(scheduler *s, const Lumen__TaskResult *r) {
     lm_id id;
     if (r->log.len > 0 && id_field(r->task_id, &id)) sched_writer_task_log(s->writer, id, r->log.data, r->log.len);

@@ -313,6 +313,10 @@ void sched_task_retry(scheduler *s, stask *t, lumen_code code, const char *why, 
     ready_push(s, t);
 }
 
+/* An outcome the scheduler has no task for: an actor method call (not
+ * placed here), or a task a restarted scheduler has not seen again yet. Its
+ * result object appears (or a placeholder a task waits on settles); a
+ * task's failure is left to its re-run. */
 static void unplaced_result(scheduler *s, lm_id node, const Lumen__TaskResult *r, lm_id task, outbox *out) {
     lm_id job, actor;
     bool is_call = id_field(r->actor_id, &actor);
@@ -400,9 +404,6 @@ void task_done(scheduler *s, lm_id node, const Lumen__TaskResult *r, outbox *out
     obj_set_result(s, o, r, out);
     obj_maybe_release(s, o, out); /* freed while it ran */
 }
-
-/* What a task wrote goes to Redis behind, like its record (the writer holds
- * it to LM_LIMIT_TASK_LOG_BYTES); a task that wrote nothing costs nothing. */
 
 void sched_record_task(scheduler *s, const stask *t, lm_task_state state, const char *error) {
     lm_task_record rec = {.id = t->id, .fn = t->spec ? t->spec->function : "", .job = t->job,

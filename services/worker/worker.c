@@ -48,7 +48,6 @@ bool worker_retry_pause(lm_worker *w, unsigned *backoff_ms) {
     return !stop;
 }
 
-
 /* ---------------------------------------------------------------- slots */
 
 static bool slot_cancelled(slot *s) {

@@ -1,6 +1,7 @@
 /*
  * worker_internal.h - the worker's state, shared by its modules: worker.c
- * (tasks: queue, slots, reporting, joining) and actor_host.c (actors).
+ * (the service: the task queue, slots, joining), reporter.c (TaskDone),
+ * run.c (what running a task or call takes) and actor_host.c (actors).
  * Not an interface for anything outside services/worker.
  */
 #ifndef LM_WORKER_INTERNAL_H
